@@ -1,0 +1,38 @@
+"""Shared test fixtures: the upstream oracle (copied from shared/fixtures) and the small model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "imagebind-reference"
+MEDIA = FIXTURES / "media"
+SMALL_CONFIG = FIXTURES / "public_config.json"
+SMALL_WEIGHTS = FIXTURES / "public.pth"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def small_config_path() -> Path:
+    return SMALL_CONFIG
+
+
+@pytest.fixture(scope="session")
+def small_weights_path() -> Path:
+    return SMALL_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def reference_texts() -> list[str]:
+    return json.loads((FIXTURES / "texts.json").read_text(encoding="utf-8"))
