@@ -1,0 +1,489 @@
+"""The SQLite collection file: indexed media, their vectors, and the embedding cache.
+
+One file holds every collection plus a cache of embeddings keyed by content, so a file seen
+once is never encoded again by any command. The format is meant to be read by other tools
+(README, "Collections and search"): vectors are unit-length little-endian float32 (`<f4`) or
+float16 (`<f2`) BLOBs. The schema is versioned with `PRAGMA user_version` and upgraded step
+by step; a file written by a newer bind is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from bindcli.errors import BindError
+
+#: vector BLOB encodings, by the name stored in `collections.dtype`
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+
+_HASH_BLOCK = 1 << 20
+
+
+class StoreError(BindError):
+    """The collection file cannot be used as asked (newer schema, unknown collection, ...)."""
+
+
+# --- locations and hashing ---------------------------------------------------------------
+
+
+def default_data_dir() -> Path:
+    """`BIND_DATA_DIR`, else `$XDG_DATA_HOME/bind`, else `~/.local/share/bind`."""
+    if os.environ.get("BIND_DATA_DIR"):
+        return Path(os.environ["BIND_DATA_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "bind"
+
+
+def default_db_path() -> Path:
+    """Where collections and the embedding cache live unless `--db` says otherwise."""
+    return default_data_dir() / "bind.sqlite3"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of the whole file, streamed: the identity of its content across renames."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a text query's UTF-8 bytes, so texts share the cache with files."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encode_vector(vector: np.ndarray, dtype: str = "float32") -> bytes:
+    """The BLOB for one vector: little-endian, `dtype` as named in `DTYPES`."""
+    return np.ascontiguousarray(vector, dtype=DTYPES[dtype]).tobytes()
+
+
+def decode_vector(blob: bytes, dtype: str = "float32") -> np.ndarray:
+    """One vector from its BLOB, as float32."""
+    return np.frombuffer(blob, dtype=DTYPES[dtype]).astype(np.float32)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.where(norms == 0, 1, norms)
+
+
+# --- schema ----------------------------------------------------------------------------
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            dtype TEXT NOT NULL,
+            created_at REAL NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            indexed_at REAL NOT NULL,
+            UNIQUE (collection_id, path))"""
+    )
+    db.execute("CREATE INDEX items_by_content ON items (collection_id, sha256)")
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # The cache serves every command, not only collections: keyed by everything that changes
+    # the numbers, so another model, preprocessing or precision never returns a stale vector.
+    db.execute(
+        """CREATE TABLE embedding_cache (
+            sha256 TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            preprocessing TEXT NOT NULL,
+            precision TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            options TEXT NOT NULL,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (sha256, model_id, preprocessing, precision, kind, options))
+            WITHOUT ROWID"""
+    )
+
+
+#: step i upgrades a file at version i to version i + 1; append, never edit
+MIGRATIONS = (_v1, _v2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
+    """Upgrade `db` step by step to `target`, each step in its own transaction."""
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    for version in range(current, target):
+        with _transaction(db):
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    if db.in_transaction:  # nested: the outer transaction commits
+        yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """A named set of indexed files, pinned to the model that embedded them."""
+
+    id: int
+    name: str
+    model_id: str
+    model: str
+    dtype: str
+    created_at: float
+
+
+class FileState(NamedTuple):
+    """What the collection last saw of a path: enough to tell whether it changed."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+    deleted: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One indexed file and its unit-length embedding."""
+
+    path: str
+    kind: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    vector: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    path: str
+    kind: str
+    score: float
+
+
+class CacheKey(NamedTuple):
+    """Everything that decides an embedding's numbers."""
+
+    sha256: str
+    model_id: str
+    preprocessing: str
+    precision: str
+    kind: str
+    options: str = ""
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class Store:
+    """An open collection file. Writes go through `transaction()` so a batch commits whole."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a bind collection file ({exc})") from None
+        if version > SCHEMA_VERSION:
+            self.db.close()
+            raise StoreError(
+                f"{self.path} was written by a newer bind (schema v{version}; this bind reads "
+                f"up to v{SCHEMA_VERSION}). Upgrade bind to use it, or pass --db for another file."
+            )
+        # NORMAL is crash-safe in WAL mode: a killed process loses at most its open batch.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        migrate(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic batch of writes; nested calls join the outer batch."""
+        with _transaction(self.db):
+            yield
+
+    # collections
+
+    def collection(self, name: str) -> Collection | None:
+        row = self.db.execute(
+            "SELECT id, name, model_id, model, dtype, created_at FROM collections WHERE name=?",
+            (name,),
+        ).fetchone()
+        return Collection(*row) if row else None
+
+    def require(self, name: str) -> Collection:
+        """The collection `name`, or an error that lists the ones that exist."""
+        found = self.collection(name)
+        if found is None:
+            names = ", ".join(c.name for c in self.collections()) or "none yet"
+            raise StoreError(f"no collection {name!r} in {self.path} (collections: {names})")
+        return found
+
+    def create_collection(
+        self, name: str, model_id: str, model: str, dtype: str = "float32"
+    ) -> Collection:
+        """A new, empty collection pinned to `model_id` (`model` is its human description)."""
+        if dtype not in DTYPES:
+            raise StoreError(f"unknown vector dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO collections (name, model_id, model, dtype, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, model_id, model, dtype, time.time()),
+            )
+        return self.require(name)
+
+    def collections(self) -> list[Collection]:
+        rows = self.db.execute(
+            "SELECT id, name, model_id, model, dtype, created_at FROM collections ORDER BY name"
+        )
+        return [Collection(*row) for row in rows]
+
+    def remove_collection(self, name: str) -> None:
+        """Drop the collection and its items (the embedding cache keeps the vectors)."""
+        found = self.require(name)
+        with self.transaction():
+            self.db.execute("DELETE FROM items WHERE collection_id=?", (found.id,))
+            self.db.execute("DELETE FROM collections WHERE id=?", (found.id,))
+
+    def counts(self, collection: Collection) -> dict[str, int]:
+        """Live (not deleted) items per kind."""
+        rows = self.db.execute(
+            "SELECT kind, COUNT(*) FROM items WHERE collection_id=? AND deleted=0 "
+            "GROUP BY kind ORDER BY kind",
+            (collection.id,),
+        )
+        return dict(rows.fetchall())
+
+    def stats(self, collection: Collection) -> dict[str, int | None]:
+        """Deleted-item count, vector bytes, dims and last indexing time of a collection."""
+        deleted, vector_bytes, dims, updated = self.db.execute(
+            "SELECT SUM(deleted), SUM(LENGTH(vector)), MAX(dims), MAX(indexed_at) "
+            "FROM items WHERE collection_id=?",
+            (collection.id,),
+        ).fetchone()
+        return {
+            "deleted": deleted or 0,
+            "vector_bytes": vector_bytes or 0,
+            "dims": dims,
+            "updated_at": updated,
+        }
+
+    # items
+
+    def file_states(self, collection: Collection) -> dict[str, FileState]:
+        """Every path the collection knows, with what was last seen of it."""
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, sha256, deleted FROM items WHERE collection_id=?",
+            (collection.id,),
+        )
+        return {path: FileState(s, m, h, bool(d)) for path, s, m, h, d in rows}
+
+    def vectors_by_content(
+        self, collection: Collection, hashes: Iterable[str]
+    ) -> dict[str, np.ndarray]:
+        """Vectors already in the collection for these content hashes (renames, duplicates)."""
+        found: dict[str, np.ndarray] = {}
+        for chunk in _chunks(list(dict.fromkeys(hashes)), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT sha256, vector FROM items WHERE collection_id=? AND sha256 IN ({marks})",
+                (collection.id, *chunk),
+            )
+            for sha, blob in rows:
+                found.setdefault(sha, decode_vector(blob, collection.dtype))
+        return found
+
+    def put_items(self, collection: Collection, items: Sequence[Item]) -> None:
+        """Insert or replace items by path, vectors stored unit-length (cosine = dot)."""
+        now = time.time()
+        rows = []
+        for item in items:
+            vector = _unit(np.asarray(item.vector, dtype=np.float32).ravel())
+            rows.append(
+                (
+                    collection.id, item.path, item.kind, item.size, item.mtime_ns, item.sha256,
+                    vector.size, encode_vector(vector, collection.dtype), now,
+                )
+            )
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO items (collection_id, path, kind, size, mtime_ns, sha256, dims, "
+                "vector, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (collection_id, path) DO UPDATE SET kind=excluded.kind, "
+                "size=excluded.size, mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, "
+                "deleted=0, dims=excluded.dims, vector=excluded.vector, "
+                "indexed_at=excluded.indexed_at",
+                rows,
+            )
+
+    def mark_deleted(self, collection: Collection, paths: Iterable[str]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE items SET deleted=1 WHERE collection_id=? AND path=?",
+                ((collection.id, p) for p in paths),
+            )
+
+    def items(self, collection: Collection, kinds: Iterable[str] | None = None) -> list[Item]:
+        """Live items with their vectors (for galleries; search streams instead)."""
+        where, args = _live_filter(collection, kinds)
+        rows = self.db.execute(
+            f"SELECT path, kind, size, mtime_ns, sha256, vector FROM items WHERE {where} "
+            "ORDER BY path",
+            args,
+        )
+        return [
+            Item(p, k, s, m, h, decode_vector(blob, collection.dtype))
+            for p, k, s, m, h, blob in rows
+        ]
+
+    # search
+
+    def search(
+        self,
+        collection: Collection,
+        query: np.ndarray,
+        *,
+        k: int = 10,
+        kinds: Iterable[str] | None = None,
+        min_score: float | None = None,
+        exclude: Iterable[str] = (),
+        chunk_rows: int = 32768,
+    ) -> list[Hit]:
+        """The `k` best items by cosine with `query`, exact, reading `chunk_rows` at a time.
+
+        Memory stays at one chunk of vectors plus `k` candidates, whatever the collection size.
+        """
+        q = _unit(np.asarray(query, dtype=np.float32).ravel())
+        dtype = DTYPES[collection.dtype]
+        skip = set(exclude)
+        where, args = _live_filter(collection, kinds)
+        columns = "id, vector, path" if skip else "id, vector"
+        cursor = self.db.execute(f"SELECT {columns} FROM items WHERE {where}", args)
+        best_ids = np.empty(0, dtype=np.int64)
+        best_scores = np.empty(0, dtype=np.float32)
+        while rows := cursor.fetchmany(chunk_rows):
+            if skip:
+                rows = [r for r in rows if r[2] not in skip]
+                if not rows:
+                    continue
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype)
+            scores = matrix.reshape(len(rows), -1).astype(np.float32, copy=False) @ q
+            if min_score is not None:
+                keep = scores >= min_score
+                ids, scores = ids[keep], scores[keep]
+            best_ids = np.concatenate([best_ids, ids])
+            best_scores = np.concatenate([best_scores, scores])
+            if best_scores.size > k:
+                top = np.argpartition(-best_scores, k)[:k]
+                best_ids, best_scores = best_ids[top], best_scores[top]
+        order = np.argsort(-best_scores, kind="stable")
+        hits = []
+        for i in order:
+            path, kind = self.db.execute(
+                "SELECT path, kind FROM items WHERE id=?", (int(best_ids[i]),)
+            ).fetchone()
+            hits.append(Hit(path, kind, float(best_scores[i])))
+        return hits
+
+    # embedding cache
+
+    def cache_get(self, keys: Iterable[CacheKey]) -> dict[CacheKey, np.ndarray]:
+        """Cached vectors for the keys that have one."""
+        found = {}
+        for key in dict.fromkeys(keys):
+            row = self.db.execute(
+                "SELECT vector FROM embedding_cache WHERE sha256=? AND model_id=? AND "
+                "preprocessing=? AND precision=? AND kind=? AND options=?",
+                tuple(key),
+            ).fetchone()
+            if row:
+                found[key] = decode_vector(row[0])
+        return found
+
+    def cache_put(self, entries: Iterable[tuple[CacheKey, np.ndarray]]) -> None:
+        """Remember vectors (float32, as given) under their keys."""
+        now = time.time()
+        rows = [
+            (*key, np.asarray(v).size, encode_vector(np.asarray(v).ravel()), now)
+            for key, v in entries
+        ]
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO embedding_cache (sha256, model_id, preprocessing, "
+                "precision, kind, options, dims, vector, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _live_filter(
+    collection: Collection, kinds: Iterable[str] | None
+) -> tuple[str, tuple]:
+    where, args = "collection_id=? AND deleted=0", (collection.id,)
+    if kinds:
+        kinds = tuple(kinds)
+        where += f" AND kind IN ({','.join('?' * len(kinds))})"
+        args += kinds
+    return where, args
+
+
+def _chunks(values: list, size: int) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

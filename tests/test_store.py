@@ -1,0 +1,187 @@
+"""The collection file on its own, with random vectors: format, search, cache, schema."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from bindcli import store
+from bindcli.store import CacheKey, Item, Store, StoreError
+
+
+def _unit(rng: np.random.Generator, n: int, dims: int = 16) -> np.ndarray:
+    m = rng.standard_normal((n, dims)).astype(np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def _fill(db: Store, name: str, vectors: np.ndarray, kinds: list[str], dtype: str = "float32"):
+    coll = db.create_collection(name, "model-a", "test model", dtype=dtype)
+    db.put_items(
+        coll,
+        [
+            Item(f"/m/{i}.{kinds[i % len(kinds)]}", kinds[i % len(kinds)], 10, 1, f"h{i}", v)
+            for i, v in enumerate(vectors)
+        ],
+    )
+    return coll
+
+
+def test_vectors_are_documented_little_endian_unit_blobs(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal(8).astype(np.float32) * 3
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = db.create_collection("c", "model-a", "test model")
+        db.put_items(coll, [Item("/a.jpg", "image", 1, 2, "abc", raw)])
+    # read it back the way the README tells other tools to, without bindcli
+    con = sqlite3.connect(tmp_path / "c.sqlite3")
+    blob, dims, dtype = con.execute(
+        "SELECT vector, dims, dtype FROM items JOIN collections c ON c.id = collection_id"
+    ).fetchone()
+    vector = np.frombuffer(blob, dtype="<f4" if dtype == "float32" else "<f2")
+    assert dims == 8 and vector.size == 8
+    np.testing.assert_allclose(vector, raw / np.linalg.norm(raw), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("chunk_rows", [7, 1000])
+def test_search_matches_numpy_brute_force(tmp_path, dtype, chunk_rows):
+    rng = np.random.default_rng(1)
+    vectors = _unit(rng, 300)
+    kinds = ["image", "audio", "text"]
+    query = rng.standard_normal(16).astype(np.float32)
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = _fill(db, "c", vectors, kinds, dtype)
+        hits = db.search(coll, query, k=5, chunk_rows=chunk_rows)
+    scores = vectors @ (query / np.linalg.norm(query))
+    expect = np.argsort(-scores)[:5]
+    assert [h.path for h in hits] == [f"/m/{i}.{kinds[i % 3]}" for i in expect]
+    tol = 1e-6 if dtype == "float32" else 2e-3
+    np.testing.assert_allclose([h.score for h in hits], scores[expect], atol=tol)
+
+
+def test_search_filters_kind_min_score_and_excluded_paths(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = _unit(rng, 60)
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = _fill(db, "c", vectors, ["image", "audio"])
+        query = vectors[1]  # an audio item
+        audio = db.search(coll, query, k=100, kinds=["audio"], chunk_rows=8)
+        assert audio and {h.kind for h in audio} == {"audio"}
+        assert len(audio) == 30 and audio[0].path == "/m/1.audio"
+        assert audio[0].score == pytest.approx(1.0, abs=1e-6)
+        strong = db.search(coll, query, k=100, min_score=0.3)
+        assert strong and all(h.score >= 0.3 for h in strong)
+        assert len(strong) == int(np.sum(vectors @ query >= 0.3))
+        rest = db.search(coll, query, k=3, exclude=["/m/1.audio"])
+        assert "/m/1.audio" not in [h.path for h in rest] and len(rest) == 3
+
+
+def test_deleted_items_are_not_found_and_reindexing_revives_them(tmp_path):
+    rng = np.random.default_rng(3)
+    vectors = _unit(rng, 4)
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = _fill(db, "c", vectors, ["image"])
+        db.mark_deleted(coll, ["/m/0.image"])
+        assert "/m/0.image" not in [h.path for h in db.search(coll, vectors[0], k=4)]
+        assert db.file_states(coll)["/m/0.image"].deleted
+        assert db.counts(coll) == {"image": 3}
+        db.put_items(coll, [Item("/m/0.image", "image", 10, 2, "h0", vectors[0])])
+        assert db.search(coll, vectors[0], k=1)[0].path == "/m/0.image"
+        assert db.stats(coll)["deleted"] == 0
+
+
+def test_content_hash_finds_vectors_of_renamed_or_duplicated_files(tmp_path):
+    rng = np.random.default_rng(4)
+    vectors = _unit(rng, 3)
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = _fill(db, "c", vectors, ["image"])
+        found = db.vectors_by_content(coll, ["h1", "h2", "h9"])
+        assert set(found) == {"h1", "h2"}
+        np.testing.assert_allclose(found["h1"], vectors[1], rtol=1e-6)
+
+
+def test_collections_are_separate_and_removable(tmp_path):
+    rng = np.random.default_rng(5)
+    with Store(tmp_path / "c.sqlite3") as db:
+        a = _fill(db, "a", _unit(rng, 3), ["image"])
+        _fill(db, "b", _unit(rng, 5), ["audio"])
+        assert [c.name for c in db.collections()] == ["a", "b"]
+        assert db.counts(a) == {"image": 3}
+        db.remove_collection("b")
+        assert [c.name for c in db.collections()] == ["a"]
+        assert db.db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 3
+        with pytest.raises(StoreError, match="no collection 'b'.*collections: a"):
+            db.require("b")
+
+
+def test_cache_round_trip_keyed_by_model_preprocessing_and_precision(tmp_path):
+    vector = np.arange(6, dtype=np.float32)
+    key = CacheKey("sha", "model-a", "pre-1", "fp32", "image")
+    with Store(tmp_path / "c.sqlite3") as db:
+        db.cache_put([(key, vector)])
+        assert set(db.cache_get([key])) == {key}
+        np.testing.assert_array_equal(db.cache_get([key])[key], vector)
+        for other in (
+            key._replace(model_id="model-b"),
+            key._replace(preprocessing="pre-2"),
+            key._replace(precision="bf16"),
+            key._replace(options="raw"),
+        ):
+            assert db.cache_get([other]) == {}
+
+
+def test_old_schema_is_migrated_keeping_its_data(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    con = sqlite3.connect(path, isolation_level=None)
+    store.migrate(con, target=1)  # what the first release wrote
+    con.execute(
+        "INSERT INTO collections (name, model_id, model, dtype, created_at) "
+        "VALUES ('old', 'm', 'test model', 'float32', 0)"
+    )
+    con.close()
+    with Store(path) as db:
+        assert db.db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+        assert [c.name for c in db.collections()] == ["old"]
+        key = CacheKey("sha", "m", "p", "fp32", "text")
+        db.cache_put([(key, np.ones(3, dtype=np.float32))])
+        assert key in db.cache_get([key])
+        assert db.integrity_ok()
+
+
+def test_newer_schema_is_refused_with_a_friendly_message(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    Store(path).close()
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(StoreError, match="newer bind.*Upgrade bind"):
+        Store(path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8 not a database" * 100)
+    with pytest.raises(StoreError, match="not a bind collection file"):
+        Store(path)
+
+
+def test_default_location_follows_bind_data_dir_then_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("BIND_DATA_DIR", str(tmp_path / "bd"))
+    assert store.default_db_path() == tmp_path / "bd" / "bind.sqlite3"
+    monkeypatch.delenv("BIND_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert store.default_db_path() == tmp_path / "xdg" / "bind" / "bind.sqlite3"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert store.default_db_path() == tmp_path / "home" / ".local/share/bind/bind.sqlite3"
+
+
+def test_sha256_file_streams_the_whole_content(tmp_path):
+    import hashlib
+
+    data = bytes(range(256)) * 9000  # > one 1 MiB block
+    (tmp_path / "f.bin").write_bytes(data)
+    assert store.sha256_file(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
+    assert store.sha256_text("a dog") == hashlib.sha256(b"a dog").hexdigest()
