@@ -332,18 +332,21 @@ class Store:
         return {path: FileState(s, m, h, bool(d)) for path, s, m, h, d in rows}
 
     def vectors_by_content(
-        self, collection: Collection, hashes: Iterable[str]
-    ) -> dict[str, np.ndarray]:
-        """Vectors already in the collection for these content hashes (renames, duplicates)."""
-        found: dict[str, np.ndarray] = {}
-        for chunk in _chunks(list(dict.fromkeys(hashes)), 500):
+        self, collection: Collection, contents: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], np.ndarray]:
+        """Vectors already in the collection for these (sha256, kind): renames, duplicates."""
+        wanted = set(contents)
+        found: dict[tuple[str, str], np.ndarray] = {}
+        for chunk in _chunks(sorted({sha for sha, _ in wanted}), 500):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                f"SELECT sha256, vector FROM items WHERE collection_id=? AND sha256 IN ({marks})",
+                f"SELECT sha256, kind, vector FROM items "
+                f"WHERE collection_id=? AND sha256 IN ({marks})",
                 (collection.id, *chunk),
             )
-            for sha, blob in rows:
-                found.setdefault(sha, decode_vector(blob, collection.dtype))
+            for sha, kind, blob in rows:
+                if (sha, kind) in wanted:
+                    found.setdefault((sha, kind), decode_vector(blob, collection.dtype))
         return found
 
     def put_items(self, collection: Collection, items: Sequence[Item]) -> None:

@@ -97,9 +97,11 @@ def test_content_hash_finds_vectors_of_renamed_or_duplicated_files(tmp_path):
     vectors = _unit(rng, 3)
     with Store(tmp_path / "c.sqlite3") as db:
         coll = _fill(db, "c", vectors, ["image"])
-        found = db.vectors_by_content(coll, ["h1", "h2", "h9"])
-        assert set(found) == {"h1", "h2"}
-        np.testing.assert_allclose(found["h1"], vectors[1], rtol=1e-6)
+        found = db.vectors_by_content(
+            coll, [("h1", "image"), ("h2", "image"), ("h9", "image"), ("h1", "depth")]
+        )
+        assert set(found) == {("h1", "image"), ("h2", "image")}
+        np.testing.assert_allclose(found[("h1", "image")], vectors[1], rtol=1e-6)
 
 
 def test_collections_are_separate_and_removable(tmp_path):

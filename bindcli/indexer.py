@@ -1,0 +1,182 @@
+"""Bring a collection up to date with folders on disk, embedding only what is new.
+
+A file is unchanged while its path, size and mtime are; anything else is hashed, and a content
+hash already known (a rename, a duplicate, or a file another command embedded) reuses its
+vector. Work is committed a batch at a time, so an interrupted run keeps every finished batch
+and a re-run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bindcli.errors import InputError
+from bindcli.modality import EXTENSIONS, Kind, detect
+from bindcli.store import CacheKey, Collection, Item, Store, sha256_file
+
+#: embeds (path, kind) pairs; one vector or InputError per input, in order
+EmbedFn = Callable[[Sequence[tuple[str, Kind]]], Sequence["np.ndarray | InputError"]]
+#: the embedding-cache key of a content hash and kind (None: no cache)
+KeyFn = Callable[[str, Kind], CacheKey]
+
+
+@dataclasses.dataclass
+class Report:
+    """What one run did, per kind; `failed` names every file that was skipped."""
+
+    embedded: Counter = dataclasses.field(default_factory=Counter)
+    reused: Counter = dataclasses.field(default_factory=Counter)
+    unchanged: Counter = dataclasses.field(default_factory=Counter)
+    removed: int = 0
+    failed: list[InputError] = dataclasses.field(default_factory=list)
+
+    def done(self) -> Counter:
+        """Files now in the collection from this run's walk, per kind."""
+        return self.embedded + self.reused + self.unchanged
+
+
+def walk(
+    roots: Iterable[str | Path], *, exclude: Sequence[str] = (), include_hidden: bool = False
+) -> Iterator[tuple[Path, Kind] | InputError]:
+    """Supported files under `roots`, sorted, as absolute paths with their kind.
+
+    A file named directly is always taken (or reported if its kind is unknown); inside folders,
+    files of unknown kind are passed over silently, hidden ones unless `include_hidden`, and
+    anything whose name or path relative to the root matches an `exclude` glob.
+    """
+
+    def excluded(path: Path, root: Path) -> bool:
+        rel = path.relative_to(root).as_posix()
+        return any(fnmatch.fnmatch(path.name, g) or fnmatch.fnmatch(rel, g) for g in exclude)
+
+    for root in roots:
+        root = Path(root).expanduser().absolute()
+        if root.is_file():
+            try:
+                yield root, detect(root)
+            except InputError as exc:
+                yield exc
+            continue
+        if not root.is_dir():
+            yield InputError(root, "no such file or folder")
+            continue
+        for folder, dirs, files in os.walk(root):
+            base = Path(folder)
+            dirs[:] = sorted(
+                d for d in dirs
+                if (include_hidden or not d.startswith(".")) and not excluded(base / d, root)
+            )
+            for name in sorted(files):
+                path = base / name
+                kind = EXTENSIONS.get(path.suffix.lower())
+                if kind is None or (name.startswith(".") and not include_hidden):
+                    continue
+                if not excluded(path, root):
+                    yield path, kind
+
+
+def _under(path: str, roots: Sequence[Path]) -> bool:
+    return any(path == str(r) or path.startswith(str(r) + os.sep) for r in roots)
+
+
+def index(
+    store: Store,
+    collection: Collection,
+    roots: Sequence[str | Path],
+    embed: EmbedFn,
+    *,
+    cache_key: KeyFn | None = None,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+    batch_size: int = 32,
+    on_progress: Callable[[Report], None] = lambda report: None,
+) -> Report:
+    """Walk `roots` into `collection`; files gone from under `roots` are marked deleted."""
+    report = Report()
+    known = store.file_states(collection)
+    seen: set[str] = set()
+    pending: list[tuple[Path, Kind, os.stat_result]] = []
+    for found in walk(roots, exclude=exclude, include_hidden=include_hidden):
+        if isinstance(found, InputError):
+            report.failed.append(found)
+            continue
+        path, kind = found
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            report.failed.append(InputError(path, exc.strerror or str(exc)))
+            continue
+        state = known.get(str(path))
+        if state and not state.deleted and (state.size, state.mtime_ns) == (
+            stat.st_size, stat.st_mtime_ns
+        ):
+            seen.add(str(path))
+            report.unchanged[kind.value] += 1
+            continue
+        pending.append((path, kind, stat))
+        if len(pending) == batch_size:
+            seen.update(_index_batch(store, collection, pending, embed, cache_key, report))
+            pending = []
+            on_progress(report)
+    if pending:
+        seen.update(_index_batch(store, collection, pending, embed, cache_key, report))
+    on_progress(report)
+    absolute = [Path(r).expanduser().absolute() for r in roots]
+    gone = [p for p, s in known.items() if not s.deleted and p not in seen and _under(p, absolute)]
+    store.mark_deleted(collection, gone)
+    report.removed = len(gone)
+    return report
+
+
+def _index_batch(
+    store: Store,
+    collection: Collection,
+    batch: Sequence[tuple[Path, Kind, os.stat_result]],
+    embed: EmbedFn,
+    cache_key: KeyFn | None,
+    report: Report,
+) -> list[str]:
+    """Hash, reuse or embed one batch and commit it whole; returns the paths now indexed."""
+    hashed: list[tuple[Path, Kind, os.stat_result, str]] = []
+    for path, kind, stat in batch:
+        try:
+            hashed.append((path, kind, stat, sha256_file(path)))
+        except OSError as exc:
+            report.failed.append(InputError(path, exc.strerror or str(exc)))
+    contents = {(h, kind.value) for _, kind, _, h in hashed}
+    vectors = store.vectors_by_content(collection, contents)
+    keys = {c: cache_key(c[0], Kind(c[1])) for c in contents if c not in vectors} if cache_key else {}
+    cached = store.cache_get(keys.values())
+    vectors.update({c: cached[k] for c, k in keys.items() if k in cached})
+    todo: dict[tuple[str, str], Path] = {}
+    for path, kind, _, h in hashed:
+        if (h, kind.value) not in vectors:
+            todo.setdefault((h, kind.value), path)  # duplicates within a batch: embed once
+    results = embed([(str(p), Kind(c[1])) for c, p in todo.items()]) if todo else []
+    fresh: dict[tuple[str, str], np.ndarray] = {}
+    for content, result in zip(todo, results):
+        if isinstance(result, InputError):
+            report.failed.append(result)
+        else:
+            fresh[content] = np.asarray(result, dtype=np.float32).ravel()
+    vectors.update(fresh)
+    items = []
+    for path, kind, stat, h in hashed:
+        content = (h, kind.value)
+        if content not in vectors:
+            continue
+        counter = report.embedded if todo.get(content) == path and content in fresh else report.reused
+        counter[kind.value] += 1
+        items.append(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, h, vectors[content]))
+    with store.transaction():
+        store.put_items(collection, items)
+        if fresh and cache_key:
+            store.cache_put((keys[c], v) for c, v in fresh.items())
+    return [item.path for item in items]

@@ -1,0 +1,134 @@
+"""Incremental indexing with a counting stand-in encoder: what gets embedded, reused, removed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bindcli.errors import InputError
+from bindcli.indexer import index, walk
+from bindcli.store import CacheKey, Store
+
+
+class CountingEncoder:
+    """Embeds a file as a vector derived from its bytes; remembers every path it was given."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def __call__(self, inputs):
+        out = []
+        for path, kind in inputs:
+            self.calls.append(Path(path).name)
+            if self.fail and self.fail in path:
+                out.append(InputError(path, "corrupt"))
+                continue
+            seed = int(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8], 16)
+            out.append(np.random.default_rng(seed).standard_normal(8).astype(np.float32))
+        return out
+
+
+def _key(sha, kind):
+    return CacheKey(sha, "model-a", "pre-1", "fp32", kind.value)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "media"
+    (root / "sub").mkdir(parents=True)
+    for name, data in {
+        "a.jpg": b"image a",
+        "b.wav": b"audio b",
+        "c.mp4": b"video c",
+        "d.txt": b"a dog barking",
+        "sub/e.png": b"image e",
+        "notes.md": b"not media",
+        ".hidden.jpg": b"hidden image",
+    }.items():
+        (root / name).write_bytes(data)
+    (root / ".git").mkdir()
+    (root / ".git" / "x.jpg").write_bytes(b"in a hidden folder")
+    return root
+
+
+def _run(db, coll, roots, enc, **kw):
+    return index(db, coll, roots, enc, cache_key=_key, batch_size=2, **kw)
+
+
+def test_reindex_embeds_only_new_or_changed_content(tmp_path, folder):
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = db.create_collection("c", "model-a", "test")
+        enc = CountingEncoder()
+        first = _run(db, coll, [folder], enc)
+        assert sorted(enc.calls) == ["a.jpg", "b.wav", "c.mp4", "d.txt", "e.png"]
+        assert first.embedded == {"image": 2, "audio": 1, "video": 1, "text": 1}
+        assert db.counts(coll) == {"audio": 1, "image": 2, "text": 1, "video": 1}
+
+        (folder / "a.jpg").write_bytes(b"image a, edited")  # changed
+        os.rename(folder / "b.wav", folder / "sub" / "renamed.wav")  # renamed
+        (folder / "c.mp4").unlink()  # deleted
+        (folder / "copy.png").write_bytes(b"image e")  # duplicate content
+        enc.calls.clear()
+        second = _run(db, coll, [folder], enc)
+        assert enc.calls == ["a.jpg"]
+        assert second.embedded == {"image": 1}
+        assert second.reused == {"audio": 1, "image": 1}
+        assert second.unchanged == {"text": 1, "image": 1}
+        assert second.removed == 2  # c.mp4 and the old b.wav
+        states = db.file_states(coll)
+        assert states[str(folder / "c.mp4")].deleted
+        assert not states[str(folder / "sub" / "renamed.wav")].deleted
+        assert db.counts(coll) == {"audio": 1, "image": 3, "text": 1}
+
+        enc.calls.clear()
+        third = _run(db, coll, [folder], enc)
+        assert enc.calls == [] and third.removed == 0 and sum(third.unchanged.values()) == 5
+
+
+def test_vectors_embedded_by_other_collections_or_commands_come_from_the_cache(tmp_path, folder):
+    with Store(tmp_path / "c.sqlite3") as db:
+        enc = CountingEncoder()
+        _run(db, db.create_collection("one", "model-a", "test"), [folder], enc)
+        enc.calls.clear()
+        report = _run(db, db.create_collection("two", "model-a", "test"), [folder], enc)
+        assert enc.calls == [] and sum(report.reused.values()) == 5
+
+
+def test_a_bad_file_is_reported_and_skipped_and_retried_next_time(tmp_path, folder):
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = db.create_collection("c", "model-a", "test")
+        report = _run(db, coll, [folder], CountingEncoder(fail="b.wav"))
+        assert [e.source for e in report.failed] == [str(folder / "b.wav")]
+        assert "audio" not in db.counts(coll) and sum(db.counts(coll).values()) == 4
+        enc = CountingEncoder()
+        _run(db, coll, [folder], enc)
+        assert enc.calls == ["b.wav"]
+
+
+def test_walk_skips_hidden_unknown_and_excluded_files(folder):
+    names = lambda found: sorted(p.relative_to(folder).as_posix() for p, _ in found)  # noqa: E731
+    assert names(walk([folder])) == ["a.jpg", "b.wav", "c.mp4", "d.txt", "sub/e.png"]
+    assert names(walk([folder], exclude=["*.wav", "sub"])) == ["a.jpg", "c.mp4", "d.txt"]
+    assert names(walk([folder], exclude=["sub/*.png"])) == ["a.jpg", "b.wav", "c.mp4", "d.txt"]
+    assert ".hidden.jpg" in names(walk([folder], include_hidden=True))
+    assert ".git/x.jpg" in names(walk([folder], include_hidden=True))
+
+
+def test_files_named_directly_are_taken_or_reported(folder):
+    found = list(walk([folder / ".hidden.jpg", folder / "notes.md", folder / "nope"]))
+    assert found[0] == (folder / ".hidden.jpg", found[0][1]) and found[0][1].value == "image"
+    assert isinstance(found[1], InputError) and "unknown extension" in found[1].reason
+    assert isinstance(found[2], InputError) and found[2].reason == "no such file or folder"
+
+
+def test_only_files_under_the_walked_roots_are_marked_deleted(tmp_path, folder):
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = db.create_collection("c", "model-a", "test")
+        _run(db, coll, [folder], CountingEncoder())
+        report = _run(db, coll, [folder / "sub"], CountingEncoder())
+        assert report.removed == 0 and sum(db.counts(coll).values()) == 5
