@@ -1,0 +1,125 @@
+"""Reading checkpoints safely and only in part, and refusing ones that do not fit.
+
+`.pth` files are opened with `torch.load(weights_only=True, mmap=True)`: no pickled code
+runs, and tensor data stays on disk until used, so taking two towers out of the 4.8 GB
+official file touches only their bytes. `.safetensors` files are read key by key.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+
+from bindcli.errors import CheckpointError
+
+STAGES = (
+    "modality_preprocessors",
+    "modality_trunks",
+    "modality_heads",
+    "modality_postprocessors",
+)
+#: how many offending keys a refusal names
+SHOWN_KEYS = 5
+
+
+def tower_of_key(key: str) -> str | None:
+    """The modality a state-dict key belongs to (`modality_trunks.audio.…` -> `audio`)."""
+    stage, _, rest = key.partition(".")
+    return rest.partition(".")[0] or None if stage in STAGES else None
+
+
+def _open_pth(path: Path) -> Mapping[str, torch.Tensor]:
+    mmap = zipfile.is_zipfile(path)  # pre-1.6 (non-zip) checkpoints cannot be mapped
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        if "global" in str(exc).lower():
+            raise CheckpointError(
+                f"{path}: refused to load: the file holds more than tensors (a pickle that "
+                "would run code or build objects); only plain state dicts are accepted"
+            ) from None
+        reason = str(exc).strip().splitlines()[-1]
+    except Exception as exc:  # damaged files surface as RuntimeError, EOFError, KeyError...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    raise CheckpointError(
+        f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {reason}"
+    )
+
+
+def _open_safetensors(path: Path, keep) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys() if keep(k)}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def read_state_dict(
+    path: str | Path,
+    towers: Iterable[str] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors for `towers` (all if None), floats cast to `dtype`.
+
+    Keys that belong to no tower are always kept, so that a checkpoint with stray keys is
+    refused by `check_state_dict` rather than silently trimmed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    wanted = None if towers is None else set(towers)
+
+    def keep(key: str) -> bool:
+        tower = tower_of_key(key)
+        return wanted is None or tower is None or tower in wanted
+
+    if path.suffix == ".safetensors":
+        state = _open_safetensors(path, keep)
+    else:
+        loaded = _open_pth(path)
+        if not isinstance(loaded, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+        ):
+            raise CheckpointError(
+                f"{path}: not a state dict (expected a flat mapping of names to tensors, "
+                f"like imagebind_huge.pth)"
+            )
+        state = {k: v for k, v in loaded.items() if keep(k)}
+
+    def place(t: torch.Tensor) -> torch.Tensor:
+        target = dtype if dtype is not None and t.is_floating_point() else t.dtype
+        return t.to(device=device, dtype=target)
+
+    return {k: place(v) for k, v in state.items()}
+
+
+def check_state_dict(
+    expected: Mapping[str, torch.Size | tuple[int, ...]],
+    found: Mapping[str, torch.Tensor],
+    source: str | Path,
+) -> None:
+    """Refuse, naming the first offending keys, unless keys and shapes match exactly."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    mis_shaped = [
+        f"{k} {tuple(found[k].shape)} != {tuple(expected[k])}"
+        for k in expected
+        if k in found and tuple(found[k].shape) != tuple(expected[k])
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+        if keys:
+            more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
+            problems.append(f"{len(keys)} {label}: {', '.join(keys[:SHOWN_KEYS])}{more}")
+    if problems:
+        raise CheckpointError(
+            f"{source}: checkpoint does not match the model config; " + "; ".join(problems)
+        )
