@@ -39,6 +39,7 @@ from rich.progress import (
 
 from bindcli import __version__
 from bindcli.errors import WeightsError
+from bindcli.modality import TOWERS
 
 OFFICIAL_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 OFFICIAL_SIZE_HINT = "about 4.8 GB"
@@ -48,8 +49,12 @@ LICENCE_NOTICE = (
     "terms; they also govern the embeddings you make with them."
 )
 OFFLINE_VARS = ("BIND_OFFLINE", "HF_HUB_OFFLINE")
-CONVERT_DTYPES = ("fp32", "bf16", "fp16")
 
+_HINTS = {
+    "--weights": "check the path given to --weights (or weights=)",
+    "BIND_WEIGHTS": "fix or unset BIND_WEIGHTS",
+    "cache": "run `bind weights download`",
+}
 _CHUNK = 1 << 20
 #: seconds to wait for a connection or for the next bytes of a response
 NETWORK_TIMEOUT = 30.0
@@ -117,21 +122,36 @@ def write_record(path: Path, *, sha256: str, source: str) -> None:
     os.replace(tmp, target)
 
 
+def locate(weights: str | Path | None = None) -> tuple[Path, str]:
+    """Where the checkpoint is or would be, and who said so: --weights, BIND_WEIGHTS or the cache.
+
+    Never downloads; the path may not exist yet.
+    """
+    if weights is not None:
+        return Path(weights).expanduser(), "--weights"
+    if os.environ.get("BIND_WEIGHTS"):
+        return Path(os.environ["BIND_WEIGHTS"]).expanduser(), "BIND_WEIGHTS"
+    return cached_path(), "cache"
+
+
 def resolve(weights: str | Path | None = None, *, progress: bool = True) -> Path:
     """The checkpoint to load: the given path, else `BIND_WEIGHTS`, else the cache, else download.
 
     An explicit path must exist: falling back to another file would load weights the user did
     not ask for.
     """
-    if weights is not None:
-        return _existing(Path(weights).expanduser(), "check the path given to --weights (or weights=)")
-    if os.environ.get("BIND_WEIGHTS"):
-        return _existing(Path(os.environ["BIND_WEIGHTS"]).expanduser(), "fix or unset BIND_WEIGHTS")
-    url = weights_url()
-    path = cached_path(url)
-    if path.is_file():
-        return path
-    return download(url, path, progress=progress)
+    path, source = locate(weights)
+    if source == "cache" and not path.is_file():
+        return download(weights_url(), path, progress=progress)
+    return existing(path, _HINTS[source])
+
+
+def existing(path: Path, hint: str = "") -> Path:
+    """`path` if it is a file, else a WeightsError naming it (and `hint`, what to do about it)."""
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise WeightsError(f"the weights file {path} {what}" + (f"; {hint}." if hint else "."))
+    return path
 
 
 def download(
@@ -202,7 +222,7 @@ class Verification:
 
 def verify(path: Path, *, expected_sha256: str | None = None, progress: bool = True) -> Verification:
     """Recompute size and SHA-256 of `path` and compare them with its record and `expected_sha256`."""
-    path = _existing(Path(path).expanduser(), "nothing to verify")
+    path = existing(Path(path).expanduser(), "nothing to verify")
     expected = (expected_sha256 or os.environ.get("BIND_WEIGHTS_SHA256") or "").strip().lower() or None
     record = read_record(path)
     hasher = hashlib.sha256()
@@ -226,19 +246,20 @@ def convert(src: Path, dst: Path, dtype: str | None = None) -> Path:
     A safetensors file is read without unpickling and memory-maps tensor by tensor; in bf16 it
     is half the size. The copy gets its own record, so `verify` works on it too.
     """
-    import torch
     from safetensors.torch import save_file
 
     from bindcli.model.checkpoint import read_state_dict
+    from bindcli.model.factory import resolve_dtype
 
-    if dtype not in (None, *CONVERT_DTYPES):
-        raise WeightsError(f"unknown dtype {dtype!r} for convert; use one of {', '.join(CONVERT_DTYPES)}.")
-    src, dst = _existing(Path(src).expanduser(), "nothing to convert"), Path(dst).expanduser()
+    try:
+        torch_dtype = resolve_dtype(dtype) if dtype else None
+    except ValueError as err:
+        raise WeightsError(f"{err}.") from None
+    src, dst = existing(Path(src).expanduser(), "nothing to convert"), Path(dst).expanduser()
     if dst.suffix != ".safetensors":
         raise WeightsError(f"the converted file {dst} must end in .safetensors.")
     if dst.resolve() == src.resolve():
         raise WeightsError(f"convert would overwrite its source {src}; choose another output path.")
-    torch_dtype = {None: None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     state = read_state_dict(src, dtype=torch_dtype)
     # safetensors refuses tensors that share memory or are not contiguous
     tensors = {key: value.contiguous() for key, value in state.items()}
@@ -284,13 +305,13 @@ class CheckpointInfo:
 
 def info(path: Path) -> CheckpointInfo:
     """Summarise a checkpoint from its tensor headers (memory-mapped, so cheap even at 4.8 GB)."""
-    from bindcli.model.checkpoint import read_state_dict, tower_of
+    from bindcli.model.checkpoint import read_state_dict, tower_of_key
 
-    path = _existing(Path(path).expanduser(), "nothing to describe")
+    path = existing(Path(path).expanduser(), "nothing to describe")
     state = read_state_dict(path)
     towers: dict[str, list[int]] = {}
     for key, tensor in state.items():
-        counts = towers.setdefault(tower_of(key), [0, 0, 0])
+        counts = towers.setdefault(tower_of_key(key) or "other", [0, 0, 0])
         counts[0] += 1
         counts[1] += tensor.numel()
         counts[2] += tensor.numel() * tensor.element_size()
@@ -299,16 +320,13 @@ def info(path: Path) -> CheckpointInfo:
         path=path,
         file_size=path.stat().st_size,
         dtypes=tuple(sorted({str(t.dtype).removeprefix("torch.") for t in state.values()})),
-        towers=tuple(TowerInfo(name, *counts) for name, counts in towers.items()),
+        towers=tuple(TowerInfo(name, *towers[name]) for name in sorted(towers, key=_tower_order)),
         sha256=record.get("sha256") if record else None,
     )
 
 
-def _existing(path: Path, hint: str) -> Path:
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise WeightsError(f"the weights file {path} {what}; {hint}.")
-    return path
+def _tower_order(tower: str) -> tuple[int, str]:
+    return (TOWERS.index(tower) if tower in TOWERS else len(TOWERS), tower)
 
 
 def _offline_message(url: str, dest: Path) -> str:
