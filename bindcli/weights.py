@@ -51,7 +51,7 @@ LICENCE_NOTICE = (
 OFFLINE_VARS = ("BIND_OFFLINE", "HF_HUB_OFFLINE")
 
 _HINTS = {
-    "--weights": "check the path given to --weights (or weights=)",
+    "--weights": "check the path given",
     "BIND_WEIGHTS": "fix or unset BIND_WEIGHTS",
     "cache": "run `bind weights download`",
 }
@@ -143,6 +143,12 @@ def resolve(weights: str | Path | None = None, *, progress: bool = True) -> Path
     path, source = locate(weights)
     if source == "cache" and not path.is_file():
         return download(weights_url(), path, progress=progress)
+    return find(weights)
+
+
+def find(weights: str | Path | None = None) -> Path:
+    """The checkpoint `resolve` would load, without downloading; a WeightsError if it is not there."""
+    path, source = locate(weights)
     return existing(path, _HINTS[source])
 
 

@@ -270,6 +270,6 @@ def test_explicit_path_beats_env_and_must_exist(env, server, monkeypatch, tmp_pa
     assert weights.resolve(given) == given
     with pytest.raises(WeightsError, match=r"from-env\.pth does not exist; fix or unset BIND_WEIGHTS"):
         weights.resolve()
-    with pytest.raises(WeightsError, match=r"missing\.pth does not exist; check the path given to --weights"):
+    with pytest.raises(WeightsError, match=r"missing\.pth does not exist; check the path given"):
         weights.resolve(tmp_path / "missing.pth")
     assert server.requests == []

@@ -1,0 +1,114 @@
+"""`bind weights path|download|verify|info|convert` through Typer's test runner."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from bindcli import weights
+from bindcli.cli.weights import app
+from bindcli.errors import WeightsError
+from test_weights_download import PAYLOAD, PAYLOAD_SHA, Server
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    for var in ("BIND_WEIGHTS", "BIND_WEIGHTS_SHA256", "BIND_OFFLINE", "HF_HUB_OFFLINE", "BIND_WEIGHTS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BIND_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def cached(cache, small_weights_path):
+    """The small checkpoint where the default download would be, with its record."""
+    cache.mkdir()
+    path = cache / "imagebind_huge.pth"
+    shutil.copyfile(small_weights_path, path)
+    weights.write_record(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), source="test")
+    return path
+
+
+def test_path_reports_the_cache_location_before_download(cache):
+    result = runner.invoke(app, ["path"])
+    assert result.exit_code == 0
+    assert result.stdout == f"{cache / 'imagebind_huge.pth'}\n"
+    assert "run `bind weights download`" in result.stderr
+
+
+def test_path_follows_bind_weights(cache, monkeypatch, small_weights_path):
+    monkeypatch.setenv("BIND_WEIGHTS", str(small_weights_path))
+    result = runner.invoke(app, ["path"])
+    assert result.stdout == f"{small_weights_path}\n" and "BIND_WEIGHTS" in result.stderr
+
+
+def test_download_prints_the_path_and_then_finds_it(cache, monkeypatch):
+    server = Server()
+    try:
+        url = server.url
+        result = runner.invoke(app, ["download", "--url", url, "--sha256", PAYLOAD_SHA])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == f"{cache / 'public.pth'}\n"
+        assert (cache / "public.pth").read_bytes() == PAYLOAD
+        again = runner.invoke(app, ["download", "--url", url])
+        assert again.exit_code == 0 and "already downloaded" in again.stderr
+        assert len(server.requests) == 1
+    finally:
+        server.close()
+
+
+def test_download_offline_fails_with_one_clear_error(cache, monkeypatch):
+    monkeypatch.setenv("BIND_OFFLINE", "1")
+    result = runner.invoke(app, ["download"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, WeightsError)
+    assert weights.OFFICIAL_URL in str(result.exception)
+
+
+def test_verify_ok_and_corrupt(cached):
+    result = runner.invoke(app, ["verify", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{hashlib.sha256(cached.read_bytes()).hexdigest()}  {cached}\n"
+    with open(cached, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    bad = runner.invoke(app, ["verify", str(cached)])
+    assert isinstance(bad.exception, WeightsError)
+    assert "corrupt or was replaced" in str(bad.exception) and "bind weights download" in str(bad.exception)
+
+
+def test_verify_names_the_missing_default(cache):
+    result = runner.invoke(app, ["verify"])
+    assert isinstance(result.exception, WeightsError)
+    assert "run `bind weights download`" in str(result.exception)
+
+
+def test_info_table_and_json(cached):
+    table = runner.invoke(app, ["info"])
+    assert table.exit_code == 0, table.output
+    assert "vision" in table.stdout and "float32" in table.stdout
+    assert json.loads(cached.with_name(cached.name + ".json").read_text())["sha256"] in table.stdout
+    data = json.loads(runner.invoke(app, ["info", "--json", str(cached)]).stdout)
+    assert set(data["towers"]) == {"vision", "text", "audio", "depth", "thermal", "imu"}
+    assert data["parameters"] == sum(t["parameters"] for t in data["towers"].values())
+
+
+def test_convert_writes_beside_the_source(cached):
+    result = runner.invoke(app, ["convert", "--dtype", "bf16"])
+    assert result.exit_code == 0, result.output
+    out = cached.with_name("imagebind_huge-bf16.safetensors")
+    assert result.stdout == f"{out}\n"
+    assert out.stat().st_size < 0.55 * cached.stat().st_size
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def test_help_is_listed_without_arguments():
+    result = runner.invoke(app, [])
+    for command in ("path", "download", "verify", "info", "convert"):
+        assert command in result.output
