@@ -1,0 +1,89 @@
+"""Files and strings -> the exact tensors ImageBind's encoders expect (upstream `data.py`).
+
+`load` turns one input into one tensor without a batch dimension; `load_many` does it for
+many inputs on a few threads, ahead of the consumer, so decoding overlaps encoding;
+`tokenize` turns strings into CLIP token rows. This package knows files and transforms, not
+the model.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from bindcli.errors import InputError
+from bindcli.media.audio import load_audio
+from bindcli.media.depth import load_depth
+from bindcli.media.image import load_image
+from bindcli.media.imu import load_imu
+from bindcli.media.options import MediaOptions
+from bindcli.media.text import load_text
+from bindcli.media.thermal import load_thermal
+from bindcli.media.tokenizer import tokenize
+from bindcli.media.video import load_video
+from bindcli.modality import Kind
+
+__all__ = ["PREPROCESSING_VERSION", "MediaOptions", "load", "load_many", "tokenize"]
+
+#: Bumped whenever any loader's output changes for the same file and options; caches key on it.
+PREPROCESSING_VERSION = "1"
+
+_LOADERS: dict[Kind, Callable[[str | Path, MediaOptions], torch.Tensor]] = {
+    Kind.IMAGE: load_image,
+    Kind.VIDEO: load_video,
+    Kind.AUDIO: load_audio,
+    Kind.TEXT: lambda source, _options: load_text(source),
+    Kind.DEPTH: load_depth,
+    Kind.THERMAL: load_thermal,
+    Kind.IMU: load_imu,
+}
+
+
+def load(source: str | Path, kind: Kind, options: MediaOptions | None = None) -> torch.Tensor:
+    """One input's tensor, no batch dim, on CPU: float32, or int64 token ids for text.
+
+    IMAGE (3,224,224); VIDEO (clips*3,3,2,224,224); AUDIO (clips,1,128,204); TEXT (77,);
+    DEPTH and THERMAL (1,224,224); IMU (S,6,2000). Any unusable input raises InputError.
+    """
+    return _LOADERS[Kind(kind)](source, options or MediaOptions())
+
+
+def _load_or_error(
+    source: str | Path, kind: Kind, options: MediaOptions | None
+) -> torch.Tensor | InputError:
+    try:
+        return load(source, kind, options)
+    except InputError as exc:
+        return exc
+
+
+def load_many(
+    items: Iterable[tuple[str | Path, Kind]],
+    options: MediaOptions | None = None,
+    workers: int = 2,
+) -> Iterator[tuple[int, torch.Tensor | InputError]]:
+    """(index, tensor or InputError) for each item, in input order, loaded on `workers` threads.
+
+    At most 2 x `workers` items are in flight, so memory stays bounded however long the input
+    list is, and a bad input is yielded as its error instead of stopping the run.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    pending: collections.deque[tuple[int, Future[torch.Tensor | InputError]]] = collections.deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind-load") as pool:
+        try:
+            for index, (source, kind) in enumerate(items):
+                pending.append((index, pool.submit(_load_or_error, source, kind, options)))
+                if len(pending) >= 2 * workers:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
