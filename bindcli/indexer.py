@@ -19,12 +19,12 @@ import numpy as np
 
 from bindcli.errors import InputError
 from bindcli.modality import EXTENSIONS, Kind, detect
-from bindcli.store import CacheKey, Collection, Item, Store, sha256_file
+from bindcli.store import Collection, Item, Store, sha256_file
 
 #: embeds (path, kind) pairs; one vector or InputError per input, in order
 EmbedFn = Callable[[Sequence[tuple[str, Kind]]], Sequence["np.ndarray | InputError"]]
-#: the embedding-cache key of a content hash and kind (None: no cache)
-KeyFn = Callable[[str, Kind], CacheKey]
+#: vectors other runs already computed for (path, kind, content sha256); None where unknown
+LookupFn = Callable[[Sequence[tuple[str, Kind, str]]], Sequence["np.ndarray | None"]]
 
 
 @dataclasses.dataclass
@@ -43,9 +43,14 @@ class Report:
 
 
 def walk(
-    roots: Iterable[str | Path], *, exclude: Sequence[str] = (), include_hidden: bool = False
+    roots: Iterable[str | Path],
+    *,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+    as_kind: Kind | None = None,
 ) -> Iterator[tuple[Path, Kind] | InputError]:
-    """Supported files under `roots`, sorted, as absolute paths with their kind.
+    """Supported files under `roots`, sorted, as absolute paths with their kind (`as_kind`
+    overrides the extension's).
 
     A file named directly is always taken (or reported if its kind is unknown); inside folders,
     files of unknown kind are passed over silently, hidden ones unless `include_hidden`, and
@@ -60,7 +65,7 @@ def walk(
         root = Path(root).expanduser().absolute()
         if root.is_file():
             try:
-                yield root, detect(root)
+                yield root, detect(root, as_kind)
             except InputError as exc:
                 yield exc
             continue
@@ -79,7 +84,7 @@ def walk(
                 if kind is None or (name.startswith(".") and not include_hidden):
                     continue
                 if not excluded(path, root):
-                    yield path, kind
+                    yield path, as_kind or kind
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
@@ -89,25 +94,28 @@ def _under(path: str, roots: Sequence[Path]) -> bool:
 def index(
     store: Store,
     collection: Collection,
+    found: Iterable[tuple[Path, Kind] | InputError],
     roots: Sequence[str | Path],
     embed: EmbedFn,
     *,
-    cache_key: KeyFn | None = None,
-    exclude: Sequence[str] = (),
-    include_hidden: bool = False,
+    cached: LookupFn | None = None,
     batch_size: int = 32,
     on_progress: Callable[[Report], None] = lambda report: None,
 ) -> Report:
-    """Walk `roots` into `collection`; files gone from under `roots` are marked deleted."""
+    """Bring `collection` up to date with `found` (what `walk(roots)` yields).
+
+    Known content is reused from the collection, then from `cached` (the embedding cache);
+    only the rest is embedded. Items under `roots` that were not found are marked deleted.
+    """
     report = Report()
     known = store.file_states(collection)
     seen: set[str] = set()
     pending: list[tuple[Path, Kind, os.stat_result]] = []
-    for found in walk(roots, exclude=exclude, include_hidden=include_hidden):
-        if isinstance(found, InputError):
-            report.failed.append(found)
+    for entry in found:
+        if isinstance(entry, InputError):
+            report.failed.append(entry)
             continue
-        path, kind = found
+        path, kind = entry
         try:
             stat = path.stat()
         except OSError as exc:
@@ -122,11 +130,11 @@ def index(
             continue
         pending.append((path, kind, stat))
         if len(pending) == batch_size:
-            seen.update(_index_batch(store, collection, pending, embed, cache_key, report))
+            seen.update(_index_batch(store, collection, pending, embed, cached, report))
             pending = []
             on_progress(report)
     if pending:
-        seen.update(_index_batch(store, collection, pending, embed, cache_key, report))
+        seen.update(_index_batch(store, collection, pending, embed, cached, report))
     on_progress(report)
     absolute = [Path(r).expanduser().absolute() for r in roots]
     gone = [p for p, s in known.items() if not s.deleted and p not in seen and _under(p, absolute)]
@@ -140,7 +148,7 @@ def _index_batch(
     collection: Collection,
     batch: Sequence[tuple[Path, Kind, os.stat_result]],
     embed: EmbedFn,
-    cache_key: KeyFn | None,
+    cached: LookupFn | None,
     report: Report,
 ) -> list[str]:
     """Hash, reuse or embed one batch and commit it whole; returns the paths now indexed."""
@@ -150,11 +158,12 @@ def _index_batch(
             hashed.append((path, kind, stat, sha256_file(path)))
         except OSError as exc:
             report.failed.append(InputError(path, exc.strerror or str(exc)))
-    contents = {(h, kind.value) for _, kind, _, h in hashed}
-    vectors = store.vectors_by_content(collection, contents)
-    keys = {c: cache_key(c[0], Kind(c[1])) for c in contents if c not in vectors} if cache_key else {}
-    cached = store.cache_get(keys.values())
-    vectors.update({c: cached[k] for c, k in keys.items() if k in cached})
+    vectors = store.vectors_by_content(collection, {(h, kind.value) for _, kind, _, h in hashed})
+    if cached:
+        ask = {(h, kind.value): (str(path), kind, h) for path, kind, _, h in hashed}
+        ask = {c: q for c, q in ask.items() if c not in vectors}
+        answers = cached(list(ask.values())) if ask else []
+        vectors.update({c: v for c, v in zip(ask, answers) if v is not None})
     todo: dict[tuple[str, str], Path] = {}
     for path, kind, _, h in hashed:
         if (h, kind.value) not in vectors:
@@ -175,8 +184,5 @@ def _index_batch(
         counter = report.embedded if todo.get(content) == path and content in fresh else report.reused
         counter[kind.value] += 1
         items.append(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, h, vectors[content]))
-    with store.transaction():
-        store.put_items(collection, items)
-        if fresh and cache_key:
-            store.cache_put((keys[c], v) for c, v in fresh.items())
+    store.put_items(collection, items)
     return [item.path for item in items]

@@ -11,7 +11,7 @@ import pytest
 
 from bindcli.errors import InputError
 from bindcli.indexer import index, walk
-from bindcli.store import CacheKey, Store
+from bindcli.store import Store, sha256_file
 
 
 class CountingEncoder:
@@ -33,10 +33,6 @@ class CountingEncoder:
         return out
 
 
-def _key(sha, kind):
-    return CacheKey(sha, "model-a", "pre-1", "fp32", kind.value)
-
-
 @pytest.fixture
 def folder(tmp_path):
     root = tmp_path / "media"
@@ -56,8 +52,13 @@ def folder(tmp_path):
     return root
 
 
-def _run(db, coll, roots, enc, **kw):
-    return index(db, coll, roots, enc, cache_key=_key, batch_size=2, **kw)
+def _run(db, coll, roots, enc, cache=None, **kw):
+    """Index with commits every 2 files; `cache` maps (sha256, kind) to vectors."""
+    found = list(walk(roots, **kw))
+    lookup = None if cache is None else (
+        lambda asked: [cache.get((sha, kind.value)) for _, kind, sha in asked]
+    )
+    return index(db, coll, found, roots, enc, cached=lookup, batch_size=2)
 
 
 def test_reindex_embeds_only_new_or_changed_content(tmp_path, folder):
@@ -90,13 +91,16 @@ def test_reindex_embeds_only_new_or_changed_content(tmp_path, folder):
         assert enc.calls == [] and third.removed == 0 and sum(third.unchanged.values()) == 5
 
 
-def test_vectors_embedded_by_other_collections_or_commands_come_from_the_cache(tmp_path, folder):
+def test_vectors_other_commands_embedded_come_from_the_cache(tmp_path, folder):
+    cache = {
+        (sha256_file(folder / "a.jpg"), "image"): np.ones(8, np.float32),
+        (sha256_file(folder / "b.wav"), "image"): np.ones(8, np.float32),  # another kind
+    }
     with Store(tmp_path / "c.sqlite3") as db:
         enc = CountingEncoder()
-        _run(db, db.create_collection("one", "model-a", "test"), [folder], enc)
-        enc.calls.clear()
-        report = _run(db, db.create_collection("two", "model-a", "test"), [folder], enc)
-        assert enc.calls == [] and sum(report.reused.values()) == 5
+        report = _run(db, db.create_collection("c", "model-a", "test"), [folder], enc, cache)
+        assert sorted(enc.calls) == ["b.wav", "c.mp4", "d.txt", "e.png"]
+        assert report.reused == {"image": 1}
 
 
 def test_a_bad_file_is_reported_and_skipped_and_retried_next_time(tmp_path, folder):
