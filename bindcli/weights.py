@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.error
@@ -273,6 +274,7 @@ def convert(src: Path, dst: Path, dtype: str | None = None) -> Path:
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(tmp), metadata={"format": "pt", "converted_from": src.name})
+        shutil.copymode(src, tmp)  # safetensors creates files private (0600)
         write_record(tmp, sha256=_sha256_of(tmp), source=f"converted from {src.name}")
         os.replace(record_path(tmp), record_path(dst))
         os.replace(tmp, dst)

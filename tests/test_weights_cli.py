@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -112,3 +115,18 @@ def test_help_is_listed_without_arguments():
     result = runner.invoke(app, [])
     for command in ("path", "download", "verify", "info", "convert"):
         assert command in result.output
+
+
+def test_offline_error_through_the_bind_entry_point_is_one_line(cache):
+    env = {**os.environ, "BIND_OFFLINE": "1", "BIND_CACHE_DIR": str(cache)}
+    env.pop("BIND_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from bindcli.cli.app import main; sys.argv[0] = 'bind'; main()",
+         "weights", "download"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(cache / "imagebind_huge.pth") in lines[0] and "--weights" in lines[0]
