@@ -33,6 +33,7 @@ from bindcli.media.planes import resize_crop
 MIN_DEPTH_M = 0.01
 MAX_DEPTH_M = 50.0
 ARRAY_SUFFIXES = (".npy", ".npz")
+FLAT_TOLERANCE = 1e-6  # relative spread below which a map counts as flat (resampling noise)
 
 
 def read_depth_m(source: str | Path, options: MediaOptions) -> np.ndarray:
@@ -68,6 +69,8 @@ def load_depth(source: str | Path, options: MediaOptions) -> torch.Tensor:
     plane = resize_crop(to_disparity(read_depth_m(source, options), options))
     if not options.depth_standardize:
         return plane
-    centred = plane - plane.mean()
-    std = centred.std()
-    return centred / std if std > 0 else centred
+    values = plane.double()  # float32 sums of a flat map leave residues that /std would blow up
+    mean, std = values.mean(), values.std(correction=0)
+    if std <= FLAT_TOLERANCE * abs(mean):
+        return torch.zeros_like(plane)  # a flat map (one distance everywhere) has no structure
+    return ((values - mean) / std).float()

@@ -1,0 +1,66 @@
+"""The loading API: dispatch by kind, parallel loading in order, and the model end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bindcli.errors import InputError
+from bindcli.media import PREPROCESSING_VERSION, load, load_many, tokenize
+from bindcli.modality import Kind
+
+
+def test_load_takes_kind_values(media_dir):
+    torch.testing.assert_close(load(media_dir / "dog_image.jpg", "image"), load(media_dir / "dog_image.jpg", Kind.IMAGE))
+    assert isinstance(PREPROCESSING_VERSION, str) and PREPROCESSING_VERSION
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_load_many_yields_in_order_with_errors_inline(media_dir, tmp_path, workers):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    items = [
+        (media_dir / "dog_image.jpg", Kind.IMAGE),
+        (tmp_path / "empty.wav", Kind.AUDIO),
+        (media_dir / "synthetic_short_0.wav", Kind.AUDIO),
+        (tmp_path / "absent.jpg", Kind.IMAGE),
+        (media_dir / "car_image.jpg", Kind.IMAGE),
+    ] * 2
+    results = list(load_many(iter(items), workers=workers))
+    assert [index for index, _ in results] == list(range(len(items)))
+    for (source, kind), (_, result) in zip(items, results):
+        if source.parent == tmp_path:
+            assert isinstance(result, InputError) and result.source == str(source)
+        else:
+            torch.testing.assert_close(result, load(source, kind))
+
+
+def test_load_many_refuses_zero_workers():
+    with pytest.raises(ValueError):
+        next(load_many([], workers=0))
+
+
+def test_media_does_not_import_the_model():
+    code = "import sys, bindcli.media; assert not any(m.startswith('bindcli.model') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_end_to_end_with_the_small_model(fixtures_dir, media_dir, small_config_path, small_weights_path, reference_texts):
+    from bindcli import load_model
+
+    expected = np.load(fixtures_dir / "end_to_end.npz")
+    model = load_model(config=small_config_path, weights=small_weights_path)
+    kinds = {"vision": Kind.IMAGE, "audio": Kind.AUDIO, "video": Kind.VIDEO}
+    towers = {"vision": "vision", "audio": "audio", "video": "vision"}
+    with torch.no_grad():
+        for key in expected.files:
+            prefix, name = key.split("/", 1)
+            if prefix == "text":
+                got = model({"text": tokenize(reference_texts)})["text"]
+            else:
+                batch = load(media_dir / name, kinds[prefix]).unsqueeze(0)
+                got = model({towers[prefix]: batch})[towers[prefix]][0]
+            np.testing.assert_allclose(got.numpy(), expected[key], atol=1e-5, rtol=1e-4, err_msg=key)
