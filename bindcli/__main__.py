@@ -1,0 +1,5 @@
+"""`python -m bindcli`: the `bind` command without the console script (no shell completion)."""
+
+from bindcli.cli.app import main
+
+main()

@@ -1,0 +1,67 @@
+"""The `bind` command: one Typer app, each command in its own module.
+
+Importing this module (which `bind --help` and shell completion do) must not import torch:
+commands import the model, media and runtime inside their bodies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from bindcli import __version__
+from bindcli.errors import BindError
+from bindcli.output import Output
+from bindcli.cli import arith, classify, collections, compare, embed, index, search
+from bindcli.cli.common import report
+from bindcli.cli.weights import app as weights_app
+
+app = typer.Typer(
+    name="bind",
+    help="ImageBind from the shell: embed, compare, classify and combine images, video, audio, "
+    "text, depth, thermal and IMU recordings in one embedding space.",
+    epilog="Data goes to stdout, messages to stderr. Exit status: 0 all inputs done, 1 some "
+    "failed, 2 usage error. BIND_DEBUG=1 shows tracebacks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bind {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Show the version and exit.",
+    )] = None,
+) -> None:
+    """ImageBind from the shell."""
+
+
+app.command("embed")(embed.embed)
+app.command("compare")(compare.compare)
+app.command("classify")(classify.classify)
+app.command("arith")(arith.arith)
+app.command("index")(index.index)
+app.command("search")(search.search)
+app.add_typer(collections.app)
+app.add_typer(weights_app, name="weights")
+
+
+def main() -> None:
+    """Console-script entry point. Commands report their own errors; this catches what a
+    sub-app (`bind weights`) raises, so no expected error ever ends in a traceback."""
+    try:
+        app()
+    except BindError as exc:
+        if os.environ.get("BIND_DEBUG"):
+            raise
+        sys.exit(report(exc, Output()))

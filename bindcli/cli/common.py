@@ -1,0 +1,249 @@
+"""What every command shares: the common options, input gathering, embedding, exit codes.
+
+`@command` gives a command function the common options (declared once, here) and runs it
+inside one error boundary: an expected error (`BindError`) becomes one stderr line and an exit
+code, never a traceback (`BIND_DEBUG=1` shows it). Nothing here imports torch at import time,
+so `bind --help` and shell completion stay instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from bindcli.errors import BindError, ConfigError, InputError
+from bindcli.modality import Kind
+from bindcli.output import Output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.runtime import Embedder, Embedding, Input
+
+#: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+OPTIONS_PANEL = "Model and runtime"
+
+
+class Precision(str, enum.Enum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+def _complete_config(incomplete: str) -> list[str]:
+    from bindcli.model.config import builtin_names
+
+    return [n for n in builtin_names() if n.startswith(incomplete)]
+
+
+def _complete_device(incomplete: str) -> list[str]:
+    return [d for d in ("auto", "cpu", "cuda", "cuda:0", "mps") if d.startswith(incomplete)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """The values of the common options."""
+
+    weights: Optional[Path]
+    model_config: str
+    device: str
+    precision: Precision
+    batch_size: int
+    as_kind: Optional[Kind]
+    no_cache: bool
+    quiet: bool
+
+
+_COMMON_OPTIONS: dict[str, tuple[object, object]] = {
+    "weights": (
+        Annotated[Optional[Path], typer.Option(
+            "--weights", metavar="PATH", rich_help_panel=OPTIONS_PANEL,
+            help="Checkpoint file. Default: $BIND_WEIGHTS, else the cached download "
+            "(fetched on first use; see `bind weights`).",
+        )],
+        None,
+    ),
+    "model_config": (
+        Annotated[str, typer.Option(
+            "--model-config", metavar="NAME|PATH", envvar="BIND_MODEL_CONFIG",
+            autocompletion=_complete_config, rich_help_panel=OPTIONS_PANEL,
+            help="Model shape: a built-in name or a JSON file of upstream's constructor arguments.",
+        )],
+        "imagebind_huge",
+    ),
+    "device": (
+        Annotated[str, typer.Option(
+            "--device", metavar="auto|cpu|cuda[:N]|mps", envvar="BIND_DEVICE",
+            autocompletion=_complete_device, rich_help_panel=OPTIONS_PANEL,
+            help="Where the encoders run; auto: CUDA, then MPS, then CPU.",
+        )],
+        "auto",
+    ),
+    "precision": (
+        Annotated[Precision, typer.Option(
+            "--precision", envvar="BIND_PRECISION", case_sensitive=False,
+            rich_help_panel=OPTIONS_PANEL,
+            help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on bf16 GPUs, fp16 on MPS and "
+            "older GPUs, else fp32.",
+        )],
+        Precision.AUTO,
+    ),
+    "batch_size": (
+        Annotated[int, typer.Option(
+            "--batch-size", "-b", min=1, rich_help_panel=OPTIONS_PANEL,
+            help="Inputs of one kind encoded together.",
+        )],
+        8,
+    ),
+    "as_kind": (
+        Annotated[Optional[Kind], typer.Option(
+            "--as", case_sensitive=False, rich_help_panel=OPTIONS_PANEL,
+            help="Treat every file as this kind instead of guessing from its extension.",
+        )],
+        None,
+    ),
+    "no_cache": (
+        Annotated[bool, typer.Option(
+            "--no-cache", rich_help_panel=OPTIONS_PANEL,
+            help="Neither read nor write the embedding cache (which skips files embedded before).",
+        )],
+        False,
+    ),
+    "quiet": (
+        Annotated[bool, typer.Option(
+            "--quiet", "-q", rich_help_panel=OPTIONS_PANEL,
+            help="No notes or progress on stderr (errors still show).",
+        )],
+        False,
+    ),
+}
+
+
+def command(func: Callable[..., None]) -> Callable[..., None]:
+    """Adds the common options to `func` (which takes `run: Run`) and its error boundary.
+
+    Typer reads a command's options from its signature, so the wrapper's signature is the
+    command's own parameters plus the common ones: declared once, the same on every command.
+    """
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "run"]
+    common = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
+        for name, (ann, default) in _COMMON_OPTIONS.items()
+    ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: object) -> None:
+        run = Run(Common(**{name: kwargs.pop(name) for name in _COMMON_OPTIONS}))
+        try:
+            func(run=run, **kwargs)
+        except BindError as exc:
+            if os.environ.get("BIND_DEBUG"):
+                raise
+            raise typer.Exit(report(exc, run.out)) from None
+        except KeyboardInterrupt:
+            run.out.error("interrupted")
+            raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_FAILED if run.failed else EXIT_OK)
+
+    params = own + common
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def report(exc: BindError, out: Output) -> int:
+    """One stderr line for an expected error; returns its exit status (2 when an option's
+    value is the problem: an unknown config, a device this machine lacks)."""
+    out.error(str(exc))
+    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+
+
+def pick_format(requested: str, out: Output, machine: str) -> str:
+    """`auto` means a table for a person at a terminal, else the command's machine format."""
+    if requested != "auto":
+        return requested
+    return "table" if out.stdout_is_terminal else machine
+
+
+def read_path_list(stream: Iterable[str] | None = None) -> list[str]:
+    """Paths from stdin, newline- or NUL-separated (`find -print0`), blank lines skipped."""
+    data = (stream if stream is not None else sys.stdin).read()
+    sep = "\0" if "\0" in data else "\n"
+    return [line.rstrip("\r") for line in data.split(sep) if line.strip("\r\n")]
+
+
+class Run:
+    """One command run: its options, its output sink, its embedder, and whether anything
+    failed (which makes the exit status 1)."""
+
+    def __init__(self, common: Common) -> None:
+        self.common = common
+        self.out = Output(common.quiet)
+        self.failed = 0
+        self._embedder: Embedder | None = None
+
+    def inputs(
+        self, paths: Sequence[str] = (), texts: Sequence[str] = ()
+    ) -> "list[Input | InputError]":
+        """Files (`-` reads a list of paths from stdin) then texts, kinds detected or --as."""
+        from bindcli.runtime import gather
+
+        if paths.count("-") > 1:
+            raise typer.BadParameter("'-' (read paths from stdin) may be given once")
+        expanded: list[str] = []
+        for path in paths:
+            expanded.extend(read_path_list() if path == "-" else [path])
+        return gather(expanded, texts, self.common.as_kind)
+
+    @property
+    def embedder(self) -> "Embedder":
+        """Built on first use: config, weights and placement, with a note of what was chosen."""
+        if self._embedder is None:
+            from bindcli import weights
+            from bindcli.model.config import load_config
+            from bindcli.runtime import Embedder, place
+            from bindcli.store import Store, default_db_path
+
+            c = self.common
+            config = load_config(c.model_config)
+            placement = place(c.device, c.precision.value)
+            path = weights.resolve(c.weights, progress=not c.quiet)
+            if placement.warning:
+                self.out.warn(placement.warning)
+            if c.device == "auto" or c.precision is Precision.AUTO:
+                self.out.note(f"{config.name} on {placement.describe()}")
+            self._embedder = Embedder(
+                config, path, placement, batch_size=c.batch_size,
+                cache=None if c.no_cache else Store(default_db_path()),
+            )
+        return self._embedder
+
+    def embed(self, inputs: "Sequence[Input | InputError]", label: str = "Embedding") -> "list[Embedding | None]":
+        """Results aligned with `inputs`: None where an input failed (already reported)."""
+        if all(isinstance(x, InputError) for x in inputs):
+            results: list = list(inputs)  # nothing to load a model for
+        else:
+            embedder = self.embedder
+            with self.out.progress(len(inputs), label) as advance:
+                results = embedder.embed(inputs, advance)
+        self.failed += self.out.failed(r for r in results if isinstance(r, InputError))
+        return [None if isinstance(r, InputError) else r for r in results]
+
+
+def table_label(embedding: "Embedding") -> str:
+    """How an input is named in a table: the path as given, or the text in quotes (escaped, so
+    a `[` in a file name is not read as Rich markup)."""
+    from rich.markup import escape
+
+    inp = embedding.input
+    return escape(f'"{inp.source}"' if inp.literal else inp.source)

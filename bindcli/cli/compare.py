@@ -1,0 +1,136 @@
+"""`bind compare`: a similarity table of inputs of any modality against each other."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from bindcli import output
+from bindcli.cli.common import Run, command, table_label, pick_format
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from bindcli.runtime import Embedding
+
+
+class CompareFormat(str, enum.Enum):
+    AUTO = "auto"
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+@command
+def compare(
+    run: Run,
+    files: Annotated[Optional[list[str]], typer.Argument(
+        metavar="FILE", show_default=False,
+        help="Inputs to compare ('-' reads paths from stdin).",
+    )] = None,
+    text: Annotated[Optional[list[str]], typer.Option(
+        "--text", "-t", show_default=False, help="A text input (repeatable).",
+    )] = None,
+    against: Annotated[Optional[list[str]], typer.Option(
+        "--against", "-a", metavar="FILE", show_default=False,
+        help="Compare against these files only: inputs become rows, these columns (repeatable).",
+    )] = None,
+    against_text: Annotated[Optional[list[str]], typer.Option(
+        "--against-text", "-T", metavar="TEXT", show_default=False,
+        help="A text column for --against mode (repeatable).",
+    )] = None,
+    softmax: Annotated[bool, typer.Option(
+        "--softmax",
+        help="Per-row softmax of upstream's scaled dot products (ImageBind's README) instead of "
+        "cosine similarity.",
+    )] = False,
+    fmt: Annotated[CompareFormat, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="auto: a table on a terminal, JSON in a pipe.",
+    )] = CompareFormat.AUTO,
+) -> None:
+    """Similarity of every input with every other (or rows x --against columns).
+
+    Any mix of modalities. The best match of each row is highlighted. Cosines between different
+    modality pairs sit on different scales: compare scores within a row, not across tables.
+
+    [dim]Examples:[/dim]
+      bind compare dog.jpg bark.wav --text "a dog"
+      bind compare dog.jpg car.jpg --against-text dog --against-text car --softmax
+    """
+    row_inputs = run.inputs(files or [], text or [])
+    col_inputs = run.inputs(against or [], against_text or [])
+    square = not col_inputs
+    if square and len(row_inputs) < 2:
+        raise typer.BadParameter("give at least two inputs, or --against", param_hint="FILE")
+    if not row_inputs:
+        raise typer.BadParameter("give at least one input to compare", param_hint="FILE")
+    results = run.embed(row_inputs + col_inputs)
+    rows = [e for e in results[: len(row_inputs)] if e is not None]
+    cols = rows if square else [e for e in results[len(row_inputs):] if e is not None]
+    if not rows or not cols:
+        return
+    scores = similarity(rows, cols, softmax=softmax, skip_diagonal=square)
+    fmt = CompareFormat(pick_format(fmt.value, run.out, CompareFormat.JSON.value))
+    if fmt is CompareFormat.TABLE:
+        _table(run, rows, cols, scores, "softmax" if softmax else "cosine", square)
+        return
+    names_r = [e.input.source for e in rows]
+    names_c = [e.input.source for e in cols]
+    cells = [[None if v != v else round(float(v), 6) for v in row] for row in scores]
+    if fmt is CompareFormat.CSV:
+        run.out.text(output.csv_text(["", *names_c], ([n, *r] for n, r in zip(names_r, cells))))
+    else:
+        metric = "softmax" if softmax else "cosine"
+        run.out.text(output.json_text({"metric": metric, "rows": names_r, "columns": names_c, "scores": cells}))
+
+
+def similarity(
+    rows: "list[Embedding]", cols: "list[Embedding]", *, softmax: bool, skip_diagonal: bool
+) -> "np.ndarray":
+    """Cosine similarities, or upstream's per-row softmax of raw dot products. With
+    `skip_diagonal` (everything against itself) the softmax leaves each input's own column out
+    (NaN there), since an input always matches itself best."""
+    import numpy as np
+
+    if not softmax:
+        return np.stack([e.unit for e in rows]) @ np.stack([e.unit for e in cols]).T
+    logits = (np.stack([e.raw for e in rows]) @ np.stack([e.raw for e in cols]).T).astype(np.float64)
+    if skip_diagonal:
+        np.fill_diagonal(logits, -np.inf)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    if skip_diagonal:
+        np.fill_diagonal(probs, np.nan)
+    return probs
+
+
+def best_columns(scores: "np.ndarray", skip_diagonal: bool) -> list[int]:
+    """The best column of each row; an input's match with itself never counts."""
+    import numpy as np
+
+    masked = np.nan_to_num(scores.astype(np.float64), nan=-np.inf)
+    if skip_diagonal:
+        np.fill_diagonal(masked, -np.inf)
+    return [int(i) for i in masked.argmax(axis=1)]
+
+
+def _table(
+    run: Run, rows: "list[Embedding]", cols: "list[Embedding]", scores: "np.ndarray", metric: str,
+    square: bool,
+) -> None:
+    from rich.table import Table
+
+    best = best_columns(scores, square)
+    table = Table(caption="* best match of the row", caption_justify="left")
+    table.add_column(metric, style="bold")
+    for e in cols:
+        table.add_column(table_label(e), justify="right")
+    for r, e in enumerate(rows):
+        cells = ["—" if v != v else f"{v:.3f}" for v in scores[r]]
+        cells[best[r]] = f"[bold green]{cells[best[r]]}*[/]"
+        table.add_row(table_label(e), *cells)
+    run.out.table(table)

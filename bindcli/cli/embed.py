@@ -1,0 +1,204 @@
+"""`bind embed`: files and texts in, vectors out, in the form the next tool wants."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from bindcli import output
+from bindcli.cli.common import Run, command, table_label, pick_format
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from bindcli.runtime import Embedding
+
+
+class EmbedFormat(str, enum.Enum):
+    AUTO = "auto"
+    TABLE = "table"
+    JSONL = "jsonl"
+    JSON = "json"
+    CSV = "csv"
+    NPY = "npy"
+
+
+#: file suffix -> format, for `-o FILE` without --format
+SUFFIX_FORMATS = {
+    ".npy": EmbedFormat.NPY,
+    ".jsonl": EmbedFormat.JSONL,
+    ".ndjson": EmbedFormat.JSONL,
+    ".json": EmbedFormat.JSON,
+    ".csv": EmbedFormat.CSV,
+}
+
+
+@command
+def embed(
+    run: Run,
+    files: Annotated[Optional[list[str]], typer.Argument(
+        metavar="FILE", show_default=False,
+        help="Files to embed. '-' reads paths from stdin, one per line (or NUL-separated).",
+    )] = None,
+    text: Annotated[Optional[list[str]], typer.Option(
+        "--text", "-t", show_default=False, help="A text to embed (repeatable).",
+    )] = None,
+    fmt: Annotated[EmbedFormat, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="auto: a summary table on a terminal, JSONL in a pipe. With -o, taken from the "
+        "file's suffix.",
+    )] = EmbedFormat.AUTO,
+    out_file: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="FILE", dir_okay=False,
+        help="Write to FILE instead of stdout. FILE.npy gets one stacked float32 array plus "
+        "a manifest FILE.npy.json (input, modality, sha256, model, precision).",
+    )] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out-dir", metavar="DIR", file_okay=False,
+        help="Write one DIR/<input name>.npy per input, plus DIR/manifest.json.",
+    )] = None,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Upstream's outputs (scaled per modality) instead of unit vectors.",
+    )] = False,
+) -> None:
+    """Embed files and texts into ImageBind's shared space.
+
+    Unit-length vectors by default, so a dot product is the cosine similarity.
+
+    [dim]Examples:[/dim]
+      bind embed dog.jpg bark.wav --text "a dog"
+      find photos -name '*.jpg' | bind embed - -o photos.npy
+    """
+    if not files and not text:
+        raise typer.BadParameter("give at least one FILE or --text", param_hint="FILE")
+    if out_file and out_dir:
+        raise typer.BadParameter("use either -o FILE or --out-dir DIR", param_hint="--out-dir")
+    fmt = _file_format(fmt, out_file) if out_file else fmt
+    if not out_file and fmt is EmbedFormat.NPY and run.out.stdout_is_terminal:
+        raise typer.BadParameter(
+            "npy is binary: redirect stdout or use -o FILE.npy", param_hint="--format"
+        )
+    embeddings = [e for e in run.embed(run.inputs(files or [], text or [])) if e is not None]
+    if not embeddings:
+        return
+    vectors = _stack(embeddings, raw)
+    if out_dir:
+        _write_dir(run, out_dir, embeddings, vectors, raw)
+    elif out_file:
+        _write_file(run, out_file, fmt, embeddings, vectors, raw)
+    else:
+        fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
+        if fmt is EmbedFormat.TABLE:
+            _summary(run, embeddings, vectors, raw)
+        elif fmt is EmbedFormat.NPY:
+            run.out.binary(output.npy_bytes(vectors))
+        else:
+            run.out.text(_render(fmt, embeddings, vectors))
+
+
+def _file_format(fmt: EmbedFormat, path: Path) -> EmbedFormat:
+    if fmt is EmbedFormat.TABLE:
+        raise typer.BadParameter("a table is for the terminal; pick a file format", param_hint="--format")
+    if fmt is not EmbedFormat.AUTO:
+        return fmt
+    try:
+        return SUFFIX_FORMATS[path.suffix.lower()]
+    except KeyError:
+        known = ", ".join(SUFFIX_FORMATS)
+        raise typer.BadParameter(
+            f"cannot tell the format of {path} from its suffix ({known}); add --format",
+            param_hint="--output",
+        ) from None
+
+
+def _stack(embeddings: "list[Embedding]", raw: bool) -> "np.ndarray":
+    import numpy as np
+
+    return np.stack([e.raw if raw else e.unit for e in embeddings]).astype(np.float32)
+
+
+def _records(embeddings: "list[Embedding]", vectors: "np.ndarray") -> list[dict]:
+    return [
+        {"input": e.input.source, "modality": e.input.kind.value, "embedding": output.floats(v)}
+        for e, v in zip(embeddings, vectors)
+    ]
+
+
+def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray") -> str:
+    """The text of a machine format (jsonl, json, csv)."""
+    if fmt is EmbedFormat.CSV:
+        header = ["input", "modality", *(f"e{i}" for i in range(vectors.shape[1]))]
+        rows = (
+            [e.input.source, e.input.kind.value, *output.floats(v)]
+            for e, v in zip(embeddings, vectors)
+        )
+        return output.csv_text(header, rows)
+    records = _records(embeddings, vectors)
+    if fmt is EmbedFormat.JSON:
+        return output.json_text(records)
+    return output.jsonl(records)
+
+
+def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[str] | None = None) -> dict:
+    """What a stacked array or a folder of vectors needs to be read later without guessing."""
+    from bindcli.media import PREPROCESSING_VERSION
+
+    embedder = run.embedder
+    rows = [
+        {"input": e.input.source, "modality": e.input.kind.value, "sha256": e.sha256}
+        for e in embeddings
+    ]
+    for row, name in zip(rows, files or []):
+        row["file"] = name
+    return {
+        "model": embedder.model_id,
+        "precision": embedder.placement.precision,
+        "preprocessing": PREPROCESSING_VERSION,
+        "normalised": not raw,
+        "dim": int(embeddings[0].raw.shape[-1]),
+        "rows": rows,
+    }
+
+
+def _write_file(
+    run: Run, path: Path, fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool
+) -> None:
+    if fmt is EmbedFormat.NPY:
+        sidecar = path.with_name(path.name + ".json")
+        output.write_file(path, output.npy_bytes(vectors))
+        output.write_file(sidecar, output.json_text(_manifest(run, embeddings, raw)))
+        run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (manifest {sidecar})")
+    else:
+        output.write_file(path, _render(fmt, embeddings, vectors))
+        run.out.note(f"wrote {len(embeddings)} embeddings to {path}")
+
+
+def _write_dir(
+    run: Run, folder: Path, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool
+) -> None:
+    names: list[str] = []
+    for e, v in zip(embeddings, vectors):
+        base = f"text-{e.sha256[:12]}" if e.input.literal else Path(e.input.source).name
+        name = f"{base}.npy" if f"{base}.npy" not in names else f"{base}-{e.sha256[:8]}.npy"
+        names.append(name)
+        output.write_file(folder / name, output.npy_bytes(v))
+    output.write_file(folder / "manifest.json", output.json_text(_manifest(run, embeddings, raw, names)))
+    run.out.note(f"wrote {len(names)} vectors to {folder}/ (manifest {folder / 'manifest.json'})")
+
+
+def _summary(run: Run, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool) -> None:
+    import numpy as np
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("input", "modality", "dim", "norm", "first values"):
+        table.add_column(column)
+    for e, v in zip(embeddings, vectors):
+        first = " ".join(f"{x:+.3f}" for x in v[:4]) + " …"
+        table.add_row(table_label(e), e.input.kind.value, str(v.shape[0]), f"{np.linalg.norm(v):.3f}", first)
+    run.out.table(table)
+    what = "upstream's raw vectors" if raw else "unit-length vectors"
+    run.out.note(f"{what}; --format jsonl|json|csv|npy or -o FILE to save them")

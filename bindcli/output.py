@@ -1,0 +1,163 @@
+"""Where everything bind prints goes: data to stdout, messages and progress to stderr.
+
+One sink per command run, so every command looks and behaves the same in a terminal and in a
+pipe: people get Rich tables, scripts get JSONL/JSON/CSV/npy, and no message, warning or
+progress bar ever lands in the data stream. Files are written atomically (a temporary file
+beside the target, then a rename), so an interrupted run never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bindcli.errors import InputError
+
+#: significant digits that round-trip every float32 exactly
+_FLOAT32_DIGITS = ".9g"
+
+
+class Output:
+    """The sink of one command run.
+
+    `quiet` silences notes and progress, never errors or data. Colour follows Rich's rules
+    (`NO_COLOR`, `TERM=dumb`, not a terminal); the human/machine choice follows whether stdout
+    itself is a terminal, so a `FORCE_COLOR` in the environment never turns a pipe's JSON
+    into a table.
+    """
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False)
+
+    @property
+    def stdout_is_terminal(self) -> bool:
+        return _isatty(sys.stdout)
+
+    def note(self, message: str) -> None:
+        """A message for the person at the terminal (what was picked, what was written)."""
+        if not self.quiet:
+            self.err.print(f"bind: {message}", markup=False)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"bind: warning: {message}", markup=False)
+
+    def error(self, message: str) -> None:
+        self.err.print(f"bind: {message}", markup=False)
+
+    def failed(self, errors: Iterable[InputError]) -> int:
+        """One line per failed input, `bind: <file>: <reason>`; returns how many."""
+        count = 0
+        for exc in errors:
+            self.error(f"{exc.source}: {exc.reason}")
+            count += 1
+        return count
+
+    @contextlib.contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Callable[..., None]]:
+        """Yields `advance(n, status=None)` (a status replaces the label). A transient bar on an
+        interactive stderr for more than one item; nothing at all in a pipe, in CI or with -q."""
+        if self.quiet or total < 2 or not _isatty(sys.stderr) or not self.err.is_interactive:
+            yield lambda n, status=None: None
+            return
+        from rich.progress import Progress
+
+        with Progress(console=self.err, transient=True) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda n, status=None: bar.update(task, advance=n, description=status)
+
+    def table(self, table: Table) -> None:
+        self.out.print(table)
+
+    def text(self, text: str) -> None:
+        """Data for stdout, written as is."""
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def binary(self, data: bytes) -> None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+
+def _isatty(stream: IO[Any]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# --- machine formats -----------------------------------------------------------------------
+
+
+def floats(values: Sequence[float] | Any) -> list[float]:
+    """Python floats of a float32 vector, printed short but exact (`.9g` round-trips float32)."""
+    import numpy as np
+
+    return [float(format(v, _FLOAT32_DIGITS)) for v in np.asarray(values, np.float32).tolist()]
+
+
+def jsonl(records: Iterable[dict]) -> str:
+    """One compact JSON object per line."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) + "\n"
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def npy_bytes(array: Any) -> bytes:
+    """The `.npy` file of `array`, in memory (for stdout)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+# --- atomic files --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` that becomes `path` only if the block finishes."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_file(path: str | Path, data: str | bytes) -> None:
+    """Write text (UTF-8) or bytes to `path` atomically."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)

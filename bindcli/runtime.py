@@ -1,0 +1,399 @@
+"""From inputs to vectors: where the encoders run, at what precision, and how work is batched.
+
+Every command embeds through one `Embedder`: files decode on loader threads while the model
+loads, batches form across files of the same kind and shape, only the towers the inputs need
+are built, a bad input becomes an `InputError` in its slot instead of stopping the run, and an
+optional cache (content hash + model + preprocessing + precision) skips work already done.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from bindcli.errors import ConfigError, InputError
+from bindcli.modality import Kind, detect
+from bindcli.model.config import ModelConfig
+from bindcli.store import CacheKey, sha256_file, sha256_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.media import MediaOptions
+
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+class DeviceError(ConfigError):
+    """The device or precision asked for does not exist on this machine: like a bad model
+    config, an option value that cannot be honoured (the CLI exits 2)."""
+
+
+# --- device and precision ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where the encoders run and at what precision; `reason` says why `auto` chose so."""
+
+    device: torch.device
+    precision: str
+    reason: str = ""
+    warning: str | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
+
+    def describe(self) -> str:
+        """e.g. `cpu, bf16 (the CPU has AMX)`: the line -q silences."""
+        return f"{self.device}, {self.precision}" + (f" ({self.reason})" if self.reason else "")
+
+
+def choose_device(spec: str = "auto") -> torch.device:
+    """`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda`, `cuda:N` or `mps`; refuses what
+    this machine does not have."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not _mps_available():
+            raise DeviceError("--device mps: Apple's MPS backend is not available here")
+        return torch.device("mps")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index = spec.partition(":")[2]
+        if index and not index.isdigit():
+            raise DeviceError(f"--device {spec}: write cuda or cuda:N (N a GPU number)")
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
+            raise DeviceError(
+                f"--device {spec}: no CUDA GPU is visible (this torch {torch.__version__} has "
+                f"{build}); use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise DeviceError(f"--device {spec}: only {count} GPU(s) here (cuda:0..cuda:{count - 1})")
+        return torch.device(spec)
+    raise DeviceError(f"--device {spec}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def cpu_bf16_units() -> list[str]:
+    """The CPU's native bf16 matrix units (AMX, AVX512-BF16): where bf16 is fast, not emulated."""
+    units = []
+    with contextlib.suppress(AttributeError, RuntimeError):
+        if torch.cpu._is_amx_tile_supported():
+            units.append("AMX")
+        if torch.cpu._is_avx512_bf16_supported():
+            units.append("AVX512-BF16")
+    return units
+
+
+def choose_precision(spec: str, device: torch.device) -> Placement:
+    """`auto` picks the fastest precision the hardware runs natively; an explicit choice is
+    kept, with a warning where it will be slow."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return Placement(device, *_auto_precision(device))
+    if spec not in PRECISIONS:
+        raise DeviceError(f"--precision {spec}: use auto, fp32, bf16 or fp16")
+    warning = None
+    if device.type == "cpu" and spec == "fp16":
+        warning = "fp16 on a CPU is emulated and slow; bf16 or fp32 is faster"
+    elif device.type == "cpu" and spec == "bf16" and not cpu_bf16_units():
+        warning = "this CPU has no native bf16 (AMX/AVX512-BF16), so bf16 will be slow"
+    return Placement(device, spec, warning=warning)
+
+
+def _auto_precision(device: torch.device) -> tuple[str, str]:
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "the GPU supports bf16"
+        return "fp16", "the GPU has no fast bf16"
+    if device.type == "mps":
+        return "fp16", "MPS runs fp16 natively"
+    units = cpu_bf16_units()
+    if units:
+        return "bf16", f"the CPU has {'/'.join(units)}; --precision fp32 for full precision"
+    return "fp32", "the CPU has no native bf16"
+
+
+def place(device: str = "auto", precision: str = "auto") -> Placement:
+    """Device and precision from the `--device` and `--precision` values."""
+    return choose_precision(precision, choose_device(device))
+
+
+# --- inputs and results --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """One thing to embed: a file of some kind, or a text given on the command line."""
+
+    source: str
+    kind: Kind
+    literal: bool = False  # `source` is the text itself, not a path
+
+    @classmethod
+    def file(cls, path: str | Path, as_kind: Kind | str | None = None) -> "Input":
+        """A file input; raises InputError when it is missing or of unknown kind."""
+        if not Path(path).is_file():
+            what = "is a folder, not a file" if Path(path).is_dir() else "no such file"
+            raise InputError(path, what)
+        return cls(str(path), detect(path, as_kind))
+
+    @classmethod
+    def text(cls, text: str) -> "Input":
+        return cls(text, Kind.TEXT, literal=True)
+
+
+def gather(
+    paths: Iterable[str | Path] = (), texts: Iterable[str] = (), as_kind: Kind | str | None = None
+) -> list["Input | InputError"]:
+    """Files (kinds detected, or `as_kind`) then texts, each an Input or the reason it is not."""
+    found: list[Input | InputError] = []
+    for path in paths:
+        try:
+            found.append(Input.file(path, as_kind))
+        except InputError as exc:
+            found.append(exc)
+    found.extend(Input.text(t) for t in texts)
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedding:
+    """One input's vector: `raw` is upstream's output (scaled per modality), `unit` its
+    direction, which is what similarity uses."""
+
+    input: Input
+    sha256: str
+    raw: np.ndarray
+
+    @property
+    def unit(self) -> np.ndarray:
+        return normalise(self.raw)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalised along the last axis (a zero vector stays zero)."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+class EmbeddingCache(Protocol):
+    """What the Embedder needs from a cache (`bindcli.store.Store` is one): raw float32 vectors
+    by key, found in bulk and stored in bulk."""
+
+    def cache_get(self, keys: Iterable[CacheKey]) -> dict[CacheKey, np.ndarray]: ...
+
+    def cache_put(self, entries: Iterable[tuple[CacheKey, np.ndarray]]) -> None: ...
+
+
+def model_id(config: ModelConfig, weights: Path) -> str:
+    """Names the numbers a model computes: config name, a hash of its shape, and the weights
+    (their recorded SHA-256 when `bind weights` fetched them, else size and mtime)."""
+    from bindcli.weights import read_record
+
+    shape = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    stat = weights.stat()
+    record = read_record(weights) or {}
+    if record.get("sha256") and record.get("size") == stat.st_size:
+        what = record["sha256"]
+    else:
+        what = hashlib.sha256(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return f"{config.name}:{shape[:8]}:{what[:12]}"
+
+
+# --- the embedder --------------------------------------------------------------------------
+
+
+class Embedder:
+    """Embeds inputs with one model, building only the towers they need (once per run)."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        weights: Path,
+        placement: Placement,
+        *,
+        batch_size: int = 8,
+        workers: int | None = None,
+        options: "MediaOptions | None" = None,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
+        self.config = config
+        self.weights = weights
+        self.placement = placement
+        self.batch_size = max(1, batch_size)
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.options = options
+        self.cache = cache
+        self.model_id = model_id(config, weights)
+        self._model: torch.nn.Module | None = None
+        self._towers: frozenset[str] = frozenset()
+
+    def embed(
+        self,
+        inputs: Sequence[Input | InputError],
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> list[Embedding | InputError]:
+        """One result per input, in order: an Embedding, or the InputError that stopped it."""
+        results: list[Embedding | InputError | None] = [
+            x if isinstance(x, InputError) else None for x in inputs
+        ]
+        progress(sum(r is not None for r in results))
+        todo = self._hash([(i, x) for i, x in enumerate(inputs) if isinstance(x, Input)], results)
+        todo = self._from_cache(todo, results, progress)
+        if todo:
+            towers = frozenset(inp.kind.tower for _, inp, _ in todo)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                model = pool.submit(self._model_for, towers)  # loads while the first files decode
+                self._encode(todo, model, results, progress)
+        return results  # type: ignore[return-value]
+
+    def _hash(
+        self, todo: list[tuple[int, Input]], results: list
+    ) -> list[tuple[int, Input, str]]:
+        """Content hashes (on loader threads): the cache key and the manifests' identity."""
+
+        def digest(inp: Input) -> str | InputError:
+            if inp.literal:
+                return sha256_text(inp.source)
+            try:
+                return sha256_file(inp.source)
+            except OSError as exc:
+                return InputError(inp.source, exc.strerror or str(exc))
+
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            digests = list(pool.map(digest, [inp for _, inp in todo]))
+        hashed = []
+        for (i, inp), d in zip(todo, digests):
+            if isinstance(d, InputError):
+                results[i] = d
+            else:
+                hashed.append((i, inp, d))
+        return hashed
+
+    def cache_key(self, inp: Input, sha: str) -> CacheKey:
+        """The embedding-cache key of `inp` with content hash `sha` under this embedder."""
+        from bindcli.media import PREPROCESSING_VERSION
+
+        options = json.dumps(dataclasses.asdict(self.options), sort_keys=True) if self.options else ""
+        return CacheKey(
+            sha, self.model_id, PREPROCESSING_VERSION, self.placement.precision,
+            inp.kind.value, options,
+        )
+
+    def _from_cache(
+        self, todo: list[tuple[int, Input, str]], results: list, progress: Callable[[int], None]
+    ) -> list[tuple[int, Input, str]]:
+        if self.cache is None or not todo:
+            return todo
+        found = self.cache.cache_get(self.cache_key(inp, sha) for _, inp, sha in todo)
+        left = []
+        for i, inp, sha in todo:
+            vector = found.get(self.cache_key(inp, sha))
+            if vector is None:
+                left.append((i, inp, sha))
+            else:
+                results[i] = Embedding(inp, sha, np.asarray(vector, np.float32))
+        progress(len(todo) - len(left))
+        return left
+
+    def _model_for(self, towers: frozenset[str]) -> torch.nn.Module:
+        """The model with at least `towers`; rebuilt (with the union) only when one is missing."""
+        if self._model is None or not towers <= self._towers:
+            from bindcli.model.factory import load_model
+
+            self._towers = towers | self._towers
+            self._model = None  # free the old towers before loading the new set
+            self._model = load_model(
+                self.config, self.weights, sorted(self._towers),
+                device=self.placement.device, dtype=self.placement.dtype,
+            )
+        return self._model
+
+    def _tensors(self, todo: list[tuple[int, Input, str]]) -> Iterator[tuple[int, object]]:
+        """(slot, tensor or InputError) for every input: texts tokenized here, files decoded
+        on loader threads with bounded look-ahead."""
+        from bindcli import media
+
+        texts = [(i, inp) for i, inp, _ in todo if inp.literal]
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            yield from zip((i for i, _ in chunk), media.tokenize([inp.source for _, inp in chunk]))
+        files = [(i, inp) for i, inp, _ in todo if not inp.literal]
+        loaded = media.load_many(
+            ((inp.source, inp.kind) for _, inp in files), self.options, workers=self.workers
+        )
+        with contextlib.closing(loaded):
+            for n, tensor in loaded:
+                yield files[n][0], tensor
+
+    def _encode(
+        self,
+        todo: list[tuple[int, Input, str]],
+        model: concurrent.futures.Future,
+        results: list,
+        progress: Callable[[int], None],
+    ) -> None:
+        """Batch tensors by (tower, shape): images and videos share a tower but not a shape,
+        nor do IMU recordings of different lengths."""
+        meta = {i: (inp, sha) for i, inp, sha in todo}
+        pending: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
+        for i, tensor in self._tensors(todo):
+            if isinstance(tensor, InputError):
+                results[i] = tensor
+                progress(1)
+                continue
+            key = (meta[i][0].kind.tower, tuple(tensor.shape))
+            batch = pending.setdefault(key, [])
+            batch.append((i, tensor))
+            if len(batch) == self.batch_size:
+                self._run(model.result(), key[0], pending.pop(key), meta, results, progress)
+        for (tower, _), batch in pending.items():
+            self._run(model.result(), tower, batch, meta, results, progress)
+
+    def _run(
+        self,
+        model: torch.nn.Module,
+        tower: str,
+        batch: list[tuple[int, torch.Tensor]],
+        meta: dict[int, tuple[Input, str]],
+        results: list,
+        progress: Callable[[int], None],
+    ) -> None:
+        x = torch.stack([t for _, t in batch]).to(self.placement.device)
+        if x.is_floating_point():
+            x = x.to(self.placement.dtype)
+        with torch.inference_mode():
+            out = model({tower: x})[tower].float().cpu().numpy()
+        done = []
+        for (i, _), vector in zip(batch, out):
+            inp, sha = meta[i]
+            results[i] = Embedding(inp, sha, vector)
+            done.append((self.cache_key(inp, sha), vector))
+        if self.cache is not None:
+            self.cache.cache_put(done)
+        progress(len(batch))
