@@ -1,0 +1,123 @@
+"""`bind collections …`: what collections exist, what is in one, and removing one.
+
+These read only the collection file (no model, no torch). Tables for people, JSON in a pipe.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bindcli import output
+from bindcli.cli.index import DB_OPTION, open_store
+
+app = typer.Typer(
+    name="collections",
+    help="List, describe and remove collections (see `bind index`).",
+    no_args_is_help=True,
+)
+
+NAME_ARG = Annotated[str, typer.Argument(metavar="NAME", help="The collection.")]
+
+
+class InfoFormat(str, enum.Enum):
+    AUTO = "auto"
+    TABLE = "table"
+    JSON = "json"
+
+
+FORMAT_OPTION = Annotated[InfoFormat, typer.Option(
+    "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
+)]
+
+
+def _as_table(fmt: InfoFormat) -> bool:
+    return fmt is InfoFormat.TABLE or (fmt is InfoFormat.AUTO and sys.stdout.isatty())
+
+
+def _when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")
+
+
+@app.command("list")
+def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
+    """One line per collection: name, files, model."""
+    with open_store(db) as store:
+        rows = [
+            {"name": c.name, "files": sum(store.counts(c).values()), "model": c.model,
+             "model_id": c.model_id, "created": _when(c.created_at)}
+            for c in store.collections()
+        ]
+        path = store.path
+    if not rows:
+        print(f"bind: no collections in {path} yet; create one with `bind index PATH`",
+              file=sys.stderr)
+    if _as_table(fmt):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in ("name", "files", "model", "created"):
+            table.add_column(column, justify="right" if column == "files" else "left")
+        for r in rows:
+            table.add_row(r["name"], str(r["files"]), r["model"], r["created"])
+        Console(highlight=False).print(table)
+    else:
+        sys.stdout.write(output.jsonl(rows))
+
+
+@app.command("info")
+def info_command(name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
+    """Files per modality, model, vector format, size on disk and where the file is."""
+    with open_store(db) as store:
+        coll = store.require(name)
+        counts = store.counts(coll)
+        stats = store.stats(coll)
+        on_disk = sum(
+            p.stat().st_size for p in (store.path, Path(f"{store.path}-wal")) if p.exists()
+        )
+        info = {
+            "name": coll.name,
+            "files": sum(counts.values()),
+            "per_modality": counts,
+            "deleted": stats["deleted"],
+            "model": coll.model,
+            "model_id": coll.model_id,
+            "vectors": f"{stats['dims']} x {coll.dtype}" if stats["dims"] else coll.dtype,
+            "vector_bytes": stats["vector_bytes"],
+            "file": str(store.path),
+            "file_bytes": on_disk,
+            "created": _when(coll.created_at),
+            "updated": _when(stats["updated_at"]),
+        }
+    if not _as_table(fmt):
+        sys.stdout.write(output.json_text(info))
+        return
+    from rich.console import Console
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if key == "per_modality":
+            value = ", ".join(f"{k} {n}" for k, n in value.items()) or "—"
+        elif key.endswith("_bytes"):
+            value = decimal(value)
+        table.add_row(key.replace("_", " "), str(value))
+    Console(highlight=False).print(table)
+
+
+@app.command("remove")
+def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
+    """Remove a collection (its files on disk are untouched; the embedding cache stays)."""
+    with open_store(db) as store:
+        store.remove_collection(name)
+        path = store.path
+    print(f"bind: removed collection {name!r} from {path}", file=sys.stderr)
