@@ -126,5 +126,4 @@ def audio_clips(
 def load_audio(source: str | Path, options: MediaOptions) -> torch.Tensor:
     """(clips, 1, 128, 204) float32 for an audio file or the sound track of a video."""
     waveform, rate = read_waveform(source)
-    with decoding(source, "audio"):
-        return audio_clips(waveform, rate, options, source)
+    return audio_clips(waveform, rate, options, source)
