@@ -13,6 +13,12 @@ SMALL_CONFIG = FIXTURES / "public_config.json"
 SMALL_WEIGHTS = FIXTURES / "public.pth"
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own collection file and embedding cache, never the user's."""
+    monkeypatch.setenv("BIND_DATA_DIR", str(tmp_path_factory.mktemp("bind-data")))
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES

@@ -1,0 +1,224 @@
+"""`bind index`, `bind search`, `bind collections` and the shared embedding cache, end to end
+with the small fixture model. Encoder calls are counted by wrapping the loaded model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+import bindcli.model.factory as factory
+from bindcli.store import Store, default_db_path
+from cli_support import MEDIA, SMALL, bind, jsonl
+
+MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
+         "synthetic_0.mp4"]
+
+
+@pytest.fixture
+def encoded(monkeypatch):
+    """How many inputs each tower encoded, summed over every model built during the test."""
+    counts: dict[str, int] = {}
+    real = factory.load_model
+
+    def counting(*args, **kwargs):
+        model = real(*args, **kwargs)
+
+        def forward(inputs):
+            for tower, x in inputs.items():
+                counts[tower] = counts.get(tower, 0) + x.shape[0]
+            return model(inputs)
+
+        return forward
+
+    monkeypatch.setattr(factory, "load_model", counting)
+    return counts
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    for name in MIXED:
+        shutil.copy(MEDIA / name, root / name)
+    (root / "note.txt").write_text("a dog barking in the park", encoding="utf-8")
+    (root / ".hidden.jpg").write_bytes((MEDIA / "dog_image.jpg").read_bytes())
+    (root / "readme.md").write_text("not media", encoding="utf-8")
+    return root
+
+
+def _summary(result) -> dict[str, int]:
+    """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
+    line = result.stderr.strip().splitlines()[-1]
+    tail = line.rsplit(";", 1)[1]
+    return {word: int(n) for n, word in (part.split() for part in tail.split(","))}
+
+
+def test_index_reindex_and_search_across_modalities(tmp_path, folder, encoded):
+    db = tmp_path / "c.sqlite3"
+    first = bind("index", folder, "--db", db, "--no-cache")
+    assert first.exit_code == 0, first.stderr
+    assert _summary(first) == {"embedded": 7, "reused": 0, "unchanged": 0, "removed": 0,
+                               "failed": 0}
+    assert encoded == {"vision": 4, "audio": 2, "text": 1}  # .hidden.jpg and readme.md skipped
+
+    # change one file, rename one, delete one, duplicate one; only the change is embedded
+    with open(folder / "dog_image.jpg", "ab") as fh:
+        fh.write(b"\0edited")  # trailing bytes: same picture to a decoder, new content hash
+    (folder / "bird_audio.wav").rename(folder / "renamed.wav")
+    (folder / "synthetic_0.mp4").unlink()
+    shutil.copy(folder / "car_image.jpg", folder / "car_copy.jpg")
+    encoded.clear()
+    second = bind("index", folder, "--db", db, "--no-cache")
+    assert second.exit_code == 0, second.stderr
+    assert encoded == {"vision": 1}
+    assert _summary(second) == {"embedded": 1, "reused": 2, "unchanged": 4, "removed": 2,
+                                "failed": 0}
+    con = sqlite3.connect(db)
+    live = dict(con.execute("SELECT path, deleted FROM items"))
+    assert live[str(folder / "synthetic_0.mp4")] == 1 and live[str(folder / "bird_audio.wav")] == 1
+    assert live[str(folder / "renamed.wav")] == 0
+    con.close()
+
+    # text query; JSON lines parsed
+    hits = jsonl(bind("search", "--text", "a dog", "--db", db, "-f", "jsonl", "-k", "20").stdout)
+    assert {h["path"] for h in hits} == {str(folder / n) for n in (
+        "dog_image.jpg", "car_image.jpg", "car_copy.jpg", "bird_image.jpg", "dog_audio.wav",
+        "renamed.wav", "note.txt")}
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert hits[0]["path"] == str(folder / "note.txt")  # text is closest to text
+
+    # an audio file as the query, images only; the query file itself is not a result
+    images = jsonl(bind("search", folder / "dog_audio.wav", "--db", db, "-m", "image",
+                        "-f", "jsonl").stdout)
+    assert len(images) == 4 and {h["modality"] for h in images} == {"image"}
+    audio = jsonl(bind("search", folder / "dog_audio.wav", "--db", db, "-m", "audio",
+                       "-f", "jsonl").stdout)
+    assert [h["path"] for h in audio] == [str(folder / "renamed.wav")]
+
+    # an expression, bare paths, min-score
+    paths = bind("search", folder / "dog_image.jpg", "+", f"0.5:{folder / 'renamed.wav'}",
+                 "--db", db, "-f", "paths", "-k", "2")
+    assert paths.exit_code == 0, paths.stderr
+    assert paths.stdout.splitlines() == [h["path"] for h in jsonl(bind(
+        "search", folder / "dog_image.jpg", "+", f"0.5:{folder / 'renamed.wav'}", "--db", db,
+        "-f", "jsonl", "-k", "2").stdout)]
+    strong = jsonl(bind("search", "--text", "a dog", "--db", db, "-f", "jsonl",
+                        "--min-score", str(hits[2]["score"])).stdout)
+    assert strong == hits[:3]
+
+    # the collection commands read the same file
+    listed = jsonl(bind("collections", "list", "--db", db, "-f", "json").stdout)
+    assert [(c["name"], c["files"]) for c in listed] == [("default", 7)]
+    info = json.loads(bind("collections", "info", "default", "--db", db, "-f", "json").stdout)
+    assert info["per_modality"] == {"audio": 2, "image": 4, "text": 1}
+    assert info["deleted"] == 2 and info["vectors"] == "32 x float32" and info["file"] == str(db)
+    assert bind("collections", "remove", "default", "--db", db).exit_code == 0
+    assert bind("collections", "list", "--db", db, "-f", "json").stdout == ""
+
+
+def test_a_bad_file_is_reported_and_the_rest_indexed(tmp_path, folder):
+    (folder / "broken.wav").write_bytes(b"RIFF, but not really")
+    result = bind("index", folder, "--db", tmp_path / "c.sqlite3", "--exclude", "*.mp4")
+    assert result.exit_code == 1
+    assert f"{folder / 'broken.wav'}:" in result.stderr
+    assert _summary(result)["failed"] == 1 and _summary(result)["embedded"] == 6
+
+
+def test_compare_reuses_cached_embeddings(encoded):
+    files = [MEDIA / "dog_image.jpg", MEDIA / "dog_audio.wav"]
+    first = bind("compare", *files, "--text", "a dog", "-f", "json")
+    assert first.exit_code == 0, first.stderr
+    assert encoded == {"vision": 1, "audio": 1, "text": 1}
+    encoded.clear()
+    again = bind("compare", *files, "--text", "a dog", "-f", "json")
+    assert encoded == {} and json.loads(again.stdout) == json.loads(first.stdout)
+    bind("compare", *files, "--text", "a dog", "-f", "json", "--no-cache")
+    assert encoded == {"vision": 1, "audio": 1, "text": 1}
+
+
+def test_index_reuses_what_other_commands_embedded(tmp_path, folder, encoded):
+    assert bind("compare", folder / "dog_image.jpg", folder / "dog_audio.wav").exit_code == 0
+    encoded.clear()
+    result = bind("index", folder, "--db", tmp_path / "c.sqlite3")
+    assert _summary(result)["reused"] == 2 and encoded == {"vision": 3, "audio": 1, "text": 1}
+
+
+def test_search_names_a_missing_collection_without_loading_a_model(tmp_path, encoded):
+    result = bind("search", "--text", "x", "--db", tmp_path / "c.sqlite3", "-c", "nope")
+    assert result.exit_code == 1 and "no collection 'nope'" in result.stderr
+    assert encoded == {}
+
+
+def test_a_collection_refuses_another_models_vectors(tmp_path, folder):
+    db = tmp_path / "c.sqlite3"
+    assert bind("index", folder / "note.txt", "--db", db).exit_code == 0
+    other = tmp_path / "other.pth"
+    shutil.copy(MEDIA.parent / "public.pth", other)
+    result = bind("index", folder / "note.txt", "--db", db, env={"BIND_WEIGHTS": str(other)})
+    assert result.exit_code == 1 and "was built with model" in result.stderr
+    result = bind("search", "--text", "x", "--db", db, env={"BIND_WEIGHTS": str(other)})
+    assert result.exit_code == 1 and "was built with model" in result.stderr
+
+
+def test_a_newer_collection_file_is_refused_in_one_line(tmp_path):
+    db = tmp_path / "c.sqlite3"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA user_version = 99")
+    con.close()
+    result = bind("search", "--text", "x", "--db", db)
+    assert result.exit_code == 1 and "newer bind" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, encoded):
+    """SIGKILL part-way (after a few committed batches), then run again: the file is intact,
+    committed files are not re-embedded, and every file ends up indexed exactly once."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    total = 120
+    for i in range(total):
+        (folder / f"n{i:03}.txt").write_text(f"note {i}: a bird sang {i} times", encoding="utf-8")
+    db = tmp_path / "c.sqlite3"
+    env = {**os.environ, **SMALL}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bindcli", "index", str(folder), "--db", str(db), "-b", "1", "-q"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    committed, deadline = 0, time.monotonic() + 120
+    while committed < 8 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        if db.exists():
+            with contextlib.suppress(sqlite3.OperationalError), contextlib.closing(
+                sqlite3.connect(db)
+            ) as con:
+                committed = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()
+
+    with Store(db) as store:
+        assert store.integrity_ok()
+        done_before = store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    assert 8 <= done_before < total
+    with Store(default_db_path()) as cache:
+        encoded_before = cache.db.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()[0]
+
+    result = bind("index", folder, "--db", db, "-b", "1")
+    assert result.exit_code == 0, result.stderr
+    summary = _summary(result)
+    assert summary["unchanged"] == done_before
+    assert encoded == {"text": total - encoded_before}  # in-flight work was cached, not lost
+    assert summary["embedded"] + summary["reused"] == total - done_before
+    with Store(db) as store:
+        assert store.integrity_ok()
+        rows = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM items").fetchone()
+    assert rows == (total, total)
