@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli import output
-from bindcli.cli.common import Run, command, pick_format, table_label
+from bindcli.cli.common import Run, command, pick_format
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -183,6 +183,7 @@ def _gallery(run: Run, roots: Sequence[str], exclude: set[str]) -> list:
 
 
 def _table(run: Run, hits: "list[tuple[Embedding, float]]") -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table()
@@ -191,5 +192,5 @@ def _table(run: Run, hits: "list[tuple[Embedding, float]]") -> None:
     table.add_column("path")
     table.add_column("modality")
     for n, (e, score) in enumerate(hits, 1):
-        table.add_row(str(n), f"{score:.3f}", table_label(e), e.input.kind.value)
+        table.add_row(str(n), f"{score:.3f}", escape(e.input.source), e.input.kind.value)
     run.out.table(table)

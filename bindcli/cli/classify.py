@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli import output
-from bindcli.cli.common import Run, command, pick_format, table_label
+from bindcli.cli.common import Run, command, pick_format, table_labels
 from bindcli.modality import Kind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,11 +172,12 @@ def _table(run: Run, classified: "list[tuple[Embedding, list[dict]]]") -> None:
     table = Table()
     for column, justify in (("input", "left"), ("label", "left"), ("probability", "right"), ("cosine", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for n, (e, ranked) in enumerate(classified):
+    labels = table_labels([e for e, _ in classified])
+    for n, (label, (e, ranked)) in enumerate(zip(labels, classified)):
         for i, item in enumerate(ranked):
             style = "bold green" if i == 0 else None
             table.add_row(
-                table_label(e) if i == 0 else "", escape(item["label"]),
+                label if i == 0 else "", escape(item["label"]),
                 f"{item['probability']:.3f}", f"{item['score']:.3f}",
                 style=style, end_section=i == len(ranked) - 1 and n < len(classified) - 1,
             )

@@ -211,11 +211,12 @@ class Run:
         if self._embedder is None:
             from bindcli import weights
             from bindcli.model.config import load_config
+
+            c = self.common
+            config = load_config(c.model_config)  # a typo fails here, before torch loads
             from bindcli.runtime import Embedder, place
             from bindcli.store import Store, default_db_path
 
-            c = self.common
-            config = load_config(c.model_config)
             placement = place(c.device, c.precision.value)
             path = weights.resolve(c.weights, progress=not c.quiet)
             if placement.warning:
@@ -240,10 +241,16 @@ class Run:
         return [None if isinstance(r, InputError) else r for r in results]
 
 
-def table_label(embedding: "Embedding") -> str:
-    """How an input is named in a table: the path as given, or the text in quotes (escaped, so
-    a `[` in a file name is not read as Rich markup)."""
+def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:
+    """How inputs are named in a table: file names when those are unambiguous (long paths
+    would crowd the columns out), else the paths as given; texts in quotes. Escaped, so a `[`
+    in a file name is not read as Rich markup."""
     from rich.markup import escape
 
-    inp = embedding.input
-    return escape(f'"{inp.source}"' if inp.literal else inp.source)
+    inputs = [e.input for e in embeddings]
+    names = [Path(i.source).name for i in inputs if not i.literal]
+    short = len(set(names)) == len(names)
+    return [
+        escape(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source)
+        for i in inputs
+    ]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli import output
-from bindcli.cli.common import Run, command, table_label, pick_format
+from bindcli.cli.common import Run, command, pick_format, table_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -127,10 +127,10 @@ def _table(
     best = best_columns(scores, square)
     table = Table(caption="* best match of the row", caption_justify="left")
     table.add_column(metric, style="bold")
-    for e in cols:
-        table.add_column(table_label(e), justify="right")
-    for r, e in enumerate(rows):
+    for label in table_labels(cols):
+        table.add_column(label, justify="right")
+    for r, label in enumerate(table_labels(rows)):
         cells = ["—" if v != v else f"{v:.3f}" for v in scores[r]]
         cells[best[r]] = f"[bold green]{cells[best[r]]}*[/]"
-        table.add_row(table_label(e), *cells)
+        table.add_row(label, *cells)
     run.out.table(table)

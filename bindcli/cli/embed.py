@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli import output
-from bindcli.cli.common import Run, command, table_label, pick_format
+from bindcli.cli.common import Run, command, pick_format, table_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -196,9 +196,9 @@ def _summary(run: Run, embeddings: "list[Embedding]", vectors: "np.ndarray", raw
     table = Table(box=None, pad_edge=False)
     for column in ("input", "modality", "dim", "norm", "first values"):
         table.add_column(column)
-    for e, v in zip(embeddings, vectors):
+    for label, e, v in zip(table_labels(embeddings), embeddings, vectors):
         first = " ".join(f"{x:+.3f}" for x in v[:4]) + " …"
-        table.add_row(table_label(e), e.input.kind.value, str(v.shape[0]), f"{np.linalg.norm(v):.3f}", first)
+        table.add_row(label, e.input.kind.value, str(v.shape[0]), f"{np.linalg.norm(v):.3f}", first)
     run.out.table(table)
     what = "upstream's raw vectors" if raw else "unit-length vectors"
     run.out.note(f"{what}; --format jsonl|json|csv|npy or -o FILE to save them")

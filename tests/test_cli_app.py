@@ -1,0 +1,88 @@
+"""The installed `bind`: help and completion without torch, completions up to date, pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bindcli import __version__
+from cli_support import MEDIA, SMALL, bind
+
+ROOT = Path(__file__).resolve().parent.parent
+BIND = Path(sys.executable).with_name("bind")
+sys.path.insert(0, str(ROOT / "scripts"))
+import update_completions  # noqa: E402
+
+#: runs bind's entry point in a fresh interpreter, then says whether torch got imported
+PROBE = (
+    "import sys\nsys.argv = ['bind', *sys.argv[1:]]\nfrom bindcli.cli.app import main\n"
+    "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
+)
+
+
+def probe(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["embed", "--help"], ["arith", "--help"], []])
+def test_help_does_not_import_torch(args):
+    done = probe(*args)
+    assert done.stderr.strip().endswith("NO-TORCH")
+    assert "Usage" in done.stdout + done.stderr
+
+
+def test_completion_works_without_torch():
+    words = {"COMP_WORDS": "bind compare --as a", "COMP_CWORD": "3", "_BIND_COMPLETE": "complete_bash"}
+    done = probe(env=words)
+    assert "audio" in done.stdout.split() and done.stderr.strip().endswith("NO-TORCH")
+    commands = probe(env={**words, "COMP_WORDS": "bind c", "COMP_CWORD": "1"}).stdout.split()
+    assert {"compare", "classify"} <= set(commands)
+
+
+@pytest.mark.parametrize("shell, name", sorted(update_completions.FILES.items()))
+def test_completion_scripts_are_up_to_date(shell, name):
+    committed = (ROOT / "completions" / name).read_text(encoding="utf-8")
+    assert committed == update_completions.completion_script(shell), (
+        f"completions/{name} is stale: run scripts/update_completions.py"
+    )
+
+
+def test_version_and_no_args():
+    assert bind("--version").stdout.strip() == f"bind {__version__}"
+    assert "Commands" in bind().stdout
+
+
+def test_pipe_stdin_paths_stdout_json_stderr_apart_exit_1(tmp_path):
+    paths = f"{MEDIA / 'dog_image.jpg'}\n{tmp_path / 'gone.wav'}\n{MEDIA / 'car_audio.wav'}\n"
+    done = subprocess.run([str(BIND), "embed", "-"], input=paths, capture_output=True, text=True,
+                          env={**os.environ, **SMALL}, timeout=120)
+    assert done.returncode == 1
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["modality"] for r in records] == ["image", "audio"]
+    assert all(len(r["embedding"]) == 32 for r in records)
+    assert f"bind: {tmp_path / 'gone.wav'}: no such file" in done.stderr.splitlines()
+    assert "Traceback" not in done.stderr
+
+
+def test_nul_separated_paths_and_quiet(tmp_path):
+    paths = f"{MEDIA / 'dog_image.jpg'}\0{MEDIA / 'bird_image.jpg'}\0"
+    done = subprocess.run([str(BIND), "compare", "-", "-q", "-f", "json"], input=paths,
+                          capture_output=True, text=True, env={**os.environ, **SMALL}, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert len(json.loads(done.stdout)["rows"]) == 2
+
+
+def test_bind_debug_shows_the_traceback():
+    args = ["embed", "-t", "x", "--model-config", "no-such-model"]
+    quiet = subprocess.run([str(BIND), *args], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 2 and quiet.stderr.startswith("bind: model config 'no-such-model'")
+    loud = subprocess.run([str(BIND), *args], capture_output=True, text=True,
+                          env={**os.environ, "BIND_DEBUG": "1"}, timeout=60)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr and "ConfigError" in loud.stderr
