@@ -1,0 +1,57 @@
+"""The output sink: exact float text, atomic files, stderr-only messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bindcli import output
+from bindcli.errors import InputError
+from bindcli.output import Output
+
+
+def test_floats_round_trip_float32_exactly_and_stay_short():
+    values = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    values[:3] = [1e-9, -3.4e38, 0.0]
+    text = json.dumps(output.floats(values))
+    np.testing.assert_array_equal(np.array(json.loads(text), dtype=np.float32), values)
+    assert len(text) < 1000 * 16
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "out.json"
+    output.write_file(target, "old")
+    with pytest.raises(RuntimeError):
+        with output.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    output.write_file(tmp_path / "new" / "v.npy", output.npy_bytes(np.ones(3, np.float32)))
+    assert np.load(tmp_path / "new" / "v.npy").tolist() == [1, 1, 1]
+
+
+def test_csv_and_jsonl_text():
+    assert output.csv_text(["a", "b"], [["x,y", 1]]) == 'a,b\n"x,y",1\n'
+    assert output.jsonl([{"é": 1}, {}]) == '{"é": 1}\n{}\n'
+
+
+def test_messages_go_to_stderr_and_quiet_keeps_only_errors(capsys):
+    loud, quiet = Output(), Output(quiet=True)
+    loud.note("picked cpu")
+    quiet.note("hidden")
+    quiet.warn("careful")
+    assert quiet.failed([InputError("a [1].jpg", "corrupt"), InputError("b.wav", "empty")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "bind: picked cpu", "bind: warning: careful", "bind: a [1].jpg: corrupt", "bind: b.wav: empty",
+    ]
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
+    with Output().progress(10, "Embedding") as advance:
+        advance(5)
+        advance(5, status="done")
+    assert capsys.readouterr().err == ""

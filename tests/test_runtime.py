@@ -1,0 +1,133 @@
+"""Device and precision choice, and the Embedder: batching, towers, isolation of bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bindcli import runtime
+from bindcli.errors import InputError
+from bindcli.model import factory
+from bindcli.model.config import load_config
+from bindcli.modality import Kind
+from bindcli.runtime import DeviceError, Embedder, Embedding, Input, choose_device, choose_precision, gather, place
+from cli_support import FIXTURES, media, reference
+
+CPU = torch.device("cpu")
+
+
+def test_device_auto_falls_back_to_cpu_and_refuses_missing_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    assert choose_device("auto") == CPU
+    for spec, message in [("cuda", "no CUDA GPU"), ("cuda:x", "cuda:N"), ("mps", "MPS"), ("tpu", "use auto")]:
+        with pytest.raises(DeviceError, match=message):
+            choose_device(spec)
+
+
+def test_device_picks_cuda_and_checks_the_index(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert choose_device("auto") == torch.device("cuda")
+    assert choose_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(DeviceError, match="only 1 GPU"):
+        choose_device("cuda:1")
+
+
+@pytest.mark.parametrize("units, expected", [(["AMX"], "bf16"), ([], "fp32")])
+def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, units, expected):
+    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: units)
+    chosen = choose_precision("auto", CPU)
+    assert chosen.precision == expected and chosen.reason and chosen.warning is None
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "bf16"), (False, "fp16")])
+def test_auto_precision_on_gpus(monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    assert choose_precision("auto", torch.device("cuda")).precision == expected
+    assert choose_precision("auto", torch.device("mps")).precision == "fp16"
+
+
+def test_explicit_precision_is_kept_with_a_warning_where_slow(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: [])
+    assert "emulated" in choose_precision("fp16", CPU).warning
+    assert "no native bf16" in choose_precision("bf16", CPU).warning
+    assert choose_precision("fp32", CPU).warning is None
+    with pytest.raises(DeviceError):
+        choose_precision("fp8", CPU)
+
+
+def test_gather_names_missing_and_unknown_files(tmp_path):
+    odd = tmp_path / "notes.xyz"
+    odd.write_text("?")
+    found = gather([str(tmp_path / "gone.jpg"), str(odd), str(tmp_path)], ["hi"], None)
+    assert [isinstance(x, InputError) for x in found] == [True, True, True, False]
+    assert found[0].reason == "no such file" and "unknown extension" in found[1].reason
+    assert gather([str(odd)], as_kind="text")[0] == Input(str(odd), Kind.TEXT)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    config = load_config(FIXTURES / "public_config.json")
+    return Embedder(config, FIXTURES / "public.pth", place("cpu", "fp32"), batch_size=2)
+
+
+class CountingCache:
+    def __init__(self):
+        self.vectors, self.gets = {}, 0
+
+    def cache_get(self, keys):
+        self.gets += 1
+        return {k: self.vectors[k] for k in keys if k in self.vectors}
+
+    def cache_put(self, entries):
+        self.vectors.update(entries)
+
+
+def test_mixed_batch_matches_upstream_and_isolates_bad_inputs(embedder, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....")
+    names = ["dog_image.jpg", "car_image.jpg", "synthetic_0.mp4", "bird_image.jpg", "dog_audio.wav"]
+    items = gather([media(n) for n in names[:3]] + [str(broken)] + [media(n) for n in names[3:]], ["a dog"])
+    items.insert(1, InputError("typo.jpg", "no such file"))
+    results = embedder.embed(items)
+    assert isinstance(results[1], InputError) and isinstance(results[4], InputError)
+    good = [r for r in results if isinstance(r, Embedding)]
+    keys = ["vision/dog_image.jpg", "vision/car_image.jpg", "video/synthetic_0.mp4",
+            "vision/bird_image.jpg", "audio/dog_audio.wav"]
+    for result, key in zip(good, keys):
+        assert float(result.unit @ reference(key)) > 0.99999, key
+    assert good[-1].input.literal and good[-1].input.kind is Kind.TEXT
+    assert set(embedder._model.modalities) == {"vision", "audio", "text"}
+
+
+def test_only_needed_towers_are_built(monkeypatch):
+    config = load_config(FIXTURES / "public_config.json")
+    built = []
+    real = factory.load_model
+
+    def counting(*args, **kwargs):
+        built.append(tuple(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(factory, "load_model", counting)
+    fresh = Embedder(config, FIXTURES / "public.pth", place("cpu", "fp32"))
+    fresh.embed(gather(texts=["a"]))
+    fresh.embed(gather(texts=["b"]))  # same towers: no rebuild
+    fresh.embed(gather([media("dog_image.jpg")]))  # a new tower: rebuilt with the union
+    assert built == [("text",), ("text", "vision")]
+
+
+def test_cache_serves_repeats_without_building_a_model(monkeypatch):
+    config = load_config(FIXTURES / "public_config.json")
+    cache = CountingCache()
+    first = Embedder(config, FIXTURES / "public.pth", place("cpu", "fp32"), cache=cache)
+    items = gather([media("car_image.jpg")], ["a car"])
+    before = first.embed(items)
+    monkeypatch.setattr(factory, "load_model", lambda *a, **k: pytest.fail("model built"))
+    again = Embedder(config, FIXTURES / "public.pth", place("cpu", "fp32"), cache=cache).embed(items)
+    assert len(cache.vectors) == 2
+    for a, b in zip(before, again):
+        np.testing.assert_array_equal(a.raw, b.raw)
+        assert a.sha256 == b.sha256
