@@ -14,12 +14,16 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bindcli.errors import InputError
 from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli.store import Collection, Item, Store, sha256_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.runtime import Embedder
 
 #: embeds (path, kind) pairs; one vector or InputError per input, in order
 EmbedFn = Callable[[Sequence[tuple[str, Kind]]], Sequence["np.ndarray | InputError"]]
@@ -85,6 +89,23 @@ def walk(
                     continue
                 if not excluded(path, root):
                     yield path, as_kind or kind
+
+
+def callbacks(embedder: "Embedder") -> tuple[EmbedFn, LookupFn | None]:
+    """`index`'s embed and cache-lookup callbacks for a runtime Embedder (no lookup without
+    a cache); the Embedder itself writes what it encodes to its cache."""
+    from bindcli.runtime import Input
+
+    def embed(batch: Sequence[tuple[str, Kind]]) -> list:
+        results = embedder.embed([Input(path, kind) for path, kind in batch])
+        return [r if isinstance(r, InputError) else r.raw for r in results]
+
+    def cached(asked: Sequence[tuple[str, Kind, str]]) -> list:
+        keys = [embedder.cache_key(Input(path, kind), sha) for path, kind, sha in asked]
+        found = embedder.cache.cache_get(keys)
+        return [found.get(key) for key in keys]
+
+    return embed, (cached if embedder.cache is not None else None)
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:

@@ -67,9 +67,8 @@ def index(
       bind index ~/photos ~/recordings
       bind index . --db ./bind.sqlite3 --exclude '*.tmp' --collection trip
     """
+    from bindcli.indexer import callbacks, walk
     from bindcli.indexer import index as index_paths
-    from bindcli.indexer import walk
-    from bindcli.runtime import Input
 
     with open_store(db) as store:
         embedder = run.embedder
@@ -77,16 +76,7 @@ def index(
         found = list(walk(
             paths, exclude=exclude or (), include_hidden=include_hidden, as_kind=run.common.as_kind
         ))
-
-        def embed(batch):
-            results = embedder.embed([Input(path, kind) for path, kind in batch])
-            return [getattr(r, "raw", r) for r in results]
-
-        def cached(asked):
-            keys = [embedder.cache_key(Input(path, kind), sha) for path, kind, sha in asked]
-            found = embedder.cache.cache_get(keys)
-            return [found.get(key) for key in keys]
-
+        embed, cached = callbacks(embedder)
         with run.out.progress(len(found), "Indexing") as advance:
             done = [0]
 
@@ -96,8 +86,7 @@ def index(
                 done[0] = total
 
             report = index_paths(
-                store, coll, found, paths, embed,
-                cached=cached if embedder.cache is not None else None,
+                store, coll, found, paths, embed, cached=cached,
                 batch_size=4 * run.common.batch_size, on_progress=on_progress,
             )
     run.failed += run.out.failed(report.failed)
