@@ -200,9 +200,8 @@ def download(
                 f"the download of {url} has SHA-256 {sha256}, not the expected {expected} "
                 "(BIND_WEIGHTS_SHA256); the file was deleted. Check the URL or the expected hash."
             )
-        write_record(part.path, sha256=sha256, source=url)
-        os.replace(record_path(part.path), record_path(dest))
         os.replace(part.path, dest)
+        write_record(dest, sha256=sha256, source=url)
     return dest
 
 
@@ -275,14 +274,13 @@ def convert(src: Path, dst: Path, dtype: str | None = None) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(tmp), metadata={"format": "pt", "converted_from": src.name})
         shutil.copymode(src, tmp)  # safetensors creates files private (0600)
-        write_record(tmp, sha256=_sha256_of(tmp), source=f"converted from {src.name}")
-        os.replace(record_path(tmp), record_path(dst))
+        sha256 = _sha256_of(tmp)
         os.replace(tmp, dst)
+        write_record(dst, sha256=sha256, source=f"converted from {src.name}")
     except OSError as err:
         raise WeightsError(f"cannot write {dst}: {err.strerror or err}.") from err
     finally:
         tmp.unlink(missing_ok=True)
-        record_path(tmp).unlink(missing_ok=True)
     return dst
 
 

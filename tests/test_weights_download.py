@@ -119,7 +119,7 @@ def test_resolve_downloads_into_the_cache_once(env, server, capsys):
     assert path == env / NAME
     assert path.read_bytes() == PAYLOAD
     record = json.loads((env / f"{NAME}.json").read_text())
-    assert record["sha256"] == PAYLOAD_SHA and record["size"] == len(PAYLOAD)
+    assert record["sha256"] == PAYLOAD_SHA and record["size"] == len(PAYLOAD) and record["file"] == NAME
     assert record["source"] == server.url
     assert _leftovers(env) == []
     err = capsys.readouterr().err

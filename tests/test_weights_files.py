@@ -71,6 +71,7 @@ def test_convert_round_trip_gives_identical_tensors(tmp_path, small_weights_path
         assert copy[key].dtype == tensor.dtype and torch.equal(copy[key], tensor), key
     assert weights.verify(out, progress=False).ok
     assert out.stat().st_mode == small_weights_path.stat().st_mode
+    assert json.loads(weights.record_path(out).read_text())["file"] == "small.safetensors"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.safetensors", "small.safetensors.json"]
 
 
