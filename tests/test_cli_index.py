@@ -222,3 +222,17 @@ def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, enco
         assert store.integrity_ok()
         rows = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM items").fetchone()
     assert rows == (total, total)
+
+
+def test_arith_gallery_accepts_a_collection(folder):
+    assert bind("index", folder, "-c", "trip").exit_code == 0  # the default collection file
+    query = [folder / "dog_image.jpg", "-", f"0.5:{folder / 'dog_audio.wav'}"]
+    from_collection = jsonl(bind("arith", *query, "--gallery", "trip", "-k", "3").stdout)
+    from_folder = jsonl(bind("arith", *query, "--gallery", folder, "-k", "3").stdout)
+    assert [h["path"] for h in from_collection] == [
+        str(folder / os.path.basename(h["path"])) for h in from_folder
+    ]
+    assert [h["score"] for h in from_collection] == pytest.approx(
+        [h["score"] for h in from_folder], abs=1e-5
+    )
+    assert str(folder / "dog_image.jpg") not in [h["path"] for h in from_collection]

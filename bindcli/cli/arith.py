@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli import output
-from bindcli.cli.common import Run, command, pick_format
+from bindcli.cli.common import Run, command
+from bindcli.cli.index import open_store
+from bindcli.cli.search import show_hits
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from bindcli.runtime import Embedding
+    from bindcli.store import Collection
 
 OPERATORS = {"+": 1.0, "-": -1.0}
 
@@ -106,8 +108,9 @@ def arith(
         help="A text term, added; 'W:text' weights it, a negative W subtracts (repeatable).",
     )] = None,
     gallery: Annotated[Optional[list[str]], typer.Option(
-        "--gallery", "-g", metavar="DIR|FILE", show_default=False,
-        help="Where to search: folders (walked, hidden files skipped) or files (repeatable).",
+        "--gallery", "-g", metavar="DIR|FILE|COLLECTION", show_default=False,
+        help="Where to search: folders (walked, hidden files skipped), files, or the name of "
+        "a collection made by `bind index` (repeatable).",
     )] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Results to show.")] = 10,
     out_file: Annotated[Optional[Path], typer.Option(
@@ -130,10 +133,13 @@ def arith(
     """
     import numpy as np
 
+    from bindcli.store import Hit
+
     terms = parse_expression(expression or [], text or [])
     files = [t for t in terms if not t.literal]
     inputs = run.inputs([t.source for t in files], [t.source for t in terms if t.literal])
-    candidates = _gallery(run, gallery or [], {os.path.realpath(t.source) for t in files})
+    roots, collections = _split_gallery(gallery or [])
+    candidates = _gallery(run, roots, {os.path.realpath(t.source) for t in files})
     results = run.embed(inputs + candidates, "Embedding gallery" if candidates else "Embedding")
     if any(r is None for r in results[: len(terms)]):
         return  # the failed term is named on stderr (exit 1); without it there is no query
@@ -147,20 +153,29 @@ def arith(
             run.out.text(output.json_text({"terms": described, "embedding": output.floats(query)}))
         return
     found = [e for e in results[len(terms):] if e is not None]
-    if not found:
-        return
-    scores = np.stack([e.unit for e in found]) @ query
-    best = np.argsort(-scores, kind="stable")[:top_k]
-    hits = [(found[i], round(float(scores[i]), 6)) for i in best]
-    fmt = ArithFormat(pick_format(fmt.value, run.out, ArithFormat.JSONL.value))
-    if fmt is ArithFormat.TABLE:
-        _table(run, hits)
-    elif fmt is ArithFormat.PATHS:
-        run.out.text("".join(e.input.source + "\n" for e, _ in hits))
-    else:
-        run.out.text(output.jsonl(
-            {"path": e.input.source, "modality": e.input.kind.value, "score": s} for e, s in hits
-        ))
+    scores = np.stack([e.unit for e in found]) @ query if found else []
+    hits = [Hit(e.input.source, e.input.kind.value, float(s)) for e, s in zip(found, scores)]
+    if collections:
+        from bindcli.cli.index import require_model
+
+        with open_store(None) as store:
+            for coll in collections:
+                require_model(coll, run.embedder)
+                hits += store.search(coll, query, k=top_k,
+                                     exclude={os.path.abspath(t.source) for t in files})
+    show_hits(run, sorted(hits, key=lambda h: -h.score)[:top_k], fmt.value)
+
+
+def _split_gallery(gallery: Sequence[str]) -> "tuple[list[str], list[Collection]]":
+    """Folders and files, and the collections named by entries that are not paths."""
+    roots = [g for g in gallery if os.path.exists(g)]
+    names = [g for g in gallery if not os.path.exists(g)]
+    if not names:
+        return roots, []
+    with open_store(None) as store:
+        known = {c.name: c for c in store.collections()}
+    roots += [n for n in names if n not in known]  # walk reports them as missing
+    return roots, [known[n] for n in names if n in known]
 
 
 def _gallery(run: Run, roots: Sequence[str], exclude: set[str]) -> list:
@@ -180,17 +195,3 @@ def _gallery(run: Run, roots: Sequence[str], exclude: set[str]) -> list:
         shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
         items.append(Input(shown, run.common.as_kind or kind))
     return items
-
-
-def _table(run: Run, hits: "list[tuple[Embedding, float]]") -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table()
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("path")
-    table.add_column("modality")
-    for n, (e, score) in enumerate(hits, 1):
-        table.add_row(str(n), f"{score:.3f}", escape(e.input.source), e.input.kind.value)
-    run.out.table(table)

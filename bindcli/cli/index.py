@@ -12,6 +12,7 @@ from bindcli.cli.common import Run, command
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.indexer import Report
+    from bindcli.runtime import Embedder
     from bindcli.store import Collection, Store
 
 DB_OPTION = Annotated[Optional[Path], typer.Option(
@@ -102,18 +103,24 @@ def _per_kind(counts: dict[str, int]) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "nothing yet"
 
 
-def _collection_for(store: "Store", name: str, embedder, dtype: str) -> "Collection":
-    """The collection `name`, created for this model if new; refused if another model made it."""
-    from bindcli.store import StoreError
-
+def _collection_for(store: "Store", name: str, embedder: "Embedder", dtype: str) -> "Collection":
+    """The collection `name`, created for this model if new."""
     found = store.collection(name)
     if found is None:
         described = f"{embedder.config.name} ({embedder.weights.name})"
         return store.create_collection(name, embedder.model_id, described, dtype)
-    if found.model_id != embedder.model_id:
-        raise StoreError(
-            f"collection {name!r} was built with model {found.model} [{found.model_id}]; this run "
-            f"uses {embedder.config.name} [{embedder.model_id}]. Use the same --model-config and "
-            "--weights, another --collection, or `bind collections remove` first"
-        )
+    require_model(found, embedder)
     return found
+
+
+def require_model(collection: "Collection", embedder: "Embedder") -> None:
+    """Refuse to mix vectors of two models: their scores would be meaningless."""
+    from bindcli.store import StoreError
+
+    if collection.model_id != embedder.model_id:
+        raise StoreError(
+            f"collection {collection.name!r} was built with model {collection.model} "
+            f"[{collection.model_id}]; this run uses {embedder.config.name} "
+            f"[{embedder.model_id}]. Use the same --model-config and --weights, another "
+            "collection, or `bind collections remove` first"
+        )

@@ -10,7 +10,9 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command, pick_format
-from bindcli.cli.index import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
+from bindcli.cli.index import (
+    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store, require_model,
+)
 from bindcli.modality import Kind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +64,6 @@ def search(
       bind search bird.wav + 0.5:fruit.jpg --format paths | xargs feh
     """
     from bindcli.cli.arith import combine, parse_expression
-    from bindcli.store import StoreError
 
     terms = parse_expression(query or [], text or [])
     files = [t for t in terms if not t.literal]
@@ -72,30 +73,27 @@ def search(
         results = run.embed(inputs)
         if any(r is None for r in results):
             return  # the failed term is named on stderr (exit 1); without it there is no query
-        if coll.model_id != run.embedder.model_id:
-            raise StoreError(
-                f"collection {coll.name!r} was built with model {coll.model} [{coll.model_id}]; "
-                f"this run uses {run.embedder.config.name} [{run.embedder.model_id}]: pass the "
-                "same --model-config and --weights"
-            )
+        require_model(coll, run.embedder)
         query_vector = combine([r.raw for r in results], [t.weight for t in terms])
         hits = store.search(
             coll, query_vector, k=top_k, min_score=min_score,
             kinds=[m.value for m in modality or []],
             exclude={os.path.abspath(t.source) for t in files},
         )
-    fmt = SearchFormat(pick_format(fmt.value, run.out, SearchFormat.JSONL.value))
-    if fmt is SearchFormat.TABLE:
-        _table(run, hits)
-    elif fmt is SearchFormat.PATHS:
+    show_hits(run, hits, fmt.value)
+
+
+def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
+    """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths."""
+    fmt = pick_format(fmt, run.out, SearchFormat.JSONL.value)
+    if fmt == SearchFormat.PATHS.value:
         run.out.text("".join(h.path + "\n" for h in hits))
-    else:
+        return
+    if fmt == SearchFormat.JSONL.value:
         run.out.text(output.jsonl(
             {"path": h.path, "modality": h.kind, "score": round(h.score, 6)} for h in hits
         ))
-
-
-def _table(run: Run, hits: "list[Hit]") -> None:
+        return
     from rich.markup import escape
     from rich.table import Table
 
