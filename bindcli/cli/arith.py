@@ -10,7 +10,6 @@ character as an option, so a term that itself starts with `-` (a negative weight
 from __future__ import annotations
 
 import dataclasses
-import enum
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ import typer
 from bindcli import output
 from bindcli.cli.common import Run, command
 from bindcli.cli.index import open_store
-from bindcli.cli.search import show_hits
+from bindcli.cli.search import HitsFormat, show_hits
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -88,13 +87,6 @@ def combine(vectors: "Sequence[np.ndarray]", weights: Sequence[float]) -> "np.nd
     return normalise(total)
 
 
-class ArithFormat(str, enum.Enum):
-    AUTO = "auto"
-    TABLE = "table"
-    JSONL = "jsonl"
-    PATHS = "paths"
-
-
 @command
 def arith(
     run: Run,
@@ -117,10 +109,10 @@ def arith(
         "--output", "-o", metavar="FILE.npy", dir_okay=False,
         help="Also write the combined unit vector to FILE.npy.",
     )] = None,
-    fmt: Annotated[ArithFormat, typer.Option(
+    fmt: Annotated[HitsFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="auto: a table on a terminal, JSONL in a pipe; paths: bare paths for xargs.",
-    )] = ArithFormat.AUTO,
+    )] = HitsFormat.AUTO,
 ) -> None:
     """Combine embeddings with + and -, then rank a gallery by cosine similarity.
 

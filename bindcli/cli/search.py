@@ -19,7 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.store import Hit
 
 
-class SearchFormat(str, enum.Enum):
+class HitsFormat(str, enum.Enum):
+    """How ranked results print (search, arith)."""
+
     AUTO = "auto"
     TABLE = "table"
     JSONL = "jsonl"
@@ -46,10 +48,10 @@ def search(
         "--min-score", show_default=False,
         help="Drop results below this cosine. Scales differ per modality pair.",
     )] = None,
-    fmt: Annotated[SearchFormat, typer.Option(
+    fmt: Annotated[HitsFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="auto: a table on a terminal, JSONL in a pipe; paths: bare paths for xargs.",
-    )] = SearchFormat.AUTO,
+    )] = HitsFormat.AUTO,
     db: DB_OPTION = None,
     collection: COLLECTION_OPTION = DEFAULT_COLLECTION,
 ) -> None:
@@ -85,11 +87,11 @@ def search(
 
 def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
     """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths."""
-    fmt = pick_format(fmt, run.out, SearchFormat.JSONL.value)
-    if fmt == SearchFormat.PATHS.value:
+    fmt = pick_format(fmt, run.out, HitsFormat.JSONL.value)
+    if fmt == HitsFormat.PATHS.value:
         run.out.text("".join(h.path + "\n" for h in hits))
         return
-    if fmt == SearchFormat.JSONL.value:
+    if fmt == HitsFormat.JSONL.value:
         run.out.text(output.jsonl(
             {"path": h.path, "modality": h.kind, "score": round(h.score, 6)} for h in hits
         ))
