@@ -111,7 +111,8 @@ def bench_index(n_files: int, batch_size: int) -> dict[str, float]:
 
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "imagebind-reference"
     config = load_config(fixtures / "public_config.json")
-    embedder = Embedder(config, fixtures / "public.pth", place("cpu", "fp32"), batch_size=batch_size)
+    weights = fixtures / "public.pth"
+    embedder = Embedder(config, weights, place("cpu", "fp32"), batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "media"
         folder.mkdir()

@@ -172,7 +172,8 @@ def _index_batch(
     cached: LookupFn | None,
     report: Report,
 ) -> list[str]:
-    """Hash, reuse or embed one batch and commit it whole; returns the paths now indexed."""
+    """Hash, reuse or embed one batch and commit it in one transaction; returns the paths
+    now indexed."""
     hashed: list[tuple[Path, Kind, os.stat_result, str]] = []
     for path, kind, stat in batch:
         try:
@@ -202,8 +203,9 @@ def _index_batch(
         content = (h, kind.value)
         if content not in vectors:
             continue
-        counter = report.embedded if todo.get(content) == path and content in fresh else report.reused
-        counter[kind.value] += 1
-        items.append(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, h, vectors[content]))
+        first = todo.get(content) == path and content in fresh
+        (report.embedded if first else report.reused)[kind.value] += 1
+        vector = vectors[content]
+        items.append(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, h, vector))
     store.put_items(collection, items)
     return [item.path for item in items]

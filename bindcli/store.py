@@ -382,19 +382,6 @@ class Store:
                 ((collection.id, p) for p in paths),
             )
 
-    def items(self, collection: Collection, kinds: Iterable[str] | None = None) -> list[Item]:
-        """Live items with their vectors (for galleries; search streams instead)."""
-        where, args = _live_filter(collection, kinds)
-        rows = self.db.execute(
-            f"SELECT path, kind, size, mtime_ns, sha256, vector FROM items WHERE {where} "
-            "ORDER BY path",
-            args,
-        )
-        return [
-            Item(p, k, s, m, h, decode_vector(blob, collection.dtype))
-            for p, k, s, m, h, blob in rows
-        ]
-
     # search
 
     def search(

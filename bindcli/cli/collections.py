@@ -48,7 +48,7 @@ def _when(timestamp: float | None) -> str | None:
 
 @app.command("list")
 def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
-    """One line per collection: name, files, model."""
+    """One line per collection: name, files, model (JSON lines in a pipe)."""
     with open_store(db) as store:
         rows = [
             {"name": c.name, "files": sum(store.counts(c).values()), "model": c.model,
@@ -74,7 +74,9 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
 
 
 @app.command("info")
-def info_command(name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
+def info_command(
+    name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
+) -> None:
     """Files per modality, model, vector format, size on disk and where the file is."""
     with open_store(db) as store:
         coll = store.require(name)
