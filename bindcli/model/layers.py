@@ -2,7 +2,8 @@
 
 Parameter names follow `torch.nn.MultiheadAttention` and upstream's block, so the official
 checkpoint loads unchanged; the computation goes through `scaled_dot_product_attention`,
-which dispatches to fused kernels on CPU and GPU.
+which dispatches to fused kernels on CPU and GPU, and on CPU the linear layers go through
+oneDNN with their bias, GELU and residual add fused in (`Linear`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,64 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: this torch build has oneDNN's fused linear (x86 and aarch64 wheels do)
+_HAS_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, "_linear_pointwise"
+)
+#: fp32 rows (batch x tokens) up to which oneDNN's GEMM beats MKL's; MKL wins above
+_ONEDNN_FP32_MAX_ROWS = 256
+
+
+def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    if not (Linear.onednn and _HAS_ONEDNN_LINEAR and x.device.type == "cpu"):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False  # the fused op has no backward
+    if x.dtype == torch.bfloat16:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return x.dtype == torch.float32 and x.numel() <= _ONEDNN_FP32_MAX_ROWS * x.shape[-1]
+
+
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    gelu: bool = False,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`F.linear(x, weight, bias)`, then GELU or `+ residual`: one oneDNN call on CPU.
+
+    On CPU, aten's addmm adds the bias in a pass of its own; oneDNN's linear with the bias
+    and GELU or the residual add fused in is 10-20% faster in bf16 and for few-row fp32
+    batches (short text prompts), while MKL's GEMM stays faster for many rows in fp32
+    (measured on a 2-core AMX Xeon). The results agree with the unfused ops to rounding.
+    """
+    if _use_onednn(x, weight):
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+        if gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    out = F.linear(x, weight, bias)
+    if gelu:
+        out = F.gelu(out)
+    return out if residual is None else residual + out
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` through `linear` (fused kernels on CPU).
+
+    `onednn = False` runs the plain aten ops everywhere (the tests compare both paths).
+    """
+
+    onednn: bool = True
+
+    def forward(
+        self, x: torch.Tensor, *, gelu: bool = False, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return linear(x, self.weight, self.bias, gelu=gelu, residual=residual)
 
 
 class Attention(nn.Module):
@@ -30,32 +89,35 @@ class Attention(nn.Module):
         else:
             self.register_parameter("bias_k", None)
             self.register_parameter("bias_v", None)
-        self.out_proj = nn.Linear(dim, dim)
+        self.out_proj = Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.in_proj_bias)
         if add_bias_kv:
             nn.init.xavier_normal_(self.bias_k)
             nn.init.xavier_normal_(self.bias_v)
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, causal: bool = False, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attention of x over itself, plus `residual` when given (added in the out projection)."""
         batch, length, dim = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).split(dim, dim=-1)
+        q, k, v = linear(x, self.in_proj_weight, self.in_proj_bias).split(dim, dim=-1)
         if self.bias_k is not None:
             k = torch.cat([k, self.bias_k.expand(batch, 1, dim)], dim=1)
             v = torch.cat([v, self.bias_v.expand(batch, 1, dim)], dim=1)
         q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim), residual=residual)
 
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc2(self.fc1(x, gelu=True), residual=residual)
 
 
 class Block(nn.Module):
@@ -69,8 +131,8 @@ class Block(nn.Module):
         self.norm_2 = nn.LayerNorm(dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        x = x + self.attn(self.norm_1(x), causal=causal)
-        return x + self.mlp(self.norm_2(x))
+        x = self.attn(self.norm_1(x), causal=causal, residual=x)
+        return self.mlp(self.norm_2(x), residual=x)
 
 
 class Transformer(nn.Module):
