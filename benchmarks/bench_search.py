@@ -162,7 +162,8 @@ def main() -> None:
     print(
         f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
         f"python {platform.python_version()}, numpy {np.__version__}, "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+        f"load average {os.getloadavg()[0]:.1f} (other work on the machine skews timings)"
     )
     print(f"search: exact top-{K}, {args.dims}-d float32, median of {args.repeats}")
     print(f"{'vectors':>9} {'numpy ms':>9} {'bind ms':>9} {'ratio':>6} {'peak MiB':>9} "
