@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imagebind-reference"
@@ -37,6 +38,12 @@ def small_config_path() -> Path:
 @pytest.fixture(scope="session")
 def small_weights_path() -> Path:
     return SMALL_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def preprocessed() -> dict:
+    """Upstream `data.py` outputs for the fixture media (preprocess.npz), by key."""
+    return dict(np.load(FIXTURES / "preprocess.npz"))
 
 
 @pytest.fixture(scope="session")

@@ -24,22 +24,18 @@ CLEAN = MediaOptions(audio_upstream_quirks=False)
 LOG_FLOOR = (np.log(np.finfo(np.float32).eps) - FBANK_MEAN) / FBANK_STD
 
 
-@pytest.fixture(scope="module")
-def reference(fixtures_dir):
-    return np.load(fixtures_dir / "preprocess.npz")
-
 
 @pytest.mark.parametrize("name", REFERENCE_AUDIO)
-def test_matches_upstream(name, media_dir, reference):
+def test_matches_upstream(name, media_dir, preprocessed):
     out = load(media_dir / name, Kind.AUDIO)
     assert out.shape == (3, 1, 128, 204) and out.dtype == torch.float32
-    np.testing.assert_allclose(out.numpy(), reference[f"audio/{name}"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(out.numpy(), preprocessed[f"audio/{name}"], atol=1e-4, rtol=0)
 
 
-def test_clean_variant_departs_from_upstream_on_stereo(media_dir, reference):
+def test_clean_variant_departs_from_upstream_on_stereo(media_dir, preprocessed):
     # bird: channels differ, so a mono mix is not upstream's "channel 0" (pitfall 5)
     clean = load(media_dir / "bird_audio.wav", Kind.AUDIO, CLEAN).numpy()
-    assert np.abs(clean - reference["audio/bird_audio.wav"]).max() > 1e-2
+    assert np.abs(clean - preprocessed["audio/bird_audio.wav"]).max() > 1e-2
 
 
 def _tone(seconds: float, rate: int, freq: float = 1000.0, channels: int = 1) -> np.ndarray:
@@ -75,8 +71,8 @@ def test_soundfile_formats(tmp_path, name, subtype):
     out = load(tmp_path / name, Kind.AUDIO)
     assert out.shape == (3, 1, 128, 204)
     if subtype == "PCM_16":
-        torch.testing.assert_close(out, reference, atol=1e-5, rtol=0)
-    assert _peak_bin(out) == _peak_bin(reference)
+        torch.testing.assert_close(out, preprocessed, atol=1e-5, rtol=0)
+    assert _peak_bin(out) == _peak_bin(preprocessed)
 
 
 def _write_av(path, codec: str, rate: int, tone: np.ndarray, video: bool = False) -> None:

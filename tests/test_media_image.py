@@ -23,16 +23,12 @@ REFERENCE_IMAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def reference(fixtures_dir):
-    return np.load(fixtures_dir / "preprocess.npz")
-
 
 @pytest.mark.parametrize("name", REFERENCE_IMAGES)
-def test_matches_upstream(name, media_dir, reference):
+def test_matches_upstream(name, media_dir, preprocessed):
     out = load(media_dir / name, Kind.IMAGE)
     assert out.shape == (3, 224, 224) and out.dtype == torch.float32
-    np.testing.assert_allclose(out.numpy(), reference[f"vision/{name}"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out.numpy(), preprocessed[f"vision/{name}"], atol=1e-5, rtol=0)
 
 
 def _picture(width: int = 300, height: int = 200) -> np.ndarray:

@@ -12,8 +12,8 @@ from bindcli.media.tokenizer import EOT, SOT
 from bindcli.modality import Kind
 
 
-def test_tokens_match_upstream(reference_texts, fixtures_dir):
-    expected = np.load(fixtures_dir / "preprocess.npz")["text/tokens"]
+def test_tokens_match_upstream(reference_texts, preprocessed):
+    expected = preprocessed["text/tokens"]
     tokens = tokenize(reference_texts)
     assert tokens.dtype == torch.int64 and tokens.shape == (len(reference_texts), 77)
     np.testing.assert_array_equal(tokens.numpy(), expected)

@@ -20,8 +20,8 @@ FRAMES = 64
 STEP = 4  # grey level of frame i is STEP * i, so a decoded frame names its own index
 
 
-def test_matches_upstream(media_dir, fixtures_dir):
-    reference = np.load(fixtures_dir / "preprocess.npz")["video/synthetic_0.mp4"]
+def test_matches_upstream(media_dir, preprocessed):
+    reference = preprocessed["video/synthetic_0.mp4"]
     out = load(media_dir / "synthetic_0.mp4", Kind.VIDEO)
     assert out.shape == (15, 3, 2, 224, 224) and out.dtype == torch.float32
     np.testing.assert_allclose(out.numpy(), reference, atol=1e-4, rtol=0)
