@@ -71,8 +71,8 @@ def test_soundfile_formats(tmp_path, name, subtype):
     out = load(tmp_path / name, Kind.AUDIO)
     assert out.shape == (3, 1, 128, 204)
     if subtype == "PCM_16":
-        torch.testing.assert_close(out, preprocessed, atol=1e-5, rtol=0)
-    assert _peak_bin(out) == _peak_bin(preprocessed)
+        torch.testing.assert_close(out, reference, atol=1e-5, rtol=0)
+    assert _peak_bin(out) == _peak_bin(reference)
 
 
 def _write_av(path, codec: str, rate: int, tone: np.ndarray, video: bool = False) -> None:
