@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import describe
+
 TARGET = 0.3
 BIND = str(Path(sys.executable).with_name("bind"))
 COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -45,8 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-          f"python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"machine: {describe()}; python {platform.python_version()}")
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for name, (argv, env) in COMMANDS.items():
         _seconds(argv, env)  # warm-up

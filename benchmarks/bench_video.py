@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_weights_load import _memory  # VmRSS/VmHWM of this process, read from /proc
+from machine import describe
 
 SHARE_TARGET = 0.25
 FPS = 30
@@ -42,11 +44,6 @@ def write_video(path: Path, seconds: int, width: int = 1280, height: int = 720) 
             frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
-
-
-def _memory(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(next(l for l in f if l.startswith(field + ":")).split()[1]) * 1024
 
 
 def child(mode: str, path: str, dtype: str, threads: int) -> None:
@@ -95,8 +92,8 @@ def main() -> None:
     import torch
 
     lengths = [int(s) for s in args.seconds.split(",")]
-    print(f"torch {torch.__version__}; threads {args.threads}; dtype {args.dtype}; "
-          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+    print(f"machine: {describe()}; torch {torch.__version__}; threads {args.threads}; "
+          f"dtype {args.dtype}")
     with tempfile.TemporaryDirectory(prefix="bind-bench-video-") as tmp:
         loads = {}
         for seconds in lengths:
