@@ -434,12 +434,20 @@ def _fetch(url: str, part: _Partial, report: Any) -> None:
             return
         except _Retry as err:
             if attempt == ATTEMPTS:
-                raise WeightsError(
-                    f"downloading {url} failed {ATTEMPTS} times (last: {err}). The {part.size} "
-                    f"bytes received so far are kept in {part.path}; run `bind weights download` "
-                    "again to resume."
-                ) from err
-            print(f"download interrupted ({err}); resuming in {RETRY_DELAY * attempt:g} s", file=sys.stderr)
+                if part.size:
+                    what_now = (
+                        f"The {part.size} bytes received so far are kept in {part.path}; run "
+                        "`bind weights download` again to resume."
+                    )
+                else:  # never connected: no .part file to resume, maybe no network at all
+                    dest = part.path.with_name(part.path.name.removesuffix(".part"))
+                    what_now = (
+                        f"Nothing was received. Without network access here, download it elsewhere "
+                        f"and put it at {dest}, or pass --weights PATH (or set BIND_WEIGHTS)."
+                    )
+                raise WeightsError(f"downloading {url} failed {ATTEMPTS} times (last: {err}). {what_now}") from err
+            again = "interrupted" if part.size else "failed"
+            print(f"download {again} ({err}); retrying in {RETRY_DELAY * attempt:g} s", file=sys.stderr)
             time.sleep(RETRY_DELAY * attempt)
 
 

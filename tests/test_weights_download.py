@@ -202,8 +202,12 @@ def test_unreachable_server_gives_a_clear_error(env, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     monkeypatch.setattr(weights, "ATTEMPTS", 2)
-    with pytest.raises(WeightsError, match=r"failed 2 times \(last: cannot connect: .*refused"):
+    with pytest.raises(WeightsError, match=r"failed 2 times \(last: cannot connect: .*refused") as err:
         weights.download(f"http://127.0.0.1:{port}/{NAME}")
+    # nothing arrived, so there is no .part to resume: say where to put a file fetched elsewhere
+    assert "Nothing was received" in str(err.value) and "bytes received so far" not in str(err.value)
+    assert f"put it at {env / NAME}" in str(err.value)
+    assert not (env / f"{NAME}.part").exists()
 
 
 @pytest.mark.parametrize("var", ["BIND_OFFLINE", "HF_HUB_OFFLINE"])
