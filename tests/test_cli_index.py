@@ -236,3 +236,15 @@ def test_arith_gallery_accepts_a_collection(folder):
         [h["score"] for h in from_folder], abs=1e-5
     )
     assert str(folder / "dog_image.jpg") not in [h["path"] for h in from_collection]
+
+
+def test_search_table_shows_paths_below_the_current_folder_relative(folder, monkeypatch):
+    assert bind("index", folder).exit_code == 0
+    monkeypatch.chdir(folder)
+    table = bind("search", "--text", "a dog", "-k", "20", "--format", "table").stdout
+    assert "│ dog_image.jpg " in table and str(folder) not in table
+    # machine formats keep the stored absolute path
+    assert str(folder / "dog_image.jpg") in bind("search", "--text", "a dog", "-k", "20").stdout
+    monkeypatch.chdir(folder.parent.parent)  # above: relative paths through the folder name
+    table = bind("search", "--text", "a dog", "-k", "20", "--format", "table").stdout
+    assert f"{folder.parent.name}/media/dog_image.jpg" in table.replace("\n", "")

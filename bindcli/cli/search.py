@@ -102,8 +102,23 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
     table = Table()
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("path")
+    table.add_column("path", overflow="fold")  # a long path wraps rather than losing its name
     table.add_column("modality")
     for n, hit in enumerate(hits, 1):
-        table.add_row(str(n), f"{hit.score:.3f}", escape(hit.path), hit.kind)
+        table.add_row(str(n), f"{hit.score:.3f}", escape(_for_people(hit.path)), hit.kind)
     run.out.table(table)
+
+
+def _for_people(path: str) -> str:
+    """A table's path: relative to the current folder when it lies below it, else as stored.
+
+    Collections store absolute paths, whose shared prefix would otherwise push the file names
+    out of a terminal-wide table. JSONL and `paths` output keep the stored path.
+    """
+    if not os.path.isabs(path):
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
