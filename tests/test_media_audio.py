@@ -1,6 +1,8 @@
-"""Audio: upstream parity (quirks included), every container, and unusable files."""
+"""Audio: upstream parity (quirks included), every container, long files, unusable files."""
 
 from __future__ import annotations
+
+import tracemalloc
 
 import av
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 
 from bindcli.errors import InputError
 from bindcli.media import MediaOptions, load
+from bindcli.media import audio
 from bindcli.media.audio import FBANK_MEAN, FBANK_STD
 from bindcli.modality import Kind
 
@@ -150,3 +153,44 @@ def test_bad_audio(tmp_path):
     ]:
         with pytest.raises(InputError, match=reason):
             load(tmp_path / name, Kind.AUDIO)
+
+
+def _peak_traced_bytes(fn) -> int:
+    """Peak of Python-visible allocations (numpy arrays included) while `fn` runs."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _whole_file(monkeypatch, path, options=MediaOptions()) -> torch.Tensor:
+    with monkeypatch.context() as patch:
+        patch.setattr(audio, "WINDOWED_SECONDS", float("inf"))
+        return load(path, Kind.AUDIO, options)
+
+
+@pytest.mark.parametrize("options", [MediaOptions(), CLEAN])
+def test_a_long_file_is_read_only_where_the_clips_fall(tmp_path, monkeypatch, options):
+    seconds, rate = 75, 44100  # over WINDOWED_SECONDS; a rate that needs resampling
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (seconds * rate, 2)).astype(np.float32)
+    soundfile.write(tmp_path / "long.wav", noise, rate, subtype="PCM_16")
+    decoded_bytes = noise.nbytes
+    windowed = load(tmp_path / "long.wav", Kind.AUDIO, options)
+    torch.testing.assert_close(windowed, _whole_file(monkeypatch, tmp_path / "long.wav", options),
+                               atol=1e-5, rtol=0)
+    assert _peak_traced_bytes(lambda: load(tmp_path / "long.wav", Kind.AUDIO, options)) < decoded_bytes / 10
+    assert _peak_traced_bytes(lambda: _whole_file(monkeypatch, tmp_path / "long.wav", options)) > decoded_bytes
+
+
+def test_a_long_video_sound_track_is_read_only_where_the_clips_fall(tmp_path, monkeypatch):
+    seconds, rate = 75, 22050
+    tone = _tone(seconds, rate)[:, 0] * np.linspace(0.2, 1.0, seconds * rate, dtype=np.float32)
+    _write_av(tmp_path / "film.mp4", "aac", rate, tone, video=True)
+    windowed = load(tmp_path / "film.mp4", Kind.AUDIO)
+    torch.testing.assert_close(windowed, _whole_file(monkeypatch, tmp_path / "film.mp4"),
+                               atol=1e-5, rtol=0)
+    decoded_bytes = seconds * rate * 4
+    assert _peak_traced_bytes(lambda: load(tmp_path / "film.mp4", Kind.AUDIO)) < decoded_bytes / 10
+    assert _peak_traced_bytes(lambda: _whole_file(monkeypatch, tmp_path / "film.mp4")) > decoded_bytes

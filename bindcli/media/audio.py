@@ -20,11 +20,9 @@ InputError; silence is fine (every bin sits at the log floor, -1.2776 after norm
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import av
-import numpy as np
-import soundfile
 import torch
 import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as taf
@@ -32,6 +30,7 @@ import torchaudio.functional as taf
 from bindcli.errors import InputError
 from bindcli.media.clips import clip_spans
 from bindcli.media.options import MediaOptions
+from bindcli.media.sound import Track, open_track
 from bindcli.media.source import decoding, existing_file
 
 SAMPLE_RATE = 16_000
@@ -42,38 +41,11 @@ SHIFT_MS = 10
 MIN_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 FBANK_MEAN = -4.268
 FBANK_STD = 9.138
-
-
-def read_waveform(source: str | Path) -> tuple[torch.Tensor, int]:
-    """(channels, samples) float32 in [-1, 1] and its rate.
-
-    libsndfile (WAV, FLAC, OGG/Vorbis, MP3, ...) scales integer PCM exactly as torchaudio's
-    old loader did (16-bit / 32768); anything it cannot open (M4A/AAC, Opus, a video's sound
-    track) is decoded with PyAV.
-    """
-    path = existing_file(source)
-    try:
-        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        samples = data.T
-    except soundfile.LibsndfileError:
-        with decoding(source, "audio"):
-            samples, rate = _decode_with_av(path)
-    return torch.from_numpy(np.ascontiguousarray(samples)), int(rate)
-
-
-def _decode_with_av(path: Path) -> tuple[np.ndarray, int]:
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError("no audio track")
-        stream = container.streams.audio[0]
-        to_float = av.AudioResampler(format="fltp")  # keeps the rate and channel layout
-        chunks = []
-        for frame in container.decode(stream):
-            chunks.extend(f.to_ndarray() for f in to_float.resample(frame))
-        chunks.extend(f.to_ndarray() for f in to_float.resample(None))
-        if not chunks:
-            raise ValueError("the audio track holds no samples")
-        return np.concatenate(chunks, axis=1), stream.rate
+#: torchaudio's resampling defaults (`lowpass_filter_width`, `rolloff`): how far its kernel reaches
+RESAMPLE_FILTER_WIDTH = 6
+RESAMPLE_ROLLOFF = 0.99
+#: longer recordings (by metadata) are read only where the clips fall; see `load_audio`
+WINDOWED_SECONDS = 60
 
 
 def _log_mel(clip: torch.Tensor) -> torch.Tensor:
@@ -100,11 +72,9 @@ def _log_mel(clip: torch.Tensor) -> torch.Tensor:
 def audio_clips(
     waveform: torch.Tensor, rate: int, options: MediaOptions, source: str | Path
 ) -> torch.Tensor:
-    """(clips, 1, 128, 204) from a (channels, samples) waveform at `rate`."""
+    """(clips, 1, 128, 204) from a whole (channels, samples) waveform at `rate`."""
     if rate != SAMPLE_RATE:
         waveform = taf.resample(waveform, orig_freq=rate, new_freq=SAMPLE_RATE)
-    if not options.audio_upstream_quirks:
-        waveform = waveform.mean(dim=0, keepdim=True)
     samples = waveform.shape[1]
     if samples < MIN_SAMPLES:
         raise InputError(
@@ -112,18 +82,70 @@ def audio_clips(
             f"audio is {samples / SAMPLE_RATE * 1000:.1f} ms long, shorter than one "
             f"{FRAME_MS} ms analysis frame",
         )
-    out = []
-    for start, end in clip_spans(samples / SAMPLE_RATE, options.audio_clip_seconds, options.audio_clips):
-        clip = waveform[:, int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
-        if options.audio_upstream_quirks:
-            clip -= clip.mean()  # in place on the shared buffer: upstream's quirk, see above
-        else:
-            clip = clip - clip.mean()
-        out.append(_log_mel(clip))
-    return torch.stack(out)
+    spans = clip_spans(samples / SAMPLE_RATE, options.audio_clip_seconds, options.audio_clips)
+    return torch.stack([
+        _clip_features(waveform[:, int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], options)
+        for start, end in spans
+    ])
+
+
+def _clip_features(clip: torch.Tensor, options: MediaOptions) -> torch.Tensor:
+    """Log-mel of one clip less its mean. With the quirks `clip` may be a view of a buffer the
+    clips share, and is shifted in place (see above); without, it is mixed to mono first."""
+    if options.audio_upstream_quirks:
+        clip -= clip.mean()
+    else:
+        clip = clip.mean(dim=0, keepdim=True)
+        clip = clip - clip.mean()
+    return _log_mel(clip)
+
+
+def _resampled_length(frames: int, rate: int) -> int:
+    """Samples at 16 kHz that torchaudio's resampler makes of `frames` samples at `rate`."""
+    return math.ceil(SAMPLE_RATE * frames / rate)
+
+
+def _window(track: Track, start: int, stop: int) -> torch.Tensor:
+    """16 kHz samples [start, stop) of the whole track resampled, from a stretch of it.
+
+    The resampler maps each block of `step` input samples to `out` output samples with a
+    kernel reaching `reach` input samples to either side; a stretch starting on a block
+    boundary, `reach` rounded up to whole blocks wide of the window, resamples to the same
+    numbers there as the whole track does.
+    """
+    if track.rate == SAMPLE_RATE:
+        return torch.from_numpy(track.read(start, stop))
+    common = math.gcd(track.rate, SAMPLE_RATE)
+    step, out = track.rate // common, SAMPLE_RATE // common
+    reach = math.ceil(RESAMPLE_FILTER_WIDTH * step / (RESAMPLE_ROLLOFF * min(step, out)))
+    margin = 2 * math.ceil(reach / step) + 1  # blocks, twice what the kernel reaches
+    first = max(start // out - margin, 0)
+    last = min((math.ceil(stop / out) + margin) * step, track.frames)
+    stretch = torch.from_numpy(track.read(first * step, last))
+    resampled = taf.resample(stretch, orig_freq=track.rate, new_freq=SAMPLE_RATE)
+    offset = first * out
+    return resampled[:, start - offset : stop - offset]
+
+
+def _windowed_clips(track: Track, options: MediaOptions) -> list[torch.Tensor]:
+    """The track's clips, each resampled from its own stretch of it."""
+    samples = _resampled_length(track.frames, track.rate)
+    spans = clip_spans(samples / SAMPLE_RATE, options.audio_clip_seconds, options.audio_clips)
+    return [_window(track, int(a * SAMPLE_RATE), int(b * SAMPLE_RATE)) for a, b in spans]
 
 
 def load_audio(source: str | Path, options: MediaOptions) -> torch.Tensor:
-    """(clips, 1, 128, 204) float32 for an audio file or the sound track of a video."""
-    waveform, rate = read_waveform(source)
+    """(clips, 1, 128, 204) float32 for an audio file or the sound track of a video.
+
+    Recordings up to `WINDOWED_SECONDS` long by their metadata (or of unknown length) are read
+    whole, as upstream does; longer ones only where the clips fall, so memory stays bounded by
+    the clips however long the file. Long clips do not overlap, so the in-place quirk cannot
+    show there.
+    """
+    path = existing_file(source)
+    with decoding(source, "audio"), open_track(path) as track:
+        if track.seconds is not None and track.seconds > WINDOWED_SECONDS:
+            clips = _windowed_clips(track, options)
+            return torch.stack([_clip_features(clip, options) for clip in clips])
+        waveform, rate = torch.from_numpy(track.read()), track.rate
     return audio_clips(waveform, rate, options, source)

@@ -26,6 +26,7 @@ from bindcli.errors import InputError
 from bindcli.media.clips import clip_spans
 from bindcli.media.image import CLIP_MEAN, CLIP_STD, SIZE
 from bindcli.media.options import MediaOptions
+from bindcli.media.seek import decode_from, frame_seconds, stream_seconds
 from bindcli.media.source import decoding, existing_file
 
 CROPS = 3
@@ -45,12 +46,10 @@ def _frame_count(stream: av.video.stream.VideoStream, fps: float) -> int:
     """Frames in the stream: the container's count, else estimated from the duration."""
     if stream.frames:
         return stream.frames
-    if stream.duration is not None:
-        return max(1, round(float(stream.duration * stream.time_base) * fps))
-    container_duration = stream.container.duration  # microseconds
-    if container_duration is None:
+    seconds = stream_seconds(stream)
+    if seconds is None:
         raise ValueError("the video's length is unknown")
-    return max(1, round(container_duration / 1_000_000 * fps))
+    return max(1, round(seconds * fps))
 
 
 def _decode_frames(
@@ -58,18 +57,13 @@ def _decode_frames(
 ) -> dict[int, np.ndarray]:
     """RGB (H, W, 3) uint8 arrays of the `wanted` frame indices (by timestamp, CFR)."""
     stream = container.streams.video[0]
-    t0 = stream.start_time or 0
-    tb = float(stream.time_base)
     found: dict[int, np.ndarray] = {}
     for target in sorted(set(wanted)):
         if target in found:
             continue
-        container.seek(t0 + int(target / fps / tb), stream=stream, backward=True)
         last_seen = -1
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                raise ValueError("video frames carry no timestamps")
-            index = round((frame.pts - t0) * tb * fps)
+        for frame in decode_from(container, stream, target / fps):
+            index = round(frame_seconds(frame, stream) * fps)
             last_seen = index
             if index >= target:
                 found[target] = frame.to_ndarray(format="rgb24")
