@@ -58,7 +58,19 @@ class ImageBind(nn.Module):
             self.modality_trunks[modality] = parts.trunk
             self.modality_heads[modality] = parts.head
             self.modality_postprocessors[modality] = parts.postprocessor
+        if not any(p.is_meta for p in self.parameters()):
+            self.init_weights()
         self.eval()
+
+    def init_weights(self) -> None:
+        """Random values for the learned embeddings and attention projections.
+
+        Skipped when building on the meta device (a checkpoint will fill every tensor), since
+        some init functions are slow there and nothing would be kept.
+        """
+        for module in self.modules():
+            if module is not self and hasattr(module, "init_weights"):
+                module.init_weights()
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = {}

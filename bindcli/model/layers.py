@@ -90,9 +90,11 @@ class Attention(nn.Module):
             self.register_parameter("bias_k", None)
             self.register_parameter("bias_v", None)
         self.out_proj = Linear(dim, dim)
+
+    def init_weights(self) -> None:
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.in_proj_bias)
-        if add_bias_kv:
+        if self.bias_k is not None:
             nn.init.xavier_normal_(self.bias_k)
             nn.init.xavier_normal_(self.bias_v)
 

@@ -32,10 +32,9 @@ MAX_LOGIT_SCALE = 100.0
 LOGIT_SCALES = {"text": 1 / 0.07, "audio": 20.0, "depth": 5.0, "thermal": 10.0, "imu": 5.0}
 
 
-def _trunc_normal(*shape: int) -> nn.Parameter:
-    param = nn.Parameter(torch.empty(*shape))
-    nn.init.trunc_normal_(param, std=0.02)
-    return param
+def _trunc_normal_(*params: nn.Parameter) -> None:
+    for param in params:
+        nn.init.trunc_normal_(param, std=0.02)
 
 
 class RepeatFrames(nn.Module):
@@ -73,7 +72,10 @@ class PatchStem(nn.Module):
 class LearnedPositions(nn.Module):
     def __init__(self, num_tokens: int, dim: int) -> None:
         super().__init__()
-        self.pos_embed = _trunc_normal(1, num_tokens, dim)
+        self.pos_embed = nn.Parameter(torch.empty(1, num_tokens, dim))
+
+    def init_weights(self) -> None:
+        _trunc_normal_(self.pos_embed)
 
 
 def _interpolate_grid(pos_embed: torch.Tensor, num_patches: int) -> torch.Tensor:
@@ -95,10 +97,13 @@ class PatchPreprocessor(nn.Module):
 
     def __init__(self, stem_name: str, stem: PatchStem, num_patches: int, dim: int) -> None:
         super().__init__()
-        self.cls_token = _trunc_normal(1, 1, dim)
+        self.cls_token = nn.Parameter(torch.empty(1, 1, dim))
         self.stem_name = stem_name
         self.add_module(stem_name, stem)
         self.pos_embedding_helper = LearnedPositions(num_patches + 1, dim)
+
+    def init_weights(self) -> None:
+        _trunc_normal_(self.cls_token)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         return getattr(self, self.stem_name)(x)
@@ -143,10 +148,17 @@ class TextPreprocessor(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.pos_embed = nn.Parameter(torch.empty(1, TEXT_CONTEXT_LENGTH, dim))
-        nn.init.normal_(self.pos_embed, std=0.01)
-        mask = torch.full((TEXT_CONTEXT_LENGTH, TEXT_CONTEXT_LENGTH), float("-inf")).triu_(1)
+        # built on the CPU even under a meta-device build: triu on meta costs ~1.5 s of start-up
+        mask = torch.full((TEXT_CONTEXT_LENGTH,) * 2, float("-inf"), device="cpu").triu_(1)
         self.register_buffer("mask", mask)
-        self.token_embedding = nn.Embedding(TEXT_VOCAB_SIZE, dim)
+        # given storage, so nn.Embedding skips its own normal_ init (on the meta device that
+        # call alone imports torch's Python decompositions: seconds of start-up)
+        self.token_embedding = nn.Embedding(
+            TEXT_VOCAB_SIZE, dim, _weight=torch.empty(TEXT_VOCAB_SIZE, dim)
+        )
+
+    def init_weights(self) -> None:
+        nn.init.normal_(self.pos_embed, std=0.01)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -162,11 +174,14 @@ class IMUPreprocessor(nn.Module):
         super().__init__()
         self.kernel = kernel
         num_patches = IMU_LENGTH // kernel
-        self.pos_embed = _trunc_normal(1, num_patches + 1, dim)
-        self.cls_token = _trunc_normal(1, 1, dim)
+        self.pos_embed = nn.Parameter(torch.empty(1, num_patches + 1, dim))
+        self.cls_token = nn.Parameter(torch.empty(1, 1, dim))
         self.imu_stem = PatchStem(
             nn.Linear(IMU_CHANNELS * kernel, dim, bias=False), nn.LayerNorm(dim)
         )
+
+    def init_weights(self) -> None:
+        _trunc_normal_(self.pos_embed, self.cls_token)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         windows = x.unfold(-1, self.kernel, self.kernel).permute(0, 2, 1, 3).flatten(2)
