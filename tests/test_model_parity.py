@@ -8,6 +8,7 @@ import torch
 
 import bindcli
 from bindcli.model.imagebind import ImageBind
+from bindcli.model.layers import Transformer
 from bindcli.model.towers import TextPreprocessor, VisionPreprocessor
 
 CASES = ["vision", "text", "audio", "depth", "thermal", "imu", "video"]
@@ -42,6 +43,7 @@ def test_matches_upstream(model, model_io, case):
         ("vision", (VisionPreprocessor, "fold_image_time")),
         ("text", (TextPreprocessor, "trim_after_eot")),
         ("audio", (ImageBind, "dedupe_identical_clips")),
+        *((case, (Transformer, "last_block_selected_only")) for case in CASES),
     ],
 )
 def test_fast_paths_equal_plain_paths(model, model_io, case, switch, monkeypatch):

@@ -114,12 +114,12 @@ class ImageBind(nn.Module):
 
     def _encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         tokens = self.modality_preprocessors[modality](x)
-        tokens = self.modality_trunks[modality](tokens)
-        if modality == "text":
-            emb = self.modality_heads[modality](tokens, x.argmax(dim=-1))
-        else:
-            emb = self.modality_heads[modality](tokens)
-        return self.modality_postprocessors[modality](emb)
+        if modality == "text":  # end-of-text is the largest id, so argmax finds it
+            select = x.argmax(dim=-1)
+        else:  # the CLS token
+            select = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        feature = self.modality_trunks[modality](tokens, select)
+        return self.modality_postprocessors[modality](self.modality_heads[modality](feature))
 
     def _check_shape(self, modality: str, x: torch.Tensor) -> bool:
         """Raise a clear ValueError for a wrong shape; return whether x carries a clip dim."""

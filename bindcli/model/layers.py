@@ -99,16 +99,35 @@ class Attention(nn.Module):
             nn.init.xavier_normal_(self.bias_v)
 
     def forward(
-        self, x: torch.Tensor, causal: bool = False, residual: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        causal: bool = False,
+        residual: torch.Tensor | None = None,
+        query_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Attention of x over itself, plus `residual` when given (added in the out projection)."""
+        """Attention of x over itself, plus `residual` when given (added in the out projection).
+
+        With `query_index` (one token position per row), only that token attends (over all
+        keys), and the output has one position per row.
+        """
         batch, length, dim = x.shape
-        q, k, v = linear(x, self.in_proj_weight, self.in_proj_bias).split(dim, dim=-1)
+        weight, bias = self.in_proj_weight, self.in_proj_bias
+        mask = None
+        if query_index is None:
+            q, k, v = linear(x, weight, bias).split(dim, dim=-1)
+        else:
+            rows = torch.arange(batch, device=x.device)
+            q = linear(x[rows, query_index].unsqueeze(1), weight[:dim], bias[:dim])
+            k, v = linear(x, weight[dim:], bias[dim:]).split(dim, dim=-1)
+            if causal:  # the query sits at query_index, not at position 0
+                mask = torch.arange(length, device=x.device) <= query_index[:, None, None, None]
+                causal = False
+            length = 1
         if self.bias_k is not None:
             k = torch.cat([k, self.bias_k.expand(batch, 1, dim)], dim=1)
             v = torch.cat([v, self.bias_v.expand(batch, 1, dim)], dim=1)
         q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim), residual=residual)
 
 
@@ -132,13 +151,27 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, dim * mlp_ratio)
         self.norm_2 = nn.LayerNorm(dim, eps=1e-6)
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        x = self.attn(self.norm_1(x), causal=causal, residual=x)
+    def forward(
+        self, x: torch.Tensor, causal: bool = False, query_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """All tokens updated, or with `query_index` only that token per row (B, 1, D)."""
+        h = self.norm_1(x)
+        if query_index is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), query_index].unsqueeze(1)
+        x = self.attn(h, causal=causal, residual=x, query_index=query_index)
         return self.mlp(self.norm_2(x), residual=x)
 
 
 class Transformer(nn.Module):
-    """A stack of blocks, with the LayerNorm the vision trunk applies before them."""
+    """A stack of blocks, with the LayerNorm the vision trunk applies before them.
+
+    Every tower's head reads one token (CLS, or text's end-of-text), so the last block only
+    needs to update that token: its queries, attention output and MLP run on one position
+    instead of all (`last_block_selected_only`; exact, since each token's update depends
+    on the others only through the keys and values, which are still computed for all).
+    """
+
+    last_block_selected_only: bool = True
 
     def __init__(
         self,
@@ -157,8 +190,17 @@ class Transformer(nn.Module):
             self.pre_transformer_layer = nn.Identity()
         self.blocks = nn.ModuleList(Block(dim, num_heads, add_bias_kv) for _ in range(depth))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
+        """All tokens (B, L, D); with `select` (a position per row), that token's (B, D)."""
         x = self.pre_transformer_layer(x)
-        for block in self.blocks:
+        if select is None:
+            for block in self.blocks:
+                x = block(x, causal=self.causal)
+            return x
+        *body, last = self.blocks
+        for block in body:
             x = block(x, causal=self.causal)
-        return x
+        if self.last_block_selected_only:
+            return last(x, causal=self.causal, query_index=select).squeeze(1)
+        x = last(x, causal=self.causal)
+        return x[torch.arange(x.shape[0], device=x.device), select]

@@ -190,40 +190,37 @@ class IMUPreprocessor(nn.Module):
         return torch.cat([cls, tokens], dim=1) + self.pos_embed
 
 
-class SelectToken(nn.Module):
-    """Placeholder for upstream's token-selection layer: keeps the head's indices aligned."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, 0]
-
-
 class ClsHead(nn.Sequential):
-    """LayerNorm -> CLS token -> (dropout) -> projection, computed on the CLS token only."""
+    """LayerNorm -> CLS token -> (dropout) -> projection; fed the CLS token's features.
+
+    LayerNorm acts per token, so the trunk selects the token first (see `Transformer`).
+    """
 
     def __init__(self, dim: int, out_dim: int, dropout: float | None = None) -> None:
-        layers: list[nn.Module] = [nn.LayerNorm(dim, eps=1e-6), SelectToken()]
+        # index 1 is upstream's token selection (no parameters): the trunk selects here
+        layers: list[nn.Module] = [nn.LayerNorm(dim, eps=1e-6), nn.Identity()]
         if dropout is not None:
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(dim, out_dim, bias=False))
         super().__init__(*layers)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        norm, _select, *rest = self  # LayerNorm is per token: select first, then normalise
-        x = norm(tokens[:, 0])
+    def forward(self, token: torch.Tensor) -> torch.Tensor:
+        norm, _select, *rest = self
+        x = norm(token)
         for layer in rest:
             x = layer(x)
         return x
 
 
 class EotHead(nn.Module):
-    """Text: the end-of-text token's features -> LayerNorm -> projection."""
+    """Text: the end-of-text token's features (selected by the trunk) -> LayerNorm -> projection."""
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
         self.proj = nn.Sequential(nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, out_dim, bias=False))
 
-    def forward(self, tokens: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-        return self.proj(tokens[torch.arange(tokens.shape[0], device=tokens.device), eot])
+    def forward(self, token: torch.Tensor) -> torch.Tensor:
+        return self.proj(token)
 
 
 class Normalize(nn.Module):
