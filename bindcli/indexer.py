@@ -2,8 +2,10 @@
 
 A file is unchanged while its path, size and mtime are; anything else is hashed, and a content
 hash already known (a rename, a duplicate, or a file another command embedded) reuses its
-vector. Work is committed a batch at a time, so an interrupted run keeps every finished batch
-and a re-run picks up where it stopped.
+vector. New content is embedded in one run of the embedder (one loader pipeline), and results
+are committed a batch at a time as they arrive, so an interrupted run keeps every finished batch
+(and the embedding cache what was encoded but not yet committed) and a re-run picks up where it
+stopped.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from bindcli.store import Collection, Item, Store, sha256_file
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Embedder
 
-#: embeds (path, kind) pairs; one vector or InputError per input, in order
-EmbedFn = Callable[[Sequence[tuple[str, Kind]]], Sequence["np.ndarray | InputError"]]
+#: embeds (path, kind, content sha256) triples in one run; yields (position, vector or
+#: InputError) for each as it completes, in any order
+EmbedFn = Callable[[Sequence[tuple[str, Kind, str]]], Iterable[tuple[int, "np.ndarray | InputError"]]]
 #: vectors other runs already computed for (path, kind, content sha256); None where unknown
 LookupFn = Callable[[Sequence[tuple[str, Kind, str]]], Sequence["np.ndarray | None"]]
 
@@ -96,9 +99,10 @@ def callbacks(embedder: "Embedder") -> tuple[EmbedFn, LookupFn | None]:
     a cache); the Embedder itself writes what it encodes to its cache."""
     from bindcli.runtime import Input
 
-    def embed(batch: Sequence[tuple[str, Kind]]) -> list:
-        results = embedder.embed([Input(path, kind) for path, kind in batch])
-        return [r if isinstance(r, InputError) else r.raw for r in results]
+    def embed(todo: Sequence[tuple[str, Kind, str]]) -> Iterator[tuple[int, object]]:
+        inputs = [Input(path, kind) for path, kind, _ in todo]
+        for n, result in embedder.stream(inputs, hashes=[sha for *_, sha in todo]):
+            yield n, result if isinstance(result, InputError) else result.raw
 
     def cached(asked: Sequence[tuple[str, Kind, str]]) -> list:
         keys = [embedder.cache_key(Input(path, kind), sha) for path, kind, sha in asked]
@@ -126,7 +130,8 @@ def index(
     """Bring `collection` up to date with `found` (what `walk(roots)` yields).
 
     Known content is reused from the collection, then from `cached` (the embedding cache);
-    only the rest is embedded. Items under `roots` that were not found are marked deleted.
+    only the rest is embedded, each content once. Commits hold `batch_size` files. Items under
+    `roots` that were not found are marked deleted.
     """
     report = Report()
     known = store.file_states(collection)
@@ -150,13 +155,29 @@ def index(
             report.unchanged[kind.value] += 1
             continue
         pending.append((path, kind, stat))
-        if len(pending) == batch_size:
-            seen.update(_index_batch(store, collection, pending, embed, cached, report))
-            pending = []
-            on_progress(report)
-    if pending:
-        seen.update(_index_batch(store, collection, pending, embed, cached, report))
-    on_progress(report)
+    commit = _Committer(store, collection, batch_size, seen, lambda: on_progress(report))
+    waiting: dict[tuple[str, str], list[tuple[Path, os.stat_result]]] = {}
+    for start in range(0, len(pending), batch_size):
+        hashed = _hash(pending[start : start + batch_size], report)
+        vectors = _known_vectors(store, collection, cached, hashed)
+        for path, kind, stat, sha in hashed:
+            content = (sha, kind.value)
+            if content in vectors:
+                report.reused[kind.value] += 1
+                commit.add(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, sha, vectors[content]))
+            else:
+                waiting.setdefault(content, []).append((path, stat))
+    todo = list(waiting)
+    results = embed([(str(waiting[c][0][0]), Kind(c[1]), c[0]) for c in todo]) if todo else ()
+    for n, result in results:
+        if isinstance(result, InputError):
+            report.failed.append(result)
+            continue
+        (sha, kind), vector = todo[n], np.asarray(result, dtype=np.float32).ravel()
+        for copy, (path, stat) in enumerate(waiting[todo[n]]):
+            (report.reused if copy else report.embedded)[kind] += 1  # duplicates: embedded once
+            commit.add(Item(str(path), kind, stat.st_size, stat.st_mtime_ns, sha, vector))
+    commit.flush()
     absolute = [Path(r).expanduser().absolute() for r in roots]
     gone = [p for p, s in known.items() if not s.deleted and p not in seen and _under(p, absolute)]
     store.mark_deleted(collection, gone)
@@ -164,48 +185,53 @@ def index(
     return report
 
 
-def _index_batch(
-    store: Store,
-    collection: Collection,
-    batch: Sequence[tuple[Path, Kind, os.stat_result]],
-    embed: EmbedFn,
-    cached: LookupFn | None,
-    report: Report,
-) -> list[str]:
-    """Hash, reuse or embed one batch and commit it in one transaction; returns the paths
-    now indexed."""
-    hashed: list[tuple[Path, Kind, os.stat_result, str]] = []
+def _hash(
+    batch: Sequence[tuple[Path, Kind, os.stat_result]], report: Report
+) -> list[tuple[Path, Kind, os.stat_result, str]]:
+    """Content hashes; a file that cannot be read is reported and left out."""
+    hashed = []
     for path, kind, stat in batch:
         try:
             hashed.append((path, kind, stat, sha256_file(path)))
         except OSError as exc:
             report.failed.append(InputError(path, exc.strerror or str(exc)))
+    return hashed
+
+
+def _known_vectors(
+    store: Store,
+    collection: Collection,
+    cached: LookupFn | None,
+    hashed: Sequence[tuple[Path, Kind, os.stat_result, str]],
+) -> dict[tuple[str, str], np.ndarray]:
+    """Vectors by (sha256, kind) for the content the collection or the cache already has."""
     vectors = store.vectors_by_content(collection, {(h, kind.value) for _, kind, _, h in hashed})
     if cached:
         ask = {(h, kind.value): (str(path), kind, h) for path, kind, _, h in hashed}
         ask = {c: q for c, q in ask.items() if c not in vectors}
         answers = cached(list(ask.values())) if ask else []
         vectors.update({c: v for c, v in zip(ask, answers) if v is not None})
-    todo: dict[tuple[str, str], Path] = {}
-    for path, kind, _, h in hashed:
-        if (h, kind.value) not in vectors:
-            todo.setdefault((h, kind.value), path)  # duplicates within a batch: embed once
-    results = embed([(str(p), Kind(c[1])) for c, p in todo.items()]) if todo else []
-    fresh: dict[tuple[str, str], np.ndarray] = {}
-    for content, result in zip(todo, results):
-        if isinstance(result, InputError):
-            report.failed.append(result)
-        else:
-            fresh[content] = np.asarray(result, dtype=np.float32).ravel()
-    vectors.update(fresh)
-    items = []
-    for path, kind, stat, h in hashed:
-        content = (h, kind.value)
-        if content not in vectors:
-            continue
-        first = todo.get(content) == path and content in fresh
-        (report.embedded if first else report.reused)[kind.value] += 1
-        vector = vectors[content]
-        items.append(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, h, vector))
-    store.put_items(collection, items)
-    return [item.path for item in items]
+    return vectors
+
+
+class _Committer:
+    """Items written `size` at a time, each batch in one transaction, reporting progress."""
+
+    def __init__(
+        self, store: Store, collection: Collection, size: int, seen: set[str],
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.store, self.collection, self.size = store, collection, size
+        self.seen, self.on_commit = seen, on_commit
+        self.items: list[Item] = []
+
+    def add(self, item: Item) -> None:
+        self.items.append(item)
+        if len(self.items) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        self.store.put_items(self.collection, self.items)
+        self.seen.update(item.path for item in self.items)
+        self.items = []
+        self.on_commit()

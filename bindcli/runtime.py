@@ -257,27 +257,56 @@ class Embedder:
         self,
         inputs: Sequence[Input | InputError],
         progress: Callable[[int], None] = lambda n: None,
+        *,
+        hashes: Sequence[str | None] = (),
     ) -> list[Embedding | InputError]:
         """One result per input, in order: an Embedding, or the InputError that stopped it."""
-        results: list[Embedding | InputError | None] = [
-            x if isinstance(x, InputError) else None for x in inputs
-        ]
-        progress(sum(r is not None for r in results))
-        todo = self._hash([(i, x) for i, x in enumerate(inputs) if isinstance(x, Input)], results)
-        todo = self._from_cache(todo, results, progress)
+        results: list[Embedding | InputError | None] = [None] * len(inputs)
+        for i, result in self.stream(inputs, progress, hashes=hashes):
+            results[i] = result
+        return results  # type: ignore[return-value]
+
+    def stream(
+        self,
+        inputs: Sequence[Input | InputError],
+        progress: Callable[[int], None] = lambda n: None,
+        *,
+        hashes: Sequence[str | None] = (),
+    ) -> Iterator[tuple[int, Embedding | InputError]]:
+        """(position, result) for every input as soon as it is known: refusals and cache hits
+        first, then each encoded batch, from one loader pipeline however many inputs.
+
+        `hashes[i]`, where given, is input i's content SHA-256 (a caller that hashed the
+        file already), which spares reading it again.
+        """
+        refused = [(i, x) for i, x in enumerate(inputs) if isinstance(x, InputError)]
+        progress(len(refused))
+        yield from refused
+        known = dict(enumerate(hashes))
+        todo = [(i, x, known.get(i)) for i, x in enumerate(inputs) if isinstance(x, Input)]
+        todo, failed = self._hash(todo)
+        progress(len(failed))
+        yield from failed
+        todo, hits = self._from_cache(todo)
+        progress(len(hits))
+        yield from hits
         if todo:
             towers = frozenset(inp.kind.tower for _, inp, _ in todo)
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 model = pool.submit(self._model_for, towers)  # loads while the first files decode
-                self._encode(todo, model, results, progress)
-        return results  # type: ignore[return-value]
+                for done in self._encode(todo, model):
+                    progress(len(done))
+                    yield from done
 
     def _hash(
-        self, todo: list[tuple[int, Input]], results: list
-    ) -> list[tuple[int, Input, str]]:
-        """Content hashes (on loader threads): the cache key and the manifests' identity."""
+        self, todo: list[tuple[int, Input, str | None]]
+    ) -> tuple[list[tuple[int, Input, str]], list[tuple[int, InputError]]]:
+        """Content hashes not already known (on loader threads): the cache key and the
+        manifests' identity; inputs that cannot be read are split off as errors."""
 
-        def digest(inp: Input) -> str | InputError:
+        def digest(inp: Input, sha: str | None) -> str | InputError:
+            if sha is not None:
+                return sha
             if inp.literal:
                 return sha256_text(inp.source)
             try:
@@ -286,14 +315,14 @@ class Embedder:
                 return InputError(inp.source, exc.strerror or str(exc))
 
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
-            digests = list(pool.map(digest, [inp for _, inp in todo]))
-        hashed = []
-        for (i, inp), d in zip(todo, digests):
+            digests = list(pool.map(digest, [inp for _, inp, _ in todo], [sha for *_, sha in todo]))
+        hashed, failed = [], []
+        for (i, inp, _), d in zip(todo, digests):
             if isinstance(d, InputError):
-                results[i] = d
+                failed.append((i, d))
             else:
                 hashed.append((i, inp, d))
-        return hashed
+        return hashed, failed
 
     def cache_key(self, inp: Input, sha: str) -> CacheKey:
         """The embedding-cache key of `inp` with content hash `sha` under this embedder."""
@@ -306,20 +335,20 @@ class Embedder:
         )
 
     def _from_cache(
-        self, todo: list[tuple[int, Input, str]], results: list, progress: Callable[[int], None]
-    ) -> list[tuple[int, Input, str]]:
+        self, todo: list[tuple[int, Input, str]]
+    ) -> tuple[list[tuple[int, Input, str]], list[tuple[int, Embedding]]]:
+        """(what is left to encode, what the cache had)."""
         if self.cache is None or not todo:
-            return todo
+            return todo, []
         found = self.cache.cache_get(self.cache_key(inp, sha) for _, inp, sha in todo)
-        left = []
+        left, hits = [], []
         for i, inp, sha in todo:
             vector = found.get(self.cache_key(inp, sha))
             if vector is None:
                 left.append((i, inp, sha))
             else:
-                results[i] = Embedding(inp, sha, np.asarray(vector, np.float32))
-        progress(len(todo) - len(left))
-        return left
+                hits.append((i, Embedding(inp, sha, np.asarray(vector, np.float32))))
+        return left, hits
 
     def _model_for(self, towers: frozenset[str]) -> torch.nn.Module:
         """The model with at least `towers`; rebuilt (with the union) only when one is missing."""
@@ -352,28 +381,23 @@ class Embedder:
                 yield files[n][0], tensor
 
     def _encode(
-        self,
-        todo: list[tuple[int, Input, str]],
-        model: concurrent.futures.Future,
-        results: list,
-        progress: Callable[[int], None],
-    ) -> None:
-        """Batch tensors by (tower, shape): images and videos share a tower but not a shape,
-        nor do IMU recordings of different lengths."""
+        self, todo: list[tuple[int, Input, str]], model: concurrent.futures.Future
+    ) -> Iterator[list[tuple[int, Embedding | InputError]]]:
+        """Results a batch at a time, as they complete. Batches form by (tower, shape): images
+        and videos share a tower but not a shape, nor do IMU recordings of different lengths."""
         meta = {i: (inp, sha) for i, inp, sha in todo}
         pending: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
         for i, tensor in self._tensors(todo):
             if isinstance(tensor, InputError):
-                results[i] = tensor
-                progress(1)
+                yield [(i, tensor)]
                 continue
             key = (meta[i][0].kind.tower, tuple(tensor.shape))
             batch = pending.setdefault(key, [])
             batch.append((i, tensor))
             if len(batch) == self.batch_size:
-                self._run(model.result(), key[0], pending.pop(key), meta, results, progress)
+                yield self._run(model.result(), key[0], pending.pop(key), meta)
         for (tower, _), batch in pending.items():
-            self._run(model.result(), tower, batch, meta, results, progress)
+            yield self._run(model.result(), tower, batch, meta)
 
     def _run(
         self,
@@ -381,19 +405,18 @@ class Embedder:
         tower: str,
         batch: list[tuple[int, torch.Tensor]],
         meta: dict[int, tuple[Input, str]],
-        results: list,
-        progress: Callable[[int], None],
-    ) -> None:
+    ) -> list[tuple[int, Embedding | InputError]]:
+        """Encode one batch and write it to the cache before anyone sees it, so that work
+        survives a caller that stops (or is killed) before committing it elsewhere."""
         x = torch.stack([t for _, t in batch]).to(self.placement.device)
         if x.is_floating_point():
             x = x.to(self.placement.dtype)
         with torch.inference_mode():
             out = model({tower: x})[tower].float().cpu().numpy()
-        done = []
+        done: list[tuple[int, Embedding | InputError]] = []
         for (i, _), vector in zip(batch, out):
             inp, sha = meta[i]
-            results[i] = Embedding(inp, sha, vector)
-            done.append((self.cache_key(inp, sha), vector))
+            done.append((i, Embedding(inp, sha, vector)))
         if self.cache is not None:
-            self.cache.cache_put(done)
-        progress(len(batch))
+            self.cache.cache_put((self.cache_key(e.input, e.sha256), e.raw) for _, e in done)
+        return done

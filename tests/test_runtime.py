@@ -131,3 +131,10 @@ def test_cache_serves_repeats_without_building_a_model(monkeypatch):
     for a, b in zip(before, again):
         np.testing.assert_array_equal(a.raw, b.raw)
         assert a.sha256 == b.sha256
+
+
+def test_known_hashes_are_not_recomputed(embedder, monkeypatch):
+    items = gather([media("dog_image.jpg"), media("car_image.jpg")])
+    monkeypatch.setattr(runtime, "sha256_file", lambda path: pytest.fail(f"hashed {path}"))
+    results = embedder.embed(items, hashes=["a" * 64, "b" * 64])
+    assert [r.sha256 for r in results] == ["a" * 64, "b" * 64]

@@ -15,22 +15,25 @@ from bindcli.store import Store, sha256_file
 
 
 class CountingEncoder:
-    """Embeds a file as a vector derived from its bytes; remembers every path it was given."""
+    """Embeds a file as a vector derived from its bytes, yielding results in reverse order;
+    remembers every path it was given, the hashes it was told, and how often it was run."""
 
     def __init__(self, fail: str = "") -> None:
         self.calls: list[str] = []
+        self.hashes: dict[str, str] = {}
+        self.runs = 0
         self.fail = fail
 
     def __call__(self, inputs):
-        out = []
-        for path, kind in inputs:
+        self.runs += 1
+        for n, (path, kind, sha) in reversed(list(enumerate(inputs))):
             self.calls.append(Path(path).name)
+            self.hashes[path] = sha
             if self.fail and self.fail in path:
-                out.append(InputError(path, "corrupt"))
+                yield n, InputError(path, "corrupt")
                 continue
             seed = int(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8], 16)
-            out.append(np.random.default_rng(seed).standard_normal(8).astype(np.float32))
-        return out
+            yield n, np.random.default_rng(seed).standard_normal(8).astype(np.float32)
 
 
 @pytest.fixture
@@ -67,6 +70,7 @@ def test_reindex_embeds_only_new_or_changed_content(tmp_path, folder):
         enc = CountingEncoder()
         first = _run(db, coll, [folder], enc)
         assert sorted(enc.calls) == ["a.jpg", "b.wav", "c.mp4", "d.txt", "e.png"]
+        assert enc.runs == 1 and enc.hashes == {p: sha256_file(p) for p in enc.hashes}
         assert first.embedded == {"image": 2, "audio": 1, "video": 1, "text": 1}
         assert db.counts(coll) == {"audio": 1, "image": 2, "text": 1, "video": 1}
 
@@ -136,3 +140,23 @@ def test_only_files_under_the_walked_roots_are_marked_deleted(tmp_path, folder):
         _run(db, coll, [folder], CountingEncoder())
         report = _run(db, coll, [folder / "sub"], CountingEncoder())
         assert report.removed == 0 and sum(db.counts(coll).values()) == 5
+
+
+def test_results_are_committed_as_they_arrive_from_one_embedder_run(tmp_path, folder):
+    """One embed call for the whole run; its first results are committed (in batches of 2)
+    while it is still working, which is what a killed run keeps."""
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = db.create_collection("c", "model-a", "test")
+        committed_meanwhile = []
+
+        def embed(inputs):
+            for n, result in CountingEncoder()(inputs):
+                committed_meanwhile.append(sum(db.counts(coll).values()))
+                yield n, result
+
+        progress = []
+        found = list(walk([folder]))
+        index(db, coll, found, [folder], embed, batch_size=2,
+              on_progress=lambda r: progress.append(sum(r.done().values())))
+        assert committed_meanwhile == [0, 0, 2, 2, 4]
+        assert progress == [2, 4, 5] and sum(db.counts(coll).values()) == 5
