@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 import urllib.error
@@ -426,29 +427,40 @@ class _Partial:
                 report(self.size, total)
 
 
+class _NoNetwork(Exception):
+    """The host name does not resolve: this machine has no network, retrying cannot help."""
+
+
 def _fetch(url: str, part: _Partial, report: Any) -> None:
     """Fill `part` with the whole body of `url`, retrying with resumption; bounded by ATTEMPTS."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             _fetch_once(url, part, report)
             return
+        except _NoNetwork as err:
+            raise WeightsError(f"cannot download {url}: {err}. {_what_now(part)}") from err
         except _Retry as err:
             if attempt == ATTEMPTS:
-                if part.size:
-                    what_now = (
-                        f"The {part.size} bytes received so far are kept in {part.path}; run "
-                        "`bind weights download` again to resume."
-                    )
-                else:  # never connected: no .part file to resume, maybe no network at all
-                    dest = part.path.with_name(part.path.name.removesuffix(".part"))
-                    what_now = (
-                        f"Nothing was received. Without network access here, download it elsewhere "
-                        f"and put it at {dest}, or pass --weights PATH (or set BIND_WEIGHTS)."
-                    )
-                raise WeightsError(f"downloading {url} failed {ATTEMPTS} times (last: {err}). {what_now}") from err
+                raise WeightsError(
+                    f"downloading {url} failed {ATTEMPTS} times (last: {err}). {_what_now(part)}"
+                ) from err
             again = "interrupted" if part.size else "failed"
             print(f"download {again} ({err}); retrying in {RETRY_DELAY * attempt:g} s", file=sys.stderr)
             time.sleep(RETRY_DELAY * attempt)
+
+
+def _what_now(part: _Partial) -> str:
+    """How to go on after a failed download: resume it, or bring the file by hand."""
+    if part.size:
+        return (
+            f"The {part.size} bytes received so far are kept in {part.path}; run "
+            "`bind weights download` again to resume."
+        )
+    dest = part.path.with_name(part.path.name.removesuffix(".part"))
+    return (
+        f"Nothing was received. Without network access here, download it elsewhere "
+        f"and put it at {dest}, or pass --weights PATH (or set BIND_WEIGHTS)."
+    )
 
 
 def _fetch_once(url: str, part: _Partial, report: Any) -> None:
@@ -465,6 +477,8 @@ def _fetch_once(url: str, part: _Partial, report: Any) -> None:
             raise _Retry(f"HTTP {err.code} {err.reason}") from err
         raise WeightsError(f"{url} answered HTTP {err.code} {err.reason}; check the URL (BIND_WEIGHTS_URL).") from err
     except urllib.error.URLError as err:
+        if isinstance(err.reason, socket.gaierror):
+            raise _NoNetwork(f"the host name does not resolve ({err.reason})") from err
         raise _Retry(f"cannot connect: {err.reason}") from err
     except (OSError, http.client.HTTPException) as err:
         raise _Retry(f"cannot connect: {err}") from err

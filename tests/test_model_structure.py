@@ -148,6 +148,13 @@ def test_missing_and_unexpected_keys_are_named(tmp_path, small_config_path, smal
     bindcli.load_model(small_config_path, path, modalities=["vision"])
 
 
+def test_weights_path_may_start_with_home(tmp_path, monkeypatch, small_config_path, small_weights_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "w.pth").write_bytes(small_weights_path.read_bytes())
+    model = bindcli.load_model(small_config_path, "~/w.pth", modalities=["depth"])
+    assert model.modalities == ("depth",)
+
+
 def test_truncated_and_foreign_files_are_refused(tmp_path, small_config_path, small_weights_path):
     truncated = tmp_path / "truncated.pth"
     data = small_weights_path.read_bytes()

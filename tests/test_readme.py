@@ -53,6 +53,32 @@ def tidy(output: str) -> str:
     return "\n".join(lines).strip("\n")
 
 
+DECIMAL = re.compile(r"[-+]?\d+\.\d+")
+
+
+def agrees(expected: str, real: str) -> bool:
+    """Same text, each decimal number within one unit of its last printed digit.
+
+    fp32 results differ in the last bits between CPUs (MKL picks kernels by instruction set),
+    which can flip the sixth printed decimal; anything larger is drift.
+    """
+    expected_text, real_text = DECIMAL.split(expected), DECIMAL.split(real)
+    expected_nums, real_nums = DECIMAL.findall(expected), DECIMAL.findall(real)
+    if expected_text != real_text or len(expected_nums) != len(real_nums):
+        return False
+    return all(
+        abs(float(a) - float(b)) <= 1.001 * 10 ** -len(a.partition(".")[2])
+        for a, b in zip(expected_nums, real_nums)
+    )
+
+
+def test_agrees_allows_last_digit_rounding_only():
+    assert agrees("score 0.940099 x", "score 0.940098 x")
+    assert not agrees("score 0.940099 x", "score 0.940080 x")
+    assert not agrees("score 0.940099 x", "scores 0.940099 x")
+    assert not agrees("1.5 2.5", "1.5")
+
+
 def transcript(steps: list[tuple[str, str]]) -> str:
     return "\n".join(f"$ {command}\n{output}".rstrip("\n") for command, output in steps)
 
@@ -150,7 +176,8 @@ def test_readme_has_the_sections_it_promises():
 @pytest.mark.timeout(600)  # ~1 min on an idle machine: about 17 `bind` starts, each importing torch
 def test_readme_console_examples_print_what_the_readme_shows(tmp_path):
     expected, real, _ = replay(tmp_path)
-    assert real == expected
+    if not agrees(expected, real):
+        assert real == expected
 
 
 def test_readme_python_examples_run(tmp_path):

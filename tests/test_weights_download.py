@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,21 @@ def test_unreachable_server_gives_a_clear_error(env, monkeypatch):
     assert "Nothing was received" in str(err.value) and "bytes received so far" not in str(err.value)
     assert f"put it at {env / NAME}" in str(err.value)
     assert not (env / f"{NAME}.part").exists()
+
+
+def test_unresolvable_host_fails_at_once_without_retrying(env, monkeypatch):
+    calls = []
+
+    def no_dns(request, timeout):
+        calls.append(request.full_url)
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", no_dns)
+    monkeypatch.setattr(weights, "RETRY_DELAY", 60.0)  # a retry would make this test hang
+    with pytest.raises(WeightsError, match="host name does not resolve") as err:
+        weights.download(f"https://weights.example/{NAME}")
+    assert len(calls) == 1
+    assert f"put it at {env / NAME}" in str(err.value)
 
 
 @pytest.mark.parametrize("var", ["BIND_OFFLINE", "HF_HUB_OFFLINE"])

@@ -72,7 +72,7 @@ def read_state_dict(
     Keys that belong to no tower are always kept, so that a checkpoint with stray keys is
     refused by `check_state_dict` rather than silently trimmed.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     wanted = None if towers is None else set(towers)
