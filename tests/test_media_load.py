@@ -38,6 +38,22 @@ def test_load_many_yields_in_order_with_errors_inline(media_dir, tmp_path, worke
             torch.testing.assert_close(result, load(source, kind))
 
 
+def test_an_unexpected_loader_failure_is_that_input_s_error(media_dir, monkeypatch):
+    import bindcli.media as media
+
+    def broken(source, options):
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setitem(media._LOADERS, Kind.AUDIO, broken)
+    items = [(media_dir / "dog_audio.wav", Kind.AUDIO), (media_dir / "dog_image.jpg", Kind.IMAGE)]
+    (_, failed), (_, image) = load_many(items)
+    assert isinstance(failed, InputError)
+    assert failed.source == str(media_dir / "dog_audio.wav")
+    assert "RuntimeError: decoder bug" in str(failed)
+    assert isinstance(failed.__cause__, RuntimeError)
+    assert image.shape == (3, 224, 224)
+
+
 def test_load_many_refuses_zero_workers():
     with pytest.raises(ValueError):
         next(load_many([], workers=0))

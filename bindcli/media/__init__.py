@@ -59,6 +59,10 @@ def _load_or_error(
         return load(source, kind, options)
     except InputError as exc:
         return exc
+    except Exception as exc:  # a decoder bug on one odd file must not end the whole run
+        error = InputError(source, f"could not be loaded ({type(exc).__name__}: {exc})")
+        error.__cause__ = exc
+        return error
 
 
 def load_many(
