@@ -312,21 +312,23 @@ class CheckpointInfo:
 
 def info(path: Path) -> CheckpointInfo:
     """Summarise a checkpoint from its tensor headers (memory-mapped, so cheap even at 4.8 GB)."""
-    from bindcli.model.checkpoint import read_state_dict, tower_of_key
+    import math
+
+    from bindcli.model.checkpoint import tensor_specs, tower_of_key
 
     path = existing(Path(path).expanduser(), "nothing to describe")
-    state = read_state_dict(path)
+    specs = tensor_specs(path)
     towers: dict[str, list[int]] = {}
-    for key, tensor in state.items():
+    for key, (shape, dtype) in specs.items():
         counts = towers.setdefault(tower_of_key(key) or "other", [0, 0, 0])
         counts[0] += 1
-        counts[1] += tensor.numel()
-        counts[2] += tensor.numel() * tensor.element_size()
+        counts[1] += math.prod(shape)
+        counts[2] += math.prod(shape) * dtype.itemsize
     record = read_record(path)
     return CheckpointInfo(
         path=path,
         file_size=path.stat().st_size,
-        dtypes=tuple(sorted({str(t.dtype).removeprefix("torch.") for t in state.values()})),
+        dtypes=tuple(sorted({str(dtype).removeprefix("torch.") for _, dtype in specs.values()})),
         towers=tuple(TowerInfo(name, *towers[name]) for name in sorted(towers, key=_tower_order)),
         sha256=record.get("sha256") if record else None,
     )

@@ -221,3 +221,21 @@ def test_none_modality_is_skipped_and_multi_view_inputs_average(small_model):
         singles = small_model({"depth": x.flatten(0, 1)})["depth"].unflatten(0, (2, 2))
     assert set(out) == {"depth"}
     torch.testing.assert_close(out["depth"], singles.mean(1))
+
+
+def test_tensor_specs_reads_headers_of_both_formats(tmp_path, small_weights_path):
+    from safetensors.torch import save_file
+
+    from bindcli.model.checkpoint import tensor_specs
+
+    state = torch.load(small_weights_path, weights_only=True)
+    half = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+    path = tmp_path / "half.safetensors"
+    save_file({k: v.contiguous() for k, v in half.items()}, path)
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in half.items()}
+    assert tensor_specs(path) == expected
+    assert tensor_specs(small_weights_path) == {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="broken.safetensors: not a readable safetensors"):
+        tensor_specs(broken)

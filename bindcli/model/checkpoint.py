@@ -101,6 +101,23 @@ def read_state_dict(
     return {k: place(v) for k, v in state.items()}
 
 
+def tensor_specs(path: str | Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Each tensor's shape and dtype, from the file's headers: no tensor data is read."""
+    path = Path(path).expanduser()
+    if path.suffix != ".safetensors":  # memory-mapped: reading it touches no tensor data
+        return {k: (tuple(v.shape), v.dtype) for k, v in read_state_dict(path).items()}
+    from safetensors import SafetensorError, safe_open
+
+    dtypes = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16,
+              "F16": torch.float16, "I64": torch.int64, "I32": torch.int32, "BOOL": torch.bool}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            slices = {k: f.get_slice(k) for k in f.keys()}
+            return {k: (tuple(t.get_shape()), dtypes[t.get_dtype()]) for k, t in slices.items()}
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
 def check_state_dict(
     expected: Mapping[str, torch.Size | tuple[int, ...]],
     found: Mapping[str, torch.Tensor],
