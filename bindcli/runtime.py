@@ -24,16 +24,14 @@ import torch
 from bindcli.errors import ConfigError, InputError
 from bindcli.modality import Kind, detect
 from bindcli.model.config import ModelConfig
+from bindcli.model.factory import resolve_dtype
 from bindcli.store import CacheKey, sha256_file, sha256_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media import MediaOptions
 
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
+#: the precisions `--precision` names; `resolve_dtype` maps each to its torch dtype
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 class DeviceError(ConfigError):
@@ -55,7 +53,7 @@ class Placement:
 
     @property
     def dtype(self) -> torch.dtype:
-        return PRECISIONS[self.precision]
+        return resolve_dtype(self.precision)
 
     def describe(self) -> str:
         """e.g. `cpu, bf16 (the CPU has AMX)`: the line -q silences."""
