@@ -46,10 +46,25 @@ def test_completion_works_without_torch():
     assert {"compare", "classify"} <= set(commands)
 
 
-@pytest.mark.parametrize("shell, name", sorted(update_completions.FILES.items()))
-def test_completion_scripts_are_up_to_date(shell, name):
+@pytest.mark.parametrize("program", update_completions.PROGRAMS)
+def test_bash_completion_script_completes_each_installed_name(program):
+    """The committed script, sourced in bash, completes subcommands through the venv's program."""
+    script = ROOT / "completions" / update_completions.FILES[program, "bash"]
+    line = (
+        f"source {script}; COMP_WORDS=({program} cl); COMP_CWORD=1; "
+        f"_{program}_completion {program}; echo \"${{COMPREPLY[@]}}\""
+    )
+    path = f"{BIND.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(["bash", "--norc", "-c", line], capture_output=True, text=True,
+                          env={**os.environ, "PATH": path}, timeout=60)
+    assert done.stdout.split() == ["classify"], done.stderr
+
+
+@pytest.mark.parametrize("program, shell", sorted(update_completions.FILES))
+def test_completion_scripts_are_up_to_date(program, shell):
+    name = update_completions.FILES[program, shell]
     committed = (ROOT / "completions" / name).read_text(encoding="utf-8")
-    assert committed == update_completions.completion_script(shell), (
+    assert committed == update_completions.completion_script(program, shell), (
         f"completions/{name} is stale: run scripts/update_completions.py"
     )
 

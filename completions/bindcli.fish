@@ -1,0 +1,1 @@
+complete --command bindcli --no-files --arguments "(env _BINDCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) bindcli)" --condition "env _BINDCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) bindcli"
