@@ -202,6 +202,37 @@ class Hit:
     score: float
 
 
+class CacheGroup(NamedTuple):
+    """Cache entries of one model at one precision (vectors of other ones are never used)."""
+
+    model_id: str
+    precision: str
+    entries: int
+    vector_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheStats:
+    """What the embedding cache holds, to decide whether clearing it is worth it."""
+
+    entries: int
+    vector_bytes: int
+    oldest: float | None
+    newest: float | None
+    groups: tuple[CacheGroup, ...]
+
+
+class Compaction(NamedTuple):
+    """Bytes on disk (file plus its WAL) before and after `Store.compact`."""
+
+    before: int
+    after: int
+
+    @property
+    def reclaimed(self) -> int:
+        return self.before - self.after
+
+
 class CacheKey(NamedTuple):
     """Everything that decides an embedding's numbers."""
 
@@ -295,7 +326,10 @@ class Store:
         return [Collection(*row) for row in rows]
 
     def remove_collection(self, name: str) -> None:
-        """Drop the collection and its items (the embedding cache keeps the vectors)."""
+        """Drop the collection and its items (the embedding cache keeps the vectors).
+
+        The file does not shrink: SQLite keeps freed pages for reuse until `compact()`.
+        """
         found = self.require(name)
         with self.transaction():
             self.db.execute("DELETE FROM items WHERE collection_id=?", (found.id,))
@@ -461,6 +495,60 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    def cache_stats(self) -> CacheStats:
+        """Entries, vector bytes and age of the cache, with counts per model and precision:
+        entries of a model no longer used are dead weight, since nothing else reads them."""
+        entries, vector_bytes, oldest, newest = self.db.execute(
+            "SELECT COUNT(*), SUM(LENGTH(vector)), MIN(created_at), MAX(created_at) "
+            "FROM embedding_cache"
+        ).fetchone()
+        groups = self.db.execute(
+            "SELECT model_id, precision, COUNT(*), SUM(LENGTH(vector)) FROM embedding_cache "
+            "GROUP BY model_id, precision ORDER BY model_id, precision"
+        )
+        return CacheStats(
+            entries, vector_bytes or 0, oldest, newest, tuple(CacheGroup(*g) for g in groups)
+        )
+
+    def clear_cache(self, older_than: float | None = None) -> int:
+        """Forget cached vectors: all of them, or those created before the Unix time
+        `older_than`. Returns how many were removed. Only recomputable data goes (collections
+        keep their own vectors), but the file keeps its size until `compact()`."""
+        with self.transaction():
+            if older_than is None:
+                cursor = self.db.execute("DELETE FROM embedding_cache")
+            else:
+                cursor = self.db.execute(
+                    "DELETE FROM embedding_cache WHERE created_at < ?", (older_than,)
+                )
+        return cursor.rowcount
+
+    def file_bytes(self) -> int:
+        """Bytes on disk: the file plus its write-ahead log (which can hold most of the data)."""
+        return sum(
+            p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()
+        )
+
+    def compact(self) -> Compaction:
+        """Rewrite the file without its free pages, so it shrinks after rows were removed.
+
+        Deleting rows only puts their pages on SQLite's free list, for later inserts to reuse;
+        the file never gets smaller by itself (auto_vacuum is off, and turning it on takes a
+        VACUUM anyway). `VACUUM` copies the live data into a new file and swaps it in. It
+        cannot run inside a transaction (SQLite refuses), so this must not be called within
+        `transaction()`. It needs free disk space about the size of the file (the temporary
+        copy, in SQLite's temp folder), and as much again briefly for the WAL; other
+        processes' writes wait for it. The WAL is checkpointed before measuring and after the
+        rewrite, since in WAL mode the main file only shrinks when the log is copied back.
+        """
+        if self.db.in_transaction:
+            raise StoreError("cannot compact the collection file inside a transaction")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = self.file_bytes()
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return Compaction(before, self.file_bytes())
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

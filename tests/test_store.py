@@ -187,3 +187,69 @@ def test_sha256_file_streams_the_whole_content(tmp_path):
     (tmp_path / "f.bin").write_bytes(data)
     assert store.sha256_file(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
     assert store.sha256_text("a dog") == hashlib.sha256(b"a dog").hexdigest()
+
+
+def _cache_rows(db: Store, n: int, model_id: str = "model-a", precision: str = "fp32",
+                dims: int = 16, created_at: float | None = None) -> None:
+    rng = np.random.default_rng(n)
+    db.cache_put(
+        (CacheKey(f"{model_id}-{precision}-{i}", model_id, "pre-1", precision, "image"), v)
+        for i, v in enumerate(_unit(rng, n, dims))
+    )
+    if created_at is not None:
+        db.db.execute("UPDATE embedding_cache SET created_at=? WHERE model_id=? AND precision=?",
+                      (created_at, model_id, precision))
+
+
+def test_cache_stats_count_entries_bytes_models_and_age(tmp_path):
+    with Store(tmp_path / "c.sqlite3") as db:
+        empty = db.cache_stats()
+        assert (empty.entries, empty.vector_bytes, empty.groups) == (0, 0, ())
+        assert empty.oldest is None and empty.newest is None
+        _cache_rows(db, 3, "model-b", "fp32", created_at=200.0)
+        _cache_rows(db, 2, "model-a", "bf16", dims=8, created_at=100.0)
+        _cache_rows(db, 4, "model-a", "fp32", created_at=300.0)
+        stats = db.cache_stats()
+    assert stats.entries == 9 and stats.vector_bytes == (3 * 16 + 2 * 8 + 4 * 16) * 4
+    assert (stats.oldest, stats.newest) == (100.0, 300.0)
+    assert [tuple(g) for g in stats.groups] == [
+        ("model-a", "bf16", 2, 64), ("model-a", "fp32", 4, 256), ("model-b", "fp32", 3, 192),
+    ]
+
+
+def test_clear_cache_all_or_older_than_leaving_collections_alone(tmp_path):
+    rng = np.random.default_rng(7)
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = _fill(db, "c", _unit(rng, 5), ["image"])
+        _cache_rows(db, 3, "model-old", created_at=1000.0)
+        _cache_rows(db, 2, "model-new", created_at=2000.0)
+        assert db.clear_cache(older_than=1000.0) == 0  # strictly before
+        assert db.clear_cache(older_than=1500.0) == 3
+        assert [g.model_id for g in db.cache_stats().groups] == ["model-new"]
+        assert db.clear_cache() == 2
+        assert db.cache_stats().entries == 0 and db.clear_cache() == 0
+        assert db.counts(coll) == {"image": 5}
+
+
+def test_compact_shrinks_the_file_after_many_rows_are_removed(tmp_path):
+    rng = np.random.default_rng(8)
+    with Store(tmp_path / "c.sqlite3") as db:
+        _fill(db, "big", _unit(rng, 2000, 256), ["image"])  # 2 MB of vectors
+        keep = _fill(db, "small", _unit(rng, 3), ["audio"])
+        _cache_rows(db, 500, dims=256)
+        db.remove_collection("big")
+        assert db.clear_cache() == 500
+        unshrunk = db.file_bytes()
+        assert unshrunk > 2_000_000  # removing rows alone gives nothing back
+        done = db.compact()
+        assert done.before >= 2_000_000 and done.after < 1_000_000
+        assert done.reclaimed == done.before - done.after
+        assert done.after == db.file_bytes() == (tmp_path / "c.sqlite3").stat().st_size
+        assert db.counts(keep) == {"audio": 3} and db.integrity_ok()
+        assert db.compact().reclaimed == 0  # nothing more to give back
+
+
+def test_compact_refuses_to_run_inside_a_transaction(tmp_path):
+    with Store(tmp_path / "c.sqlite3") as db, pytest.raises(StoreError, match="inside a"):
+        with db.transaction():
+            db.compact()

@@ -15,7 +15,7 @@ import typer
 from bindcli import __version__
 from bindcli.errors import BindError
 from bindcli.output import Output
-from bindcli.cli import arith, classify, collections, compare, embed, index, search
+from bindcli.cli import arith, cache, classify, collections, compare, embed, index, search
 from bindcli.cli.common import report
 from bindcli.cli.weights import app as weights_app
 
@@ -53,6 +53,7 @@ app.command("arith")(arith.arith)
 app.command("index")(index.index)
 app.command("search")(search.search)
 app.add_typer(collections.app)
+app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")
 
 

@@ -1,6 +1,7 @@
 """`bind collections …`: what collections exist, what is in one, and removing one.
 
 These read only the collection file (no model, no torch). Tables for people, JSON in a pipe.
+The format option and the helpers below serve `bind cache` too.
 """
 
 from __future__ import annotations
@@ -8,13 +9,15 @@ from __future__ import annotations
 import datetime
 import enum
 import sys
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bindcli import output
 from bindcli.cli.index import DB_OPTION, open_store
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.store import Compaction
 
 app = typer.Typer(
     name="collections",
@@ -36,14 +39,47 @@ FORMAT_OPTION = Annotated[InfoFormat, typer.Option(
 )]
 
 
-def _as_table(fmt: InfoFormat) -> bool:
+def as_table(fmt: InfoFormat) -> bool:
     return fmt is InfoFormat.TABLE or (fmt is InfoFormat.AUTO and sys.stdout.isatty())
 
 
-def _when(timestamp: float | None) -> str | None:
+def when(timestamp: float | None) -> str | None:
+    """A Unix time as local ISO 8601 to the second (None stays None)."""
     if timestamp is None:
         return None
     return datetime.datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")
+
+
+def show_record(info: dict, fmt: InfoFormat, shown: dict[str, str] | None = None) -> None:
+    """`info` as one JSON object, or for a person as a two-column table: `*_bytes` values
+    readable (kB, MB), dicts as `key n, ...`, and `shown` replacing the text of some values."""
+    if not as_table(fmt):
+        sys.stdout.write(output.json_text(info))
+        return
+    from rich.console import Console
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if shown and key in shown:
+            value = shown[key]
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {n}" for k, n in value.items()) or "—"
+        elif key.endswith("_bytes"):
+            value = decimal(value)
+        table.add_row(key.replace("_", " "), str(value))
+    Console(highlight=False).print(table)
+
+
+def compaction_text(done: "Compaction") -> str:
+    """How much `Store.compact` gave back, for the closing stderr line of a removal."""
+    from rich.filesize import decimal
+
+    return (
+        f"compacted the file from {decimal(done.before)} to {decimal(done.after)} "
+        f"({decimal(max(done.reclaimed, 0))} reclaimed)"
+    )
 
 
 @app.command("list")
@@ -52,14 +88,14 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
     with open_store(db) as store:
         rows = [
             {"name": c.name, "files": sum(store.counts(c).values()), "model": c.model,
-             "model_id": c.model_id, "created": _when(c.created_at)}
+             "model_id": c.model_id, "created": when(c.created_at)}
             for c in store.collections()
         ]
         path = store.path
     if not rows:
         print(f"bind: no collections in {path} yet; create one with `bind index PATH`",
               file=sys.stderr)
-    if _as_table(fmt):
+    if as_table(fmt):
         from rich.console import Console
         from rich.table import Table
 
@@ -82,9 +118,6 @@ def info_command(
         coll = store.require(name)
         counts = store.counts(coll)
         stats = store.stats(coll)
-        on_disk = sum(
-            p.stat().st_size for p in (store.path, Path(f"{store.path}-wal")) if p.exists()
-        )
         info = {
             "name": coll.name,
             "files": sum(counts.values()),
@@ -95,31 +128,20 @@ def info_command(
             "vectors": f"{stats['dims']} x {coll.dtype}" if stats["dims"] else coll.dtype,
             "vector_bytes": stats["vector_bytes"],
             "file": str(store.path),
-            "file_bytes": on_disk,
-            "created": _when(coll.created_at),
-            "updated": _when(stats["updated_at"]),
+            "file_bytes": store.file_bytes(),
+            "created": when(coll.created_at),
+            "updated": when(stats["updated_at"]),
         }
-    if not _as_table(fmt):
-        sys.stdout.write(output.json_text(info))
-        return
-    from rich.console import Console
-    from rich.filesize import decimal
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
-    for key, value in info.items():
-        if key == "per_modality":
-            value = ", ".join(f"{k} {n}" for k, n in value.items()) or "—"
-        elif key.endswith("_bytes"):
-            value = decimal(value)
-        table.add_row(key.replace("_", " "), str(value))
-    Console(highlight=False).print(table)
+    show_record(info, fmt)
 
 
 @app.command("remove")
 def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
-    """Remove a collection (its files on disk are untouched; the embedding cache stays)."""
+    """Remove a collection (its files on disk are untouched; the embedding cache stays), then
+    compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""
     with open_store(db) as store:
         store.remove_collection(name)
+        done = store.compact()
         path = store.path
-    print(f"bind: removed collection {name!r} from {path}", file=sys.stderr)
+    print(f"bind: removed collection {name!r} from {path}; {compaction_text(done)}",
+          file=sys.stderr)
