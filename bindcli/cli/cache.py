@@ -66,9 +66,9 @@ def clear_command(
     cutoff = None if older_than is None else time.time() - older_than * SECONDS_PER_DAY
     with open_store(db) as store:
         removed = store.clear_cache(cutoff)
-        done = store.compact()
+        done = store.compact() if removed else None  # nothing freed: spare rewriting the file
         path = store.path
     which = "" if older_than is None else f" older than {older_than:g} days"
     noun = "vector" if removed == 1 else "vectors"
-    print(f"bind: removed {removed} cached {noun}{which} from {path}; {compaction_text(done)}",
-          file=sys.stderr)
+    compacted = f"; {compaction_text(done)}" if done else ""
+    print(f"bind: removed {removed} cached {noun}{which} from {path}{compacted}", file=sys.stderr)
