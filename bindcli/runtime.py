@@ -371,8 +371,14 @@ class Embedder:
             chunk = texts[start : start + self.batch_size]
             yield from zip((i for i, _ in chunk), media.tokenize([inp.source for _, inp in chunk]))
         files = [(i, inp) for i, inp, _ in todo if not inp.literal]
+        # Decoding runs on while a batch encodes only if enough files may wait decoded: with
+        # kinds interleaved, filling one batch can take many files (measured: a look-ahead of
+        # 4 left the loaders idle for most of each forward pass).
         loaded = media.load_many(
-            ((inp.source, inp.kind) for _, inp in files), self.options, workers=self.workers
+            ((inp.source, inp.kind) for _, inp in files),
+            self.options,
+            workers=self.workers,
+            lookahead=2 * max(self.workers, self.batch_size),
         )
         with contextlib.closing(loaded):
             for n, tensor in loaded:

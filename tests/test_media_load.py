@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -52,6 +53,31 @@ def test_an_unexpected_loader_failure_is_that_input_s_error(media_dir, monkeypat
     assert "RuntimeError: decoder bug" in str(failed)
     assert isinstance(failed.__cause__, RuntimeError)
     assert image.shape == (3, 224, 224)
+
+
+@pytest.mark.parametrize("lookahead, expected", [(None, 4), (10, 10)])
+def test_load_many_keeps_lookahead_items_ahead_of_a_slow_consumer(monkeypatch, lookahead, expected):
+    """While the consumer holds its first item (an encoder busy with a batch), the workers go
+    on loading up to `lookahead` items counting it (default 2 x workers), and no further."""
+    import threading
+
+    import bindcli.media as media
+
+    started = []
+    lock = threading.Lock()
+
+    def fake(source, kind, options):
+        with lock:
+            started.append(source)
+        return torch.zeros(1)
+
+    monkeypatch.setattr(media, "_load_or_error", fake)
+    items = ((f"f{i}.jpg", Kind.IMAGE) for i in range(40))
+    stream = load_many(items, workers=2, lookahead=lookahead)
+    next(stream)
+    time.sleep(0.2)  # the consumer is busy; the workers finish whatever they were given
+    assert len(started) == expected  # the item handed out and those queued behind it
+    assert [i for i, _ in stream] == list(range(1, 40))
 
 
 def test_load_many_refuses_zero_workers():

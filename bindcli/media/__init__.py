@@ -69,20 +69,24 @@ def load_many(
     items: Iterable[tuple[str | Path, Kind]],
     options: MediaOptions | None = None,
     workers: int = 2,
+    lookahead: int | None = None,
 ) -> Iterator[tuple[int, torch.Tensor | InputError]]:
     """(index, tensor or InputError) for each item, in input order, loaded on `workers` threads.
 
-    At most 2 x `workers` items are in flight, so memory stays bounded however long the input
-    list is, and a bad input is yielded as its error instead of stopping the run.
+    At most `lookahead` items (default 2 x `workers`) are loaded or waiting ahead of the
+    consumer, so memory stays bounded however long the input list is; a consumer that stops
+    for long (an encoder's forward pass) wants enough of them to keep the workers busy
+    meanwhile. A bad input is yielded as its error instead of stopping the run.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    lookahead = max(lookahead or 2 * workers, workers)
     pending: collections.deque[tuple[int, Future[torch.Tensor | InputError]]] = collections.deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind-load") as pool:
         try:
             for index, (source, kind) in enumerate(items):
                 pending.append((index, pool.submit(_load_or_error, source, kind, options)))
-                if len(pending) >= 2 * workers:
+                if len(pending) >= lookahead:
                     done, future = pending.popleft()
                     yield done, future.result()
             while pending:
