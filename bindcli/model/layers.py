@@ -24,9 +24,9 @@ def _needs_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
 
 
-def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    if not (_HAS_ONEDNN_LINEAR and x.device.type == "cpu") or _needs_grad(x, weight):
-        return False  # the fused op has no backward
+def _use_onednn(x: torch.Tensor) -> bool:
+    if not (_HAS_ONEDNN_LINEAR and x.device.type == "cpu"):
+        return False
     if x.dtype == torch.bfloat16:
         return torch.ops.mkldnn._is_mkldnn_bf16_supported()
     return x.dtype == torch.float32 and x.numel() <= _ONEDNN_FP32_MAX_ROWS * x.shape[-1]
@@ -52,11 +52,11 @@ def linear(
     faster for many rows in fp32 (measured on a 2-core AMX Xeon). The results agree with the
     plain ops to rounding.
     """
-    if not Linear.fused or _needs_grad(x, weight):
+    if not Linear.fused or _needs_grad(x, weight):  # no backward for fused or in-place ops
         result = F.linear(x, weight, bias)
         result = F.gelu(result) if gelu else result
         return result if residual is None else residual + result
-    if _use_onednn(x, weight):
+    if _use_onednn(x):
         if residual is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
         if gelu:
