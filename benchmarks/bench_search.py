@@ -107,7 +107,8 @@ def bench_index(n_files: int, batch_size: int) -> dict[str, float]:
     """Files/s of `index` (hash, cache lookup, embed, commit) and of a plain embed into numpy."""
     from bindcli.indexer import callbacks, index, walk
     from bindcli.model.config import load_config
-    from bindcli.runtime import Embedder, Input, place
+    from bindcli.placement import place
+    from bindcli.runtime import Embedder, Input
 
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "imagebind-reference"
     config = load_config(fixtures / "public_config.json")

@@ -1,4 +1,9 @@
-"""Typed errors: the CLI turns each into one stderr line and an exit code, in one place."""
+"""Typed errors: the CLI turns each into one stderr line and an exit code, in one place.
+
+`UsageError` and its subclasses mean the command line (or a library call's arguments) asked
+for something that cannot be: the CLI exits 2 for them. Everything else that bind expects is
+a `BindError` (exit 1).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,22 @@ from pathlib import Path
 
 class BindError(Exception):
     """Base of every error bind expects and reports without a traceback."""
+
+
+class UsageError(BindError):
+    """An argument or option value that cannot be honoured (the CLI exits 2)."""
+
+
+class ConfigError(UsageError):
+    """A model config that is unknown or malformed."""
+
+
+class DeviceError(UsageError):
+    """The device or precision asked for does not exist on this machine."""
+
+
+class QueryError(UsageError):
+    """A query expression (`a.jpg + 0.5:b.wav --text c`) that cannot be parsed or combined."""
 
 
 class InputError(BindError):
@@ -30,5 +51,5 @@ class WeightsError(BindError):
     """Weights could not be found, downloaded or verified."""
 
 
-class ConfigError(BindError):
-    """A model config that is unknown or malformed."""
+class StoreError(BindError):
+    """The collection file cannot be used as asked (newer schema, unknown collection, ...)."""

@@ -21,125 +21,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from bindcli.errors import ConfigError, InputError
+from bindcli.errors import InputError
 from bindcli.modality import Kind, detect
 from bindcli.model.config import ModelConfig
-from bindcli.model.factory import resolve_dtype
+from bindcli.placement import Placement
 from bindcli.store import CacheKey, sha256_file, sha256_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media import MediaOptions
-
-#: the precisions `--precision` names; `resolve_dtype` maps each to its torch dtype
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-class DeviceError(ConfigError):
-    """The device or precision asked for does not exist on this machine: like a bad model
-    config, an option value that cannot be honoured (the CLI exits 2)."""
-
-
-# --- device and precision ------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Placement:
-    """Where the encoders run and at what precision; `reason` says why `auto` chose so."""
-
-    device: torch.device
-    precision: str
-    reason: str = ""
-    warning: str | None = None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return resolve_dtype(self.precision)
-
-    def describe(self) -> str:
-        """e.g. `cpu, bf16 (the CPU has AMX)`: the line -q silences."""
-        return f"{self.device}, {self.precision}" + (f" ({self.reason})" if self.reason else "")
-
-
-def choose_device(spec: str = "auto") -> torch.device:
-    """`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda`, `cuda:N` or `mps`; refuses what
-    this machine does not have."""
-    spec = spec.strip().lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if _mps_available() else "cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec == "mps":
-        if not _mps_available():
-            raise DeviceError("--device mps: Apple's MPS backend is not available here")
-        return torch.device("mps")
-    if spec == "cuda" or spec.startswith("cuda:"):
-        index = spec.partition(":")[2]
-        if index and not index.isdigit():
-            raise DeviceError(f"--device {spec}: write cuda or cuda:N (N a GPU number)")
-        if not torch.cuda.is_available():
-            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
-            raise DeviceError(
-                f"--device {spec}: no CUDA GPU is visible (this torch {torch.__version__} has "
-                f"{build}); use --device cpu"
-            )
-        count = torch.cuda.device_count()
-        if index and int(index) >= count:
-            raise DeviceError(f"--device {spec}: only {count} GPU(s) here (cuda:0..cuda:{count - 1})")
-        return torch.device(spec)
-    raise DeviceError(f"--device {spec}: use auto, cpu, cuda, cuda:N or mps")
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend and backend.is_available())
-
-
-def cpu_bf16_units() -> list[str]:
-    """The CPU's native bf16 matrix units (AMX, AVX512-BF16): where bf16 is fast, not emulated."""
-    units = []
-    with contextlib.suppress(AttributeError, RuntimeError):
-        if torch.cpu._is_amx_tile_supported():
-            units.append("AMX")
-        if torch.cpu._is_avx512_bf16_supported():
-            units.append("AVX512-BF16")
-    return units
-
-
-def choose_precision(spec: str, device: torch.device) -> Placement:
-    """`auto` picks the fastest precision the hardware runs natively; an explicit choice is
-    kept, with a warning where it will be slow."""
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return Placement(device, *_auto_precision(device))
-    if spec not in PRECISIONS:
-        raise DeviceError(f"--precision {spec}: use auto, fp32, bf16 or fp16")
-    warning = None
-    if device.type == "cpu" and spec == "fp16":
-        warning = "fp16 on a CPU is emulated and slow; bf16 or fp32 is faster"
-    elif device.type == "cpu" and spec == "bf16" and not cpu_bf16_units():
-        warning = "this CPU has no native bf16 (AMX/AVX512-BF16), so bf16 will be slow"
-    return Placement(device, spec, warning=warning)
-
-
-def _auto_precision(device: torch.device) -> tuple[str, str]:
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bf16", "the GPU supports bf16"
-        return "fp16", "the GPU has no fast bf16"
-    if device.type == "mps":
-        return "fp16", "MPS runs fp16 natively"
-    units = cpu_bf16_units()
-    if units:
-        return "bf16", f"the CPU has {'/'.join(units)}; --precision fp32 for full precision"
-    return "fp32", "the CPU has no native bf16"
-
-
-def place(device: str = "auto", precision: str = "auto") -> Placement:
-    """Device and precision from the `--device` and `--precision` values."""
-    return choose_precision(precision, choose_device(device))
-
 
 # --- inputs and results --------------------------------------------------------------------
 

@@ -21,16 +21,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bindcli.errors import BindError
+from bindcli.errors import StoreError
 
 #: vector BLOB encodings, by the name stored in `collections.dtype`
 DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 
 _HASH_BLOCK = 1 << 20
-
-
-class StoreError(BindError):
-    """The collection file cannot be used as asked (newer schema, unknown collection, ...)."""
 
 
 # --- locations and hashing ---------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Device and precision choice, and the Embedder: batching, towers, isolation of bad inputs."""
+"""The Embedder: batching, towers, isolation of bad inputs."""
 
 from __future__ import annotations
 
@@ -11,51 +11,9 @@ from bindcli.errors import InputError
 from bindcli.model import factory
 from bindcli.model.config import load_config
 from bindcli.modality import Kind
-from bindcli.runtime import DeviceError, Embedder, Embedding, Input, choose_device, choose_precision, gather, place
+from bindcli.placement import place
+from bindcli.runtime import Embedder, Embedding, Input, gather
 from cli_support import FIXTURES, media, reference
-
-CPU = torch.device("cpu")
-
-
-def test_device_auto_falls_back_to_cpu_and_refuses_missing_gpus(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
-    assert choose_device("auto") == CPU
-    for spec, message in [("cuda", "no CUDA GPU"), ("cuda:x", "cuda:N"), ("mps", "MPS"), ("tpu", "use auto")]:
-        with pytest.raises(DeviceError, match=message):
-            choose_device(spec)
-
-
-def test_device_picks_cuda_and_checks_the_index(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert choose_device("auto") == torch.device("cuda")
-    assert choose_device("cuda:0") == torch.device("cuda:0")
-    with pytest.raises(DeviceError, match="only 1 GPU"):
-        choose_device("cuda:1")
-
-
-@pytest.mark.parametrize("units, expected", [(["AMX"], "bf16"), ([], "fp32")])
-def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, units, expected):
-    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: units)
-    chosen = choose_precision("auto", CPU)
-    assert chosen.precision == expected and chosen.reason and chosen.warning is None
-
-
-@pytest.mark.parametrize("bf16, expected", [(True, "bf16"), (False, "fp16")])
-def test_auto_precision_on_gpus(monkeypatch, bf16, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
-    assert choose_precision("auto", torch.device("cuda")).precision == expected
-    assert choose_precision("auto", torch.device("mps")).precision == "fp16"
-
-
-def test_explicit_precision_is_kept_with_a_warning_where_slow(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: [])
-    assert "emulated" in choose_precision("fp16", CPU).warning
-    assert "no native bf16" in choose_precision("bf16", CPU).warning
-    assert choose_precision("fp32", CPU).warning is None
-    with pytest.raises(DeviceError):
-        choose_precision("fp8", CPU)
 
 
 def test_gather_names_missing_and_unknown_files(tmp_path):

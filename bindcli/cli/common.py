@@ -9,7 +9,6 @@ so `bind --help` and shell completion stay instant.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import inspect
 import os
@@ -20,9 +19,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli.errors import BindError, ConfigError, InputError
+from bindcli.errors import BindError, InputError, UsageError
 from bindcli.modality import Kind
 from bindcli.output import Output
+from bindcli.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Embedder, Embedding, Input
@@ -31,13 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 OPTIONS_PANEL = "Model and runtime"
-
-
-class Precision(str, enum.Enum):
-    AUTO = "auto"
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"
 
 
 def _complete_config(incomplete: str) -> list[str]:
@@ -165,7 +158,7 @@ def report(exc: BindError, out: Output) -> int:
     """One stderr line for an expected error; returns its exit status (2 when an option's
     value is the problem: an unknown config, a device this machine lacks)."""
     out.error(str(exc))
-    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
 
 
 def pick_format(requested: str, out: Output, machine: str) -> str:
@@ -214,7 +207,8 @@ class Run:
 
             c = self.common
             config = load_config(c.model_config)  # a typo fails here, before torch loads
-            from bindcli.runtime import Embedder, place
+            from bindcli.placement import place
+            from bindcli.runtime import Embedder
             from bindcli.store import Store, default_db_path
 
             placement = place(c.device, c.precision.value)

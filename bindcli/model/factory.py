@@ -10,26 +10,22 @@ import torch
 from bindcli.model.checkpoint import check_state_dict, read_state_dict
 from bindcli.model.config import ModelConfig, load_config
 from bindcli.model.imagebind import ImageBind, normalize_modalities
-
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-}
+from bindcli.placement import Precision
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    """A torch dtype from a precision name (`fp32`, `bf16`, `fp16`), a torch dtype name
+    (`float32`, `bfloat16`, `float16`) or a dtype."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    try:
-        return DTYPES[dtype.lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16") from None
+    name = dtype.lower()
+    for precision in Precision.explicit():
+        if name in (precision.value, str(precision.dtype).removeprefix("torch.")):
+            return precision.dtype
+    names = ", ".join(p.value for p in Precision.explicit())
+    raise ValueError(f"unknown dtype {dtype!r}; use one of {names}")
 
 
 def create_model(
