@@ -1,0 +1,1 @@
+"""Upstream's `imagebind.models`; `imagebind_model` is the module scripts import."""
