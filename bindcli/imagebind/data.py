@@ -46,7 +46,9 @@ def _refuse_unsupported(function: str, **given: tuple[object, object]) -> None:
             )
 
 
-def load_and_transform_vision_data(image_paths: Paths | None, device: Device) -> torch.Tensor | None:
+def load_and_transform_vision_data(
+    image_paths: Paths | None, device: Device
+) -> torch.Tensor | None:
     """(N, 3, 224, 224) float32 images, CLIP-normalised."""
     if image_paths is None:
         return None
@@ -103,6 +105,8 @@ def load_and_transform_video_data(
     """
     if video_paths is None:
         return None
-    _refuse_unsupported("load_and_transform_video_data", clip_duration=(clip_duration, VIDEO_FRAMES))
+    _refuse_unsupported(
+        "load_and_transform_video_data", clip_duration=(clip_duration, VIDEO_FRAMES)
+    )
     options = MediaOptions(video_clips=clips_per_video, video_clip_seconds=clip_duration)
     return _stacked(video_paths, Kind.VIDEO, options, device)

@@ -1,4 +1,4 @@
-"""Upstream's `imagebind.models.imagebind_model`: `ModalityType`, `ImageBindModel`, `imagebind_huge`.
+"""Upstream's `imagebind.models.imagebind_model`: ModalityType, ImageBindModel, imagebind_huge.
 
 `ImageBindModel` is bind's model (`bindcli.model.imagebind.ImageBind`) with all six towers,
 built from upstream's constructor arguments: its modules carry upstream's names, so upstream
@@ -28,14 +28,12 @@ ModalityType = SimpleNamespace(**{tower.upper(): tower for tower in TOWERS})
 #: the built-in config `imagebind_huge` builds
 HUGE = "imagebind_huge"
 
-_SIGNATURE = inspect.Signature(
-    [
-        inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=field.default)
-        for field in dataclasses.fields(ModelConfig)
-        if field.name != "name"
-    ]
-)
-_SELF = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+_ARGUMENTS = [
+    inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default)
+    for f in dataclasses.fields(ModelConfig)
+    if f.name != "name"
+]
+_SIGNATURE = inspect.Signature(_ARGUMENTS)
 
 
 class ImageBindModel(ImageBind):
@@ -47,7 +45,9 @@ class ImageBindModel(ImageBind):
         self.train()
 
     # what help() and inspect show: upstream's arguments, not *args/**kwargs
-    __init__.__signature__ = _SIGNATURE.replace(parameters=[_SELF, *_SIGNATURE.parameters.values()])
+    __init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY), *_ARGUMENTS]
+    )
 
 
 def imagebind_huge(pretrained: bool = False) -> ImageBindModel:
