@@ -1,35 +1,47 @@
 """bind: ImageBind's shared embedding space for images, video, audio, text, depth, thermal and IMU.
 
-The library API: `load_model` builds the encoders (only the towers you ask for) and loads
-weights; `bindcli.media` turns files into the tensors they expect.
+The library API: `open_embedder` builds a ready `Embedder` (model, weights, device, precision,
+cache) that turns files and texts into `Embedding`s; `bindcli.vectors` compares and combines
+them, `bindcli.zeroshot` classifies, `bindcli.query` parses `a.jpg + 0.5:b.wav` expressions.
+Lower down, `load_model` builds the encoders (only the towers you ask for) and `bindcli.media`
+turns files into the tensors they expect. `bindcli.imagebind` is upstream's own API.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "ModelConfig", "Kind"]
+#: public name -> the module that defines it, imported on first use so that `import bindcli`
+#: (and `bind --help`) never pays for torch
+_LAZY = {
+    "open_embedder": "bindcli.runtime",
+    "Embedder": "bindcli.runtime",
+    "Embedding": "bindcli.runtime",
+    "Input": "bindcli.runtime",
+    "Model": "bindcli.runtime",
+    "InputError": "bindcli.errors",
+    "BindError": "bindcli.errors",
+    "Kind": "bindcli.modality",
+    "ModelConfig": "bindcli.model.config",
+    "load_model": "bindcli.model.factory",
+    "Query": "bindcli.query",
+}
+
+__all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.errors import BindError, InputError
+    from bindcli.modality import Kind
     from bindcli.model.config import ModelConfig
     from bindcli.model.factory import load_model
-    from bindcli.modality import Kind
+    from bindcli.query import Query
+    from bindcli.runtime import Embedder, Embedding, Input, Model, open_embedder
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `import bindcli` (and `bind --help`) never pays for importing torch.
-    if name == "load_model":
-        from bindcli.model.factory import load_model
-
-        return load_model
-    if name == "ModelConfig":
-        from bindcli.model.config import ModelConfig
-
-        return ModelConfig
-    if name == "Kind":
-        from bindcli.modality import Kind
-
-        return Kind
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'bindcli' has no attribute {name!r}")

@@ -2,7 +2,8 @@
 
 `UsageError` and its subclasses mean the command line (or a library call's arguments) asked
 for something that cannot be: the CLI exits 2 for them. Everything else that bind expects is
-a `BindError` (exit 1).
+a `BindError` (exit 1). `InputWarning` goes through Python's `warnings` instead, so a library
+user sees it as any warning and the CLI as one `bind: warning: FILE: ...` line.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ class QueryError(UsageError):
 
 class InputError(BindError):
     """One input could not be used; names the input so a batch run can go on and report it."""
+
+    def __init__(self, source: str | Path, reason: str) -> None:
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+class InputWarning(UserWarning):
+    """An input that was used, though not as its file promised (a WAV cut short); names the
+    input, and is a warning rather than an error because its vector is still made."""
 
     def __init__(self, source: str | Path, reason: str) -> None:
         self.source = str(source)

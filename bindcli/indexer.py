@@ -2,10 +2,11 @@
 
 A file is unchanged while its path, size and mtime are; anything else is hashed, and a content
 hash already known (a rename, a duplicate, or a file another command embedded) reuses its
-vector. New content is embedded in one run of the embedder (one loader pipeline), and results
-are committed a batch at a time as they arrive, so an interrupted run keeps every finished batch
-(and the embedding cache what was encoded but not yet committed) and a re-run picks up where it
-stopped.
+vector. New content is embedded in one run of the embedder (one loader pipeline, which answers
+from the embedding cache first), and results are committed a batch at a time as they arrive, so
+an interrupted run keeps every finished batch (and the embedding cache what was encoded but not
+yet committed) and a re-run picks up where it stopped. Nothing here imports torch: a re-run
+over unchanged files costs the `stat` calls.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import numpy as np
 
 from bindcli.errors import InputError
 from bindcli.modality import EXTENSIONS, Kind, detect
-from bindcli.store import Collection, Item, Store, sha256_file
+from bindcli.hashing import sha256_file
+from bindcli.store import Collection, Item, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Embedder
 
 #: embeds (path, kind, content sha256) triples in one run; yields (position, vector or
-#: InputError) for each as it completes, in any order
-EmbedFn = Callable[[Sequence[tuple[str, Kind, str]]], Iterable[tuple[int, "np.ndarray | InputError"]]]
-#: vectors other runs already computed for (path, kind, content sha256); None where unknown
-LookupFn = Callable[[Sequence[tuple[str, Kind, str]]], Sequence["np.ndarray | None"]]
+#: InputError, whether the vector was known already) for each as it completes, in any order
+EmbedFn = Callable[
+    [Sequence[tuple[str, Kind, str]]], Iterable[tuple[int, "np.ndarray | InputError", bool]]
+]
 
 
 @dataclasses.dataclass
@@ -94,22 +96,21 @@ def walk(
                     yield path, as_kind or kind
 
 
-def callbacks(embedder: "Embedder") -> tuple[EmbedFn, LookupFn | None]:
-    """`index`'s embed and cache-lookup callbacks for a runtime Embedder (no lookup without
-    a cache); the Embedder itself writes what it encodes to its cache."""
-    from bindcli.runtime import Input
+def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
+    """`index`'s embed function for the Embedder that `embedder()` returns, called only once
+    something must be embedded (so an unchanged collection never builds one)."""
 
-    def embed(todo: Sequence[tuple[str, Kind, str]]) -> Iterator[tuple[int, object]]:
+    def embed(todo: Sequence[tuple[str, Kind, str]]) -> Iterator[tuple[int, object, bool]]:
+        from bindcli.runtime import Input
+
         inputs = [Input(path, kind) for path, kind, _ in todo]
-        for n, result in embedder.stream(inputs, hashes=[sha for *_, sha in todo]):
-            yield n, result if isinstance(result, InputError) else result.raw
+        for n, result in embedder().stream(inputs, hashes=[sha for *_, sha in todo]):
+            if isinstance(result, InputError):
+                yield n, result, False
+            else:
+                yield n, result.raw, result.cached
 
-    def cached(asked: Sequence[tuple[str, Kind, str]]) -> list:
-        keys = [embedder.cache_key(Input(path, kind), sha) for path, kind, sha in asked]
-        found = embedder.cache.cache_get(keys)
-        return [found.get(key) for key in keys]
-
-    return embed, (cached if embedder.cache is not None else None)
+    return embed
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
@@ -123,14 +124,13 @@ def index(
     roots: Sequence[str | Path],
     embed: EmbedFn,
     *,
-    cached: LookupFn | None = None,
     batch_size: int = 32,
     on_progress: Callable[[Report], None] = lambda report: None,
 ) -> Report:
     """Bring `collection` up to date with `found` (what `walk(roots)` yields).
 
-    Known content is reused from the collection, then from `cached` (the embedding cache);
-    only the rest is embedded, each content once. Commits hold `batch_size` files. Items under
+    Known content is reused from the collection; the rest goes to `embed`, each content once
+    (what it already knew counts as reused). Commits hold `batch_size` files. Items under
     `roots` that were not found are marked deleted.
     """
     report = Report()
@@ -159,7 +159,7 @@ def index(
     waiting: dict[tuple[str, str], list[tuple[Path, os.stat_result]]] = {}
     for start in range(0, len(pending), batch_size):
         hashed = _hash(pending[start : start + batch_size], report)
-        vectors = _known_vectors(store, collection, cached, hashed)
+        vectors = store.vectors_by_content(collection, {(h, k.value) for _, k, _, h in hashed})
         for path, kind, stat, sha in hashed:
             content = (sha, kind.value)
             if content in vectors:
@@ -169,13 +169,14 @@ def index(
                 waiting.setdefault(content, []).append((path, stat))
     todo = list(waiting)
     results = embed([(str(waiting[c][0][0]), Kind(c[1]), c[0]) for c in todo]) if todo else ()
-    for n, result in results:
+    for n, result, known_already in results:
         if isinstance(result, InputError):
             report.failed.append(result)
             continue
         (sha, kind), vector = todo[n], np.asarray(result, dtype=np.float32).ravel()
         for copy, (path, stat) in enumerate(waiting[todo[n]]):
-            (report.reused if copy else report.embedded)[kind] += 1  # duplicates: embedded once
+            # duplicates are embedded once; cached content not at all
+            (report.reused if copy or known_already else report.embedded)[kind] += 1
             commit.add(Item(str(path), kind, stat.st_size, stat.st_mtime_ns, sha, vector))
     commit.flush()
     absolute = [Path(r).expanduser().absolute() for r in roots]
@@ -196,22 +197,6 @@ def _hash(
         except OSError as exc:
             report.failed.append(InputError(path, exc.strerror or str(exc)))
     return hashed
-
-
-def _known_vectors(
-    store: Store,
-    collection: Collection,
-    cached: LookupFn | None,
-    hashed: Sequence[tuple[Path, Kind, os.stat_result, str]],
-) -> dict[tuple[str, str], np.ndarray]:
-    """Vectors by (sha256, kind) for the content the collection or the cache already has."""
-    vectors = store.vectors_by_content(collection, {(h, kind.value) for _, kind, _, h in hashed})
-    if cached:
-        ask = {(h, kind.value): (str(path), kind, h) for path, kind, _, h in hashed}
-        ask = {c: q for c, q in ask.items() if c not in vectors}
-        answers = cached(list(ask.values())) if ask else []
-        vectors.update({c: v for c, v in zip(ask, answers) if v is not None})
-    return vectors
 
 
 class _Committer:

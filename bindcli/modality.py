@@ -1,15 +1,26 @@
-"""What kind of input a file is: the one extension table, plus the override.
+"""The seven kinds of input, each described once: its tower, extensions, loader and prompts.
 
-Inputs come in seven kinds; images and video share the vision tower, so the kind (how to
-load) and the tower (which encoder) are kept apart.
+Images and video share the vision tower, so the kind (how to load) and the tower (which
+encoder) are kept apart. Everything that differs per kind lives in its `Modality` record, the
+way timm registers models: a new kind is one record, and a record missing a field fails at
+import instead of as a KeyError deep in some command.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import importlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bindcli.errors import UnknownModalityError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from bindcli.media.options import MediaOptions
 
 
 class Kind(str, enum.Enum):
@@ -24,39 +35,82 @@ class Kind(str, enum.Enum):
     IMU = "imu"
 
     @property
+    def modality(self) -> "Modality":
+        return MODALITIES[self]
+
+    @property
     def tower(self) -> str:
         """The encoder (upstream's modality key) that embeds this kind."""
-        return TOWER_OF_KIND[self]
+        return MODALITIES[self].tower
 
+
+#: Bumped whenever any loader's output changes for the same file and options; caches key on
+#: it (kept here, outside the torch-importing media package, so cache look-ups need no torch).
+PREPROCESSING_VERSION = "1"
 
 #: upstream's modality keys, in upstream's order
 TOWERS: tuple[str, ...] = ("vision", "text", "audio", "thermal", "depth", "imu")
 
-TOWER_OF_KIND: dict[Kind, str] = {
-    Kind.IMAGE: "vision",
-    Kind.VIDEO: "vision",
-    Kind.AUDIO: "audio",
-    Kind.TEXT: "text",
-    Kind.DEPTH: "depth",
-    Kind.THERMAL: "thermal",
-    Kind.IMU: "imu",
-}
 
-#: extension -> kind. Ambiguous containers default to their common use: a `.png` is an
-#: image (use `--as depth` / `--as thermal`), a `.npy`/`.npz`/`.csv` is an IMU recording
-#: (use `--as depth` for a depth array), a video file is video (use `--as audio` for its
-#: sound track).
-EXTENSIONS: dict[str, Kind] = {
-    **dict.fromkeys(
-        (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"), Kind.IMAGE
+@dataclasses.dataclass(frozen=True)
+class Modality:
+    """Everything bind knows of one kind of input."""
+
+    kind: Kind
+    tower: str
+    #: suffixes that mean this kind when no `--as` is given
+    extensions: tuple[str, ...]
+    #: `module:function` in `bindcli.media`, imported on first use (media imports torch)
+    loader: str
+    #: zero-shot prompt templates; `{}` is the label
+    templates: tuple[str, ...]
+
+    def load(self, source: str | Path, options: "MediaOptions") -> "torch.Tensor":
+        """The input's tensor, from this kind's loader."""
+        return self._loader()(source, options)
+
+    def _loader(self) -> Callable[[str | Path, "MediaOptions"], "torch.Tensor"]:
+        module, _, function = self.loader.partition(":")
+        return getattr(importlib.import_module(f"bindcli.media.{module}"), function)
+
+
+_PHOTO = ("a photo of a {}.", "a photo of the {}.", "a close-up photo of a {}.",
+          "a blurry photo of a {}.", "a bright photo of a {}.", "a cropped photo of a {}.",
+          "a good photo of a {}.", "a photo of one {}.")
+
+# Ambiguous containers default to their common use: a `.png` is an image (use `--as depth` /
+# `--as thermal`), a `.npy`/`.npz`/`.csv` is an IMU recording (use `--as depth` for a depth
+# array), a video file is video (use `--as audio` for its sound track).
+MODALITIES: dict[Kind, Modality] = {m.kind: m for m in (
+    Modality(
+        Kind.IMAGE, "vision",
+        (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),
+        "image:load_image", _PHOTO,
     ),
-    **dict.fromkeys((".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"), Kind.VIDEO),
-    **dict.fromkeys(
-        (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus"), Kind.AUDIO
+    Modality(
+        Kind.VIDEO, "vision", (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"),
+        "video:load_video",
+        ("a video of a {}.", "a video of the {}.", "a clip of a {}.", "footage of a {}."),
     ),
-    ".txt": Kind.TEXT,
-    **dict.fromkeys((".npy", ".npz", ".csv"), Kind.IMU),
-}
+    Modality(
+        Kind.AUDIO, "audio", (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus"),
+        "audio:load_audio",
+        ("a sound of a {}.", "the sound of a {}.", "a recording of a {}.", "the sound a {} makes."),
+    ),
+    Modality(Kind.TEXT, "text", (".txt",), "text:load_text", ("{}",)),
+    Modality(
+        Kind.DEPTH, "depth", (), "depth:load_depth",
+        ("a depth map of a {}.", "a depth photo of a {}.", *_PHOTO[:2]),
+    ),
+    Modality(
+        Kind.THERMAL, "thermal", (), "thermal:load_thermal",
+        ("a thermal image of a {}.", "an infrared photo of a {}.", *_PHOTO[:2]),
+    ),
+    Modality(Kind.IMU, "imu", (".npy", ".npz", ".csv"), "imu:load_imu", ("{}",)),
+)}
+
+#: extension -> kind, from the records above
+EXTENSIONS: dict[str, Kind] = {ext: m.kind for m in MODALITIES.values() for ext in m.extensions}
 
 
 def detect(path: str | Path, override: Kind | str | None = None) -> Kind:

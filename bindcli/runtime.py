@@ -1,9 +1,12 @@
-"""From inputs to vectors: where the encoders run, at what precision, and how work is batched.
+"""From inputs to vectors: the `Embedder`, and `open_embedder`, the one way to build it.
 
-Every command embeds through one `Embedder`: files decode on loader threads while the model
-loads, batches form across files of the same kind and shape, only the towers the inputs need
-are built, a bad input becomes an `InputError` in its slot instead of stopping the run, and an
-optional cache (content hash + model + preprocessing + precision) skips work already done.
+Every command (and a Python user, a server, a cluster worker) embeds through an `Embedder`:
+files decode on loader threads while the model loads, batches form across files of the same
+kind and shape, only the towers the inputs need are built, a bad input becomes an
+`InputError` in its slot instead of stopping the run, and an optional cache (content hash +
+model + preprocessing + precision) skips work already done. This module imports no torch
+(choosing the device does, in `open_embedder`), and towers load only once something must be
+encoded.
 """
 
 from __future__ import annotations
@@ -16,19 +19,22 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
-import torch
 
+from bindcli.encoder import Encoder, LocalEncoder
 from bindcli.errors import InputError
-from bindcli.modality import Kind, detect
-from bindcli.model.config import ModelConfig
-from bindcli.placement import Placement
-from bindcli.store import CacheKey, sha256_file, sha256_text
+from bindcli.modality import PREPROCESSING_VERSION, Kind, detect
+from bindcli.model.config import ModelConfig, load_config
+from bindcli.placement import Placement, place
+from bindcli.hashing import sha256_file, sha256_text
+from bindcli.store import CacheKey
+from bindcli.vectors import normalise
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media import MediaOptions
+    from bindcli.store import Store
 
 # --- inputs and results --------------------------------------------------------------------
 
@@ -76,16 +82,11 @@ class Embedding:
     input: Input
     sha256: str
     raw: np.ndarray
+    cached: bool = False  # came from the embedding cache, not an encoder
 
     @property
     def unit(self) -> np.ndarray:
         return normalise(self.raw)
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalised along the last axis (a zero vector stays zero)."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
 
 
 class EmbeddingCache(Protocol):
@@ -112,11 +113,71 @@ def model_id(config: ModelConfig, weights: Path) -> str:
     return f"{config.name}:{shape[:8]}:{what[:12]}"
 
 
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """An input on its way through the embedder: its place in the caller's list and its
+    content hash (the cache key and the manifests' identity)."""
+
+    slot: int
+    input: Input
+    sha256: str
+
+
+def model_id(config: ModelConfig, weights: Path) -> str:
+    """Names the numbers a model computes: config name, a hash of its shape, and the weights
+    (their recorded SHA-256 when `bind weights` fetched them, else size and mtime)."""
+    from bindcli.weights import read_record
+
+    shape = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    stat = weights.stat()
+    record = read_record(weights) or {}
+    if record.get("sha256") and record.get("size") == stat.st_size:
+        what = record["sha256"]
+    else:
+        what = hashlib.sha256(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return f"{config.name}:{shape[:8]}:{what[:12]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """Which numbers are computed: a config and its weights file, resolved, with their id.
+
+    Resolving needs no torch, so a caller can check a collection's model (or find that
+    nothing needs embedding) before anything heavy is imported.
+    """
+
+    config: ModelConfig
+    weights: Path
+    id: str
+
+    @classmethod
+    def resolve(
+        cls,
+        model_config: "str | Path | ModelConfig" = "imagebind_huge",
+        weights: str | Path | None = None,
+        *,
+        progress: bool = True,
+    ) -> "Model":
+        """The config by name or file, and the weights: `weights`, else `$BIND_WEIGHTS`,
+        else the cached download (fetched now if missing and allowed)."""
+        from bindcli import weights as weight_files
+
+        config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
+        path = weight_files.resolve(weights, progress=progress)
+        return cls(config, path, model_id(config, path))
+
+    def describe(self) -> str:
+        """e.g. `imagebind_huge (imagebind_huge.pth)`: how collections name their model."""
+        return f"{self.config.name} ({self.weights.name})"
+
+
 # --- the embedder --------------------------------------------------------------------------
 
 
 class Embedder:
-    """Embeds inputs with one model, building only the towers they need (once per run)."""
+    """Embeds inputs with one model at one placement; a context manager that closes the
+    cache it opened and frees the towers."""
 
     def __init__(
         self,
@@ -128,6 +189,8 @@ class Embedder:
         workers: int | None = None,
         options: "MediaOptions | None" = None,
         cache: EmbeddingCache | None = None,
+        encoder: Encoder | None = None,
+        owns_cache: bool = False,
     ) -> None:
         self.config = config
         self.weights = weights
@@ -136,20 +199,38 @@ class Embedder:
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.options = options
         self.cache = cache
+        self.encoder = encoder or LocalEncoder(config, weights, placement)
         self.model_id = model_id(config, weights)
-        self._model: torch.nn.Module | None = None
-        self._towers: frozenset[str] = frozenset()
+        self._owns_cache = owns_cache
+
+    def __enter__(self) -> "Embedder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the cache store `open_embedder` opened, and free the towers."""
+        if self._owns_cache and self.cache is not None:
+            self.cache.close()  # type: ignore[attr-defined]
+            self.cache = None
+        close = getattr(self.encoder, "close", None)
+        if close is not None:
+            close()
 
     def embed(
         self,
-        inputs: Sequence[Input | InputError],
+        inputs: "Sequence[Input | InputError | str | Path]" = (),
+        texts: Sequence[str] = (),
         progress: Callable[[int], None] = lambda n: None,
         *,
         hashes: Sequence[str | None] = (),
     ) -> list[Embedding | InputError]:
-        """One result per input, in order: an Embedding, or the InputError that stopped it."""
-        results: list[Embedding | InputError | None] = [None] * len(inputs)
-        for i, result in self.stream(inputs, progress, hashes=hashes):
+        """One result per input (then per text), in order: an Embedding, or the InputError
+        that stopped it. Inputs may be paths (kind from the extension) or `Input`s."""
+        items = _as_inputs(inputs) + [Input.text(t) for t in texts]
+        results: list[Embedding | InputError | None] = [None] * len(items)
+        for i, result in self.stream(items, progress, hashes=hashes):
             results[i] = result
         return results  # type: ignore[return-value]
 
@@ -170,26 +251,25 @@ class Embedder:
         progress(len(refused))
         yield from refused
         known = dict(enumerate(hashes))
-        todo = [(i, x, known.get(i)) for i, x in enumerate(inputs) if isinstance(x, Input)]
-        todo, failed = self._hash(todo)
+        jobs, failed = self._hash([(i, x, known.get(i)) for i, x in enumerate(inputs) if isinstance(x, Input)])
         progress(len(failed))
         yield from failed
-        todo, hits = self._from_cache(todo)
+        jobs, hits = self._from_cache(jobs)
         progress(len(hits))
         yield from hits
-        if todo:
-            towers = frozenset(inp.kind.tower for _, inp, _ in todo)
+        if jobs:
+            towers = frozenset(job.input.kind.tower for job in jobs)
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                model = pool.submit(self._model_for, towers)  # loads while the first files decode
-                for done in self._encode(todo, model):
+                ready = pool.submit(self.encoder.prepare, towers)  # loads while files decode
+                for done in self._encode(jobs, ready):
                     progress(len(done))
                     yield from done
 
     def _hash(
         self, todo: list[tuple[int, Input, str | None]]
-    ) -> tuple[list[tuple[int, Input, str]], list[tuple[int, InputError]]]:
-        """Content hashes not already known (on loader threads): the cache key and the
-        manifests' identity; inputs that cannot be read are split off as errors."""
+    ) -> tuple[list[Job], list[tuple[int, InputError]]]:
+        """Content hashes not already known (on loader threads); inputs that cannot be read
+        are split off as errors."""
 
         def digest(inp: Input, sha: str | None) -> str | InputError:
             if sha is not None:
@@ -203,113 +283,131 @@ class Embedder:
 
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
             digests = list(pool.map(digest, [inp for _, inp, _ in todo], [sha for *_, sha in todo]))
-        hashed, failed = [], []
+        jobs, failed = [], []
         for (i, inp, _), d in zip(todo, digests):
             if isinstance(d, InputError):
                 failed.append((i, d))
             else:
-                hashed.append((i, inp, d))
-        return hashed, failed
+                jobs.append(Job(i, inp, d))
+        return jobs, failed
 
     def cache_key(self, inp: Input, sha: str) -> CacheKey:
         """The embedding-cache key of `inp` with content hash `sha` under this embedder."""
-        from bindcli.media import PREPROCESSING_VERSION
-
         options = json.dumps(dataclasses.asdict(self.options), sort_keys=True) if self.options else ""
         return CacheKey(
             sha, self.model_id, PREPROCESSING_VERSION, self.placement.precision,
             inp.kind.value, options,
         )
 
-    def _from_cache(
-        self, todo: list[tuple[int, Input, str]]
-    ) -> tuple[list[tuple[int, Input, str]], list[tuple[int, Embedding]]]:
+    def _from_cache(self, jobs: list[Job]) -> tuple[list[Job], list[tuple[int, Embedding]]]:
         """(what is left to encode, what the cache had)."""
-        if self.cache is None or not todo:
-            return todo, []
-        found = self.cache.cache_get(self.cache_key(inp, sha) for _, inp, sha in todo)
+        if self.cache is None or not jobs:
+            return jobs, []
+        keys = [self.cache_key(job.input, job.sha256) for job in jobs]
+        found = self.cache.cache_get(keys)
         left, hits = [], []
-        for i, inp, sha in todo:
-            vector = found.get(self.cache_key(inp, sha))
+        for job, key in zip(jobs, keys):
+            vector = found.get(key)
             if vector is None:
-                left.append((i, inp, sha))
+                left.append(job)
             else:
-                hits.append((i, Embedding(inp, sha, np.asarray(vector, np.float32))))
+                hits.append((job.slot, Embedding(job.input, job.sha256, np.asarray(vector, np.float32), cached=True)))
         return left, hits
 
-    def _model_for(self, towers: frozenset[str]) -> torch.nn.Module:
-        """The model with at least `towers`; rebuilt (with the union) only when one is missing."""
-        if self._model is None or not towers <= self._towers:
-            from bindcli.model.factory import load_model
-
-            self._towers = towers | self._towers
-            self._model = None  # free the old towers before loading the new set
-            self._model = load_model(
-                self.config, self.weights, sorted(self._towers),
-                device=self.placement.device, dtype=self.placement.dtype,
-            )
-        return self._model
-
-    def _tensors(self, todo: list[tuple[int, Input, str]]) -> Iterator[tuple[int, object]]:
-        """(slot, tensor or InputError) for every input: texts tokenized here, files decoded
-        on loader threads with bounded look-ahead."""
+    def _tensors(self, jobs: list[Job]) -> Iterator[tuple[Job, object]]:
+        """(job, tensor or InputError) for every job: texts tokenized here, files decoded on
+        loader threads with bounded look-ahead."""
         from bindcli import media
 
-        texts = [(i, inp) for i, inp, _ in todo if inp.literal]
+        texts = [job for job in jobs if job.input.literal]
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start : start + self.batch_size]
-            yield from zip((i for i, _ in chunk), media.tokenize([inp.source for _, inp in chunk]))
-        files = [(i, inp) for i, inp, _ in todo if not inp.literal]
+            yield from zip(chunk, media.tokenize([job.input.source for job in chunk]))
+        files = [job for job in jobs if not job.input.literal]
         # Decoding runs on while a batch encodes only if enough files may wait decoded: with
         # kinds interleaved, filling one batch can take many files (measured: a look-ahead of
         # 4 left the loaders idle for most of each forward pass).
         loaded = media.load_many(
-            ((inp.source, inp.kind) for _, inp in files),
+            ((job.input.source, job.input.kind) for job in files),
             self.options,
             workers=self.workers,
             lookahead=2 * max(self.workers, self.batch_size),
         )
         with contextlib.closing(loaded):
             for n, tensor in loaded:
-                yield files[n][0], tensor
+                yield files[n], tensor
 
     def _encode(
-        self, todo: list[tuple[int, Input, str]], model: concurrent.futures.Future
+        self, jobs: list[Job], ready: concurrent.futures.Future
     ) -> Iterator[list[tuple[int, Embedding | InputError]]]:
         """Results a batch at a time, as they complete. Batches form by (tower, shape): images
         and videos share a tower but not a shape, nor do IMU recordings of different lengths."""
-        meta = {i: (inp, sha) for i, inp, sha in todo}
-        pending: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
-        for i, tensor in self._tensors(todo):
+        pending: dict[tuple, list[tuple[Job, object]]] = {}
+        for job, tensor in self._tensors(jobs):
             if isinstance(tensor, InputError):
-                yield [(i, tensor)]
+                yield [(job.slot, tensor)]
                 continue
-            key = (meta[i][0].kind.tower, tuple(tensor.shape))
+            key = (job.input.kind.tower, tuple(tensor.shape))  # type: ignore[attr-defined]
             batch = pending.setdefault(key, [])
-            batch.append((i, tensor))
+            batch.append((job, tensor))
             if len(batch) == self.batch_size:
-                yield self._run(model.result(), key[0], pending.pop(key), meta)
+                ready.result()
+                yield self._run(key[0], pending.pop(key))
         for (tower, _), batch in pending.items():
-            yield self._run(model.result(), tower, batch, meta)
+            ready.result()
+            yield self._run(tower, batch)
 
-    def _run(
-        self,
-        model: torch.nn.Module,
-        tower: str,
-        batch: list[tuple[int, torch.Tensor]],
-        meta: dict[int, tuple[Input, str]],
-    ) -> list[tuple[int, Embedding | InputError]]:
+    def _run(self, tower: str, batch: list[tuple[Job, object]]) -> list[tuple[int, Embedding | InputError]]:
         """Encode one batch and write it to the cache before anyone sees it, so that work
         survives a caller that stops (or is killed) before committing it elsewhere."""
-        x = torch.stack([t for _, t in batch]).to(self.placement.device)
-        if x.is_floating_point():
-            x = x.to(self.placement.dtype)
-        with torch.inference_mode():
-            out = model({tower: x})[tower].float().cpu().numpy()
-        done: list[tuple[int, Embedding | InputError]] = []
-        for (i, _), vector in zip(batch, out):
-            inp, sha = meta[i]
-            done.append((i, Embedding(inp, sha, vector)))
+        out = self.encoder.encode(tower, [t for _, t in batch])  # type: ignore[misc]
+        done = [(job.slot, Embedding(job.input, job.sha256, vector)) for (job, _), vector in zip(batch, out)]
         if self.cache is not None:
             self.cache.cache_put((self.cache_key(e.input, e.sha256), e.raw) for _, e in done)
-        return done
+        return done  # type: ignore[return-value]
+
+
+def _as_inputs(items: "Sequence[Input | InputError | str | Path]") -> "list[Input | InputError]":
+    paths = [x for x in items if not isinstance(x, (Input, InputError))]
+    if not paths:
+        return list(items)  # type: ignore[arg-type]
+    gathered = iter(gather(paths))
+    return [x if isinstance(x, (Input, InputError)) else next(gathered) for x in items]
+
+
+def open_embedder(
+    model_config: "str | Path | ModelConfig" = "imagebind_huge",
+    weights: str | Path | None = None,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 8,
+    cache: "bool | str | Path | Store" = True,
+    options: "MediaOptions | None" = None,
+    workers: int | None = None,
+    progress: bool = True,
+    model: Model | None = None,
+) -> Embedder:
+    """A ready Embedder: the one place config, weights, device, precision and cache meet.
+
+    `cache`: True for the default collection file's embedding cache, a path for another
+    file, a `Store` to share one the caller owns, False for none. Use it as a context manager
+    (or call `close()`) to close the cache file it opened. `model`, when the caller resolved
+    it already (to check a collection first), spares resolving it again.
+
+        with bindcli.open_embedder() as embedder:
+            dog, bark = embedder.embed(["dog.jpg", "bark.wav"])
+    """
+    from bindcli.locations import default_db_path
+    from bindcli.store import Store
+
+    if model is None:  # the config first: a typo fails before torch loads or weights download
+        config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
+    placement = place(device, precision)
+    model = model or Model.resolve(config, weights, progress=progress)
+    owns = cache is True or isinstance(cache, (str, Path))
+    store = Store(default_db_path() if cache is True else cache) if owns else (cache or None)
+    return Embedder(
+        model.config, model.weights, placement, batch_size=batch_size, workers=workers,
+        options=options, cache=store, owns_cache=owns,  # type: ignore[arg-type]
+    )

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,42 +20,13 @@ from typing import NamedTuple
 import numpy as np
 
 from bindcli.errors import StoreError
+from bindcli.vectors import at_least, normalise
 
 #: vector BLOB encodings, by the name stored in `collections.dtype`
 DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 
-_HASH_BLOCK = 1 << 20
 
-
-# --- locations and hashing ---------------------------------------------------------------
-
-
-def default_data_dir() -> Path:
-    """`BIND_DATA_DIR`, else `$XDG_DATA_HOME/bind`, else `~/.local/share/bind`."""
-    if os.environ.get("BIND_DATA_DIR"):
-        return Path(os.environ["BIND_DATA_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "bind"
-
-
-def default_db_path() -> Path:
-    """Where collections and the embedding cache live unless `--db` says otherwise."""
-    return default_data_dir() / "bind.sqlite3"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of the whole file, streamed: the identity of its content across renames."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_text(text: str) -> str:
-    """Hex sha256 of a text query's UTF-8 bytes, so texts share the cache with files."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+# --- vector BLOBs ------------------------------------------------------------------------
 
 
 def encode_vector(vector: np.ndarray, dtype: str = "float32") -> bytes:
@@ -68,11 +37,6 @@ def encode_vector(vector: np.ndarray, dtype: str = "float32") -> bytes:
 def decode_vector(blob: bytes, dtype: str = "float32") -> np.ndarray:
     """One vector from its BLOB, as float32."""
     return np.frombuffer(blob, dtype=DTYPES[dtype]).astype(np.float32)
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
-    return matrix / np.where(norms == 0, 1, norms)
 
 
 # --- schema ----------------------------------------------------------------------------
@@ -166,6 +130,16 @@ class Collection:
     model: str
     dtype: str
     created_at: float
+
+    def check_model(self, model_id: str, described: str) -> None:
+        """Refuse to mix vectors of two models: their scores would be meaningless."""
+        if self.model_id != model_id:
+            raise StoreError(
+                f"collection {self.name!r} was built with model {self.model} "
+                f"[{self.model_id}]; this run uses {described} [{model_id}]. Use the same "
+                "--model-config and --weights, another collection, or `bind collections "
+                "remove` first"
+            )
 
 
 class FileState(NamedTuple):
@@ -387,7 +361,7 @@ class Store:
         now = time.time()
         rows = []
         for item in items:
-            vector = _unit(np.asarray(item.vector, dtype=np.float32).ravel())
+            vector = normalise(np.asarray(item.vector, dtype=np.float32).ravel())
             rows.append(
                 (
                     collection.id, item.path, item.kind, item.size, item.mtime_ns, item.sha256,
@@ -422,31 +396,25 @@ class Store:
         k: int = 10,
         kinds: Iterable[str] | None = None,
         min_score: float | None = None,
-        exclude: Iterable[str] = (),
         chunk_rows: int = 2048,
     ) -> list[Hit]:
-        """The `k` best items by cosine with `query`, exact, reading `chunk_rows` at a time.
+        """The `k` best items by cosine with `query`, exact, reading `chunk_rows` at a time;
+        `min_score` as `vectors.at_least` reads it.
 
         Memory stays at one chunk of vectors plus `k` candidates, whatever the collection size.
         """
-        q = _unit(np.asarray(query, dtype=np.float32).ravel())
+        q = normalise(np.asarray(query, dtype=np.float32).ravel())
         dtype = DTYPES[collection.dtype]
-        skip = set(exclude)
         where, args = _live_filter(collection, kinds)
-        columns = "id, vector, path" if skip else "id, vector"
-        cursor = self.db.execute(f"SELECT {columns} FROM items WHERE {where}", args)
+        cursor = self.db.execute(f"SELECT id, vector FROM items WHERE {where}", args)
         best_ids = np.empty(0, dtype=np.int64)
         best_scores = np.empty(0, dtype=np.float32)
         while rows := cursor.fetchmany(chunk_rows):
-            if skip:
-                rows = [r for r in rows if r[2] not in skip]
-                if not rows:
-                    continue
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype)
             scores = matrix.reshape(len(rows), -1).astype(np.float32, copy=False) @ q
             if min_score is not None:
-                keep = scores >= min_score
+                keep = at_least(scores, min_score)
                 ids, scores = ids[keep], scores[keep]
             best_ids = np.concatenate([best_ids, ids])
             best_scores = np.concatenate([best_scores, scores])

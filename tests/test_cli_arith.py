@@ -6,35 +6,8 @@ import json
 
 import numpy as np
 import pytest
-import typer
 
-from bindcli.cli.arith import Term, combine, parse_expression
 from cli_support import MEDIA, bind, jsonl, media, reference
-
-
-def test_parse_operators_weights_and_text_terms():
-    terms = parse_expression(["a.jpg", "-", "0.5:b.wav", "+", "c.png", "d.png"], ["-0.3:snow", "sky"])
-    assert terms == [
-        Term("a.jpg", 1.0), Term("b.wav", -0.5), Term("c.png", 1.0), Term("d.png", 1.0),
-        Term("snow", -0.3, literal=True), Term("sky", 1.0, literal=True),
-    ]
-
-
-def test_parse_keeps_an_existing_file_whose_name_looks_weighted(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "2:odd.jpg").write_bytes(b"")
-    assert parse_expression(["2:odd.jpg"]) == [Term("2:odd.jpg", 1.0)]
-
-
-@pytest.mark.parametrize("tokens", [["a.jpg", "-"], ["a.jpg", "+", "-", "b.jpg"], []])
-def test_parse_rejects_dangling_operators(tokens):
-    with pytest.raises(typer.BadParameter):
-        parse_expression(tokens)
-
-
-def test_combine_normalises_weights_and_renormalises():
-    a, b = np.array([3.0, 0.0]), np.array([0.0, 10.0])
-    np.testing.assert_allclose(combine([a, b], [1.0, -1.0]), [2 ** -0.5, -(2 ** -0.5)])
 
 
 def test_gallery_ranking_excludes_the_query_and_is_sorted():

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from rich.filesize import decimal
 
-from bindcli.store import CacheKey, Item, Store, default_db_path
+from bindcli.locations import default_db_path
+from bindcli.store import CacheKey, Item, Store
 from cli_support import MEDIA, bind
 from test_cli_app import BIND, probe
 

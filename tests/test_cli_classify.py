@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bindcli.cli.classify import TEMPLATES, read_labels
+from bindcli.cli.classify import read_labels
 from bindcli.modality import Kind
 from cli_support import bind, jsonl, media
 
@@ -21,7 +21,7 @@ def test_jsonl_probabilities_match_the_prompt_ensemble():
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4
     assert {item["label"] for item in record["labels"]} == {"dog", "car", "bird"}
     # the "dog" score is the cosine to the normalised mean of the image prompts
-    prompts = [t.replace("{}", "dog") for t in TEMPLATES[Kind.IMAGE]]
+    prompts = [t.replace("{}", "dog") for t in Kind.IMAGE.modality.templates]
     texts = json.loads(bind("embed", *sum((["-t", p] for p in prompts), []), "-f", "json").stdout)
     direction = np.mean([t["embedding"] for t in texts], axis=0)
     image = np.array(jsonl(bind("embed", media("dog_image.jpg"), "-f", "jsonl").stdout)[0]["embedding"])

@@ -16,7 +16,8 @@ import time
 import pytest
 
 import bindcli.model.factory as factory
-from bindcli.store import Store, default_db_path
+from bindcli.locations import default_db_path
+from bindcli.store import Store
 from cli_support import MEDIA, SMALL, bind, jsonl
 
 MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
@@ -248,3 +249,23 @@ def test_search_table_shows_paths_below_the_current_folder_relative(folder, monk
     monkeypatch.chdir(folder.parent.parent)  # above: relative paths through the folder name
     table = bind("search", "--text", "a dog", "-k", "20", "--format", "table").stdout
     assert f"{folder.parent.name}/media/dog_image.jpg" in table.replace("\n", "")
+
+
+def test_an_unchanged_reindex_imports_neither_torch_nor_the_model(tmp_path, folder):
+    """Re-running `bind index` from cron over an unchanged folder costs the `stat` calls and
+    start-up: nothing needs a model, so torch stays out of the process."""
+    db = tmp_path / "c.sqlite3"
+    assert bind("index", folder, "--db", db).exit_code == 0
+    probe = (
+        "import sys\n"
+        "from bindcli.cli.app import app\n"
+        f"try: app(['index', {str(folder)!r}, '--db', {str(db)!r}])\n"
+        "except SystemExit as exit: code = exit.code\n"
+        "heavy = sorted(m for m in ('torch', 'bindcli.model.imagebind', 'bindcli.media') if m in sys.modules)\n"
+        "print(code, heavy)\n"
+    )
+    env = {**os.environ, **SMALL, "BIND_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "0 []", done.stderr
+    assert "0 embedded, 0 reused, 7 unchanged" in done.stderr

@@ -40,12 +40,12 @@ def test_load_many_yields_in_order_with_errors_inline(media_dir, tmp_path, worke
 
 
 def test_an_unexpected_loader_failure_is_that_input_s_error(media_dir, monkeypatch):
-    import bindcli.media as media
+    import bindcli.media.audio
 
     def broken(source, options):
         raise RuntimeError("decoder bug")
 
-    monkeypatch.setitem(media._LOADERS, Kind.AUDIO, broken)
+    monkeypatch.setattr(bindcli.media.audio, "load_audio", broken)
     items = [(media_dir / "dog_audio.wav", Kind.AUDIO), (media_dir / "dog_image.jpg", Kind.IMAGE)]
     (_, failed), (_, image) = load_many(items)
     assert isinstance(failed, InputError)

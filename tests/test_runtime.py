@@ -57,7 +57,7 @@ def test_mixed_batch_matches_upstream_and_isolates_bad_inputs(embedder, tmp_path
     for result, key in zip(good, keys):
         assert float(result.unit @ reference(key)) > 0.99999, key
     assert good[-1].input.literal and good[-1].input.kind is Kind.TEXT
-    assert set(embedder._model.modalities) == {"vision", "audio", "text"}
+    assert set(embedder.encoder._model.modalities) == {"vision", "audio", "text"}
 
 
 def test_only_needed_towers_are_built(monkeypatch):

@@ -11,29 +11,35 @@ import pytest
 
 from bindcli.errors import InputError
 from bindcli.indexer import index, walk
-from bindcli.store import Store, sha256_file
+from bindcli.hashing import sha256_file
+from bindcli.store import Store
 
 
 class CountingEncoder:
     """Embeds a file as a vector derived from its bytes, yielding results in reverse order;
-    remembers every path it was given, the hashes it was told, and how often it was run."""
+    remembers every path it encoded, the hashes it was told, and how often it was run.
+    `cache` maps (sha256, kind) to vectors it answers with instead, as the Embedder's cache."""
 
-    def __init__(self, fail: str = "") -> None:
+    def __init__(self, fail: str = "", cache: dict | None = None) -> None:
         self.calls: list[str] = []
         self.hashes: dict[str, str] = {}
         self.runs = 0
         self.fail = fail
+        self.cache = cache or {}
 
     def __call__(self, inputs):
         self.runs += 1
         for n, (path, kind, sha) in reversed(list(enumerate(inputs))):
-            self.calls.append(Path(path).name)
             self.hashes[path] = sha
+            if (sha, kind.value) in self.cache:
+                yield n, self.cache[(sha, kind.value)], True
+                continue
+            self.calls.append(Path(path).name)
             if self.fail and self.fail in path:
-                yield n, InputError(path, "corrupt")
+                yield n, InputError(path, "corrupt"), False
                 continue
             seed = int(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8], 16)
-            yield n, np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+            yield n, np.random.default_rng(seed).standard_normal(8).astype(np.float32), False
 
 
 @pytest.fixture
@@ -55,13 +61,9 @@ def folder(tmp_path):
     return root
 
 
-def _run(db, coll, roots, enc, cache=None, **kw):
-    """Index with commits every 2 files; `cache` maps (sha256, kind) to vectors."""
-    found = list(walk(roots, **kw))
-    lookup = None if cache is None else (
-        lambda asked: [cache.get((sha, kind.value)) for _, kind, sha in asked]
-    )
-    return index(db, coll, found, roots, enc, cached=lookup, batch_size=2)
+def _run(db, coll, roots, enc, **kw):
+    """Index with commits every 2 files."""
+    return index(db, coll, list(walk(roots, **kw)), roots, enc, batch_size=2)
 
 
 def test_reindex_embeds_only_new_or_changed_content(tmp_path, folder):
@@ -101,8 +103,8 @@ def test_vectors_other_commands_embedded_come_from_the_cache(tmp_path, folder):
         (sha256_file(folder / "b.wav"), "image"): np.ones(8, np.float32),  # another kind
     }
     with Store(tmp_path / "c.sqlite3") as db:
-        enc = CountingEncoder()
-        report = _run(db, db.create_collection("c", "model-a", "test"), [folder], enc, cache)
+        enc = CountingEncoder(cache=cache)
+        report = _run(db, db.create_collection("c", "model-a", "test"), [folder], enc)
         assert sorted(enc.calls) == ["b.wav", "c.mp4", "d.txt", "e.png"]
         assert report.reused == {"image": 1}
 
@@ -150,9 +152,9 @@ def test_results_are_committed_as_they_arrive_from_one_embedder_run(tmp_path, fo
         committed_meanwhile = []
 
         def embed(inputs):
-            for n, result in CountingEncoder()(inputs):
+            for n, result, known in CountingEncoder()(inputs):
                 committed_meanwhile.append(sum(db.counts(coll).values()))
-                yield n, result
+                yield n, result, known
 
         progress = []
         found = list(walk([folder]))

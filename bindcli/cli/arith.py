@@ -9,7 +9,6 @@ character as an option, so a term that itself starts with `-` (a negative weight
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,72 +18,11 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command
-from bindcli.cli.index import open_store
-from bindcli.cli.search import HitsFormat, show_hits
+from bindcli.cli.shared import HitsFormat, open_store, show_hits
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
+    from bindcli.query import Query
     from bindcli.store import Collection
-
-OPERATORS = {"+": 1.0, "-": -1.0}
-
-
-@dataclasses.dataclass(frozen=True)
-class Term:
-    """One term of an expression: a file or a text, with its signed weight."""
-
-    source: str
-    weight: float = 1.0
-    literal: bool = False
-
-
-def split_weight(token: str) -> tuple[float, str]:
-    """`0.5:fruit.jpg` -> (0.5, "fruit.jpg"); a token without a numeric prefix has weight 1."""
-    head, sep, rest = token.partition(":")
-    if sep and rest:
-        try:
-            return float(head), rest
-        except ValueError:
-            pass
-    return 1.0, token
-
-
-def parse_expression(tokens: Sequence[str], texts: Sequence[str] = ()) -> list[Term]:
-    """File terms from `TERM [+|- TERM]...` (a missing operator means +), then the `--text`
-    terms, which take the same `W:` prefix (a negative weight subtracts)."""
-    terms: list[Term] = []
-    sign: float | None = None
-    for token in tokens:
-        if token in OPERATORS:
-            if sign is not None:
-                raise typer.BadParameter(f"two operators in a row before {token!r}", param_hint="TERM")
-            sign = OPERATORS[token]
-            continue
-        weight, source = (1.0, token) if Path(token).exists() else split_weight(token)
-        terms.append(Term(source, (1.0 if sign is None else sign) * weight))
-        sign = None
-    if sign is not None:
-        raise typer.BadParameter("the expression ends with an operator", param_hint="TERM")
-    for text in texts:
-        weight, source = split_weight(text)
-        terms.append(Term(source, weight, literal=True))
-    if not terms:
-        raise typer.BadParameter("give at least one TERM or --text", param_hint="TERM")
-    return terms
-
-
-def combine(vectors: "Sequence[np.ndarray]", weights: Sequence[float]) -> "np.ndarray":
-    """normalise each, weighted sum, normalise: the paper's embedding arithmetic."""
-    import numpy as np
-
-    from bindcli.errors import BindError
-    from bindcli.runtime import normalise
-
-    total = np.sum([w * normalise(v) for v, w in zip(vectors, weights)], axis=0)
-    if not np.linalg.norm(total) > 1e-6:
-        raise BindError("the terms cancel out: their weighted sum is the zero vector")
-    return normalise(total)
 
 
 @command
@@ -125,17 +63,21 @@ def arith(
     """
     import numpy as np
 
+    from bindcli.query import Query
     from bindcli.store import Hit
+    from bindcli.vector_index import index_for
 
-    terms = parse_expression(expression or [], text or [])
-    files = [t for t in terms if not t.literal]
-    inputs = run.inputs([t.source for t in files], [t.source for t in terms if t.literal])
+    parsed = Query.parse(expression or [], text or [])
+    inputs = parsed.inputs(run.common.as_kind)
     roots, collections = _split_gallery(gallery or [])
-    candidates = _gallery(run, roots, {os.path.realpath(t.source) for t in files})
+    for coll in collections:  # before embedding anything for a search that cannot run
+        coll.check_model(run.model.id, run.model.config.name)
+    candidates = _gallery(run, roots, parsed)
     results = run.embed(inputs + candidates, "Embedding gallery" if candidates else "Embedding")
+    terms = parsed.terms
     if any(r is None for r in results[: len(terms)]):
         return  # the failed term is named on stderr (exit 1); without it there is no query
-    query = combine([r.raw for r in results[: len(terms)]], [t.weight for t in terms])
+    query = parsed.vector(results[: len(terms)])
     if out_file:
         output.write_file(out_file, output.npy_bytes(query))
         run.out.note(f"wrote the combined vector ({query.shape[0]} floats) to {out_file}")
@@ -148,13 +90,12 @@ def arith(
     scores = np.stack([e.unit for e in found]) @ query if found else []
     hits = [Hit(e.input.source, e.input.kind.value, float(s)) for e, s in zip(found, scores)]
     if collections:
-        from bindcli.cli.index import require_model
-
         with open_store(None) as store:
             for coll in collections:
-                require_model(coll, run.embedder)
-                hits += store.search(coll, query, k=top_k,
-                                     exclude={os.path.abspath(t.source) for t in files})
+                index = index_for(store, coll)
+                hits += parsed.leave_out(
+                    lambda n: index.search(query, k=n), top_k, lambda hit: hit.path
+                )
     show_hits(run, sorted(hits, key=lambda h: -h.score)[:top_k], fmt.value)
 
 
@@ -170,7 +111,7 @@ def _split_gallery(gallery: Sequence[str]) -> "tuple[list[str], list[Collection]
     return roots, [known[n] for n in names if n in known]
 
 
-def _gallery(run: Run, roots: Sequence[str], exclude: set[str]) -> list:
+def _gallery(run: Run, roots: Sequence[str], query: "Query") -> list:
     """Gallery inputs: every supported file under the roots, minus the query's own files
     (a query image would otherwise always rank first)."""
     from bindcli.indexer import walk
@@ -182,7 +123,7 @@ def _gallery(run: Run, roots: Sequence[str], exclude: set[str]) -> list:
             items.append(found)
             continue
         path, kind = found
-        if os.path.realpath(path) in exclude:
+        if query.is_own(path):
             continue
         shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
         items.append(Input(shown, run.common.as_kind or kind))

@@ -14,10 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from bindcli.cli.collections import (
-    FORMAT_OPTION, InfoFormat, compaction_text, show_record, when,
+from bindcli.cli.shared import (
+    DB_OPTION, FORMAT_OPTION, InfoFormat, compaction_text, open_store, show_record, when,
 )
-from bindcli.cli.index import DB_OPTION, open_store
 
 SECONDS_PER_DAY = 86400
 

@@ -1,12 +1,5 @@
-"""`bind classify`: zero-shot labels for any modality, from text prompts.
-
-Each label becomes one direction in the space the way open_clip's zero-shot classifier builds
-it: every prompt template filled with the label, embedded, normalised, averaged, normalised
-again. The prompts suit the input's modality ("a photo of a dog." for an image, "the sound of
-a dog." for audio). Probabilities are the softmax of the cosines times the text tower's
-learned logit scale: CLIP's zero-shot rule, and for images exactly upstream's softmax of
-vision x text outputs.
-"""
+"""`bind classify`: zero-shot labels for any modality, from text prompts (`bindcli.zeroshot`
+says how labels become directions and scores become probabilities)."""
 
 from __future__ import annotations
 
@@ -19,28 +12,11 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command, pick_format, table_labels
-from bindcli.modality import Kind
+from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
     from bindcli.runtime import Embedding
-
-_PHOTO = ("a photo of a {}.", "a photo of the {}.", "a close-up photo of a {}.",
-          "a blurry photo of a {}.", "a bright photo of a {}.", "a cropped photo of a {}.",
-          "a good photo of a {}.", "a photo of one {}.")
-
-#: prompt templates per input kind; `{}` is the label
-TEMPLATES: dict[Kind, tuple[str, ...]] = {
-    Kind.IMAGE: _PHOTO,
-    Kind.VIDEO: ("a video of a {}.", "a video of the {}.", "a clip of a {}.", "footage of a {}."),
-    Kind.AUDIO: ("a sound of a {}.", "the sound of a {}.", "a recording of a {}.",
-                 "the sound a {} makes."),
-    Kind.DEPTH: ("a depth map of a {}.", "a depth photo of a {}.", *_PHOTO[:2]),
-    Kind.THERMAL: ("a thermal image of a {}.", "an infrared photo of a {}.", *_PHOTO[:2]),
-    Kind.IMU: ("{}",),
-    Kind.TEXT: ("{}",),
-}
+    from bindcli.zeroshot import LabelScore
 
 
 class ClassifyFormat(str, enum.Enum):
@@ -85,36 +61,34 @@ def classify(
       bind classify dog.jpg bark.wav --labels dog,car,bird
       bind classify clip.mp4 --labels-file labels.txt --template "a video of people {}." -k 3
     """
-    import numpy as np
-
+    from bindcli import zeroshot
     from bindcli.runtime import Input
+    from bindcli.vectors import printed
 
     names = read_labels(labels or [], labels_file)
     if not files and not text:
         raise typer.BadParameter("give at least one FILE or --text", param_hint="FILE")
-    bad = [t for t in template or [] if "{}" not in t]
-    if bad:
-        raise typer.BadParameter(f"{bad[0]!r} has no {{}} for the label", param_hint="--template")
+    try:
+        zeroshot.templates_for((), template or ())
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--template") from None
     inputs = run.inputs(files or [], text or [])
-    kinds = {x.kind for x in inputs if isinstance(x, Input)}
-    templates = {k: tuple(template) if template else TEMPLATES[k] for k in kinds}
-    prompts = list(dict.fromkeys(fill(t, n) for k in kinds for t in templates[k] for n in names))
+    templates = zeroshot.templates_for({x.kind for x in inputs if isinstance(x, Input)}, template or ())
+    prompts = zeroshot.prompts(names, templates)
     results = run.embed(inputs + [Input.text(p) for p in prompts])
-    by_prompt = dict(zip(prompts, results[len(inputs):]))
-    # text outputs are unit vectors times the learned logit scale: their norm is that scale
-    scale = float(np.mean([np.linalg.norm(v.raw) for v in by_prompt.values()])) if prompts else 0.0
-    classified = []
-    for e in results[: len(inputs)]:
-        if e is None:
-            continue
-        directions = label_directions(names, templates[e.input.kind], by_prompt)
-        classified.append((e, rank(e, names, directions, scale, top_k)))
+    classifier = zeroshot.Classifier.from_prompts(
+        names, templates, dict(zip(prompts, results[len(inputs):]))
+    )
+    classified = [(e, classifier.rank(e, top_k)) for e in results[: len(inputs)] if e is not None]
     fmt = ClassifyFormat(pick_format(fmt.value, run.out, ClassifyFormat.JSONL.value))
     if fmt is ClassifyFormat.TABLE:
         _table(run, classified)
     else:
         run.out.text(output.jsonl(
-            {"input": e.input.source, "modality": e.input.kind.value, "labels": ranked}
+            {"input": e.input.source, "modality": e.input.kind.value, "labels": [
+                {"label": r.label, "probability": printed(r.probability), "score": printed(r.score)}
+                for r in ranked
+            ]}
             for e, ranked in classified
         ))
 
@@ -131,43 +105,11 @@ def read_labels(labels: Sequence[str], labels_file: Path | None) -> list[str]:
     return names
 
 
-def fill(template: str, label: str) -> str:
-    return template.replace("{}", label)
-
-
-def label_directions(
-    names: Sequence[str], templates: Sequence[str], by_prompt: "dict[str, Embedding]"
-) -> "np.ndarray":
-    """(labels, dim): each label's prompt embeddings normalised, averaged, normalised."""
-    import numpy as np
-
-    from bindcli.runtime import normalise
-
-    return normalise(np.stack([
-        np.mean([by_prompt[fill(t, n)].unit for t in templates], axis=0) for n in names
-    ]))
-
-
-def rank(
-    e: "Embedding", names: Sequence[str], directions: "np.ndarray", scale: float, top_k: int
-) -> list[dict]:
-    """`{"label", "probability", "score"}` by probability, best first; score is the cosine."""
-    import numpy as np
-
-    scores = directions @ e.unit
-    logits = scale * scores.astype(np.float64)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    order = np.argsort(-probs, kind="stable")[: top_k or None]
-    return [
-        {"label": names[i], "probability": round(float(probs[i]), 6), "score": round(float(scores[i]), 6)}
-        for i in order
-    ]
-
-
-def _table(run: Run, classified: "list[tuple[Embedding, list[dict]]]") -> None:
+def _table(run: Run, classified: "list[tuple[Embedding, list[LabelScore]]]") -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    from bindcli.vectors import printed
 
     table = Table()
     for column, justify in (("input", "left"), ("label", "left"), ("probability", "right"), ("cosine", "right")):
@@ -177,8 +119,8 @@ def _table(run: Run, classified: "list[tuple[Embedding, list[dict]]]") -> None:
         for i, item in enumerate(ranked):
             style = "bold green" if i == 0 else None
             table.add_row(
-                label if i == 0 else "", escape(item["label"]),
-                f"{item['probability']:.3f}", f"{item['score']:.3f}",
+                label if i == 0 else "", escape(item.label),
+                f"{printed(item.probability):.3f}", f"{printed(item.score):.3f}",
                 style=style, end_section=i == len(ranked) - 1 and n < len(classified) - 1,
             )
     run.out.table(table)

@@ -1,23 +1,19 @@
 """`bind collections …`: what collections exist, what is in one, and removing one.
 
 These read only the collection file (no model, no torch). Tables for people, JSON in a pipe.
-The format option and the helpers below serve `bind cache` too.
 """
 
 from __future__ import annotations
 
-import datetime
-import enum
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from bindcli import output
-from bindcli.cli.index import DB_OPTION, open_store
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.store import Compaction
+from bindcli.cli.shared import (
+    DB_OPTION, FORMAT_OPTION, InfoFormat, as_table, compaction_text, open_store, show_record, when,
+)
 
 app = typer.Typer(
     name="collections",
@@ -26,60 +22,6 @@ app = typer.Typer(
 )
 
 NAME_ARG = Annotated[str, typer.Argument(metavar="NAME", help="The collection.")]
-
-
-class InfoFormat(str, enum.Enum):
-    AUTO = "auto"
-    TABLE = "table"
-    JSON = "json"
-
-
-FORMAT_OPTION = Annotated[InfoFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
-)]
-
-
-def as_table(fmt: InfoFormat) -> bool:
-    return fmt is InfoFormat.TABLE or (fmt is InfoFormat.AUTO and sys.stdout.isatty())
-
-
-def when(timestamp: float | None) -> str | None:
-    """A Unix time as local ISO 8601 to the second (None stays None)."""
-    if timestamp is None:
-        return None
-    return datetime.datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")
-
-
-def show_record(info: dict, fmt: InfoFormat, shown: dict[str, str] | None = None) -> None:
-    """`info` as one JSON object, or for a person as a two-column table: `*_bytes` values
-    readable (kB, MB), dicts as `key n, ...`, and `shown` replacing the text of some values."""
-    if not as_table(fmt):
-        sys.stdout.write(output.json_text(info))
-        return
-    from rich.console import Console
-    from rich.filesize import decimal
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
-    for key, value in info.items():
-        if shown and key in shown:
-            value = shown[key]
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k} {n}" for k, n in value.items()) or "—"
-        elif key.endswith("_bytes"):
-            value = decimal(value)
-        table.add_row(key.replace("_", " "), str(value))
-    Console(highlight=False).print(table)
-
-
-def compaction_text(done: "Compaction") -> str:
-    """How much `Store.compact` gave back, for the closing stderr line of a removal."""
-    from rich.filesize import decimal
-
-    return (
-        f"compacted the file from {decimal(done.before)} to {decimal(done.after)} "
-        f"({decimal(max(done.reclaimed, 0))} reclaimed)"
-    )
 
 
 @app.command("list")

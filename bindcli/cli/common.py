@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli.errors import BindError, InputError, UsageError
+from bindcli.errors import BindError, InputError, QueryError, UsageError
 from bindcli.modality import Kind
 from bindcli.output import Output
 from bindcli.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.runtime import Embedder, Embedding, Input
+    from bindcli.runtime import Embedder, Embedding, Input, Model
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -138,7 +138,10 @@ def command(func: Callable[..., None]) -> Callable[..., None]:
     def wrapper(**kwargs: object) -> None:
         run = Run(Common(**{name: kwargs.pop(name) for name in _COMMON_OPTIONS}))
         try:
-            func(run=run, **kwargs)
+            with run.out.input_warnings():
+                func(run=run, **kwargs)
+        except QueryError as exc:  # the query expressions of arith and search: TERM...
+            raise typer.BadParameter(str(exc), param_hint="TERM") from None
         except BindError as exc:
             if os.environ.get("BIND_DEBUG"):
                 raise
@@ -146,6 +149,8 @@ def command(func: Callable[..., None]) -> Callable[..., None]:
         except KeyboardInterrupt:
             run.out.error("interrupted")
             raise typer.Exit(130) from None
+        finally:
+            run.close()
         raise typer.Exit(EXIT_FAILED if run.failed else EXIT_OK)
 
     params = own + common
@@ -183,6 +188,7 @@ class Run:
         self.common = common
         self.out = Output(common.quiet)
         self.failed = 0
+        self._model: Model | None = None
         self._embedder: Embedder | None = None
 
     def inputs(
@@ -196,32 +202,44 @@ class Run:
         expanded: list[str] = []
         for path in paths:
             expanded.extend(read_path_list() if path == "-" else [path])
+        if "-" in paths and not expanded and not texts:
+            raise typer.BadParameter("no inputs: stdin held no paths", param_hint="FILE")
         return gather(expanded, texts, self.common.as_kind)
 
     @property
-    def embedder(self) -> "Embedder":
-        """Built on first use: config, weights and placement, with a note of what was chosen."""
-        if self._embedder is None:
-            from bindcli import weights
-            from bindcli.model.config import load_config
+    def model(self) -> "Model":
+        """The config and weights the options name, resolved (downloaded if need be) without
+        importing torch: enough to check a collection's model or compute cache keys' ids."""
+        if self._model is None:
+            from bindcli.runtime import Model
 
             c = self.common
-            config = load_config(c.model_config)  # a typo fails here, before torch loads
-            from bindcli.placement import place
-            from bindcli.runtime import Embedder
-            from bindcli.store import Store, default_db_path
+            self._model = Model.resolve(c.model_config, c.weights, progress=not c.quiet)
+        return self._model
 
-            placement = place(c.device, c.precision.value)
-            path = weights.resolve(c.weights, progress=not c.quiet)
-            if placement.warning:
-                self.out.warn(placement.warning)
-            if c.device == "auto" or c.precision is Precision.AUTO:
-                self.out.note(f"{config.name} on {placement.describe()}")
-            self._embedder = Embedder(
-                config, path, placement, batch_size=c.batch_size,
-                cache=None if c.no_cache else Store(default_db_path()),
+    @property
+    def embedder(self) -> "Embedder":
+        """Built on first use through `open_embedder`, with a note of what `auto` chose."""
+        if self._embedder is None:
+            from bindcli.runtime import open_embedder
+
+            c = self.common
+            embedder = open_embedder(
+                c.model_config, c.weights, model=self._model, device=c.device,
+                precision=c.precision.value, batch_size=c.batch_size, cache=not c.no_cache,
+                progress=not c.quiet,
             )
+            self._embedder = embedder
+            if embedder.placement.warning:
+                self.out.warn(embedder.placement.warning)
+            if c.device == "auto" or c.precision is Precision.AUTO:
+                self.out.note(f"{embedder.config.name} on {embedder.placement.describe()}")
         return self._embedder
+
+    def close(self) -> None:
+        """Close the embedder's cache file and free its towers."""
+        if self._embedder is not None:
+            self._embedder.close()
 
     def embed(self, inputs: "Sequence[Input | InputError]", label: str = "Embedding") -> "list[Embedding | None]":
         """Results aligned with `inputs`: None where an input failed (already reported)."""
@@ -230,7 +248,7 @@ class Run:
         else:
             embedder = self.embedder
             with self.out.progress(len(inputs), label) as advance:
-                results = embedder.embed(inputs, advance)
+                results = embedder.embed(inputs, progress=advance)
         self.failed += self.out.failed(r for r in results if isinstance(r, InputError))
         return [None if isinstance(r, InputError) else r for r in results]
 

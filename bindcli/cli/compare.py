@@ -60,6 +60,10 @@ def compare(
       bind compare dog.jpg bark.wav --text "a dog"
       bind compare dog.jpg car.jpg --against-text dog --against-text car --softmax
     """
+    import numpy as np
+
+    from bindcli.vectors import printed, similarity
+
     row_inputs = run.inputs(files or [], text or [])
     col_inputs = run.inputs(against or [], against_text or [])
     square = not col_inputs
@@ -72,14 +76,16 @@ def compare(
     cols = rows if square else [e for e in results[len(row_inputs):] if e is not None]
     if not rows or not cols:
         return
-    scores = similarity(rows, cols, softmax=softmax, skip_diagonal=square)
+    # upstream's softmax is of raw dot products; cosines are of unit vectors
+    rows_m, cols_m = (np.stack([e.raw if softmax else e.unit for e in side]) for side in (rows, cols))
+    scores = similarity(rows_m, cols_m, softmax=softmax, skip_diagonal=square)
     fmt = CompareFormat(pick_format(fmt.value, run.out, CompareFormat.JSON.value))
     if fmt is CompareFormat.TABLE:
         _table(run, rows, cols, scores, "softmax" if softmax else "cosine", square)
         return
     names_r = [e.input.source for e in rows]
     names_c = [e.input.source for e in cols]
-    cells = [[None if v != v else round(float(v), 6) for v in row] for row in scores]
+    cells = [[None if v != v else printed(v) for v in row] for row in scores]
     if fmt is CompareFormat.CSV:
         run.out.text(output.csv_text(["", *names_c], ([n, *r] for n, r in zip(names_r, cells))))
     else:
@@ -87,42 +93,13 @@ def compare(
         run.out.text(output.json_text({"metric": metric, "rows": names_r, "columns": names_c, "scores": cells}))
 
 
-def similarity(
-    rows: "list[Embedding]", cols: "list[Embedding]", *, softmax: bool, skip_diagonal: bool
-) -> "np.ndarray":
-    """Cosine similarities, or upstream's per-row softmax of raw dot products. With
-    `skip_diagonal` (everything against itself) the softmax leaves each input's own column out
-    (NaN there), since an input always matches itself best."""
-    import numpy as np
-
-    if not softmax:
-        return np.stack([e.unit for e in rows]) @ np.stack([e.unit for e in cols]).T
-    logits = (np.stack([e.raw for e in rows]) @ np.stack([e.raw for e in cols]).T).astype(np.float64)
-    if skip_diagonal:
-        np.fill_diagonal(logits, -np.inf)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    if skip_diagonal:
-        np.fill_diagonal(probs, np.nan)
-    return probs
-
-
-def best_columns(scores: "np.ndarray", skip_diagonal: bool) -> list[int]:
-    """The best column of each row; an input's match with itself never counts."""
-    import numpy as np
-
-    masked = np.nan_to_num(scores.astype(np.float64), nan=-np.inf)
-    if skip_diagonal:
-        np.fill_diagonal(masked, -np.inf)
-    return [int(i) for i in masked.argmax(axis=1)]
-
-
 def _table(
     run: Run, rows: "list[Embedding]", cols: "list[Embedding]", scores: "np.ndarray", metric: str,
     square: bool,
 ) -> None:
     from rich.table import Table
+
+    from bindcli.vectors import best_columns
 
     best = best_columns(scores, square)
     table = Table(caption="* best match of the row", caption_justify="left")

@@ -9,33 +9,17 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli.cli.common import Run, command
+from bindcli.cli.shared import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.indexer import Report
-    from bindcli.runtime import Embedder
+    from bindcli.runtime import Model
     from bindcli.store import Collection, Store
-
-DB_OPTION = Annotated[Optional[Path], typer.Option(
-    "--db", metavar="FILE", dir_okay=False, show_default=False,
-    help="Collection file. Default: $BIND_DATA_DIR/bind.sqlite3, else "
-    "$XDG_DATA_HOME/bind/bind.sqlite3, else ~/.local/share/bind/bind.sqlite3.",
-)]
-COLLECTION_OPTION = Annotated[str, typer.Option(
-    "--collection", "-c", metavar="NAME", help="Which collection in the file.",
-)]
-DEFAULT_COLLECTION = "default"
 
 
 class VectorType(str, enum.Enum):
     FLOAT32 = "float32"
     FLOAT16 = "float16"
-
-
-def open_store(db: Path | None) -> "Store":
-    """The collection file named by --db, else the default one."""
-    from bindcli.store import Store, default_db_path
-
-    return Store(db or default_db_path())
 
 
 @command
@@ -68,16 +52,15 @@ def index(
       bind index ~/photos ~/recordings
       bind index . --db ./bind.sqlite3 --exclude '*.tmp' --collection trip
     """
-    from bindcli.indexer import callbacks, walk
+    from bindcli.indexer import embedding_with, walk
     from bindcli.indexer import index as index_paths
 
     with open_store(db) as store:
-        embedder = run.embedder
-        coll = _collection_for(store, collection, embedder, vectors.value)
+        coll = _collection_for(store, collection, run.model, vectors.value)
         found = list(walk(
             paths, exclude=exclude or (), include_hidden=include_hidden, as_kind=run.common.as_kind
         ))
-        embed, cached = callbacks(embedder)
+        embed = embedding_with(lambda: run.embedder)  # built only if something must be embedded
         with run.out.progress(len(found), "Indexing") as advance:
             done = [0]
 
@@ -87,8 +70,7 @@ def index(
                 done[0] = total
 
             report = index_paths(
-                store, coll, found, paths, embed, cached=cached,
-                batch_size=4 * run.common.batch_size, on_progress=on_progress,
+                store, coll, found, paths, embed, batch_size=4 * run.common.batch_size, on_progress=on_progress,
             )
     run.failed += run.out.failed(report.failed)
     run.out.note(
@@ -103,24 +85,10 @@ def _per_kind(counts: dict[str, int]) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "nothing yet"
 
 
-def _collection_for(store: "Store", name: str, embedder: "Embedder", dtype: str) -> "Collection":
+def _collection_for(store: "Store", name: str, model: "Model", dtype: str) -> "Collection":
     """The collection `name`, created for this model if new."""
     found = store.collection(name)
     if found is None:
-        described = f"{embedder.config.name} ({embedder.weights.name})"
-        return store.create_collection(name, embedder.model_id, described, dtype)
-    require_model(found, embedder)
+        return store.create_collection(name, model.id, model.describe(), dtype)
+    found.check_model(model.id, model.config.name)
     return found
-
-
-def require_model(collection: "Collection", embedder: "Embedder") -> None:
-    """Refuse to mix vectors of two models: their scores would be meaningless."""
-    from bindcli.store import StoreError
-
-    if collection.model_id != embedder.model_id:
-        raise StoreError(
-            f"collection {collection.name!r} was built with model {collection.model} "
-            f"[{collection.model_id}]; this run uses {embedder.config.name} "
-            f"[{embedder.model_id}]. Use the same --model-config and --weights, another "
-            "collection, or `bind collections remove` first"
-        )

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import enum
-import os
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import Run, command, pick_format
-from bindcli.cli.index import (
-    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store, require_model,
+from bindcli.cli.common import Run, command
+from bindcli.cli.shared import (
+    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, HitsFormat, open_store, show_hits,
 )
 from bindcli.modality import Kind
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.store import Hit
-
-
-class HitsFormat(str, enum.Enum):
-    """How ranked results print (search, arith)."""
-
-    AUTO = "auto"
-    TABLE = "table"
-    JSONL = "jsonl"
-    PATHS = "paths"
 
 
 @command
@@ -65,60 +50,21 @@ def search(
       bind search bird_call.wav -k 5
       bind search bird.wav + 0.5:fruit.jpg --format paths | xargs feh
     """
-    from bindcli.cli.arith import combine, parse_expression
+    from bindcli.query import Query
+    from bindcli.vector_index import index_for
 
-    terms = parse_expression(query or [], text or [])
-    files = [t for t in terms if not t.literal]
+    parsed = Query.parse(query or [], text or [])
     with open_store(db) as store:
         coll = store.require(collection)  # before loading a model for nothing
-        inputs = run.inputs([t.source for t in files], [t.source for t in terms if t.literal])
-        results = run.embed(inputs)
+        coll.check_model(run.model.id, run.model.config.name)
+        results = run.embed(parsed.inputs(run.common.as_kind))
         if any(r is None for r in results):
             return  # the failed term is named on stderr (exit 1); without it there is no query
-        require_model(coll, run.embedder)
-        query_vector = combine([r.raw for r in results], [t.weight for t in terms])
-        hits = store.search(
-            coll, query_vector, k=top_k, min_score=min_score,
-            kinds=[m.value for m in modality or []],
-            exclude={os.path.abspath(t.source) for t in files},
+        vector = parsed.vector(results)
+        index = index_for(store, coll)
+        kinds = [m.value for m in modality or []]
+        hits = parsed.leave_out(
+            lambda n: index.search(vector, k=n, min_score=min_score, kinds=kinds),
+            top_k, lambda hit: hit.path,
         )
     show_hits(run, hits, fmt.value)
-
-
-def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
-    """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths."""
-    fmt = pick_format(fmt, run.out, HitsFormat.JSONL.value)
-    if fmt == HitsFormat.PATHS.value:
-        run.out.text("".join(h.path + "\n" for h in hits))
-        return
-    if fmt == HitsFormat.JSONL.value:
-        run.out.text(output.jsonl(
-            {"path": h.path, "modality": h.kind, "score": round(h.score, 6)} for h in hits
-        ))
-        return
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table()
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("path", overflow="fold")  # a long path wraps rather than losing its name
-    table.add_column("modality")
-    for n, hit in enumerate(hits, 1):
-        table.add_row(str(n), f"{hit.score:.3f}", escape(_for_people(hit.path)), hit.kind)
-    run.out.table(table)
-
-
-def _for_people(path: str) -> str:
-    """A table's path: relative to the current folder when it lies below it, else as stored.
-
-    Collections store absolute paths, whose shared prefix would otherwise push the file names
-    out of a terminal-wide table. JSONL and `paths` output keep the stored path.
-    """
-    if not os.path.isabs(path):
-        return path
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive (Windows)
-        return path
-    return path if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative

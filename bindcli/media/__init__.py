@@ -9,39 +9,18 @@ the model.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from bindcli.errors import InputError
-from bindcli.media.audio import load_audio
-from bindcli.media.depth import load_depth
-from bindcli.media.image import load_image
-from bindcli.media.imu import load_imu
 from bindcli.media.options import MediaOptions
-from bindcli.media.text import load_text
-from bindcli.media.thermal import load_thermal
 from bindcli.media.tokenizer import tokenize
-from bindcli.media.video import load_video
-from bindcli.modality import Kind
+from bindcli.modality import PREPROCESSING_VERSION, Kind
 
 __all__ = ["PREPROCESSING_VERSION", "MediaOptions", "load", "load_many", "tokenize"]
-
-#: Bumped whenever any loader's output changes for the same file and options; caches key on it.
-PREPROCESSING_VERSION = "1"
-
-_LOADERS: dict[Kind, Callable[[str | Path, MediaOptions], torch.Tensor]] = {
-    Kind.IMAGE: load_image,
-    Kind.VIDEO: load_video,
-    Kind.AUDIO: load_audio,
-    Kind.TEXT: lambda source, _options: load_text(source),
-    Kind.DEPTH: load_depth,
-    Kind.THERMAL: load_thermal,
-    Kind.IMU: load_imu,
-}
-
 
 def load(source: str | Path, kind: Kind, options: MediaOptions | None = None) -> torch.Tensor:
     """One input's tensor, no batch dim, on CPU: float32, or int64 token ids for text.
@@ -49,7 +28,7 @@ def load(source: str | Path, kind: Kind, options: MediaOptions | None = None) ->
     IMAGE (3,224,224); VIDEO (clips*3,3,2,224,224); AUDIO (clips,1,128,204); TEXT (77,);
     DEPTH and THERMAL (1,224,224); IMU (S,6,2000). Any unusable input raises InputError.
     """
-    return _LOADERS[Kind(kind)](source, options or MediaOptions())
+    return Kind(kind).modality.load(source, options or MediaOptions())
 
 
 def _load_or_error(

@@ -11,8 +11,9 @@ from bindcli.media.source import existing_file
 from bindcli.media.tokenizer import tokenize
 
 
-def load_text(source: str | Path) -> torch.Tensor:
-    """The whole file, read as UTF-8 (a BOM is dropped), tokenised as one text."""
+def load_text(source: str | Path, options: object = None) -> torch.Tensor:
+    """The whole file, read as UTF-8 (a BOM is dropped), tokenised as one text (`options`:
+    the loaders' common signature; texts have none)."""
     try:
         text = existing_file(source).read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -1,0 +1,144 @@
+"""CLI plumbing that several commands share: the collection-file options, the ranked-hits
+table, and how a record (collection or cache info) is shown.
+
+Command modules import from here and from `common`, never from each other.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from bindcli import output
+from bindcli.cli.common import Run, pick_format
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.store import Compaction, Hit, Store
+
+DB_OPTION = Annotated[Optional[Path], typer.Option(
+    "--db", metavar="FILE", dir_okay=False, show_default=False,
+    help="Collection file. Default: $BIND_DATA_DIR/bind.sqlite3, else "
+    "$XDG_DATA_HOME/bind/bind.sqlite3, else ~/.local/share/bind/bind.sqlite3.",
+)]
+COLLECTION_OPTION = Annotated[str, typer.Option(
+    "--collection", "-c", metavar="NAME", help="Which collection in the file.",
+)]
+DEFAULT_COLLECTION = "default"
+
+
+def open_store(db: Path | None) -> "Store":
+    """The collection file named by --db, else the default one."""
+    from bindcli.locations import default_db_path
+    from bindcli.store import Store
+
+    return Store(db or default_db_path())
+
+
+class HitsFormat(str, enum.Enum):
+    """How ranked results print (search, arith)."""
+
+    AUTO = "auto"
+    TABLE = "table"
+    JSONL = "jsonl"
+    PATHS = "paths"
+
+
+def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
+    """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths."""
+    fmt = pick_format(fmt, run.out, HitsFormat.JSONL.value)
+    if fmt == HitsFormat.PATHS.value:
+        run.out.text("".join(h.path + "\n" for h in hits))
+        return
+    if fmt == HitsFormat.JSONL.value:
+        from bindcli.vectors import printed
+
+        run.out.text(output.jsonl(
+            {"path": h.path, "modality": h.kind, "score": printed(h.score)} for h in hits
+        ))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("path", overflow="fold")  # a long path wraps rather than losing its name
+    table.add_column("modality")
+    for n, hit in enumerate(hits, 1):
+        table.add_row(str(n), f"{hit.score:.3f}", escape(_for_people(hit.path)), hit.kind)
+    run.out.table(table)
+
+
+def _for_people(path: str) -> str:
+    """A table's path: relative to the current folder when it lies below it, else as stored.
+
+    Collections store absolute paths, whose shared prefix would otherwise push the file names
+    out of a terminal-wide table. JSONL and `paths` output keep the stored path.
+    """
+    if not os.path.isabs(path):
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
+
+
+class InfoFormat(str, enum.Enum):
+    AUTO = "auto"
+    TABLE = "table"
+    JSON = "json"
+
+
+FORMAT_OPTION = Annotated[InfoFormat, typer.Option(
+    "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
+)]
+
+
+def as_table(fmt: InfoFormat) -> bool:
+    return fmt is InfoFormat.TABLE or (fmt is InfoFormat.AUTO and sys.stdout.isatty())
+
+
+def when(timestamp: float | None) -> str | None:
+    """A Unix time as local ISO 8601 to the second (None stays None)."""
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")
+
+
+def show_record(info: dict, fmt: InfoFormat, shown: dict[str, str] | None = None) -> None:
+    """`info` as one JSON object, or for a person as a two-column table: `*_bytes` values
+    readable (kB, MB), dicts as `key n, ...`, and `shown` replacing the text of some values."""
+    if not as_table(fmt):
+        sys.stdout.write(output.json_text(info))
+        return
+    from rich.console import Console
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if shown and key in shown:
+            value = shown[key]
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {n}" for k, n in value.items()) or "—"
+        elif key.endswith("_bytes"):
+            value = decimal(value)
+        table.add_row(key.replace("_", " "), str(value))
+    Console(highlight=False).print(table)
+
+
+def compaction_text(done: "Compaction") -> str:
+    """How much `Store.compact` gave back, for the closing stderr line of a removal."""
+    from rich.filesize import decimal
+
+    return (
+        f"compacted the file from {decimal(done.before)} to {decimal(done.after)} "
+        f"({decimal(max(done.reclaimed, 0))} reclaimed)"
+    )

@@ -1,0 +1,131 @@
+"""Query expressions (`bird.wav + 0.5:fruit.jpg - cage.jpg --text snow`) and their vectors.
+
+The syntax is rclip's: `+` and `-` are separate words, a weight prefixes a term as `W:term`,
+a missing operator means `+`. The combination is the ImageBind paper's (`vectors.combine`).
+`arith`, `search` and anything else that takes a query share this, including one rule for
+leaving the query's own files out of its results: two paths are the same file when their
+real paths (symlinks resolved) are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from bindcli.errors import InputError, QueryError
+from bindcli.vectors import combine
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.modality import Kind
+    from bindcli.runtime import Embedder, Embedding, Input
+
+OPERATORS = {"+": 1.0, "-": -1.0}
+
+_Hit = TypeVar("_Hit")
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """One term of an expression: a file or a text, with its signed weight."""
+
+    source: str
+    weight: float = 1.0
+    literal: bool = False  # `source` is a text, not a path
+
+
+def split_weight(token: str) -> tuple[float, str]:
+    """`0.5:fruit.jpg` -> (0.5, "fruit.jpg"); a token without a numeric prefix has weight 1."""
+    head, sep, rest = token.partition(":")
+    if sep and rest:
+        try:
+            return float(head), rest
+        except ValueError:
+            pass
+    return 1.0, token
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """A parsed expression: file terms first, then text terms (the order inputs are built in)."""
+
+    terms: tuple[Term, ...]
+
+    @classmethod
+    def parse(cls, tokens: Sequence[str] = (), texts: Sequence[str] = ()) -> "Query":
+        """File terms from `TERM [+|- TERM]...`, then the `--text` terms, which take the same
+        `W:` prefix (a negative weight subtracts). A token naming an existing file is a file
+        even if it looks weighted (`1:2.jpg`)."""
+        terms: list[Term] = []
+        sign: float | None = None
+        for token in tokens:
+            if token in OPERATORS:
+                if sign is not None:
+                    raise QueryError(f"two operators in a row before {token!r}")
+                sign = OPERATORS[token]
+                continue
+            weight, source = (1.0, token) if Path(token).exists() else split_weight(token)
+            terms.append(Term(source, (1.0 if sign is None else sign) * weight))
+            sign = None
+        if sign is not None:
+            raise QueryError("the expression ends with an operator")
+        for text in texts:
+            weight, source = split_weight(text)
+            terms.append(Term(source, weight, literal=True))
+        if not terms:
+            raise QueryError("give at least one TERM or --text")
+        return cls(tuple(terms))
+
+    @property
+    def files(self) -> list[str]:
+        return [t.source for t in self.terms if not t.literal]
+
+    @property
+    def texts(self) -> list[str]:
+        return [t.source for t in self.terms if t.literal]
+
+    def inputs(self, as_kind: "Kind | str | None" = None) -> "list[Input | InputError]":
+        """One input per term, in term order."""
+        from bindcli.runtime import gather
+
+        return gather(self.files, self.texts, as_kind)
+
+    def vector(self, embeddings: "Sequence[Embedding]") -> np.ndarray:
+        """The combined unit vector from the terms' embeddings (in term order)."""
+        return combine([e.raw for e in embeddings], [t.weight for t in self.terms])
+
+    def embed(self, embedder: "Embedder", as_kind: "Kind | str | None" = None) -> np.ndarray:
+        """The query's vector; raises the first term's InputError if any term is unusable."""
+        results = embedder.embed(self.inputs(as_kind))
+        for result in results:
+            if isinstance(result, InputError):
+                raise result
+        return self.vector(results)  # type: ignore[arg-type]
+
+    @functools.cached_property
+    def own_files(self) -> frozenset[str]:
+        """The real paths of the query's files: what its results must leave out."""
+        return frozenset(os.path.realpath(f) for f in self.files)
+
+    def is_own(self, path: str | Path) -> bool:
+        return os.path.realpath(path) in self.own_files
+
+    def leave_out(
+        self, search: Callable[[int], Sequence[_Hit]], k: int, path_of: Callable[[_Hit], str]
+    ) -> list[_Hit]:
+        """The `k` best results of `search(n)` (which returns its n best) that are not the
+        query's own files, asking for more when some of the first were."""
+        own = self.own_files
+        want = k + len(own)
+        while True:
+            hits = search(want)
+            kept = [h for h in hits if os.path.realpath(path_of(h)) not in own]
+            if len(kept) >= k or len(hits) < want:
+                return kept[:k]
+            want *= 2
+
