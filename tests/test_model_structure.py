@@ -15,7 +15,7 @@ from bindcli.model.checkpoint import read_state_dict, tower_of_key
 from bindcli.model.config import ModelConfig, builtin_names, load_config
 from bindcli.model.imagebind import ImageBind
 
-# Per-tower element counts of imagebind_huge (spec 2.2: parameters plus buffers).
+# Per-tower element counts of imagebind_huge (parameters plus buffers, from `huge_state_dict_shapes.json`).
 HUGE_TOWER_NUMEL = {
     "vision": 632_829_440,
     "text": 354_032_641 + 77 * 77,

@@ -2,8 +2,8 @@
 
 Clip k of n starts at k * max(duration - clip, 0) / n: the step divides by the clip *count*,
 so the last clip ends before the end of the file (a 5 s file gives 2 s clips at 0, 1 and 2 s).
-This is what upstream's fixtures (`preprocess.npz`) show; the spec's tables (4.3, 4.4) say
-/(n - 1), which the oracle contradicts.
+This is what upstream's fixtures (`preprocess.npz`) show; a /(n - 1) step, which one might
+expect from "spread over the file", does not reproduce them.
 
 Upstream computes the duration as a float (samples / rate, or frames / fps) and subtracts the
 clip length as a Fraction (which yields a float); the start times are then exact Fractions.

@@ -1,6 +1,6 @@
 """Depth maps -> the depth tower's (1, 224, 224) input. Upstream ships no loader.
 
-Convention (spec 4.5, from the paper and co-author imisra's recipe in omnivore issue #12):
+Convention (from the paper and co-author imisra's recipe in omnivore issue #12):
 the tower sees *disparity*, baseline x focal / depth, with depth clipped to [0.01, 50] m;
 the maps are then resized / centre-cropped to 224 and standardised, the steps that
 reproduced the paper's SUN RGB-D number (ImageBind issue #134).

@@ -1,7 +1,7 @@
 """Images -> the vision tower's (3, 224, 224) input, exactly as upstream's `data.py` makes it.
 
 Upstream: PIL `convert("RGB")` (alpha dropped, not composited), short side to 224 with PIL
-bicubic (antialiased), centre crop 224 (offsets rounded), /255, CLIP mean/std (spec 4.1).
+bicubic (antialiased), centre crop 224 (offsets rounded), /255, CLIP mean/std (upstream `data.load_and_transform_vision_data`).
 On top of that, for files upstream never met: EXIF orientation is applied (a phone photo is
 embedded upright), animated files give their first frame, 16-bit greyscale is scaled down
 to 8 bits instead of being clipped at 255, and oversized images are refused before decoding.

@@ -1,6 +1,6 @@
 """IMU recordings -> the IMU tower's (windows, 6, 2000) input. Upstream ships no loader.
 
-Convention (spec 4.5, 2.8): 6 channels, accelerometer xyz then gyroscope xyz (Ego4D's
+Convention (ours, from the paper's Ego4D setup): 6 channels, accelerometer xyz then gyroscope xyz (Ego4D's
 order and units: m/s^2 and rad/s; no normalisation is known, so none is applied), 2000
 samples per window, which the paper describes as 5 s, i.e. 400 Hz.
 

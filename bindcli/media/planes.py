@@ -1,7 +1,8 @@
 """Single-channel float maps (depth, thermal) resized and cropped like upstream's image path.
 
 Short side to 224 with Pillow bicubic (antialiased, on 32-bit float pixels so no precision is
-lost to 8 bits), then a 224 centre crop with rounded offsets: the geometry of spec 4.1.
+lost to 8 bits), then a 224 centre crop with rounded offsets: the geometry of upstream's
+image transform.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Thermal images -> the thermal tower's (1, 224, 224) input. Upstream ships no loader.
 
-Convention (spec 4.5): the tower was trained on LLVIP, 8-bit single-channel infrared frames
+Convention (upstream publishes none; this is the one that reproduced the paper): the tower was trained on LLVIP, 8-bit single-channel infrared frames
 (stored as greyscale JPEG/PNG, sometimes replicated to RGB). The recipe that reproduced the
 paper's LLVIP number (62.4% vs 63.4%) is resize / centre-crop 224 and scale to [0, 1] with
 no mean/std normalisation; with CLIP normalisation it dropped to 55%.

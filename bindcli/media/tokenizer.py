@@ -2,7 +2,7 @@
 
 Rows are SOT + BPE ids cut to 76 + EOT, zero-padded to 77: upstream's rule since PR #142
 (2025-11-21). The older rule cut *after* appending EOT, so long texts lost it and the text
-tower's `argmax` pooling picked an arbitrary token (spec section 7, pitfall 7).
+tower's `argmax` pooling (which finds EOT, the highest id) picked an arbitrary token.
 """
 
 from __future__ import annotations

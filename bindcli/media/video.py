@@ -1,12 +1,13 @@
 """Video -> the vision tower's (clips x 3 crops, 3, 2, 224, 224) input, as upstream's `data.py`.
 
-Per clip (spec 4.4): the frames of the window [start, end) are indices ceil(fps * start) to
+Per clip (upstream `data.load_and_transform_video_data` with pytorchvideo's
+`EncodedVideo.get_clip`): the frames of the window [start, end) are indices ceil(fps * start) to
 ceil(fps * end) - 1 (clamped to the last frame); upstream keeps the first and the last of
 them (`UniformTemporalSubsample(2)`), divides by 255, scales the short side to 224 with
 torch bilinear *without* antialiasing (the long side becomes floor(long / short * 224)),
 applies CLIP mean/std, and takes three 224 crops along the long side (start, centre with a
-ceil offset, end). Output order is clip-major: clip0-crop0, clip0-crop1, ... (pitfall 9: this
-differs from the image path on purpose).
+ceil offset, end). Output order is clip-major: clip0-crop0, clip0-crop1, ... (upstream
+stacks the crops of each clip in turn; `preprocess.npz` pins the order).
 
 Only those two frames per clip are decoded: for each one the demuxer seeks to the keyframe
 before it and decodes forward to it, so memory and time are bounded by the clips (and the
