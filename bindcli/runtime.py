@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -96,22 +96,6 @@ class EmbeddingCache(Protocol):
     def cache_get(self, keys: Iterable[CacheKey]) -> dict[CacheKey, np.ndarray]: ...
 
     def cache_put(self, entries: Iterable[tuple[CacheKey, np.ndarray]]) -> None: ...
-
-
-def model_id(config: ModelConfig, weights: Path) -> str:
-    """Names the numbers a model computes: config name, a hash of its shape, and the weights
-    (their recorded SHA-256 when `bind weights` fetched them, else size and mtime)."""
-    from bindcli.weights import read_record
-
-    shape = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
-    stat = weights.stat()
-    record = read_record(weights) or {}
-    if record.get("sha256") and record.get("size") == stat.st_size:
-        what = record["sha256"]
-    else:
-        what = hashlib.sha256(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-    return f"{config.name}:{shape[:8]}:{what[:12]}"
-
 
 
 @dataclasses.dataclass(frozen=True)
