@@ -19,8 +19,9 @@ from torchvision import transforms
 from bindcli.errors import InputError
 from bindcli.media.options import MediaOptions
 from bindcli.media.source import decoding, existing_file
+from bindcli.model.config import IMAGE_SIZE
 
-SIZE = 224
+SIZE = IMAGE_SIZE  # the vision tower's input, fixed by the architecture
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

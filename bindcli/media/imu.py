@@ -1,8 +1,8 @@
 """IMU recordings -> the IMU tower's (windows, 6, 2000) input. Upstream ships no loader.
 
-Convention (ours, from the paper's Ego4D setup): 6 channels, accelerometer xyz then gyroscope xyz (Ego4D's
-order and units: m/s^2 and rad/s; no normalisation is known, so none is applied), 2000
-samples per window, which the paper describes as 5 s, i.e. 400 Hz.
+Convention (ours, from the paper's Ego4D setup): 6 channels, accelerometer xyz then
+gyroscope xyz (Ego4D's order and units: m/s^2 and rad/s; no normalisation is known, so none
+is applied), 2000 samples per window, which the paper describes as 5 s, i.e. 400 Hz.
 
   * Files: `.npy`, `.npz` (array `imu`, or the only one) or `.csv` (comma-separated numbers,
     an optional header line), in (6, T) or (T, 6) layout: the axis of length 6 is the
@@ -28,9 +28,10 @@ from bindcli.errors import InputError
 from bindcli.media.arrays import read_array
 from bindcli.media.options import MediaOptions
 from bindcli.media.source import decoding, existing_file
+from bindcli.model.config import IMU_CHANNELS, IMU_LENGTH
 
-CHANNELS = 6
-WINDOW = 2000
+CHANNELS = IMU_CHANNELS
+WINDOW = IMU_LENGTH  # samples the tower reads, fixed by the architecture
 MODEL_RATE_HZ = 400
 
 

@@ -17,7 +17,9 @@ import ftfy
 import regex
 import torch
 
-CONTEXT_LENGTH = 77
+from bindcli.model.config import TEXT_CONTEXT_LENGTH
+
+CONTEXT_LENGTH = TEXT_CONTEXT_LENGTH
 SOT = 49406  # <|startoftext|>
 EOT = 49407  # <|endoftext|>
 _VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
