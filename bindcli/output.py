@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +23,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from bindcli.errors import InputError
+from bindcli.errors import InputError, InputWarning
 
 #: significant digits that round-trip every float32 exactly
 _FLOAT32_DIGITS = ".9g"
@@ -56,6 +57,24 @@ class Output:
 
     def error(self, message: str) -> None:
         self.err.print(f"bind: {message}", markup=False)
+
+    @contextlib.contextmanager
+    def input_warnings(self) -> Iterator[None]:
+        """Loaders run on worker threads and know no terminal, so they warn through Python's
+        `warnings`; inside the block each `InputWarning`, from any thread, is one `bind:
+        warning: FILE: reason` line, every time, even with -q. Other warnings are untouched."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            python_shows = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, InputWarning):
+                    self.warn(str(message))
+                else:
+                    python_shows(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = show
+            yield
 
     def failed(self, errors: Iterable[InputError]) -> int:
         """One line per failed input, `bind: <file>: <reason>`; returns how many."""

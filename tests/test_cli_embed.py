@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
+import soundfile
 
+from bindcli.errors import InputWarning
+from bindcli.media import load
 from cli_support import FIXTURES, bind, jsonl, media, reference
 
 
@@ -105,6 +109,7 @@ def test_summary_table_on_request():
     (["-t", "x", "-o", "out.txt"], "cannot tell the format"),
     (["-t", "x", "-o", "a.npy", "--out-dir", "d"], "either -o FILE or --out-dir"),
     (["-", "-"], "may be given once"),
+    (["-"], "no inputs: stdin held no paths"),
 ])
 def test_usage_errors_exit_2(args, message):
     result = bind("embed", *args, input="")
@@ -117,3 +122,41 @@ def test_unknown_model_config_is_one_line_and_exit_2():
     assert result.exit_code == 2
     assert result.stderr.startswith("bind: model config 'no-such-model'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def cut_wav(tmp_path):
+    """A WAV whose header promises 2 s at 16 kHz but that holds only the first second, as a
+    download cut off leaves it, and that first second written whole."""
+    sound = (0.5 * np.sin(np.arange(32000) / 7)).astype(np.float32)
+    whole, first = tmp_path / "whole.wav", tmp_path / "first.wav"
+    soundfile.write(whole, sound, 16000, subtype="PCM_16")
+    soundfile.write(first, sound[:16000], 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:-16000 * 2])
+    return cut, first
+
+
+CUT_SHORT = (
+    "cut short: its header promises 32000 samples (2.00 s), the file holds 16000 (1.00 s); "
+    "using what is there"
+)
+
+
+def test_a_wav_cut_short_is_embedded_from_what_it_holds_with_a_warning(cut_wav):
+    cut, first = cut_wav
+    result = bind("embed", cut, first, "-q", "-f", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [f"bind: warning: {cut}: {CUT_SHORT}"]
+    got, whole = (np.array(r["embedding"]) for r in jsonl(result.stdout))
+    assert float(got @ whole) > 0.99999
+
+
+def test_a_library_user_is_warned_about_a_wav_cut_short(cut_wav):
+    cut, first = cut_wav
+    with pytest.warns(InputWarning, match="cut short") as caught:
+        tensor = load(cut, "audio")
+    assert caught[0].message.source == str(cut)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load(first, "audio").equal(tensor)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import warnings
 
 import numpy as np
 import pytest
 
 from bindcli import output
-from bindcli.errors import InputError
+from bindcli.errors import InputError, InputWarning
 from bindcli.output import Output
 
 
@@ -48,6 +50,24 @@ def test_messages_go_to_stderr_and_quiet_keeps_only_errors(capsys):
     assert captured.err.splitlines() == [
         "bind: picked cpu", "bind: warning: careful", "bind: a [1].jpg: corrupt", "bind: b.wav: empty",
     ]
+
+
+def test_input_warnings_from_any_thread_are_one_line_each_even_quiet(capsys):
+    def load() -> None:
+        warnings.warn(InputWarning("a.wav", "cut short"))
+
+    others: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # each warning once per place it is raised from
+        warnings.showwarning = lambda message, *_: others.append(str(message))
+        with Output(quiet=True).input_warnings():
+            for _ in range(2):  # Python alone would show a repeated warning once
+                worker = threading.Thread(target=load)
+                worker.start()
+                worker.join()
+            warnings.warn("old", DeprecationWarning)
+    assert capsys.readouterr().err.splitlines() == ["bind: warning: a.wav: cut short"] * 2
+    assert others == ["old"]
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):

@@ -21,13 +21,14 @@ InputError; silence is fine (every bin sits at the log floor, -1.2776 after norm
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import torch
 import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as taf
 
-from bindcli.errors import InputError
+from bindcli.errors import InputError, InputWarning
 from bindcli.media.clips import clip_spans
 from bindcli.media.options import MediaOptions
 from bindcli.media.sound import Track, open_track
@@ -145,7 +146,21 @@ def load_audio(source: str | Path, options: MediaOptions) -> torch.Tensor:
     path = existing_file(source)
     with decoding(source, "audio"), open_track(path) as track:
         if track.seconds is not None and track.seconds > WINDOWED_SECONDS:
+            _warn_if_cut_short(source, track, track.frames)
             clips = _windowed_clips(track, options)
             return torch.stack([_clip_features(clip, options) for clip in clips])
         waveform, rate = torch.from_numpy(track.read()), track.rate
+        _warn_if_cut_short(source, track, waveform.shape[1])
     return audio_clips(waveform, rate, options, source)
+
+
+def _warn_if_cut_short(source: str | Path, track: Track, held: int) -> None:
+    """An `InputWarning` when the file holds fewer samples than its header promises, as a
+    truncated download does: what is there still makes clips, but the file is damaged."""
+    if track.promised is not None and held < track.promised:
+        promised, rate = track.promised, track.rate
+        warnings.warn(InputWarning(
+            source,
+            f"cut short: its header promises {promised} samples ({promised / rate:.2f} s), the "
+            f"file holds {held} ({held / rate:.2f} s); using what is there",
+        ))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -25,11 +26,14 @@ import soundfile
 from bindcli.media.seek import decode_from, frame_seconds, stream_seconds
 
 PREROLL_SECONDS = 0.5
+#: the size a WAV written to a pipe gives its data, not knowing how much will follow
+_UNKNOWN_WAV_SIZE = 0xFFFFFFFF
 
 
 class Track(Protocol):
     rate: int
     seconds: float | None  # length by the file's metadata, where it says
+    promised: int | None  # samples per channel the file's header promises, where it is exact
 
     @property
     def frames(self) -> int:
@@ -60,12 +64,32 @@ class _SndTrack:
         self.rate = int(sound.samplerate)
         self.frames = int(sound.frames)
         self.seconds = self.frames / self.rate
+        self.promised = _wav_promised_frames(sound.name) if sound.format == "WAV" else None
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         self.sound.seek(start)
         count = -1 if stop is None else stop - start
         data = self.sound.read(count, dtype="float32", always_2d=True)
         return np.ascontiguousarray(data.T)
+
+
+def _wav_promised_frames(path: str | Path) -> int | None:
+    """Samples per channel a RIFF WAV's data chunk says it holds. libsndfile quietly reads only
+    what the file has, so a truncated download would otherwise go unnoticed."""
+    with open(path, "rb") as f:
+        riff, _, wave = struct.unpack("<4sI4s", f.read(12))
+        if (riff, wave) != (b"RIFF", b"WAVE"):
+            return None
+        block_align = 0
+        while len(header := f.read(8)) == 8:
+            chunk, size = struct.unpack("<4sI", header)
+            if chunk == b"data":
+                return size // block_align if block_align and size != _UNKNOWN_WAV_SIZE else None
+            if chunk == b"fmt " and size >= 14:
+                block_align = struct.unpack("<12xH", f.read(14))[0]
+                size -= 14
+            f.seek(size + size % 2, 1)  # chunks are padded to an even length
+    return None
 
 
 class _AvTrack:
@@ -77,6 +101,7 @@ class _AvTrack:
         self.stream = container.streams.audio[0]
         self.rate = int(self.stream.rate)
         self.seconds = stream_seconds(self.stream)
+        self.promised = None
 
     @functools.cached_property
     def frames(self) -> int:
