@@ -69,6 +69,38 @@ def test_completion_scripts_are_up_to_date(program, shell):
     )
 
 
+def commands(command=None, path=()) -> list[tuple[tuple[str, ...], str]]:
+    """(path, help text) of every command of `bind`, the root and the groups included."""
+    if command is None:
+        import typer
+
+        from bindcli.cli.app import app
+
+        command = typer.main.get_command(app)
+    found = [(path, command.help or "")]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += commands(sub, (*path, name))
+    return found
+
+
+@pytest.mark.parametrize("path, text", [
+    pytest.param(path, text, id=" ".join(path) or "bind") for path, text in commands()
+])
+def test_help_has_no_type_beside_flags_and_a_line_per_paragraph(path, text):
+    """Rich help keeps line breaks, so each prose paragraph must reach it as one line."""
+    shown = bind(*path, "--help", env={"COLUMNS": "400"}).stdout
+    assert "--help" in shown and "<bool>" not in shown
+    lines = [" ".join(line.split()) for line in shown.splitlines()]
+    for paragraph in text.split("\n\n"):
+        if "[" not in paragraph and "\n " not in paragraph:  # no markup, no indented examples
+            assert any(" ".join(paragraph.split()) in line for line in lines), paragraph
+
+
+def test_flags_lose_only_their_type():
+    shown = bind("embed", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--quiet" in shown and "<auto|fp32|bf16|fp16>" in shown
+
+
 def test_version_and_no_args():
     assert bind("--version").stdout.strip() == f"bind {__version__}"
     assert "Commands" in bind().stdout

@@ -6,11 +6,14 @@ commands import the model, media and runtime inside their bodies.
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import sys
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperOption
 
 from bindcli import __version__
 from bindcli.errors import BindError
@@ -55,6 +58,35 @@ app.command("search")(search.search)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")
+
+
+def _help_as_prose(typer_app: typer.Typer) -> None:
+    """Rich help keeps a docstring's line breaks, so a paragraph wrapped for the source breaks
+    mid-sentence on a terminal of another width. Each command's paragraphs become one line
+    each, for the terminal to wrap; indented lines (examples) keep theirs."""
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = re.sub(r"(?<=\S)\n(?=\S)", " ", inspect.getdoc(info.callback) or "")
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _help_as_prose(group.typer_instance)
+
+
+def _no_type_beside_flags() -> None:
+    """Typer 0.29's Rich help writes `<bool>` beside every flag, as if it took a value (0.27
+    wrote nothing there). A flag's type column is left empty, on every command and `--help`."""
+    type_of = getattr(TyperOption, "display_type_rich", None)
+    if type_of is None:  # a Typer that never showed one
+        return
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else type_of(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_help_as_prose(app)
+_no_type_beside_flags()
 
 
 def main() -> None:
