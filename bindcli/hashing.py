@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
-#: called as work goes on with (bytes done, bytes in all, None while unknown)
-Progress = Callable[[int, Optional[int]], None]
+#: hears how reading or fetching a file goes: (its name, bytes so far, bytes in all or None)
+Progress = Callable[[str, int, Optional[int]], None]
 
 BLOCK = 1 << 20
 
@@ -22,14 +22,15 @@ def update_from_file(digest: Any, path: str | Path, progress: Progress | None = 
 
     For a hash that goes on growing afterwards, as a resumed download's does.
     """
-    total = Path(path).stat().st_size if progress is not None else None
+    path = Path(path)
+    total = path.stat().st_size if progress is not None else None
     done = 0
     with open(path, "rb") as fh:
         while block := fh.read(BLOCK):
             digest.update(block)
             done += len(block)
             if progress is not None:
-                progress(done, total)
+                progress(path.name, done, total)
     return done
 
 

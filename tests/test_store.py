@@ -168,26 +168,6 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
         Store(path)
 
 
-def test_default_location_follows_bind_data_dir_then_xdg(monkeypatch, tmp_path):
-    monkeypatch.setenv("BIND_DATA_DIR", str(tmp_path / "bd"))
-    assert store.default_db_path() == tmp_path / "bd" / "bind.sqlite3"
-    monkeypatch.delenv("BIND_DATA_DIR")
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert store.default_db_path() == tmp_path / "xdg" / "bind" / "bind.sqlite3"
-    monkeypatch.delenv("XDG_DATA_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert store.default_db_path() == tmp_path / "home" / ".local/share/bind/bind.sqlite3"
-
-
-def test_sha256_file_streams_the_whole_content(tmp_path):
-    import hashlib
-
-    data = bytes(range(256)) * 9000  # > one 1 MiB block
-    (tmp_path / "f.bin").write_bytes(data)
-    assert store.sha256_file(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
-    assert store.sha256_text("a dog") == hashlib.sha256(b"a dog").hexdigest()
-
-
 def _cache_rows(db: Store, n: int, model_id: str = "model-a", precision: str = "fp32",
                 dims: int = 16, created_at: float | None = None) -> None:
     rng = np.random.default_rng(n)
