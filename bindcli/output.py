@@ -13,8 +13,9 @@ import csv
 import io
 import json
 import os
+import secrets
+import stat
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bindcli.errors import InputError, InputWarning
+from bindcli.hashing import Progress
 
 #: significant digits that round-trip every float32 exactly
 _FLOAT32_DIGITS = ".9g"
@@ -97,6 +99,35 @@ class Output:
             task = bar.add_task(label, total=total)
             yield lambda n, status=None: bar.update(task, advance=n, description=status)
 
+    @contextlib.contextmanager
+    def byte_progress(self, describe: str = "{}") -> Iterator[Progress]:
+        """Yields a `bindcli.hashing.Progress`: a bar of bytes for each file it hears of, named
+        `describe.format(file name)`, drawn from the first report on (so a download that does
+        not happen draws nothing); nothing with -q or when stderr is not a terminal."""
+        if self.quiet or not self.err.is_terminal:
+            yield lambda name, done, total: None
+            return
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+        from rich.progress import TaskID, TransferSpeedColumn
+
+        bar = Bar(
+            TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=self.err,
+        )
+        tasks: dict[str, TaskID] = {}
+
+        def report(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                bar.start()
+                tasks[name] = bar.add_task(describe.format(name), total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        try:
+            yield report
+        finally:
+            bar.stop()
+
     def table(self, table: Table) -> None:
         self.out.print(table)
 
@@ -158,18 +189,31 @@ def npy_bytes(array: Any) -> bytes:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside `path` that becomes `path` only if the block finishes."""
+def atomic_path(path: str | Path, *, partial: str | None = None) -> Iterator[Path]:
+    """A temporary path beside `path` that becomes `path` only if the block finishes.
+
+    What lands gets the permissions a plain write would give it: the replaced file's, else
+    0666 less the umask, not the 0600 of `mkstemp` (or of safetensors), which would hide
+    `bind embed -o` output from a web server or a colleague sharing the folder. With
+    `partial` (a suffix such as `.part`) the temporary file has that fixed name and outlives
+    a failed block when it holds anything, so that the next run can resume it.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    if partial:
+        tmp, flags = target.with_name(target.name + partial), os.O_WRONLY | os.O_CREAT
+    else:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    os.close(os.open(tmp, flags, 0o666))  # the umask applies, as to any new file
+    mode = stat.S_IMODE((target if target.is_file() else tmp).stat().st_mode)
     try:
-        yield Path(tmp)
+        yield tmp
+        os.chmod(tmp, mode)  # the block may have replaced the file with a private one
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if not partial or (tmp.is_file() and tmp.stat().st_size == 0):
+            tmp.unlink(missing_ok=True)
         raise
 
 

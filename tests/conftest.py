@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,15 @@ SMALL_WEIGHTS = FIXTURES / "public.pth"
 def _private_data_dir(tmp_path_factory, monkeypatch):
     """Every test gets its own collection file and embedding cache, never the user's."""
     monkeypatch.setenv("BIND_DATA_DIR", str(tmp_path_factory.mktemp("bind-data")))
+
+
+@pytest.fixture(params=[(0o022, 0o644), (0o077, 0o600)], ids=["umask022", "umask077"])
+def umask(request):
+    """Runs the test under each umask; the value is the mode a plain new file gets there."""
+    mask, mode = request.param
+    old = os.umask(mask)
+    yield mode
+    os.umask(old)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 import warnings
 
 import numpy as np
@@ -122,6 +123,14 @@ def test_unknown_model_config_is_one_line_and_exit_2():
     assert result.exit_code == 2
     assert result.stderr.startswith("bind: model config 'no-such-model'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_output_files_get_the_permissions_of_a_plain_write(tmp_path, umask):
+    """Readable by a web server or a colleague sharing the folder when the umask allows it."""
+    assert bind("embed", "-t", "a dog", "-o", tmp_path / "v.npy").exit_code == 0
+    assert bind("embed", "-t", "a dog", "--out-dir", tmp_path / "each").exit_code == 0
+    written = [tmp_path / "v.npy", tmp_path / "v.npy.json", *(tmp_path / "each").iterdir()]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {p.name: umask for p in written}
 
 
 @pytest.fixture

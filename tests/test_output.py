@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 import warnings
 
@@ -32,6 +34,37 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
     output.write_file(tmp_path / "new" / "v.npy", output.npy_bytes(np.ones(3, np.float32)))
     assert np.load(tmp_path / "new" / "v.npy").tolist() == [1, 1, 1]
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path, umask):
+    (tmp_path / "plain").write_text("x")
+    output.write_file(tmp_path / "atomic", "x")
+    assert _mode(tmp_path / "atomic") == _mode(tmp_path / "plain") == umask
+    (tmp_path / "shared").write_text("old")
+    os.chmod(tmp_path / "shared", 0o664)
+    with output.atomic_path(tmp_path / "shared") as tmp:
+        tmp.unlink()  # as a writer that makes its own, private file (safetensors) does
+        tmp.write_bytes(b"new")
+        os.chmod(tmp, 0o600)
+    assert _mode(tmp_path / "shared") == 0o664  # a replaced file keeps its mode, as with open()
+
+
+def test_a_partial_file_outlives_a_failed_block_unless_empty(tmp_path):
+    target = tmp_path / "big.bin"
+    for received in (b"", b"half"):
+        with pytest.raises(OSError):
+            with output.atomic_path(target, partial=".part") as tmp:
+                assert tmp == tmp_path / "big.bin.part"
+                tmp.write_bytes(tmp.read_bytes() + received)
+                raise OSError("connection lost")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin.part"]
+    with output.atomic_path(target, partial=".part") as tmp:
+        tmp.write_bytes(tmp.read_bytes() + b" and the rest")
+    assert target.read_bytes() == b"half and the rest" and not tmp.exists()
 
 
 def test_csv_and_jsonl_text():
