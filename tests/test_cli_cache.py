@@ -141,8 +141,10 @@ def test_collections_remove_compacts_the_file(tmp_path):
     assert line.startswith(f"bind: removed collection 'big' from {db}; compacted the file from ")
     assert f" to {decimal(size)} (" in line and line.endswith(" reclaimed)")
     assert size < 1_000_000
-    listed = bind("collections", "list", "--db", db, "-f", "json").stdout
+    listed = bind("collections", "list", "--db", db, "-f", "jsonl").stdout
     assert [json.loads(row)["name"] for row in listed.splitlines()] == ["small"]
+    [array] = bind("collections", "list", "--db", db, "-f", "json").stdout.splitlines()
+    assert [c["name"] for c in json.loads(array)] == ["small"]
 
 
 def test_cache_commands_never_import_torch(tmp_path):

@@ -117,13 +117,13 @@ def test_index_reindex_and_search_across_modalities(tmp_path, folder, encoded):
     assert strong == hits[:3]
 
     # the collection commands read the same file
-    listed = jsonl(bind("collections", "list", "--db", db, "-f", "json").stdout)
+    listed = jsonl(bind("collections", "list", "--db", db, "-f", "jsonl").stdout)
     assert [(c["name"], c["files"]) for c in listed] == [("default", 7)]
     info = json.loads(bind("collections", "info", "default", "--db", db, "-f", "json").stdout)
     assert info["per_modality"] == {"audio": 2, "image": 4, "text": 1}
     assert info["deleted"] == 2 and info["vectors"] == "32 x float32" and info["file"] == str(db)
     assert bind("collections", "remove", "default", "--db", db).exit_code == 0
-    assert bind("collections", "list", "--db", db, "-f", "json").stdout == ""
+    assert bind("collections", "list", "--db", db, "-f", "jsonl").stdout == ""
 
 
 def test_a_bad_file_is_reported_and_the_rest_indexed(tmp_path, folder):

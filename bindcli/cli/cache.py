@@ -8,7 +8,6 @@ file (no model, no torch), and follow its conventions: tables for people, JSON i
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Annotated, Optional
 
@@ -17,6 +16,7 @@ import typer
 from bindcli.cli.shared import (
     DB_OPTION, FORMAT_OPTION, InfoFormat, compaction_text, open_store, show_record, when,
 )
+from bindcli.output import Output
 
 SECONDS_PER_DAY = 86400
 
@@ -45,7 +45,7 @@ def info_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
     models = "\n".join(
         f"{g.model_id} {g.precision}: {g.entries}" for g in stats.groups
     ) or "—"
-    show_record(info, fmt, shown={"models": models})
+    show_record(Output(), info, fmt, shown={"models": models})
 
 
 @app.command("clear")
@@ -70,4 +70,4 @@ def clear_command(
     which = "" if older_than is None else f" older than {older_than:g} days"
     noun = "vector" if removed == 1 else "vectors"
     compacted = f"; {compaction_text(done)}" if done else ""
-    print(f"bind: removed {removed} cached {noun}{which} from {path}{compacted}", file=sys.stderr)
+    Output().note(f"removed {removed} cached {noun}{which} from {path}{compacted}")

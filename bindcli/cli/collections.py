@@ -5,15 +5,15 @@ These read only the collection file (no model, no torch). Tables for people, JSO
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from bindcli import output
 from bindcli.cli.shared import (
-    DB_OPTION, FORMAT_OPTION, InfoFormat, as_table, compaction_text, open_store, show_record, when,
+    DB_OPTION, FORMAT_OPTION, InfoFormat, chosen, compaction_text, open_store, show_record, when,
 )
+from bindcli.output import Output
 
 app = typer.Typer(
     name="collections",
@@ -27,6 +27,7 @@ NAME_ARG = Annotated[str, typer.Argument(metavar="NAME", help="The collection.")
 @app.command("list")
 def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """One line per collection: name, files, model (JSON lines in a pipe)."""
+    out = Output()
     with open_store(db) as store:
         rows = [
             {"name": c.name, "files": sum(store.counts(c).values()), "model": c.model,
@@ -35,10 +36,9 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
         ]
         path = store.path
     if not rows:
-        print(f"bind: no collections in {path} yet; create one with `bind index PATH`",
-              file=sys.stderr)
-    if as_table(fmt):
-        from rich.console import Console
+        out.note(f"no collections in {path} yet; create one with `bind index PATH`")
+    fmt = chosen(fmt, out, InfoFormat.JSONL)
+    if fmt is InfoFormat.TABLE:
         from rich.table import Table
 
         table = Table()
@@ -46,9 +46,9 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
             table.add_column(column, justify="right" if column == "files" else "left")
         for r in rows:
             table.add_row(r["name"], str(r["files"]), r["model"], r["created"])
-        Console(highlight=False).print(table)
+        out.table(table)
     else:
-        sys.stdout.write(output.jsonl(rows))
+        out.text(output.json_text(rows) if fmt is InfoFormat.JSON else output.jsonl(rows))
 
 
 @app.command("info")
@@ -74,7 +74,7 @@ def info_command(
             "created": when(coll.created_at),
             "updated": when(stats["updated_at"]),
         }
-    show_record(info, fmt)
+    show_record(Output(), info, fmt)
 
 
 @app.command("remove")
@@ -85,5 +85,4 @@ def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
         store.remove_collection(name)
         done = store.compact()
         path = store.path
-    print(f"bind: removed collection {name!r} from {path}; {compaction_text(done)}",
-          file=sys.stderr)
+    Output().note(f"removed collection {name!r} from {path}; {compaction_text(done)}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import enum
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -17,6 +16,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, pick_format
+from bindcli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.store import Compaction, Hit, Store
@@ -91,18 +91,24 @@ def _for_people(path: str) -> str:
 
 
 class InfoFormat(str, enum.Enum):
+    """How records print (`collections`, `cache`, `weights info`). One record is the same
+    in JSON and JSONL: an object on one line; a list is an array or one object a line."""
+
     AUTO = "auto"
     TABLE = "table"
     JSON = "json"
+    JSONL = "jsonl"
 
 
 FORMAT_OPTION = Annotated[InfoFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
+    "--format", "-f", case_sensitive=False,
+    help="auto: a table on a terminal, else JSON (a list as JSON lines).",
 )]
 
 
-def as_table(fmt: InfoFormat) -> bool:
-    return fmt is InfoFormat.TABLE or (fmt is InfoFormat.AUTO and sys.stdout.isatty())
+def chosen(fmt: InfoFormat, out: Output, machine: InfoFormat = InfoFormat.JSON) -> InfoFormat:
+    """`fmt`, with `auto` decided: a table for a person at a terminal, else `machine`."""
+    return InfoFormat(pick_format(fmt.value, out, machine.value))
 
 
 def when(timestamp: float | None) -> str | None:
@@ -112,13 +118,12 @@ def when(timestamp: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")
 
 
-def show_record(info: dict, fmt: InfoFormat, shown: dict[str, str] | None = None) -> None:
+def show_record(out: Output, info: dict, fmt: InfoFormat, shown: dict[str, str] | None = None) -> None:
     """`info` as one JSON object, or for a person as a two-column table: `*_bytes` values
     readable (kB, MB), dicts as `key n, ...`, and `shown` replacing the text of some values."""
-    if not as_table(fmt):
-        sys.stdout.write(output.json_text(info))
+    if chosen(fmt, out) is not InfoFormat.TABLE:
+        out.text(output.json_text(info))
         return
-    from rich.console import Console
     from rich.filesize import decimal
     from rich.table import Table
 
@@ -131,7 +136,7 @@ def show_record(info: dict, fmt: InfoFormat, shown: dict[str, str] | None = None
         elif key.endswith("_bytes"):
             value = decimal(value)
         table.add_row(key.replace("_", " "), str(value))
-    Console(highlight=False).print(table)
+    out.table(table)
 
 
 def compaction_text(done: "Compaction") -> str:
