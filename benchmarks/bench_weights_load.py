@@ -103,7 +103,7 @@ def build_checkpoint(folder: Path) -> tuple[Path, Path, dict[str, float]]:
     """The random .pth with the official layout and its bf16 safetensors copy, with timings."""
     import torch
 
-    from bindcli.weights import convert
+    from bindcli.model.checkpoint import convert
 
     shapes = json.loads(SHAPES.read_text())
     pth, bf16 = folder / "imagebind_huge.pth", folder / "imagebind_huge-bf16.safetensors"

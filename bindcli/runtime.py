@@ -25,16 +25,18 @@ import numpy as np
 
 from bindcli.encoder import Encoder, LocalEncoder
 from bindcli.errors import InputError
+from bindcli.hashing import sha256_file, sha256_text
 from bindcli.modality import PREPROCESSING_VERSION, Kind, detect
 from bindcli.model.config import ModelConfig, load_config
 from bindcli.placement import Placement, place
-from bindcli.hashing import sha256_file, sha256_text
 from bindcli.store import CacheKey
 from bindcli.vectors import normalise
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.hashing import Progress
     from bindcli.media import MediaOptions
     from bindcli.store import Store
+    from bindcli.weights import Notify
 
 # --- inputs and results --------------------------------------------------------------------
 
@@ -141,14 +143,16 @@ class Model:
         model_config: "str | Path | ModelConfig" = "imagebind_huge",
         weights: str | Path | None = None,
         *,
-        progress: bool = True,
+        progress: "Progress | None" = None,
+        notify: "Notify | None" = None,
     ) -> "Model":
         """The config by name or file, and the weights: `weights`, else `$BIND_WEIGHTS`,
-        else the cached download (fetched now if missing and allowed)."""
+        else the cached download of the config's published weights (fetched now if missing
+        and allowed; `progress` and `notify` hear it, see `bindcli.weights.download`)."""
         from bindcli import weights as weight_files
 
         config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
-        path = weight_files.resolve(weights, progress=progress)
+        path = weight_files.resolve(weights, config=config.name, progress=progress, notify=notify)
         return cls(config, path, model_id(config, path))
 
     def describe(self) -> str:
@@ -369,7 +373,8 @@ def open_embedder(
     cache: "bool | str | Path | Store" = True,
     options: "MediaOptions | None" = None,
     workers: int | None = None,
-    progress: bool = True,
+    progress: "Progress | None" = None,
+    notify: "Notify | None" = None,
     model: Model | None = None,
 ) -> Embedder:
     """A ready Embedder: the one place config, weights, device, precision and cache meet.
@@ -388,7 +393,7 @@ def open_embedder(
     if model is None:  # the config first: a typo fails before torch loads or weights download
         config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
     placement = place(device, precision)
-    model = model or Model.resolve(config, weights, progress=progress)
+    model = model or Model.resolve(config, weights, progress=progress, notify=notify)
     owns = cache is True or isinstance(cache, (str, Path))
     store = Store(default_db_path() if cache is True else cache) if owns else (cache or None)
     return Embedder(

@@ -1,10 +1,12 @@
-"""Where the checkpoint lives, how it gets there, and what is in it.
+"""Where the checkpoint lives, how it gets there, and what is recorded about it.
 
 Upstream downloads to `.checkpoints/` under whatever directory you happen to be in and trusts
-any file it finds there (spec section 7, row 17). Here the file lives in one per-user cache,
-arrives through a locked, resumable download into `<name>.part`, and gets a record beside it
-(`<name>.json`: size, SHA-256, source) that `verify` checks again later. Torch is imported only
-by `convert` and `info`, so resolving a path stays cheap.
+any file it finds there (`imagebind_model.imagebind_huge`). Here the file lives in one
+per-user cache, arrives through a locked, resumable download into `<name>.part`, and gets a
+record beside it (`<name>.json`: size, SHA-256, source) that `verify` checks again later.
+Where a config's weights are published is `bindcli.model.pretrained`'s registry. Nothing here
+imports torch, so resolving a path stays cheap, and nothing draws: progress goes to a
+callback, and so do messages (to stderr unless one is given), for the CLI to show them.
 """
 
 from __future__ import annotations
@@ -12,72 +14,77 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import enum
 import hashlib
 import http.client
 import json
 import os
 import re
-import shutil
 import socket
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Optional
 
 import filelock
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from bindcli import __version__
+from bindcli import __version__, output
 from bindcli.errors import WeightsError
-from bindcli.modality import TOWERS
+from bindcli.hashing import Progress, update_from_file
+from bindcli.locations import cache_dir
+from bindcli.model.pretrained import REGISTRY
 
-OFFICIAL_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
-OFFICIAL_SIZE_HINT = "about 4.8 GB"
-LICENCE_NOTICE = (
-    "The ImageBind weights are Meta's, licensed CC BY-NC-SA 4.0 (non-commercial, share-alike; "
-    "https://creativecommons.org/licenses/by-nc-sa/4.0/). By downloading them you accept those "
-    "terms; they also govern the embeddings you make with them."
-)
+#: the config whose weights `bind weights` and `resolve()` fetch unless told otherwise
+DEFAULT_CONFIG = "imagebind_huge"
 OFFLINE_VARS = ("BIND_OFFLINE", "HF_HUB_OFFLINE")
-
-_HINTS = {
-    "--weights": "check the path given",
-    "BIND_WEIGHTS": "fix or unset BIND_WEIGHTS",
-    "cache": "run `bind weights download`",
-}
-_CHUNK = 1 << 20
 #: seconds to wait for a connection or for the next bytes of a response
 NETWORK_TIMEOUT = 30.0
 #: tries per download call; each try after a dropped connection resumes where it stopped
 ATTEMPTS = 5
 #: seconds before retry n is `RETRY_DELAY * n`
 RETRY_DELAY = 2.0
+_CHUNK = 1 << 20
+
+#: what a download has to say (the licence, a wait, a retry); the default writes to stderr
+Notify = Callable[[str], None]
+#: (bytes so far, bytes in all or None) of the one file a download fetches
+_Report = Callable[[int, Optional[int]], None]
 
 
-def cache_dir() -> Path:
-    """`BIND_CACHE_DIR`, else `$XDG_CACHE_HOME/bind`, else `~/.cache/bind`."""
-    if os.environ.get("BIND_CACHE_DIR"):
-        return Path(os.environ["BIND_CACHE_DIR"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bind"
-    return Path.home() / ".cache" / "bind"
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
-def weights_url() -> str:
-    """`BIND_WEIGHTS_URL` (a mirror), else Meta's official URL."""
-    return os.environ.get("BIND_WEIGHTS_URL") or OFFICIAL_URL
+class Source(enum.Enum):
+    """Who named the checkpoint: each is a different mistake when the file is missing."""
+
+    OPTION = "--weights"
+    ENV = "BIND_WEIGHTS"
+    CACHE = "cache"
+
+
+_HINTS = {
+    Source.OPTION: "check the path given",
+    Source.ENV: "fix or unset BIND_WEIGHTS",
+    Source.CACHE: "run `bind weights download`",
+}
+
+
+def weights_url(config: str = DEFAULT_CONFIG) -> str:
+    """`BIND_WEIGHTS_URL` (a mirror), else where the registry says `config`'s weights are."""
+    if os.environ.get("BIND_WEIGHTS_URL"):
+        return os.environ["BIND_WEIGHTS_URL"]
+    entry = REGISTRY.get(config)
+    if entry is None:
+        raise WeightsError(
+            f"no published weights are known for the model config {config!r}; pass --weights "
+            "PATH or set BIND_WEIGHTS to its checkpoint (or BIND_WEIGHTS_URL to download one)."
+        )
+    return entry.url
 
 
 def offline_var() -> str | None:
@@ -91,7 +98,7 @@ def offline_var() -> str | None:
 def cached_path(url: str | None = None) -> Path:
     """Where the download of `url` is (or would be) kept: the cache, under the URL's file name."""
     name = Path(urllib.parse.urlsplit(url or weights_url()).path).name
-    return cache_dir() / (name or Path(OFFICIAL_URL).name)
+    return cache_dir() / (name or REGISTRY[DEFAULT_CONFIG].file_name)
 
 
 def record_path(path: Path) -> Path:
@@ -118,39 +125,43 @@ def write_record(path: Path, *, sha256: str, source: str) -> None:
         "source": source,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    target = record_path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    output.write_file(record_path(path), json.dumps(record, indent=2) + "\n")
 
 
-def locate(weights: str | Path | None = None) -> tuple[Path, str]:
+def locate(weights: str | Path | None = None, config: str = DEFAULT_CONFIG) -> tuple[Path, Source]:
     """Where the checkpoint is or would be, and who said so: --weights, BIND_WEIGHTS or the cache.
 
     Never downloads; the path may not exist yet.
     """
     if weights is not None:
-        return Path(weights).expanduser(), "--weights"
+        return Path(weights).expanduser(), Source.OPTION
     if os.environ.get("BIND_WEIGHTS"):
-        return Path(os.environ["BIND_WEIGHTS"]).expanduser(), "BIND_WEIGHTS"
-    return cached_path(), "cache"
+        return Path(os.environ["BIND_WEIGHTS"]).expanduser(), Source.ENV
+    return cached_path(weights_url(config)), Source.CACHE
 
 
-def resolve(weights: str | Path | None = None, *, progress: bool = True) -> Path:
-    """The checkpoint to load: the given path, else `BIND_WEIGHTS`, else the cache, else download.
+def resolve(
+    weights: str | Path | None = None,
+    *,
+    config: str = DEFAULT_CONFIG,
+    progress: Progress | None = None,
+    notify: Notify | None = None,
+) -> Path:
+    """The checkpoint to load: the given path, else `BIND_WEIGHTS`, else the cache, else download
+    `config`'s published weights.
 
     An explicit path must exist: falling back to another file would load weights the user did
     not ask for.
     """
-    path, source = locate(weights)
-    if source == "cache" and not path.is_file():
-        return download(weights_url(), path, progress=progress)
-    return find(weights)
+    path, source = locate(weights, config)
+    if source is Source.CACHE and not path.is_file():
+        return download(dest=path, config=config, progress=progress, notify=notify)
+    return existing(path, _HINTS[source])
 
 
-def find(weights: str | Path | None = None) -> Path:
+def find(weights: str | Path | None = None, config: str = DEFAULT_CONFIG) -> Path:
     """The checkpoint `resolve` would load, without downloading; a WeightsError if it is not there."""
-    path, source = locate(weights)
+    path, source = locate(weights, config)
     return existing(path, _HINTS[source])
 
 
@@ -162,46 +173,60 @@ def existing(path: Path, hint: str = "") -> Path:
     return path
 
 
+def _expected(given: str | None, config: str | None = None) -> str | None:
+    """The hash a file must have: `given`, else `BIND_WEIGHTS_SHA256`, else the published one."""
+    entry = REGISTRY.get(config) if config else None
+    published = entry.sha256 if entry else None
+    return (given or os.environ.get("BIND_WEIGHTS_SHA256") or published or "").strip().lower() or None
+
+
 def download(
     url: str | None = None,
     dest: Path | None = None,
     *,
+    config: str = DEFAULT_CONFIG,
     expected_sha256: str | None = None,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
+    notify: Notify | None = None,
 ) -> Path:
-    """Fetch `url` to `dest` (default: the cache) unless it is already there; return `dest`.
+    """Fetch `url` (default: `config`'s) to `dest` (default: the cache) unless it is already
+    there; return `dest`.
 
     Bytes go to `<dest>.part`, which survives an interrupted run and is resumed with an HTTP
     Range request; the file is renamed into place only when its size matches the server's and
-    its SHA-256 matches `expected_sha256` (default `BIND_WEIGHTS_SHA256`) when one is given.
-    A lock file serialises concurrent downloads: a second process waits, then finds the file.
+    its SHA-256 matches the expected one (`expected_sha256`, else `BIND_WEIGHTS_SHA256`, else
+    the registry's) when there is one. A lock file serialises concurrent downloads: a second
+    process waits, then finds the file. `progress` hears how many bytes have arrived, and
+    `notify` (default: stderr) the licence and any wait or retry.
     """
-    url = url or weights_url()
+    url = url or weights_url(config)
     dest = Path(dest) if dest is not None else cached_path(url)
-    expected = (expected_sha256 or os.environ.get("BIND_WEIGHTS_SHA256") or "").strip().lower() or None
+    notify = notify or _to_stderr
+    expected = _expected(expected_sha256, config)
     if offline_var():
-        raise WeightsError(_offline_message(url, dest))
+        raise WeightsError(_offline_message(url, dest, config))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise WeightsError(f"cannot create the weights folder {dest.parent}: {err.strerror}.") from err
-    with _download_lock(dest):
+    with _download_lock(dest, notify):
         if dest.is_file() and not force:
             return dest
-        print(LICENCE_NOTICE, file=sys.stderr)
-        part = _Partial(dest.with_name(dest.name + ".part"))
-        with _progress_bar(progress) as bar:
-            task = bar.add_task(dest.name, total=None)
-            _fetch(url, part, lambda done, total: bar.update(task, completed=done, total=total))
-        sha256 = part.hasher.hexdigest()
-        if expected and sha256 != expected:
-            part.path.unlink()
-            raise WeightsError(
-                f"the download of {url} has SHA-256 {sha256}, not the expected {expected} "
-                "(BIND_WEIGHTS_SHA256); the file was deleted. Check the URL or the expected hash."
-            )
-        os.replace(part.path, dest)
+        entry = REGISTRY.get(config)
+        if entry is not None:
+            notify(entry.notice)
+        with output.atomic_path(dest, partial=".part") as tmp:
+            part = _Partial(tmp)
+            _fetch(url, part, _named(progress, dest.name), notify)
+            sha256 = part.hasher.hexdigest()
+            if expected and sha256 != expected:
+                part.path.unlink()
+                raise WeightsError(
+                    f"the download of {url} has SHA-256 {sha256}, not the expected {expected} "
+                    "(--sha256, BIND_WEIGHTS_SHA256 or the published one); the file was deleted. "
+                    "Check the URL or the expected hash."
+                )
         write_record(dest, sha256=sha256, source=url)
     return dest
 
@@ -227,15 +252,16 @@ class Verification:
         return not self.problems
 
 
-def verify(path: Path, *, expected_sha256: str | None = None, progress: bool = True) -> Verification:
-    """Recompute size and SHA-256 of `path` and compare them with its record and `expected_sha256`."""
+def verify(
+    path: Path, *, expected_sha256: str | None = None, progress: Progress | None = None
+) -> Verification:
+    """Recompute size and SHA-256 of `path` and compare them with its record and the expected
+    hash (`expected_sha256`, else `BIND_WEIGHTS_SHA256`); `progress` hears the bytes hashed."""
     path = existing(Path(path).expanduser(), "nothing to verify")
-    expected = (expected_sha256 or os.environ.get("BIND_WEIGHTS_SHA256") or "").strip().lower() or None
+    expected = _expected(expected_sha256)
     record = read_record(path)
     hasher = hashlib.sha256()
-    with _progress_bar(progress) as bar:
-        task = bar.add_task(f"hashing {path.name}", total=path.stat().st_size)
-        size = _hash_file(path, hasher, lambda done: bar.update(task, completed=done))
+    size = update_from_file(hasher, path, progress)
     sha256 = hasher.hexdigest()
     problems = []
     if record is not None and record.get("size") != size:
@@ -247,99 +273,16 @@ def verify(path: Path, *, expected_sha256: str | None = None, progress: bool = T
     return Verification(path, size, sha256, record, expected, tuple(problems))
 
 
-def convert(src: Path, dst: Path, dtype: str | None = None) -> Path:
-    """Write a safetensors copy of `src` (optionally bf16/fp16) to `dst`, atomically.
-
-    A safetensors file is read without unpickling and memory-maps tensor by tensor; in bf16 it
-    is half the size. The copy gets its own record, so `verify` works on it too.
-    """
-    from safetensors.torch import save_file
-
-    from bindcli.model.checkpoint import read_state_dict
-    from bindcli.model.factory import resolve_dtype
-
-    try:
-        torch_dtype = resolve_dtype(dtype) if dtype else None
-    except ValueError as err:
-        raise WeightsError(f"{err}.") from None
-    src, dst = existing(Path(src).expanduser(), "nothing to convert"), Path(dst).expanduser()
-    if dst.suffix != ".safetensors":
-        raise WeightsError(f"the converted file {dst} must end in .safetensors.")
-    if dst.resolve() == src.resolve():
-        raise WeightsError(f"convert would overwrite its source {src}; choose another output path.")
-    state = read_state_dict(src, dtype=torch_dtype)
-    # safetensors refuses tensors that share memory or are not contiguous
-    tensors = {key: value.contiguous() for key, value in state.items()}
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp), metadata={"format": "pt", "converted_from": src.name})
-        shutil.copymode(src, tmp)  # safetensors creates files private (0600)
-        sha256 = _sha256_of(tmp)
-        os.replace(tmp, dst)
-        write_record(dst, sha256=sha256, source=f"converted from {src.name}")
-    except OSError as err:
-        raise WeightsError(f"cannot write {dst}: {err.strerror or err}.") from err
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dst
+def _named(progress: Progress | None, name: str) -> _Report:
+    """The byte counter `_Partial` reports to, telling `progress` which file it is."""
+    if progress is None:
+        return lambda done, total: None
+    return lambda done, total: progress(name, done, total)
 
 
-@dataclasses.dataclass(frozen=True)
-class TowerInfo:
-    """One tower's share of a checkpoint."""
-
-    tower: str
-    tensors: int
-    parameters: int
-    bytes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointInfo:
-    """What `bind weights info` shows: towers, counts, dtypes, size and the recorded hash."""
-
-    path: Path
-    file_size: int
-    dtypes: tuple[str, ...]
-    towers: tuple[TowerInfo, ...]
-    sha256: str | None
-
-    @property
-    def parameters(self) -> int:
-        return sum(t.parameters for t in self.towers)
-
-
-def info(path: Path) -> CheckpointInfo:
-    """Summarise a checkpoint from its tensor headers (memory-mapped, so cheap even at 4.8 GB)."""
-    import math
-
-    from bindcli.model.checkpoint import tensor_specs, tower_of_key
-
-    path = existing(Path(path).expanduser(), "nothing to describe")
-    specs = tensor_specs(path)
-    towers: dict[str, list[int]] = {}
-    for key, (shape, dtype) in specs.items():
-        counts = towers.setdefault(tower_of_key(key) or "other", [0, 0, 0])
-        counts[0] += 1
-        counts[1] += math.prod(shape)
-        counts[2] += math.prod(shape) * dtype.itemsize
-    record = read_record(path)
-    return CheckpointInfo(
-        path=path,
-        file_size=path.stat().st_size,
-        dtypes=tuple(sorted({str(dtype).removeprefix("torch.") for _, dtype in specs.values()})),
-        towers=tuple(TowerInfo(name, *towers[name]) for name in sorted(towers, key=_tower_order)),
-        sha256=record.get("sha256") if record else None,
-    )
-
-
-def _tower_order(tower: str) -> tuple[int, str]:
-    return (TOWERS.index(tower) if tower in TOWERS else len(TOWERS), tower)
-
-
-def _offline_message(url: str, dest: Path) -> str:
-    size = f" ({OFFICIAL_SIZE_HINT})" if url == OFFICIAL_URL else ""
+def _offline_message(url: str, dest: Path, config: str) -> str:
+    entry = REGISTRY.get(config)
+    size = f" ({entry.size_text})" if entry and url == entry.url else ""
     return (
         f"no model weights at {dest}, and offline mode is on ({offline_var()}=1), so they were "
         f"not downloaded. Download {url}{size} on a machine with network access and put it at "
@@ -348,48 +291,17 @@ def _offline_message(url: str, dest: Path) -> str:
 
 
 @contextlib.contextmanager
-def _download_lock(dest: Path) -> Iterator[None]:
+def _download_lock(dest: Path, notify: Notify) -> Iterator[None]:
     lock = filelock.FileLock(str(dest.with_name(dest.name + ".lock")))
     try:
         lock.acquire(timeout=0.5)
     except filelock.Timeout:
-        print(f"waiting for another bind process that is downloading {dest} ...", file=sys.stderr)
+        notify(f"waiting for another bind process that is downloading {dest} ...")
         lock.acquire()
     try:
         yield
     finally:
         lock.release()
-
-
-def _progress_bar(enabled: bool) -> Progress:
-    """A Rich bar on stderr; silent when disabled or when stderr is not a terminal."""
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (enabled and console.is_terminal),
-    )
-
-
-def _hash_file(path: Path, hasher: Any, report: Any = None) -> int:
-    done = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
-            done += len(chunk)
-            if report is not None:
-                report(done)
-    return done
-
-
-def _sha256_of(path: Path) -> str:
-    hasher = hashlib.sha256()
-    _hash_file(path, hasher)
-    return hasher.hexdigest()
 
 
 class _Retry(Exception):
@@ -402,14 +314,14 @@ class _Partial:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.hasher = hashlib.sha256()
-        self.size = _hash_file(path, self.hasher) if path.is_file() else 0
+        self.size = update_from_file(self.hasher, path) if path.is_file() else 0
 
     def restart(self) -> None:
         self.path.unlink(missing_ok=True)
         self.hasher = hashlib.sha256()
         self.size = 0
 
-    def append(self, stream: IO[bytes], total: int | None, report: Any) -> None:
+    def append(self, stream: IO[bytes], total: int | None, report: _Report) -> None:
         """Copy `stream` to the end of the file; a network failure is a `_Retry`, a disk one is not."""
         with open(self.path, "ab") as f:
             while True:
@@ -433,7 +345,7 @@ class _NoNetwork(Exception):
     """The host name does not resolve: this machine has no network, retrying cannot help."""
 
 
-def _fetch(url: str, part: _Partial, report: Any) -> None:
+def _fetch(url: str, part: _Partial, report: _Report, notify: Notify) -> None:
     """Fill `part` with the whole body of `url`, retrying with resumption; bounded by ATTEMPTS."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -447,7 +359,7 @@ def _fetch(url: str, part: _Partial, report: Any) -> None:
                     f"downloading {url} failed {ATTEMPTS} times (last: {err}). {_what_now(part)}"
                 ) from err
             again = "interrupted" if part.size else "failed"
-            print(f"download {again} ({err}); retrying in {RETRY_DELAY * attempt:g} s", file=sys.stderr)
+            notify(f"download {again} ({err}); retrying in {RETRY_DELAY * attempt:g} s")
             time.sleep(RETRY_DELAY * attempt)
 
 
@@ -465,7 +377,7 @@ def _what_now(part: _Partial) -> str:
     )
 
 
-def _fetch_once(url: str, part: _Partial, report: Any) -> None:
+def _fetch_once(url: str, part: _Partial, report: _Report) -> None:
     headers = {"User-Agent": f"bind/{__version__}"}
     if part.size:
         headers["Range"] = f"bytes={part.size}-"

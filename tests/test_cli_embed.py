@@ -133,6 +133,15 @@ def test_output_files_get_the_permissions_of_a_plain_write(tmp_path, umask):
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {p.name: umask for p in written}
 
 
+def test_a_custom_config_without_weights_says_how_to_name_them():
+    result = bind("embed", "-t", "x", env={"BIND_WEIGHTS": None, "BIND_WEIGHTS_URL": None})
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "bind: no published weights are known for the model config 'public_config'; pass "
+        "--weights PATH or set BIND_WEIGHTS to its checkpoint (or BIND_WEIGHTS_URL to download one)."
+    ]
+
+
 @pytest.fixture
 def cut_wav(tmp_path):
     """A WAV whose header promises 2 s at 16 kHz but that holds only the first second, as a

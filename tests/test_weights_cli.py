@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from bindcli import weights
 from bindcli.cli.weights import app
 from bindcli.errors import WeightsError
+from bindcli.model.pretrained import REGISTRY
 from test_weights_download import PAYLOAD, PAYLOAD_SHA, Server
 
 runner = CliRunner()
@@ -42,7 +43,7 @@ def test_path_reports_the_cache_location_before_download(cache):
     result = runner.invoke(app, ["path"])
     assert result.exit_code == 0
     assert result.stdout == f"{cache / 'imagebind_huge.pth'}\n"
-    assert "run `bind weights download`" in result.stderr
+    assert result.stderr == "bind: not downloaded yet; run `bind weights download`\n"
 
 
 def test_path_follows_bind_weights(cache, monkeypatch, small_weights_path):
@@ -71,7 +72,7 @@ def test_download_offline_fails_with_one_clear_error(cache, monkeypatch):
     result = runner.invoke(app, ["download"])
     assert result.exit_code != 0
     assert isinstance(result.exception, WeightsError)
-    assert weights.OFFICIAL_URL in str(result.exception)
+    assert REGISTRY["imagebind_huge"].url in str(result.exception)
 
 
 def test_verify_ok_and_corrupt(cached):
@@ -93,13 +94,16 @@ def test_verify_names_the_missing_default(cache):
 
 
 def test_info_table_and_json(cached):
-    table = runner.invoke(app, ["info"])
+    table = runner.invoke(app, ["info", "--format", "table"], env={"COLUMNS": "120"})
     assert table.exit_code == 0, table.output
-    assert "vision" in table.stdout and "float32" in table.stdout
-    assert json.loads(cached.with_name(cached.name + ".json").read_text())["sha256"] in table.stdout
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert ["dtypes", "float32"] in rows and ["sha256", json.loads(weights.record_path(cached).read_text())["sha256"]] in rows
+    assert any(row[:2] == ["│", "vision"] for row in rows)
     data = json.loads(runner.invoke(app, ["info", "--json", str(cached)]).stdout)
     assert set(data["towers"]) == {"vision", "text", "audio", "depth", "thermal", "imu"}
     assert data["parameters"] == sum(t["parameters"] for t in data["towers"].values())
+    assert runner.invoke(app, ["info", "--format", "json"]).stdout == json.dumps(data) + "\n"
+    assert runner.invoke(app, ["info"]).stdout == json.dumps(data) + "\n"  # not a terminal
 
 
 def test_convert_writes_beside_the_source(cached):

@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 
 from bindcli import weights
 from bindcli.errors import WeightsError
+from bindcli.model.pretrained import REGISTRY, Pretrained
 
 PAYLOAD = (Path(__file__).parent / "fixtures" / "imagebind-reference" / "public.pth").read_bytes()
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -136,7 +138,7 @@ def test_dropped_connection_is_resumed_with_range(env, server):
     path = weights.download()
     assert path.read_bytes() == PAYLOAD
     assert server.requests == [None, f"bytes={len(PAYLOAD) // 2}-"]
-    assert weights.verify(path, progress=False).ok
+    assert weights.verify(path).ok
 
 
 def test_repeated_drops_keep_the_part_file_for_the_next_run(env, server, monkeypatch):
@@ -252,7 +254,7 @@ def test_offline_uses_the_cached_file(env, server, monkeypatch):
 
 def test_concurrent_downloads_wait_for_each_other(env, server):
     server.mode = "slow"
-    code = "from bindcli.weights import download; print(download(progress=False))"
+    code = "from bindcli.weights import download; print(download())"
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         for _ in range(2)
@@ -265,22 +267,11 @@ def test_concurrent_downloads_wait_for_each_other(env, server):
     assert (env / NAME).read_bytes() == PAYLOAD
 
 
-def test_cache_dir_precedence(monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("BIND_CACHE_DIR", raising=False)
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    assert weights.cache_dir() == tmp_path / "home" / ".cache" / "bind"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert weights.cache_dir() == tmp_path / "xdg" / "bind"
-    monkeypatch.setenv("BIND_CACHE_DIR", str(tmp_path / "mine"))
-    assert weights.cache_dir() == tmp_path / "mine"
-
-
 def test_cached_path_follows_the_url_file_name(env):
     assert weights.cached_path("https://mirror.example/x/imagebind_huge-bf16.safetensors?sig=1") == (
         env / "imagebind_huge-bf16.safetensors"
     )
-    assert weights.cached_path(weights.OFFICIAL_URL) == env / "imagebind_huge.pth"
+    assert weights.cached_path(REGISTRY["imagebind_huge"].url) == env / "imagebind_huge.pth"
 
 
 def test_explicit_path_beats_env_and_must_exist(env, server, monkeypatch, tmp_path):
@@ -293,3 +284,50 @@ def test_explicit_path_beats_env_and_must_exist(env, server, monkeypatch, tmp_pa
     with pytest.raises(WeightsError, match=r"missing\.pth does not exist; check the path given"):
         weights.resolve(tmp_path / "missing.pth")
     assert server.requests == []
+
+
+def test_progress_and_messages_go_to_the_callbacks_given(env, server, capsys):
+    heard, said = [], []
+    path = weights.download(progress=lambda *report: heard.append(report), notify=said.append)
+    assert capsys.readouterr().err == ""
+    assert said == [REGISTRY["imagebind_huge"].notice]
+    assert heard[0] == (NAME, 0, len(PAYLOAD)) and heard[-1] == (NAME, len(PAYLOAD), len(PAYLOAD))
+    assert [done for _, done, _ in heard] == sorted(done for _, done, _ in heard)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_the_download_and_its_record_get_the_permissions_of_a_plain_write(env, server, umask):
+    path = weights.download()
+    assert stat.S_IMODE(path.stat().st_mode) == umask
+    assert stat.S_IMODE(weights.record_path(path).stat().st_mode) == umask
+
+
+def test_the_registry_names_url_licence_and_size_of_the_default_config(monkeypatch, tmp_path):
+    monkeypatch.delenv("BIND_WEIGHTS_URL", raising=False)
+    monkeypatch.delenv("BIND_WEIGHTS", raising=False)
+    monkeypatch.setenv("BIND_CACHE_DIR", str(tmp_path))
+    huge = REGISTRY["imagebind_huge"]
+    assert weights.weights_url() == huge.url == "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+    assert huge.sha256 is None  # Meta publishes none
+    assert huge.size_text == "about 4.8 GB" and "CC BY-NC-SA 4.0" in huge.notice
+    assert weights.locate() == (tmp_path / "imagebind_huge.pth", weights.Source.CACHE)
+
+
+def test_a_config_without_published_weights_needs_them_named(env, server, monkeypatch, tmp_path):
+    monkeypatch.delenv("BIND_WEIGHTS_URL")
+    with pytest.raises(WeightsError, match=r"no published weights .* config 'mine'; pass --weights PATH"):
+        weights.resolve(config="mine")
+    given = tmp_path / "mine.pth"
+    given.write_bytes(b"x")
+    assert weights.locate(given, "mine") == (given, weights.Source.OPTION)
+    monkeypatch.setenv("BIND_WEIGHTS", str(given))
+    assert weights.resolve(config="mine") == given
+    assert server.requests == []
+
+
+def test_a_published_sha256_is_insisted_on(env, server, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "mine", Pretrained(server.url, 1, "us", "MIT", "any use", "", "0" * 64))
+    with pytest.raises(WeightsError, match=f"not the expected {'0' * 64}"):
+        weights.download(config="mine")
+    monkeypatch.setitem(REGISTRY, "mine", Pretrained(server.url, 1, "us", "MIT", "any use", "", PAYLOAD_SHA))
+    assert weights.download(config="mine").read_bytes() == PAYLOAD

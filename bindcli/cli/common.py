@@ -214,7 +214,10 @@ class Run:
             from bindcli.runtime import Model
 
             c = self.common
-            self._model = Model.resolve(c.model_config, c.weights, progress=not c.quiet)
+            with self.out.byte_progress() as progress:
+                self._model = Model.resolve(
+                    c.model_config, c.weights, progress=progress, notify=self.out.warn
+                )
         return self._model
 
     @property
@@ -224,11 +227,12 @@ class Run:
             from bindcli.runtime import open_embedder
 
             c = self.common
-            embedder = open_embedder(
-                c.model_config, c.weights, model=self._model, device=c.device,
-                precision=c.precision.value, batch_size=c.batch_size, cache=not c.no_cache,
-                progress=not c.quiet,
-            )
+            with self.out.byte_progress() as progress:
+                embedder = open_embedder(
+                    c.model_config, c.weights, model=self._model, device=c.device,
+                    precision=c.precision.value, batch_size=c.batch_size, cache=not c.no_cache,
+                    progress=progress, notify=self.out.warn,
+                )
             self._embedder = embedder
             if embedder.placement.warning:
                 self.out.warn(embedder.placement.warning)

@@ -6,16 +6,15 @@ raised as BindError subclasses for the app's main to report in one line.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.filesize import decimal
 
-from bindcli import weights
+from bindcli import output, weights
+from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen, show_record
 from bindcli.errors import WeightsError
+from bindcli.output import Output
 
 app = typer.Typer(
     name="weights",
@@ -30,22 +29,18 @@ _SHA_OPT = typer.Option(None, "--sha256", help="Expected SHA-256 (default: BIND_
 _QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr.")
 
 
-def _note(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        print(message, file=sys.stderr)
-
-
 @app.command("path")
 def path_command() -> None:
     """Print where the checkpoint is, or where `bind weights download` would put it."""
+    out = Output()
     located, source = weights.locate()
-    print(located)
+    out.text(f"{located}\n")
     if located.is_file():
-        _note(f"present ({'named by BIND_WEIGHTS' if source == 'BIND_WEIGHTS' else 'in the cache'})")
-    elif source == "cache":
-        _note("not downloaded yet; run `bind weights download`")
+        out.note(f"present ({'named by BIND_WEIGHTS' if source is weights.Source.ENV else 'in the cache'})")
+    elif source is weights.Source.CACHE:
+        out.note("not downloaded yet; run `bind weights download`")
     else:
-        _note("missing: BIND_WEIGHTS names a file that does not exist")
+        out.note("missing: BIND_WEIGHTS names a file that does not exist")
 
 
 @app.command("download")
@@ -56,18 +51,27 @@ def download_command(
     quiet: bool = _QUIET_OPT,
 ) -> None:
     """Download the checkpoint into the cache (resumable) and record its SHA-256; print its path."""
+    out = Output(quiet)
     url = url or weights.weights_url()
     dest = weights.cached_path(url)
     if dest.is_file() and not force:
-        _note(f"already downloaded: {dest} (use --force to fetch it again)", quiet)
-    print(weights.download(url, dest, expected_sha256=sha256, force=force, progress=not quiet))
+        out.note(f"already downloaded: {dest} (use --force to fetch it again)")
+    with out.byte_progress() as progress:
+        done = weights.download(
+            url, dest, expected_sha256=sha256, force=force, progress=progress, notify=out.warn
+        )
+    out.text(f"{done}\n")
 
 
 @app.command("verify")
 def verify_command(path: Optional[Path] = _PATH_ARG, sha256: Optional[str] = _SHA_OPT, quiet: bool = _QUIET_OPT) -> None:
     """Recompute the SHA-256 and size and compare them with the record made at download time."""
-    result = weights.verify(weights.find(path), expected_sha256=sha256, progress=not quiet)
-    print(f"{result.sha256}  {result.path}")
+    from rich.filesize import decimal
+
+    out = Output(quiet)
+    with out.byte_progress("hashing {}") as progress:
+        result = weights.verify(weights.find(path), expected_sha256=sha256, progress=progress)
+    out.text(f"{result.sha256}  {result.path}\n")
     if not result.ok:
         raise WeightsError(
             f"{result.path} is corrupt or was replaced: {'; '.join(result.problems)}. "
@@ -75,55 +79,74 @@ def verify_command(path: Optional[Path] = _PATH_ARG, sha256: Optional[str] = _SH
         )
     if result.checked:
         against = f"the record of {result.record['created']}" if result.record else "the expected SHA-256"
-        _note(f"ok: {decimal(result.size)} matching {against}", quiet)
+        out.note(f"ok: {decimal(result.size)} matching {against}")
     else:
-        _note(
+        out.note(
             f"no record beside {result.path} and no expected hash, so nothing to compare with; "
-            "pass --sha256 or set BIND_WEIGHTS_SHA256 to check it",
-            quiet,
+            "pass --sha256 or set BIND_WEIGHTS_SHA256 to check it"
         )
 
 
 @app.command("info")
 def info_command(
     path: Optional[Path] = _PATH_ARG,
-    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table."),
+    fmt: FORMAT_OPTION = InfoFormat.AUTO,
+    as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
 ) -> None:
     """Show the towers in a checkpoint, their parameter counts, dtype, file size and hash."""
-    result = weights.info(weights.find(path))
-    if as_json:
-        print(json.dumps({
-            "path": str(result.path),
-            "file_size": result.file_size,
-            "dtypes": list(result.dtypes),
-            "parameters": result.parameters,
-            "sha256": result.sha256,
-            "towers": {t.tower: {"tensors": t.tensors, "parameters": t.parameters, "bytes": t.bytes} for t in result.towers},
-        }, indent=2))
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    from bindcli.model.checkpoint import info
+
+    out = Output()
+    result = info(weights.find(path))
+    data = {
+        "path": str(result.path),
+        "file_size": result.file_size,
+        "dtypes": list(result.dtypes),
+        "parameters": result.parameters,
+        "sha256": result.sha256,
+        "towers": {t.tower: {"tensors": t.tensors, "parameters": t.parameters, "bytes": t.bytes}
+                   for t in result.towers},
+    }
+    if chosen(InfoFormat.JSON if as_json else fmt, out) is not InfoFormat.TABLE:
+        out.text(output.json_text(data))
         return
-    print(f"file        {result.path}")
-    print(f"size        {decimal(result.file_size)} ({result.file_size:,} bytes)")
-    print(f"dtype       {', '.join(result.dtypes)}")
-    print(f"sha256      {result.sha256 or 'not recorded (run `bind weights verify` to compute it)'}")
-    print(f"parameters  {result.parameters:,}")
-    print()
-    print(f"{'tower':<10}{'tensors':>8}{'parameters':>16}{'size':>12}")
+    del data["towers"]  # a table of their own, below
+    show_record(out, data, InfoFormat.TABLE, shown={
+        "file_size": f"{decimal(result.file_size)} ({result.file_size:,} bytes)",
+        "dtypes": ", ".join(result.dtypes),
+        "parameters": f"{result.parameters:,}",
+        "sha256": result.sha256 or "not recorded (run `bind weights verify` to compute it)",
+    })
+    towers = Table()
+    towers.add_column("tower")
+    for column in ("tensors", "parameters", "size"):
+        towers.add_column(column, justify="right")
     for t in result.towers:
-        print(f"{t.tower:<10}{t.tensors:>8}{t.parameters:>16,}{decimal(t.bytes):>12}")
+        towers.add_row(t.tower, str(t.tensors), f"{t.parameters:,}", decimal(t.bytes))
+    out.table(towers)
 
 
 @app.command("convert")
 def convert_command(
     path: Optional[Path] = _PATH_ARG,
-    output: Optional[Path] = typer.Option(
+    output_path: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Where to write (default: beside the source, named after the dtype).", show_default=False
     ),
     dtype: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: keep the source's).", show_default=False),
 ) -> None:
     """Write a safetensors copy (optionally bf16/fp16: half the size) that loads faster; print its path."""
+    from rich.filesize import decimal
+
+    from bindcli.model.checkpoint import convert
+
+    out = Output()
     src = weights.find(path)
-    dst = output or src.with_name(f"{src.stem}-{dtype or 'copy'}.safetensors")
-    _note(f"converting {src} to {dst} ...")
-    written = weights.convert(src, dst, dtype)
-    print(written)
-    _note(f"wrote {decimal(written.stat().st_size)}; use it with --weights {written} or BIND_WEIGHTS={written}")
+    dst = output_path or src.with_name(f"{src.stem}-{dtype or 'copy'}.safetensors")
+    out.note(f"converting {src} to {dst} ...")
+    written = convert(src, dst, dtype)
+    out.text(f"{written}\n")
+    out.note(f"wrote {decimal(written.stat().st_size)}; use it with --weights {written} or BIND_WEIGHTS={written}")
+

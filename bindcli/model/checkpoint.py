@@ -1,4 +1,5 @@
-"""Reading checkpoints safely and only in part, and refusing ones that do not fit.
+"""Reading checkpoints safely and only in part, refusing ones that do not fit, and what
+`bind weights info|convert` do with them.
 
 `.pth` files are opened with `torch.load(weights_only=True, mmap=True)`: no pickled code
 runs, and tensor data stays on disk until used, so taking two towers out of the 4.8 GB
@@ -7,6 +8,8 @@ official file touches only their bytes. `.safetensors` files are read key by key
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import pickle
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -14,7 +17,11 @@ from pathlib import Path
 
 import torch
 
-from bindcli.errors import CheckpointError
+from bindcli.errors import CheckpointError, WeightsError
+from bindcli.hashing import sha256_file
+from bindcli.modality import TOWERS
+from bindcli.output import atomic_path
+from bindcli.weights import existing, read_record, write_record
 
 STAGES = (
     "modality_preprocessors",
@@ -140,3 +147,84 @@ def check_state_dict(
         raise CheckpointError(
             f"{source}: checkpoint does not match the model config; " + "; ".join(problems)
         )
+
+
+def convert(src: str | Path, dst: str | Path, dtype: str | None = None) -> Path:
+    """Write a safetensors copy of `src` (optionally bf16/fp16) to `dst`, atomically.
+
+    A safetensors file is read without unpickling and memory-maps tensor by tensor; in bf16 it
+    is half the size. The copy gets its own record, so `verify` works on it too.
+    """
+    from safetensors.torch import save_file
+
+    from bindcli.model.factory import resolve_dtype
+
+    try:
+        torch_dtype = resolve_dtype(dtype) if dtype else None
+    except ValueError as err:
+        raise WeightsError(f"{err}.") from None
+    src, dst = existing(Path(src).expanduser(), "nothing to convert"), Path(dst).expanduser()
+    if dst.suffix != ".safetensors":
+        raise WeightsError(f"the converted file {dst} must end in .safetensors.")
+    if dst.resolve() == src.resolve():
+        raise WeightsError(f"convert would overwrite its source {src}; choose another output path.")
+    state = read_state_dict(src, dtype=torch_dtype)
+    # safetensors refuses tensors that share memory or are not contiguous
+    tensors = {key: value.contiguous() for key, value in state.items()}
+    try:
+        with atomic_path(dst) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt", "converted_from": src.name})
+            sha256 = sha256_file(tmp)
+        write_record(dst, sha256=sha256, source=f"converted from {src.name}")
+    except OSError as err:
+        raise WeightsError(f"cannot write {dst}: {err.strerror or err}.") from err
+    return dst
+
+
+@dataclasses.dataclass(frozen=True)
+class TowerInfo:
+    """One tower's share of a checkpoint."""
+
+    tower: str
+    tensors: int
+    parameters: int
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """What `bind weights info` shows: towers, counts, dtypes, size and the recorded hash."""
+
+    path: Path
+    file_size: int
+    dtypes: tuple[str, ...]
+    towers: tuple[TowerInfo, ...]
+    sha256: str | None
+
+    @property
+    def parameters(self) -> int:
+        return sum(t.parameters for t in self.towers)
+
+
+def info(path: str | Path) -> CheckpointInfo:
+    """Summarise a checkpoint from its tensor headers (memory-mapped, so cheap even at 4.8 GB)."""
+    path = existing(Path(path).expanduser(), "nothing to describe")
+    specs = tensor_specs(path)
+    towers: dict[str, list[int]] = {}
+    for key, (shape, dtype) in specs.items():
+        counts = towers.setdefault(tower_of_key(key) or "other", [0, 0, 0])
+        counts[0] += 1
+        counts[1] += math.prod(shape)
+        counts[2] += math.prod(shape) * dtype.itemsize
+    record = read_record(path)
+    return CheckpointInfo(
+        path=path,
+        file_size=path.stat().st_size,
+        dtypes=tuple(sorted({str(dtype).removeprefix("torch.") for _, dtype in specs.values()})),
+        towers=tuple(TowerInfo(name, *towers[name]) for name in sorted(towers, key=_tower_order)),
+        sha256=record.get("sha256") if record else None,
+    )
+
+
+def _tower_order(tower: str) -> tuple[int, str]:
+    return (TOWERS.index(tower) if tower in TOWERS else len(TOWERS), tower)
