@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import parity
 
 from bindcli.errors import CheckpointError, InputError, WeightsError
 from bindcli.imagebind import data
@@ -90,14 +91,12 @@ def test_readme_example_runs_and_matches_upstream(
     assert reference_texts[:3] == namespace["text_list"]
     np.testing.assert_array_equal(inputs["text"].numpy(), preprocessed["text/tokens"][:3])
     for i, name in enumerate(IMAGES[:3]):
-        np.testing.assert_allclose(
-            inputs["vision"][i].numpy(), preprocessed[f"vision/{name}"], atol=1e-5, rtol=0
-        )
+        expected = preprocessed[f"vision/{name}"]
+        parity.assert_matches(inputs["vision"][i].numpy(), expected, parity.VISION)
         _close_embeddings(embeddings["vision"][i], reference[f"vision/{name}"])
     for i, name in enumerate(SOUNDS[:3]):
-        np.testing.assert_allclose(
-            inputs["audio"][i].numpy(), preprocessed[f"audio/{name}"], atol=1e-4, rtol=0
-        )
+        expected = preprocessed[f"audio/{name}"]
+        parity.assert_matches(inputs["audio"][i].numpy(), expected, parity.AUDIO)
         _close_embeddings(embeddings["audio"][i], reference[f"audio/{name}"])
     _close_embeddings(embeddings["text"], reference["text/tokens"][:3])
     shown = printed.getvalue()
@@ -114,22 +113,16 @@ def test_loaders_give_upstreams_tensors(media_dir, preprocessed, reference_texts
     vision = data.load_and_transform_vision_data([media_dir / n for n in IMAGES], "cpu")
     assert vision.shape == (5, 3, 224, 224) and vision.dtype == torch.float32
     for i, name in enumerate(IMAGES):
-        np.testing.assert_allclose(
-            vision[i].numpy(), preprocessed[f"vision/{name}"], atol=1e-5, rtol=0
-        )
+        parity.assert_matches(vision[i].numpy(), preprocessed[f"vision/{name}"], parity.VISION)
 
     audio = data.load_and_transform_audio_data([str(media_dir / n) for n in SOUNDS], "cpu")
     assert audio.shape == (5, 3, 1, 128, 204) and audio.dtype == torch.float32
     for i, name in enumerate(SOUNDS):
-        np.testing.assert_allclose(
-            audio[i].numpy(), preprocessed[f"audio/{name}"], atol=1e-4, rtol=0
-        )
+        parity.assert_matches(audio[i].numpy(), preprocessed[f"audio/{name}"], parity.AUDIO)
 
     video = data.load_and_transform_video_data([media_dir / VIDEO], torch.device("cpu"))
     assert video.shape == (1, 15, 3, 2, 224, 224) and video.dtype == torch.float32
-    np.testing.assert_allclose(
-        video[0].numpy(), preprocessed[f"video/{VIDEO}"], atol=1e-4, rtol=0
-    )
+    parity.assert_matches(video[0].numpy(), preprocessed[f"video/{VIDEO}"], parity.VIDEO)
 
 
 def test_model_outputs_equal_upstreams(small_model, fixtures_dir):
@@ -171,7 +164,7 @@ def test_tensors_land_on_the_device(media_dir):
 def test_audio_mean_and_std_are_honoured(media_dir, preprocessed, mean, std):
     out = data.load_and_transform_audio_data([media_dir / SOUNDS[0]], "cpu", mean=mean, std=std)
     raw = preprocessed[f"audio/{SOUNDS[0]}"] * FBANK_STD + FBANK_MEAN  # upstream's fbank
-    np.testing.assert_allclose(out[0].numpy(), (raw - mean) / std, atol=1e-4, rtol=0)
+    parity.assert_matches(out[0].numpy(), (raw - mean) / std, parity.AUDIO, scale=FBANK_STD / std)
 
 
 def test_clip_keywords_are_honoured(media_dir):

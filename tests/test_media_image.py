@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from parity import VISION, assert_matches
 from PIL import Image
 
 from bindcli.errors import InputError
@@ -28,7 +29,7 @@ REFERENCE_IMAGES = [
 def test_matches_upstream(name, media_dir, preprocessed):
     out = load(media_dir / name, Kind.IMAGE)
     assert out.shape == (3, 224, 224) and out.dtype == torch.float32
-    np.testing.assert_allclose(out.numpy(), preprocessed[f"vision/{name}"], atol=1e-5, rtol=0)
+    assert_matches(out.numpy(), preprocessed[f"vision/{name}"], VISION)  # CPU spread: parity.py
 
 
 def _picture(width: int = 300, height: int = 200) -> np.ndarray:
