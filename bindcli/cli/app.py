@@ -18,7 +18,7 @@ from typer.core import TyperOption
 from bindcli import __version__
 from bindcli.errors import BindError
 from bindcli.output import Output
-from bindcli.cli import arith, cache, classify, collections, compare, embed, index, search
+from bindcli.cli import arith, cache, classify, collections, compare, doctor, embed, index, search
 from bindcli.cli.common import report
 from bindcli.cli.weights import app as weights_app
 
@@ -58,6 +58,7 @@ app.command("search")(search.search)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")
+app.command("doctor")(doctor.doctor)
 
 
 def _help_as_prose(typer_app: typer.Typer) -> None:

@@ -1,0 +1,95 @@
+"""`bind doctor`: what a bug report needs, printed without loading a model (`bindcli.doctor`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from bindcli import output
+from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen
+from bindcli.output import Output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.doctor import Report
+
+
+def doctor(
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Hash the whole checkpoint (SHA-256; a minute or more for 4.8 GB) "
+        "instead of comparing its size with the record made at download.",
+    )] = False,
+    weights_path: Annotated[Optional[Path], typer.Option(
+        "--weights", metavar="PATH", show_default=False,
+        help="Check this checkpoint. Default: $BIND_WEIGHTS, else the cached download.",
+    )] = None,
+    model_config: Annotated[str, typer.Option(
+        "--model-config", metavar="NAME|PATH", envvar="BIND_MODEL_CONFIG",
+        help="Whose published weights the cache holds, as for the other commands.",
+    )] = "imagebind_huge",
+    fmt: FORMAT_OPTION = InfoFormat.AUTO,
+) -> None:
+    """Versions, the device and precision `auto` picks here and why, where the weights are and
+    whether they check out, bind's folders and their sizes: what a bug report needs.
+
+    Loads no model, so it works when a command fails. Exit status 1 when the weights fail
+    their check.
+    """
+    from bindcli.doctor import diagnose
+
+    out = Output()
+    with out.byte_progress("hashing {}") as progress:
+        report = diagnose(weights_path, config=model_config, verify=verify, progress=progress)
+    if chosen(fmt, out) is InfoFormat.TABLE:
+        _show(out, report)
+    else:
+        out.text(output.json_text(report.as_dict()))
+    if report.weights.ok is False:
+        raise typer.Exit(1)
+
+
+def _show(out: Output, report: "Report") -> None:
+    """One titled two-column table per section."""
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    d, w = report.device, report.weights
+    size = "" if w.size_bytes is None else f"{decimal(w.size_bytes)} ({w.size_bytes:,} bytes)"
+    sections = {
+        "Versions": {k: v or "not installed" for k, v in report.versions.items()},
+        "Device and precision (auto)": {
+            "device": d.device,
+            "precision": d.precision,
+            "why": d.why,
+            **({"warning": d.warning} if d.warning else {}),
+            "GPUs": "\n".join(d.gpus) or "none",
+            "torch built for": f"CUDA {d.torch_cuda}" if d.torch_cuda else "CPU only",
+            "CPU bf16": ", ".join(d.cpu_bf16) or "none",
+            "threads": str(d.threads),
+        },
+        "Weights": {
+            "path": str(w.path or "—"),
+            "chosen by": w.chosen_by,
+            **({"size": size} if size else {}),
+            "check": _CHECKS[w.check],
+            "result": {True: "ok: ", False: "FAILED: ", None: ""}[w.ok] + w.detail,
+            **({"SHA-256": w.sha256} if w.sha256 else {}),
+        },
+        "Folders": {
+            _FOLDERS.get(name, name): f"{f.path} ({decimal(f.size_bytes) if f.exists else 'not created yet'})"
+            for name, f in report.folders.items()
+        },
+        "Environment": report.environment or {"(none)": "no BIND_* or related variable is set"},
+    }
+    for n, (title, rows) in enumerate(sections.items()):
+        table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None)
+        for key, value in rows.items():
+            table.add_row(key, value)
+        if n:
+            out.out.print()
+        out.table(table)
+
+
+_CHECKS = {"none": "none", "size": "size against the record", "sha256": "SHA-256 of the whole file"}
+_FOLDERS = {"cache": "cache (checkpoints)", "data": "data (collections, embedding cache)"}

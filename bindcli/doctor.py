@@ -1,0 +1,262 @@
+"""What a bug report about bind needs, gathered without loading a model: versions, the device
+and precision `auto` would pick here and why, where the weights are and whether they check
+out, and bind's folders with their sizes.
+
+torch is imported (only it can say what the device is); the model code is not, so this works
+where a model would fail to load, which is when it is needed most.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from bindcli import __version__, locations, weights
+from bindcli.errors import WeightsError
+from bindcli.hashing import Progress
+
+#: the packages whose versions decide how inputs decode and models run, by the names people
+#: know them by, and their distribution names
+PACKAGES = {
+    "torch": "torch", "torchaudio": "torchaudio", "torchvision": "torchvision", "PyAV": "av",
+    "numpy": "numpy", "soundfile": "soundfile",
+}
+#: variables besides BIND_* that change where bind looks or what it runs on
+OTHER_VARIABLES = ("XDG_CACHE_HOME", "XDG_DATA_HOME", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceReport:
+    """What `--device auto --precision auto` picks on this machine, and what it saw."""
+
+    device: str
+    precision: str
+    why: str
+    warning: str | None
+    #: the CUDA version this torch was built for (None: a CPU-only build)
+    torch_cuda: str | None
+    gpus: tuple[str, ...]
+    cpu_bf16: tuple[str, ...]
+    threads: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsReport:
+    """Where the checkpoint is and how far it was checked: `check` is `none` (no file, or a
+    record that cannot be read), `size` (the file's size against its record, the recorded
+    SHA-256 against `BIND_WEIGHTS_SHA256`) or `sha256` (the whole file hashed)."""
+
+    path: Path | None
+    #: `--weights`, `BIND_WEIGHTS` or `cache`, as `weights.locate` says
+    chosen_by: str
+    detail: str
+    present: bool = False
+    size_bytes: int | None = None
+    check: str = "none"
+    #: None where there was nothing to compare with
+    ok: bool | None = None
+    #: recorded, or computed by the `sha256` check
+    sha256: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderReport:
+    path: Path
+    exists: bool
+    size_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    versions: dict[str, str | None]
+    device: DeviceReport
+    weights: WeightsReport
+    #: `cache` (checkpoints) and `data` (collections and the embedding cache)
+    folders: dict[str, FolderReport]
+    #: the variables set that change what bind does
+    environment: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: paths as strings."""
+        return _plain(dataclasses.asdict(self))
+
+
+def diagnose(
+    weights_path: str | Path | None = None,
+    *,
+    config: str = weights.DEFAULT_CONFIG,
+    verify: bool = False,
+    progress: Progress | None = None,
+) -> Report:
+    """The report for the checkpoint `weights_path` (else what `config` would use, as
+    `weights.locate` finds it). Checking the weights compares sizes unless `verify`, which
+    hashes the whole file (a minute or more for 4.8 GB; `progress` hears the bytes)."""
+    return Report(
+        versions=versions(),
+        device=device(),
+        weights=check_weights(weights_path, config=config, verify=verify, progress=progress),
+        folders={
+            "cache": folder(locations.cache_dir()),
+            "data": folder(locations.data_dir()),
+        },
+        environment={
+            name: value for name, value in sorted(os.environ.items())
+            if name.startswith("BIND_") or name in OTHER_VARIABLES
+        },
+    )
+
+
+def versions() -> dict[str, str | None]:
+    """bind, Python, the platform and each of `PACKAGES` (None: not installed), plus the
+    FFmpeg under PyAV and the libsndfile under soundfile, which do the decoding."""
+    found: dict[str, str | None] = {
+        "bind": __version__,
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "platform": platform.platform(),
+    }
+    for name, distribution in PACKAGES.items():
+        try:
+            found[name] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    found["FFmpeg"] = _library_version("av", "ffmpeg_version_info")
+    found["libsndfile"] = _library_version("soundfile", "__libsndfile_version__")
+    return found
+
+
+def _library_version(module: str, attribute: str) -> str | None:
+    try:
+        return str(getattr(importlib.import_module(module), attribute))
+    except (ImportError, OSError, AttributeError):  # OSError: the C library did not load
+        return None
+
+
+def device() -> DeviceReport:
+    """What `auto` picks for device and precision, with the reasons for both."""
+    import torch
+
+    from bindcli.placement import cpu_bf16_units, place
+
+    placement = place("auto", "auto")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = tuple(_gpu(index) for index in range(visible))
+    return DeviceReport(
+        device=str(placement.device),
+        precision=placement.precision,
+        why=f"{_why_device(placement.device.type, gpus)}; {placement.reason}",
+        warning=placement.warning,
+        torch_cuda=torch.version.cuda,
+        gpus=gpus,
+        cpu_bf16=tuple(cpu_bf16_units()),
+        threads=torch.get_num_threads(),
+    )
+
+
+def _gpu(index: int) -> str:
+    import torch
+
+    props = torch.cuda.get_device_properties(index)
+    return (
+        f"cuda:{index} {props.name} ({props.total_memory / 2**30:.0f} GiB, compute capability "
+        f"{props.major}.{props.minor})"
+    )
+
+
+def _why_device(kind: str, gpus: tuple[str, ...]) -> str:
+    import torch
+
+    if kind == "cuda":
+        return f"torch sees {len(gpus)} CUDA GPU{'s' if len(gpus) > 1 else ''}"
+    if kind == "mps":
+        return "Apple's MPS backend is available"
+    build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+    return f"no CUDA GPU is visible to this torch ({build}) and no MPS"
+
+
+def check_weights(
+    weights_path: str | Path | None = None,
+    *,
+    config: str = weights.DEFAULT_CONFIG,
+    verify: bool = False,
+    progress: Progress | None = None,
+) -> WeightsReport:
+    """Where the checkpoint is, and whether it agrees with its record (see `WeightsReport`)."""
+    try:
+        path, source = weights.locate(weights_path, config)
+    except WeightsError as err:  # a config without published weights, and none named
+        return WeightsReport(None, "cache", str(err))
+    chosen_by = source.value
+    if not path.is_file():
+        if source is weights.Source.CACHE:
+            return WeightsReport(path, chosen_by, "not downloaded yet (`bind weights download`)")
+        return WeightsReport(path, chosen_by, "not a file" if path.exists() else "does not exist")
+    size = path.stat().st_size
+    try:
+        record = weights.read_record(path)
+    except WeightsError as err:
+        return WeightsReport(path, chosen_by, str(err), present=True, size_bytes=size, ok=False)
+    if not verify:
+        return _size_check(path, chosen_by, size, record)
+    found = weights.verify(path, progress=progress)
+    if not found.checked:
+        detail = "hashed, but there is no record or BIND_WEIGHTS_SHA256 to compare it with"
+    else:
+        detail = "; ".join(found.problems) or f"SHA-256 matches {_against(found.record, found.expected_sha256)}"
+    return WeightsReport(
+        path, chosen_by, detail, present=True, size_bytes=size, check="sha256",
+        ok=not found.problems if found.checked else None, sha256=found.sha256,
+    )
+
+
+def _size_check(path: Path, chosen_by: str, size: int, record: dict | None) -> WeightsReport:
+    """The check that costs nothing: the file's size against the record made at download, and
+    the recorded hash against `BIND_WEIGHTS_SHA256` where that is set."""
+    if record is None:
+        return WeightsReport(
+            path, chosen_by, "no record beside it to compare with; --verify hashes it",
+            present=True, size_bytes=size, check="size",
+        )
+    recorded = record.get("sha256")
+    expected = (os.environ.get("BIND_WEIGHTS_SHA256") or "").strip().lower() or None
+    problems = []
+    if record.get("size") != size:
+        problems.append(f"size is {size} bytes, the record says {record.get('size')}")
+    if expected is not None and recorded != expected:
+        problems.append(f"the recorded SHA-256 is {recorded}, BIND_WEIGHTS_SHA256 says {expected}")
+    detail = "; ".join(problems) or (
+        f"size matches {_against(record, expected)}; SHA-256 not recomputed (--verify does)"
+    )
+    return WeightsReport(
+        path, chosen_by, detail, present=True, size_bytes=size, check="size", ok=not problems,
+        sha256=recorded,
+    )
+
+
+def _against(record: dict | None, expected: str | None) -> str:
+    """What a check compared with: the record, BIND_WEIGHTS_SHA256, or both."""
+    what = [f"the record of {record.get('created', 'an unknown date')}"] if record else []
+    return " and ".join(what + (["BIND_WEIGHTS_SHA256"] if expected else []))
+
+
+def folder(path: Path) -> FolderReport:
+    """A folder and the bytes of the files under it (links not followed)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed while walking
+                pass
+    return FolderReport(path, path.is_dir(), total)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
