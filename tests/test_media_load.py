@@ -74,8 +74,11 @@ def test_load_many_keeps_lookahead_items_ahead_of_a_slow_consumer(monkeypatch, l
     monkeypatch.setattr(media, "_load_or_error", fake)
     items = ((f"f{i}.jpg", Kind.IMAGE) for i in range(40))
     stream = load_many(items, workers=2, lookahead=lookahead)
-    next(stream)
-    time.sleep(0.2)  # the consumer is busy; the workers finish whatever they were given
+    next(stream)  # the consumer is busy; the workers finish whatever they were given
+    deadline = time.monotonic() + 60  # however loaded the machine
+    while len(started) < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # room for a wrong extra item to start (a slow machine can only miss it)
     assert len(started) == expected  # the item handed out and those queued behind it
     assert [i for i, _ in stream] == list(range(1, 40))
 
@@ -105,4 +108,7 @@ def test_end_to_end_with_the_small_model(fixtures_dir, media_dir, small_config_p
             else:
                 batch = load(media_dir / name, kinds[prefix]).unsqueeze(0)
                 got = model({towers[prefix]: batch})[towers[prefix]][0]
+            # Kept strict: with bind's tensors (which move with the CPU, tests/parity.py) these
+            # move up to 9.5e-6 on the SSE4.2 code path, using 83% of this allowance on one
+            # near-zero value (-0.004) of synthetic_stereo_0.wav; 23% on the AVX2 path.
             np.testing.assert_allclose(got.numpy(), expected[key], atol=1e-5, rtol=1e-4, err_msg=key)
