@@ -31,13 +31,14 @@ class Server:
 
     Modes: ok (honours Range), norange (always 200 with the whole file), drop (sends half of
     what it announced, then closes the connection; `drops` counts down how many times), 500,
-    404, slow (whole file in small pieces with pauses).
+    404, hold (headers, then the body only once `release` is set).
     """
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.drops = 1
         self.requests: list[str | None] = []
+        self.release = threading.Event()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
@@ -85,10 +86,9 @@ class Server:
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
-                elif server.mode == "slow":
-                    for i in range(0, len(body), len(body) // 8 + 1):
-                        self.wfile.write(body[i : i + len(body) // 8 + 1])
-                        time.sleep(0.1)
+                elif server.mode == "hold":
+                    server.release.wait(60)
+                    self.wfile.write(body)
                 else:
                     self.wfile.write(body)
 
@@ -252,17 +252,33 @@ def test_offline_uses_the_cached_file(env, server, monkeypatch):
     assert len(server.requests) == 1
 
 
-def test_concurrent_downloads_wait_for_each_other(env, server):
-    server.mode = "slow"
+def _wait_for(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_concurrent_downloads_wait_for_each_other(env, server, tmp_path):
+    """The second process finds the first one's lock and waits. The server holds the first
+    download until the second has said so, so no machine's speed decides the outcome."""
+    server.mode = "hold"
     code = "from bindcli.weights import download; print(download())"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-        for _ in range(2)
-    ]
-    results = [p.communicate(timeout=60) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
-    assert {out.strip() for out, _ in results} == {str(env / NAME)}
-    assert any("waiting for another bind process" in err for _, err in results)
+    logs = [tmp_path / f"stderr-{n}.txt" for n in range(2)]
+    procs = []
+    for n, log in enumerate(logs):
+        with log.open("w") as err:
+            procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                          stderr=err, text=True, env=os.environ.copy()))
+        if n == 0:
+            _wait_for(lambda: server.requests)  # the first holds the lock and is downloading
+    try:
+        _wait_for(lambda: "waiting for another bind process" in logs[1].read_text())
+    finally:
+        server.release.set()
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [log.read_text() for log in logs]
+    assert {out.strip() for out in outs} == {str(env / NAME)}
     assert server.requests == [None]
     assert (env / NAME).read_bytes() == PAYLOAD
 
