@@ -190,8 +190,21 @@ def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, enco
         (folder / f"n{i:03}.txt").write_text(f"note {i}: a bird sang {i} times", encoding="utf-8")
     db = tmp_path / "c.sqlite3"
     env = {**os.environ, **SMALL}
+    # each commit is followed by a pause, so even a very fast machine is caught part-way
+    paced = (
+        "import sys, time\n"
+        "from bindcli import store\n"
+        "commit = store.Store.put_items\n"
+        "def paced(self, *args):\n"
+        "    commit(self, *args)\n"
+        "    time.sleep(0.1)\n"
+        "store.Store.put_items = paced\n"
+        "from bindcli.cli.app import main\n"
+        "sys.argv = ['bind', *sys.argv[1:]]\n"
+        "main()\n"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bindcli", "index", str(folder), "--db", str(db), "-b", "1", "-q"],
+        [sys.executable, "-c", paced, "index", str(folder), "--db", str(db), "-b", "1", "-q"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     committed, deadline = 0, time.monotonic() + 120
