@@ -185,7 +185,7 @@ class Embedder:
         self.placement = placement
         self.batch_size = max(1, batch_size)
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self.options = options
+        self.options = _options_for(config, options)
         self.cache = cache
         self.encoder = encoder or LocalEncoder(config, weights, placement)
         self.model_id = model_id(config, weights)
@@ -353,6 +353,17 @@ class Embedder:
         if self.cache is not None:
             self.cache.cache_put((self.cache_key(e.input, e.sha256), e.raw) for _, e in done)
         return done  # type: ignore[return-value]
+
+
+def _options_for(config: ModelConfig, options: "MediaOptions | None") -> "MediaOptions | None":
+    """The loading options, with the log-mel size this config's audio tower takes (None, the
+    defaults, stays None for ImageBind's own size, so cache keys stay as they were)."""
+    size = (config.audio_num_mel_bins, config.audio_target_len)
+    if options is None and size == (ModelConfig.audio_num_mel_bins, ModelConfig.audio_target_len):
+        return None
+    from bindcli.media.options import MediaOptions
+
+    return dataclasses.replace(options or MediaOptions(), audio_mel_bins=size[0], audio_frames=size[1])
 
 
 def _as_inputs(items: "Sequence[Input | InputError | str | Path]") -> "list[Input | InputError]":

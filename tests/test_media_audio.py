@@ -37,7 +37,7 @@ def test_matches_upstream(name, media_dir, preprocessed):
 
 
 def test_clean_variant_departs_from_upstream_on_stereo(media_dir, preprocessed):
-    # bird: channels differ, so a mono mix is not upstream's "channel 0" (pitfall 5)
+    # bird: channels differ, so a mono mix is not upstream's "channel 0"
     clean = load(media_dir / "bird_audio.wav", Kind.AUDIO, CLEAN).numpy()
     assert np.abs(clean - preprocessed["audio/bird_audio.wav"]).max() > 1e-2
 

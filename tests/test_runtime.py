@@ -95,3 +95,24 @@ def test_known_hashes_are_not_recomputed(embedder, monkeypatch):
     monkeypatch.setattr(runtime, "sha256_file", lambda path: pytest.fail(f"hashed {path}"))
     results = embedder.embed(items, hashes=["a" * 64, "b" * 64])
     assert [r.sha256 for r in results] == ["a" * 64, "b" * 64]
+
+
+
+def test_audio_is_loaded_at_the_size_the_config_takes(tmp_path):
+    """A config whose audio tower takes another log-mel size gets that size from the loaders;
+    ImageBind's own size keeps the default options (and so the cache keys)."""
+    import dataclasses
+
+    import torch
+
+    from bindcli.model.factory import create_model
+
+    small = load_config(FIXTURES / "public_config.json")
+    assert Embedder(small, FIXTURES / "public.pth", place("cpu", "fp32")).options is None
+    config = dataclasses.replace(small, audio_num_mel_bins=64, audio_target_len=100)
+    path = tmp_path / "other.pth"
+    torch.save(create_model(config, ["audio"]).state_dict(), path)
+    embedder = Embedder(config, path, place("cpu", "fp32"))
+    assert (embedder.options.audio_mel_bins, embedder.options.audio_frames) == (64, 100)
+    [result] = embedder.embed([media("dog_audio.wav")])
+    assert isinstance(result, Embedding) and result.raw.shape == (config.out_embed_dim,)

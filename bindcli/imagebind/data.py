@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from bindcli.media import MediaOptions, load_many, tokenize
-from bindcli.media.audio import FBANK_MEAN, FBANK_STD, MEL_BINS, SAMPLE_RATE, TARGET_FRAMES
+from bindcli.media.audio import FBANK_MEAN, FBANK_STD, SAMPLE_RATE
 from bindcli.modality import Kind
 from bindcli.model.config import ModelConfig
 
@@ -66,24 +66,25 @@ def load_and_transform_text(text: Sequence[str] | None, device: Device) -> torch
 def load_and_transform_audio_data(
     audio_paths: Paths | None,
     device: Device,
-    num_mel_bins: int = MEL_BINS,
-    target_length: int = TARGET_FRAMES,
+    num_mel_bins: int = MediaOptions.audio_mel_bins,
+    target_length: int = MediaOptions.audio_frames,
     sample_rate: int = SAMPLE_RATE,
     clip_duration: float = 2,
     clips_per_video: int = 3,
     mean: float = FBANK_MEAN,
     std: float = FBANK_STD,
 ) -> torch.Tensor | None:
-    """(N, clips_per_video, 1, 128, 204) float32 normalised log-mel clips."""
+    """(N, clips_per_video, 1, num_mel_bins, target_length) float32 normalised log-mel clips."""
     if audio_paths is None:
         return None
     _refuse_unsupported(
         "load_and_transform_audio_data",
-        num_mel_bins=(num_mel_bins, MEL_BINS),
-        target_length=(target_length, TARGET_FRAMES),
         sample_rate=(sample_rate, SAMPLE_RATE),
     )
-    options = MediaOptions(audio_clips=clips_per_video, audio_clip_seconds=clip_duration)
+    options = MediaOptions(
+        audio_clips=clips_per_video, audio_clip_seconds=clip_duration,
+        audio_mel_bins=num_mel_bins, audio_frames=target_length,
+    )
     clips = _stacked(audio_paths, Kind.AUDIO, options, device)
     if (mean, std) != (FBANK_MEAN, FBANK_STD):  # bind normalises with the defaults: redo it
         clips = (clips * FBANK_STD + FBANK_MEAN - mean) / std

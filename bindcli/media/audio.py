@@ -1,12 +1,12 @@
 """Audio -> the audio tower's (clips, 1, 128, 204) log-mel input, as upstream's `data.py`.
 
-Pipeline (spec 4.3): float32 waveform in [-1, 1], channels first; resample to 16 kHz
+Pipeline (upstream `data.load_and_transform_audio_data`): float32 waveform in [-1, 1], channels first; resample to 16 kHz
 (torchaudio defaults); `clips` windows of `clip_seconds` spread over the file; per clip,
 subtract the mean, Kaldi fbank (128 mel bins, 25 ms Hanning frames every 10 ms, no dither),
 transpose to (mel, frames), zero-pad or cut to 204 frames, normalise (x + 4.268) / 9.138.
 
 Upstream quirks, reproduced when `audio_upstream_quirks` is on (the default, because the
-released model was evaluated with them; spec 7, pitfalls 4 and 5):
+released model was evaluated with them; upstream's `preprocess.npz` numbers show both):
   * Stereo is not mixed down: the mean is taken over all channels, and Kaldi's fbank then
     reads channel 0 only.
   * Each clip is a *view* of the one waveform buffer and its mean is subtracted in place, so
@@ -35,8 +35,6 @@ from bindcli.media.sound import Track, open_track
 from bindcli.media.source import decoding, existing_file
 
 SAMPLE_RATE = 16_000
-MEL_BINS = 128
-TARGET_FRAMES = 204
 FRAME_MS = 25
 SHIFT_MS = 10
 MIN_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
@@ -49,24 +47,25 @@ RESAMPLE_ROLLOFF = 0.99
 WINDOWED_SECONDS = 60
 
 
-def _log_mel(clip: torch.Tensor) -> torch.Tensor:
-    """(1, 128, 204) normalised log-mel of a zero-mean clip (channel 0 is what Kaldi reads)."""
+def _log_mel(clip: torch.Tensor, options: MediaOptions) -> torch.Tensor:
+    """(1, mel bins, frames) normalised log-mel of a zero-mean clip (channel 0 is what Kaldi
+    reads); the sizes are the model config's, (1, 128, 204) for ImageBind."""
     fbank = kaldi.fbank(
         clip,
         htk_compat=True,
         sample_frequency=SAMPLE_RATE,
         use_energy=False,
         window_type="hanning",
-        num_mel_bins=MEL_BINS,
+        num_mel_bins=options.audio_mel_bins,
         dither=0.0,
         frame_length=FRAME_MS,
         frame_shift=SHIFT_MS,
     ).transpose(0, 1)
     frames = fbank.shape[1]
-    if frames < TARGET_FRAMES:
-        fbank = torch.nn.functional.pad(fbank, (0, TARGET_FRAMES - frames), value=0.0)
+    if frames < options.audio_frames:
+        fbank = torch.nn.functional.pad(fbank, (0, options.audio_frames - frames), value=0.0)
     else:
-        fbank = fbank[:, :TARGET_FRAMES]
+        fbank = fbank[:, : options.audio_frames]
     return ((fbank - FBANK_MEAN) / FBANK_STD).unsqueeze(0)
 
 
@@ -98,7 +97,7 @@ def _clip_features(clip: torch.Tensor, options: MediaOptions) -> torch.Tensor:
     else:
         clip = clip.mean(dim=0, keepdim=True)
         clip = clip - clip.mean()
-    return _log_mel(clip)
+    return _log_mel(clip, options)
 
 
 def _resampled_length(frames: int, rate: int) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from bindcli.model.config import ModelConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class MediaOptions:
@@ -14,6 +16,8 @@ class MediaOptions:
         after an all-channel mean subtraction, clips sharing one buffer that each clip's mean
         subtraction mutates); False is the clean variant (channels averaged to mono, each clip
         processed on its own copy).
+    audio_mel_bins, audio_frames: the log-mel size the audio tower takes (the model config's
+        `audio_num_mel_bins` and `audio_target_len`; the Embedder sets them from its config).
     video_clips, video_clip_seconds: clips spread evenly over the video (upstream 5 x 2 s);
         each clip always yields 2 frames, its first and last, because the vision tower takes
         at most 2 frames.
@@ -33,6 +37,8 @@ class MediaOptions:
     audio_clips: int = 3
     audio_clip_seconds: float = 2.0
     audio_upstream_quirks: bool = True
+    audio_mel_bins: int = ModelConfig.audio_num_mel_bins
+    audio_frames: int = ModelConfig.audio_target_len
     video_clips: int = 5
     video_clip_seconds: float = 2.0
     max_image_pixels: int = 89_478_485
