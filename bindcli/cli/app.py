@@ -7,19 +7,15 @@ commands import the model, media and runtime inside their bodies.
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import sys
 from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperOption
 
 from bindcli import __version__
-from bindcli.errors import BindError
-from bindcli.output import Output
 from bindcli.cli import arith, cache, classify, collections, compare, doctor, embed, index, search
-from bindcli.cli.common import report
+from bindcli.cli.common import guarded
 from bindcli.cli.weights import app as weights_app
 
 app = typer.Typer(
@@ -58,7 +54,7 @@ app.command("search")(search.search)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")
-app.command("doctor")(doctor.doctor)
+app.command("doctor")(guarded(doctor.doctor))
 
 
 def _help_as_prose(typer_app: typer.Typer) -> None:
@@ -91,11 +87,5 @@ _no_type_beside_flags()
 
 
 def main() -> None:
-    """Console-script entry point. Commands report their own errors; this catches what a
-    sub-app (`bind weights`) raises, so no expected error ever ends in a traceback."""
-    try:
-        app()
-    except BindError as exc:
-        if os.environ.get("BIND_DEBUG"):
-            raise
-        sys.exit(report(exc, Output()))
+    """Console-script entry point; every command reports its own errors (`common.error_boundary`)."""
+    app()

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bindcli.cli.common import guarded
 from bindcli.cli.shared import (
     DB_OPTION, FORMAT_OPTION, InfoFormat, compaction_text, open_store, show_record, when,
 )
@@ -29,6 +30,7 @@ app = typer.Typer(
 
 
 @app.command("info")
+@guarded
 def info_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """Cached vectors: how many, their size, per model and precision, oldest and newest."""
     with open_store(db) as store:
@@ -49,6 +51,7 @@ def info_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
 
 
 @app.command("clear")
+@guarded
 def clear_command(
     older_than: Annotated[Optional[float], typer.Option(
         "--older-than", metavar="DAYS", min=0, show_default=False,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from bindcli import output
+from bindcli.cli.common import guarded
 from bindcli.cli.shared import (
     DB_OPTION, FORMAT_OPTION, InfoFormat, chosen, compaction_text, open_store, show_record, when,
 )
@@ -25,6 +26,7 @@ NAME_ARG = Annotated[str, typer.Argument(metavar="NAME", help="The collection.")
 
 
 @app.command("list")
+@guarded
 def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """One line per collection: name, files, model (JSON lines in a pipe)."""
     out = Output()
@@ -52,6 +54,7 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
 
 
 @app.command("info")
+@guarded
 def info_command(
     name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
 ) -> None:
@@ -78,6 +81,7 @@ def info_command(
 
 
 @app.command("remove")
+@guarded
 def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
     """Remove a collection (its files on disk are untouched; the embedding cache stays), then
     compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""

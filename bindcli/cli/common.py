@@ -8,12 +8,13 @@ so `bind --help` and shell completion stay instant.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -138,17 +139,8 @@ def command(func: Callable[..., None]) -> Callable[..., None]:
     def wrapper(**kwargs: object) -> None:
         run = Run(Common(**{name: kwargs.pop(name) for name in _COMMON_OPTIONS}))
         try:
-            with run.out.input_warnings():
+            with error_boundary(run.out):
                 func(run=run, **kwargs)
-        except QueryError as exc:  # the query expressions of arith and search: TERM...
-            raise typer.BadParameter(str(exc), param_hint="TERM") from None
-        except BindError as exc:
-            if os.environ.get("BIND_DEBUG"):
-                raise
-            raise typer.Exit(report(exc, run.out)) from None
-        except KeyboardInterrupt:
-            run.out.error("interrupted")
-            raise typer.Exit(130) from None
         finally:
             run.close()
         raise typer.Exit(EXIT_FAILED if run.failed else EXIT_OK)
@@ -156,6 +148,36 @@ def command(func: Callable[..., None]) -> Callable[..., None]:
     params = own + common
     wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+@contextlib.contextmanager
+def error_boundary(out: Output) -> Iterator[None]:
+    """The one place where an expected error becomes one stderr line and an exit status, never
+    a traceback (`BIND_DEBUG=1` shows it); every command runs inside it."""
+    try:
+        with out.input_warnings():
+            yield
+    except QueryError as exc:  # the query expressions of arith and search: TERM...
+        raise typer.BadParameter(str(exc), param_hint="TERM") from None
+    except BindError as exc:
+        if os.environ.get("BIND_DEBUG"):
+            raise
+        raise typer.Exit(report(exc, out)) from None
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        raise typer.Exit(130) from None
+
+
+def guarded(func: Callable[..., None]) -> Callable[..., None]:
+    """Runs a command that takes no common options (`bind weights`, `collections`, `cache`,
+    `doctor`) inside the error boundary."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        with error_boundary(Output()):
+            func(*args, **kwargs)
+
     return wrapper
 
 

@@ -1,7 +1,7 @@
 """`bind weights …`: where the checkpoint is, fetching it, checking it, describing and converting it.
 
 Data (paths, hashes, tables) goes to stdout so it can be piped; notes go to stderr. Errors are
-raised as BindError subclasses for the app's main to report in one line.
+raised as BindError subclasses, which the error boundary (`common.guarded`) reports in one line.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from bindcli import output, weights
+from bindcli.cli.common import guarded
 from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen, show_record
 from bindcli.errors import WeightsError
 from bindcli.output import Output
@@ -30,6 +31,7 @@ _QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress bar or notes
 
 
 @app.command("path")
+@guarded
 def path_command() -> None:
     """Print where the checkpoint is, or where `bind weights download` would put it."""
     out = Output()
@@ -44,6 +46,7 @@ def path_command() -> None:
 
 
 @app.command("download")
+@guarded
 def download_command(
     url: Optional[str] = typer.Option(None, help="Where to fetch from (default: BIND_WEIGHTS_URL, else Meta's URL).", show_default=False),
     sha256: Optional[str] = _SHA_OPT,
@@ -64,6 +67,7 @@ def download_command(
 
 
 @app.command("verify")
+@guarded
 def verify_command(path: Optional[Path] = _PATH_ARG, sha256: Optional[str] = _SHA_OPT, quiet: bool = _QUIET_OPT) -> None:
     """Recompute the SHA-256 and size and compare them with the record made at download time."""
     from rich.filesize import decimal
@@ -88,6 +92,7 @@ def verify_command(path: Optional[Path] = _PATH_ARG, sha256: Optional[str] = _SH
 
 
 @app.command("info")
+@guarded
 def info_command(
     path: Optional[Path] = _PATH_ARG,
     fmt: FORMAT_OPTION = InfoFormat.AUTO,
@@ -130,6 +135,7 @@ def info_command(
 
 
 @app.command("convert")
+@guarded
 def convert_command(
     path: Optional[Path] = _PATH_ARG,
     output_path: Optional[Path] = typer.Option(
