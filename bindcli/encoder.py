@@ -58,6 +58,7 @@ class LocalEncoder:
                 self._model = load_model(
                     self.config, self.weights, sorted(self._towers),
                     device=self.placement.device, dtype=self.placement.dtype,
+                    int8=self.placement.int8,
                 )
             return self._model
 

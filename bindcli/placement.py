@@ -19,12 +19,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Precision(str, enum.Enum):
-    """What `--precision` accepts; `auto` is decided by `choose_precision`."""
+    """What `--precision` accepts; `auto` is decided by `choose_precision`. `int8` is opt-in
+    (auto never picks it): fp32 with the transformer blocks' linear layers in int8, on CPU."""
 
     AUTO = "auto"
     FP32 = "fp32"
     BF16 = "bf16"
     FP16 = "fp16"
+    INT8 = "int8"
 
     @property
     def dtype(self) -> "torch.dtype":
@@ -33,7 +35,13 @@ class Precision(str, enum.Enum):
 
         if self is Precision.AUTO:
             raise ValueError("precision 'auto' has no dtype until it is chosen")
-        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.value]
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        return dtypes.get(self.value, torch.float32)  # int8: activations stay fp32
+
+    @property
+    def quantized(self) -> bool:
+        """The linear layers run in int8 (`bindcli.model.quantize`), quantised at load time."""
+        return self is Precision.INT8
 
     @classmethod
     def explicit(cls) -> tuple["Precision", ...]:
@@ -53,6 +61,10 @@ class Placement:
     @property
     def dtype(self) -> "torch.dtype":
         return Precision(self.precision).dtype
+
+    @property
+    def int8(self) -> bool:
+        return Precision(self.precision).quantized
 
     def describe(self) -> str:
         """e.g. `cpu, bf16 (the CPU has AMX)`: the line -q silences."""
@@ -121,12 +133,29 @@ def choose_precision(spec: str, device: "torch.device") -> Placement:
     if spec not in {p.value for p in Precision.explicit()}:
         names = ", ".join(p.value for p in Precision)
         raise DeviceError(f"--precision {spec}: use one of {names}")
+    if spec == Precision.INT8.value:
+        _check_int8(device)
+        return Placement(device, spec)
     warning = None
     if device.type == "cpu" and spec == "fp16":
         warning = "fp16 on a CPU is emulated and slow; bf16 or fp32 is faster"
     elif device.type == "cpu" and spec == "bf16" and not cpu_bf16_units():
         warning = "this CPU has no native bf16 (AMX/AVX512-BF16), so bf16 will be slow"
     return Placement(device, spec, warning=warning)
+
+
+def _check_int8(device: "torch.device") -> None:
+    """Refuses int8 where its kernels cannot run (they are oneDNN's, CPU only)."""
+    from bindcli.model.quantize import unavailable_reason
+
+    if device.type != "cpu":
+        raise DeviceError(
+            f"--precision int8 runs on the CPU only, not {device}; use --device cpu, or "
+            "bf16/fp16 on the GPU"
+        )
+    reason = unavailable_reason()
+    if reason:
+        raise DeviceError(f"--precision int8: {reason}; use fp32")
 
 
 def _auto_precision(device: "torch.device") -> tuple[str, str]:
@@ -145,5 +174,8 @@ def _auto_precision(device: "torch.device") -> tuple[str, str]:
 
 
 def place(device: str = "auto", precision: str = "auto") -> Placement:
-    """Device and precision from the `--device` and `--precision` values."""
+    """Device and precision from the `--device` and `--precision` values; int8 with device
+    `auto` runs on the CPU (the only device it runs on)."""
+    if precision.strip().lower() == Precision.INT8.value and device.strip().lower() == "auto":
+        device = "cpu"
     return choose_precision(precision, choose_device(device))

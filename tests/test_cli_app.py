@@ -98,7 +98,7 @@ def test_help_has_no_type_beside_flags_and_a_line_per_paragraph(path, text):
 
 def test_flags_lose_only_their_type():
     shown = bind("embed", "--help", env={"COLUMNS": "200"}).stdout
-    assert "--quiet" in shown and "<auto|fp32|bf16|fp16>" in shown
+    assert "--quiet" in shown and "<auto|fp32|bf16|fp16|int8>" in shown
 
 
 def test_version_and_no_args():

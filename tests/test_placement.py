@@ -59,7 +59,7 @@ def test_device_errors_are_usage_errors():
 
 
 def test_precision_names_map_to_dtypes_once():
-    assert [p.value for p in Precision.explicit()] == ["fp32", "bf16", "fp16"]
+    assert [p.value for p in Precision.explicit()] == ["fp32", "bf16", "fp16", "int8"]
     assert resolve_dtype("bf16") is resolve_dtype("bfloat16") is torch.bfloat16
     assert choose_precision("fp16", CPU).dtype is torch.float16
     with pytest.raises(ValueError, match="fp32, bf16, fp16"):

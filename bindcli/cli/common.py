@@ -88,7 +88,8 @@ _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
             "--precision", envvar="BIND_PRECISION", case_sensitive=False,
             rich_help_panel=OPTIONS_PANEL,
             help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on bf16 GPUs, fp16 on MPS and "
-            "older GPUs, else fp32.",
+            "older GPUs, else fp32. int8 (CPU only, never auto): linear layers in int8, "
+            "faster where the CPU has no bf16.",
         )],
         Precision.AUTO,
     ),

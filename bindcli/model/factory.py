@@ -10,6 +10,7 @@ import torch
 from bindcli.model.checkpoint import check_state_dict, read_state_dict
 from bindcli.model.config import ModelConfig, load_config
 from bindcli.model.imagebind import ImageBind, normalize_modalities
+from bindcli.model.quantize import quantize_int8, unavailable_reason
 from bindcli.placement import Precision
 
 
@@ -22,10 +23,11 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
         return dtype
     name = dtype.lower()
     for precision in Precision.explicit():
-        if name in (precision.value, str(precision.dtype).removeprefix("torch.")):
+        if not precision.quantized and name in (precision.value, str(precision.dtype).removeprefix("torch.")):
             return precision.dtype
-    names = ", ".join(p.value for p in Precision.explicit())
-    raise ValueError(f"unknown dtype {dtype!r}; use one of {names}")
+    names = ", ".join(p.value for p in Precision.explicit() if not p.quantized)
+    hint = " (int8 is not a dtype: load_model(..., int8=True))" if name == "int8" else ""
+    raise ValueError(f"unknown dtype {dtype!r}; use one of {names}{hint}")
 
 
 def create_model(
@@ -45,6 +47,7 @@ def load_model(
     modalities: Iterable[str] | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
+    int8: bool = False,
 ) -> ImageBind:
     """ImageBind with the towers in `modalities` (all if None), weights from `weights`.
 
@@ -52,13 +55,19 @@ def load_model(
     so memory holds one copy of the needed towers, never a random init next to the weights.
     A checkpoint whose keys or shapes do not match the config is refused before any of it is
     used. Without `weights`, the model is randomly initialised.
+
+    `int8` (CPU, fp32 only) quantises the transformer blocks' linear layers after loading
+    (`quantize.quantize_int8`); the checkpoint is read as it is.
     """
     device = torch.device(device or "cpu")
     dtype = resolve_dtype(dtype)
+    if int8:
+        _check_int8(device, dtype)
     cfg = load_config(config)
     towers = normalize_modalities(modalities)
     if weights is None:
-        return create_model(cfg, towers, device, dtype)
+        model = create_model(cfg, towers, device, dtype)
+        return quantize_int8(model) if int8 else model
     with torch.device("meta"):
         model = ImageBind(cfg, towers)
     expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -69,4 +78,13 @@ def load_model(
         for k, v in state.items()
     }
     model.load_state_dict(state, strict=True, assign=True)
-    return model.requires_grad_(False).eval()
+    model = model.requires_grad_(False).eval()
+    return quantize_int8(model) if int8 else model
+
+
+def _check_int8(device: torch.device, dtype: torch.dtype) -> None:
+    if device.type != "cpu" or dtype != torch.float32:
+        raise ValueError(f"int8 runs on the CPU from fp32 weights, not {device}/{dtype}")
+    reason = unavailable_reason()
+    if reason:
+        raise ValueError(f"int8 is not available: {reason}")

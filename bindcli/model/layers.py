@@ -50,8 +50,10 @@ def linear(
     On CPU, oneDNN's linear with the bias and GELU or the residual add fused in is 10-20%
     faster in bf16 and for few-row fp32 batches (short text prompts), while MKL's GEMM stays
     faster for many rows in fp32 (measured on a 2-core AMX Xeon). The results agree with the
-    plain ops to rounding.
+    plain ops to rounding. An int8 weight (`quantize.Int8Weight`) runs its own kernel.
     """
+    if not isinstance(weight, torch.Tensor):
+        return weight.linear(x, bias, gelu=gelu, residual=residual, out=out)
     if not Linear.fused or _needs_grad(x, weight):  # no backward for fused or in-place ops
         result = F.linear(x, weight, bias)
         result = F.gelu(result) if gelu else result
