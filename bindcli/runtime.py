@@ -179,6 +179,7 @@ class Embedder:
         cache: EmbeddingCache | None = None,
         encoder: Encoder | None = None,
         owns_cache: bool = False,
+        known_id: str | None = None,
     ) -> None:
         self.config = config
         self.weights = weights
@@ -188,7 +189,7 @@ class Embedder:
         self.options = _options_for(config, options)
         self.cache = cache
         self.encoder = encoder or LocalEncoder(config, weights, placement)
-        self.model_id = model_id(config, weights)
+        self.model_id = known_id or model_id(config, weights)  # `Model.resolve` knows it
         self._owns_cache = owns_cache
 
     def __enter__(self) -> "Embedder":
@@ -409,5 +410,5 @@ def open_embedder(
     store = Store(default_db_path() if cache is True else cache) if owns else (cache or None)
     return Embedder(
         model.config, model.weights, placement, batch_size=batch_size, workers=workers,
-        options=options, cache=store, owns_cache=owns,  # type: ignore[arg-type]
+        options=options, cache=store, owns_cache=owns, known_id=model.id,  # type: ignore[arg-type]
     )
