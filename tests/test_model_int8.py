@@ -130,6 +130,14 @@ def test_int8_is_opt_in_cpu_only_and_not_a_dtype(monkeypatch):
         resolve_dtype("int8")
 
 
+@pytest.mark.parametrize("units, warns", [(["AMX"], True), ([], False)])
+def test_int8_warns_where_bf16_is_native(monkeypatch, units, warns):
+    monkeypatch.setattr(placement, "cpu_bf16_units", lambda: units)
+    monkeypatch.setattr(quantize, "unavailable_reason", lambda: None)
+    warning = choose_precision("int8", torch.device("cpu")).warning
+    assert (warning is not None and "bf16 is faster" in warning) is warns
+
+
 def test_int8_refused_where_the_kernels_are_missing(monkeypatch):
     monkeypatch.setattr(quantize, "unavailable_reason", lambda: "no oneDNN here")
     with pytest.raises(DeviceError, match="no oneDNN here"):
