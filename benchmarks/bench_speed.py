@@ -12,11 +12,16 @@ are printed too, as they are less disturbed by other processes competing for the
 Cases (the issue's targets):
 - text: 8 short prompts such as "a photo of a dog." (>= 5x, fp32)
 - audio-2s: 4 clips of 2 s or less, i.e. 3 identical clips per item (>= 2.5x, fp32)
-- images: 4 images, fp32 (>= 1.1x) and bf16 (>= 2.5x upstream fp32)
-- audio-10s: 4 items of 3 distinct clips, bf16 (>= 2.5x upstream fp32)
+- images: 4 images, fp32 (>= 1.1x), bf16 (>= 2.5x upstream fp32) and int8 (>= 2x)
+- audio-10s: 4 items of 3 distinct clips, bf16 (>= 2.5x upstream fp32) and int8 (>= 2x)
 - video: 1 video of 5 two-frame clips, bf16 (>= 2.5x upstream fp32)
 
-Run: .venv/bin/python benchmarks/bench_speed.py [--cases text,images] [--repeats 3]
+int8 is `--precision int8` (`quantize_int8` on the fp32 tower); its target is for CPUs
+without native bf16, which `--avx2` stands in for: the whole run in a process whose kernels
+are held to AVX2 (`machine.AVX2_ONLY`; upstream runs under the same restriction). bf16 rows
+are left out where oneDNN reports no native bf16 (there it is emulated and not a choice).
+
+Run: .venv/bin/python benchmarks/bench_speed.py [--cases text,images] [--repeats 3] [--avx2]
 (needs benchmarks/setup_baseline.sh once)
 """
 
@@ -36,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import describe, held_to, rerun_avx2_only  # noqa: E402
 from upstream import build_upstream, ours_like  # noqa: E402
 
 PROMPTS = [
@@ -57,6 +62,11 @@ class Variant:
 
     dtype: torch.dtype
     target: float
+    int8: bool = False  # linear layers quantised (`--precision int8`); activations fp32
+
+    @property
+    def label(self) -> str:
+        return "int8" if self.int8 else str(self.dtype).removeprefix("torch.")
 
 
 @dataclass(frozen=True)
@@ -91,16 +101,18 @@ def _video() -> torch.Tensor:
 
 
 FP32, BF16 = torch.float32, torch.bfloat16
+INT8 = Variant(FP32, 2.0, int8=True)
 CASES = {
     "text": Case("text, 8 short prompts", "text", _text, (Variant(FP32, 5.0),)),
     "audio-2s": Case(
         "audio <= 2 s, batch 4", "audio", lambda: _audio(False), (Variant(FP32, 2.5),)
     ),
     "images": Case(
-        "images, batch 4", "vision", _images, (Variant(FP32, 1.1), Variant(BF16, 2.5))
+        "images, batch 4", "vision", _images, (Variant(FP32, 1.1), Variant(BF16, 2.5), INT8)
     ),
     "audio-10s": Case(
-        "audio, 3 distinct clips, batch 4", "audio", lambda: _audio(True), (Variant(BF16, 2.5),)
+        "audio, 3 distinct clips, batch 4", "audio", lambda: _audio(True),
+        (Variant(BF16, 2.5), INT8),
     ),
     "video": Case("video, 5 clips x 2 frames", "vision", _video, (Variant(BF16, 2.5),)),
 }
@@ -110,11 +122,23 @@ def _check(case: Case, variant: Variant, ours: torch.Tensor, ref: torch.Tensor) 
     """How close bind's output is to upstream fp32 (worst row); raise if they disagree."""
     cos = float(F.cosine_similarity(ours.float(), ref, dim=-1).min())
     diff = float((ours.float() - ref).abs().max())
-    if variant.dtype == FP32 and not (diff <= 1e-4 or cos > 0.99999):
+    if variant.dtype == FP32 and not variant.int8 and not (diff <= 1e-4 or cos > 0.99999):
         raise SystemExit(f"{case.name}: fp32 outputs differ (max abs {diff:.2e}, cos {cos})")
     if cos < 0.99:
-        raise SystemExit(f"{case.name}: {variant.dtype} cosine to fp32 is {cos:.5f} < 0.99")
+        raise SystemExit(f"{case.name}: {variant.label} cosine to fp32 is {cos:.5f} < 0.99")
     return f"max abs {diff:.1e}, cos {cos:.6f}"
+
+
+def _ours(upstream: torch.nn.Module, modality: str, variant: Variant) -> torch.nn.Module:
+    from bindcli.model.quantize import quantize_int8
+
+    model = ours_like(upstream, modality, variant.dtype)
+    return quantize_int8(model) if variant.int8 else model
+
+
+def _runs_here(variant: Variant) -> bool:
+    """bf16 only where oneDNN runs it natively (held to AVX2 it is emulated, minutes a case)."""
+    return variant.dtype != BF16 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def _seconds(fn: Callable[[], object]) -> tuple[float, float]:
@@ -127,7 +151,9 @@ def _seconds(fn: Callable[[], object]) -> tuple[float, float]:
 def run_case(upstream: torch.nn.Module, case: Case, repeats: int) -> list[str]:
     x = case.make_input()
     key = case.modality
-    ours = {v: ours_like(upstream, key, v.dtype) for v in case.variants}
+    ours = {v: _ours(upstream, key, v) for v in case.variants if _runs_here(v)}
+    if not ours:
+        return []
     calls = {"upstream": lambda: upstream({key: x})[key]}
     calls |= {v: (lambda m=m: m({key: x})[key]) for v, m in ours.items()}
     with torch.inference_mode():
@@ -143,10 +169,9 @@ def run_case(upstream: torch.nn.Module, case: Case, repeats: int) -> list[str]:
     for v in ours:
         mine = [statistics.median(t) for t in zip(*times[v])]
         best = min(wall for wall, _ in times[v])
-        dtype = str(v.dtype).removeprefix("torch.")
         ratio, cpu_ratio = base[0] / mine[0], base[1] / mine[1]
         rows.append(
-            f"| {case.name}, {dtype} | {mine[0]:.3f} s | {base[0]:.3f} s (fp32) | {ratio:.2f}x "
+            f"| {case.name}, {v.label} | {mine[0]:.3f} s | {base[0]:.3f} s (fp32) | {ratio:.2f}x "
             f"| >= {v.target}x | {'yes' if ratio >= v.target else 'NO'} | {cpu_ratio:.2f}x "
             f"| {base_best / best:.2f}x | {cosines[v]} |"
         )
@@ -160,13 +185,17 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--avx2", action="store_true", help="in a fresh process held to AVX2")
     args = parser.parse_args()
+    if args.avx2:
+        rerun_avx2_only()
     names = args.cases.split(",")
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         parser.error(f"unknown cases {unknown}")
     torch.set_num_threads(args.threads)
-    print(f"machine: {describe()}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    print(f"machine: {describe()}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+          f"dispatch {torch.backends.cpu.get_cpu_capability()}{held_to()}")
     upstream = build_upstream()
     print("| figure | bind | upstream | ratio | target | met | CPU-time ratio | best-run ratio "
           "| vs upstream fp32 |")
