@@ -85,9 +85,11 @@ def test_int8_linear_fusions_match_the_plain_ops(fusion):
 @needs_int8
 def test_row_slices_are_packed_once_and_match_the_whole():
     w = torch.randn(48, 16, generator=torch.Generator().manual_seed(1))
-    weight = Int8Weight(w)
+    weight = Int8Weight(w, sliceable=True)
     x = torch.randn(5, 16)
     assert weight[16:] is weight[16:]
+    with pytest.raises(TypeError):
+        Int8Weight(w)[16:]
     with torch.inference_mode():
         whole = weight.linear(x, None)
         torch.testing.assert_close(weight[16:].linear(x, None), whole[:, 16:], atol=1e-5, rtol=0)

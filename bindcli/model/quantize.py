@@ -54,31 +54,31 @@ def activation_levels() -> int:
 class Int8Weight:
     """A linear layer's weight as int8 with a scale per output row, packed for oneDNN.
 
-    Slicing rows (`weight[:dim]`, as the attention's query-only path does) gives the int8
-    weight of those rows, packed on first use and kept.
+    With `sliceable`, rows can be sliced (`weight[:dim]`, as the attention's query-only path
+    does): the plain int8 copy is kept for that, and each slice is packed on first use and
+    kept. Otherwise only the packed copy stays.
     """
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, *, sliceable: bool = False) -> None:
         weight = weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.int8 = torch.round(weight / scale[:, None]).to(torch.int8)
+        self._set(torch.round(weight / scale[:, None]).to(torch.int8), scale, sliceable)
+
+    def _set(self, int8: torch.Tensor, scale: torch.Tensor, sliceable: bool) -> None:
         self.scale = scale
-        self.shape = weight.shape
-        self._packed = torch.ops.onednn.qlinear_prepack(self.int8, None)
+        self.shape = int8.shape
+        self._packed = torch.ops.onednn.qlinear_prepack(int8, None)
+        self._int8 = int8 if sliceable else None
         self._zero_points = torch.zeros(self.shape[0], dtype=torch.long)
         self._rows: dict[tuple[int, int], Int8Weight] = {}
 
     def __getitem__(self, rows: slice) -> "Int8Weight":
         start, stop, step = rows.indices(self.shape[0])
-        if step != 1:
-            raise IndexError("Int8Weight rows are sliced with step 1")
+        if self._int8 is None or step != 1:
+            raise TypeError("rows of this Int8Weight cannot be sliced (made without sliceable)")
         if (start, stop) not in self._rows:
             part = Int8Weight.__new__(Int8Weight)
-            part.int8, part.scale = self.int8[start:stop], self.scale[start:stop]
-            part.shape = part.int8.shape
-            part._packed = torch.ops.onednn.qlinear_prepack(part.int8, None)
-            part._zero_points = self._zero_points[start:stop]
-            part._rows = {}
+            part._set(self._int8[start:stop], self.scale[start:stop], sliceable=False)
             self._rows[start, stop] = part
         return self._rows[start, stop]
 
@@ -155,13 +155,13 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             continue
         for module in trunk.modules():
             if isinstance(module, Attention):
-                _swap(module, "in_proj_weight")
+                _swap(module, "in_proj_weight", sliceable=True)
             elif isinstance(module, Linear):
                 _swap(module, "weight")
     return model
 
 
-def _swap(module: nn.Module, name: str) -> None:
-    weight = Int8Weight(getattr(module, name))
+def _swap(module: nn.Module, name: str, sliceable: bool = False) -> None:
+    weight = Int8Weight(getattr(module, name), sliceable=sliceable)
     delattr(module, name)  # a Parameter cannot hold a packed weight
     setattr(module, name, weight)
