@@ -48,7 +48,8 @@ def activation_levels() -> int:
     (lowered by `ATEN_CPU_CAPABILITY`) and its VNNI flag.
     """
     avx512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
-    return 255 if avx512 and torch.cpu._is_vnni_supported() else 127
+    vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()  # private, may go
+    return 255 if avx512 and vnni else 127
 
 
 class Int8Weight:
