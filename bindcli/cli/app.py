@@ -16,6 +16,7 @@ from typer.core import TyperOption
 from bindcli import __version__
 from bindcli.cli import arith, cache, classify, collections, compare, doctor, embed, index, search
 from bindcli.cli.common import guarded
+from bindcli.cli.eval import eval_
 from bindcli.cli.weights import app as weights_app
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ def _root(
 app.command("embed")(embed.embed)
 app.command("compare")(compare.compare)
 app.command("classify")(classify.classify)
+app.command("eval")(eval_)
 app.command("arith")(arith.arith)
 app.command("index")(index.index)
 app.command("search")(search.search)

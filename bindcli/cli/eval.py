@@ -1,0 +1,110 @@
+"""`bind eval`: zero-shot accuracy on a labelled dataset (`bindcli.evaluate` does the work)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from bindcli import output
+from bindcli.cli.common import Run, command, pick_format
+from bindcli.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.evaluate import Report
+
+
+class EvalFormat(str, enum.Enum):
+    AUTO = "auto"
+    TABLE = "table"
+    JSON = "json"
+
+
+@command
+def eval_(
+    run: Run,
+    dataset: Annotated[Path, typer.Argument(
+        metavar="DATASET", show_default=False,
+        help="A folder of class folders (birds/robin/*.wav), or a CSV/TSV file with path,label columns.",
+    )],
+    template: Annotated[Optional[list[str]], typer.Option(
+        "--template", metavar="TEXT", show_default=False,
+        help="Prompt template with {} for the label, instead of the modality's own set "
+        "(repeatable; several are averaged).",
+    )] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=1, show_default=False, help="Evaluate only the first N items.",
+    )] = None,
+    per_class: Annotated[Optional[int], typer.Option(
+        "--per-class", min=1, show_default=False, help="Evaluate at most N items of each class.",
+    )] = None,
+    errors: Annotated[Optional[Path], typer.Option(
+        "--errors", metavar="FILE.jsonl", dir_okay=False, show_default=False,
+        help="Write each misclassified item with its top 5 classes, one JSON object a line.",
+    )] = None,
+    fmt: Annotated[EvalFormat, typer.Option(
+        "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
+    )] = EvalFormat.AUTO,
+) -> None:
+    """Zero-shot accuracy on a labelled dataset: top-1, top-5, mean per-class recall.
+
+    Class names come from the folder names (underscores as spaces) or the label column; the
+    prompts are `bind classify`'s, so each item's top-1 is the label classify ranks first.
+
+    [dim]Examples:[/dim]
+      bind eval sounds/ --per-class 20
+      bind eval labels.csv --template "a photo of a {}." -f json
+    """
+    from bindcli import evaluate, zeroshot
+
+    try:
+        zeroshot.templates_for((), template or ())
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--template") from None
+    data = evaluate.subset(evaluate.read_dataset(dataset), limit, per_class)
+    embedder = run.embedder
+    with run.out.progress(len(data.items), "Evaluating") as advance:
+        report = evaluate.evaluate(
+            embedder, data, template or (), as_kind=run.common.as_kind, progress=advance,
+        )
+    run.failed += run.out.failed(report.failed)
+    if errors is not None:
+        output.write_file(errors, output.jsonl(
+            {"path": m.path, "label": m.label, "top": [{"label": label, "score": round(score, 6)} for label, score in m.top]}
+            for m in report.misses
+        ))
+        run.out.note(f"wrote {len(report.misses)} misclassified items to {errors}")
+    if pick_format(fmt.value, run.out, EvalFormat.JSON.value) == EvalFormat.TABLE.value:
+        _table(run, report)
+    else:
+        run.out.text(output.json_text(report.to_json()))
+
+
+def _table(run: Run, report: "Report") -> None:
+    """One row per fold (a preset's), then the run's: the mean over folds where there are some."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    paper = report.dataset.paper
+    table = Table(title=escape(report.dataset.name))
+    table.add_column("")
+    for column in ("items", "failed", "top-1 %", "top-5 %", "mean recall %"):
+        table.add_column(column, justify="right")
+    if paper is not None:
+        table.add_column("paper top-1 %", justify="right")
+        table.add_column("difference", justify="right")
+    for fold, tally in report.folds.items():
+        table.add_row(f"fold {escape(fold)}", str(tally.n), "", *(
+            f"{100 * v:.1f}" for v in (tally.top1, tally.top5_rate, tally.mean_per_class_recall)
+        ), *(("", "") if paper is not None else ()))
+    figures = report.figures()
+    top1 = 100 * figures["top1"]
+    table.add_row(
+        "mean of folds" if report.folds else "all", str(report.total.n), str(len(report.failed)),
+        *(f"{100 * figures[k]:.1f}" for k in ("top1", "top5", "mean_per_class_recall")),
+        *((f"{paper:.1f}", f"{top1 - paper:+.1f}") if paper is not None else ()),
+        style="bold",
+    )
+    run.out.table(table)

@@ -1,0 +1,160 @@
+"""`bind eval` and `bindcli.evaluate`: accuracy computed independently from `bind embed`
+vectors, agreement with `bind classify`, tables, subsets, bad files, several names a class."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from bindcli import evaluate
+from bindcli.modality import Kind
+from cli_support import FIXTURES, bind, jsonl, media
+
+FILES = {
+    "dog": ["dog_image.jpg", "dog_audio.wav"],
+    "car": ["car_image.jpg", "car_audio.wav"],
+    "big_bird": ["bird_image.jpg", "bird_audio.wav"],
+}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Class folders of images and sounds; `big_bird` is the class "big bird"."""
+    root = tmp_path / "animals"
+    for label, names in FILES.items():
+        (root / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(media(name), root / label / name)
+    return root
+
+
+def embedded(*args: str) -> list[np.ndarray]:
+    out = bind("embed", *args, "-f", "jsonl")
+    assert out.exit_code == 0, out.stderr
+    return [np.array(r["embedding"]) for r in jsonl(out.stdout)]
+
+
+def expected_predictions(paths: list[str], labels: list[str], templates: dict[Kind, tuple[str, ...]]) -> list[str]:
+    """Each file's best label from `bind embed` vectors: cosine to the normalised mean of its
+    modality's unit prompt vectors."""
+    predicted = []
+    for path, vector in zip(paths, embedded(*paths)):
+        ts = templates[Kind.AUDIO if path.endswith(".wav") else Kind.IMAGE]
+        rows = []
+        for label in labels:
+            prompts = embedded(*sum((["-t", t.replace("{}", label)] for t in ts), []))
+            mean = np.mean([p / np.linalg.norm(p) for p in prompts], axis=0)
+            rows.append(mean / np.linalg.norm(mean))
+        predicted.append(labels[int(np.argmax(np.stack(rows) @ (vector / np.linalg.norm(vector))))])
+    return predicted
+
+
+def test_folder_accuracy_matches_bind_embed_vectors(folder):
+    result = bind("eval", folder, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    labels = ["big bird", "car", "dog"]
+    assert report["labels"] == labels
+    paths = [str(folder / label / n) for label, names in FILES.items() for n in names]
+    truth = [label.replace("_", " ") for label, names in FILES.items() for _ in names]
+    templates = {k: k.modality.templates for k in (Kind.IMAGE, Kind.AUDIO)}
+    predicted = expected_predictions(paths, labels, templates)
+    confusion = np.zeros((3, 3), int)
+    for t, p in zip(truth, predicted):
+        confusion[labels.index(t), labels.index(p)] += 1
+    assert report["confusion"] == confusion.tolist()
+    assert report["n"] == 6 and report["failed"] == 0
+    assert report["top1"] == pytest.approx(np.trace(confusion) / 6)
+    assert report["top5"] == 1.0  # three classes: always in the top 5
+    recalls = np.diag(confusion) / confusion.sum(axis=1)
+    assert report["mean_per_class_recall"] == pytest.approx(recalls.mean())
+    assert report["per_class"] == {
+        label: {"n": 2, "recall": pytest.approx(r)} for label, r in zip(labels, recalls)
+    }
+
+
+def test_top1_agrees_with_bind_classify(folder, tmp_path):
+    errors = tmp_path / "errors.jsonl"
+    report = json.loads(bind("eval", folder, "-f", "json", "--errors", errors).stdout)
+    paths = sorted(str(p) for p in folder.rglob("*.*"))
+    ranked = jsonl(bind("classify", *paths, "-l", ",".join(report["labels"]), "-k", "5", "-f", "jsonl").stdout)
+    truth = {p: p.split("/")[-2].replace("_", " ") for p in paths}
+    wrong = [r for r in ranked if r["labels"][0]["label"] != truth[r["input"]]]
+    missed = jsonl(errors.read_text())
+    assert [m["path"] for m in missed] == [r["input"] for r in wrong]
+    for m, r in zip(missed, wrong):
+        assert m["label"] == truth[m["path"]]
+        assert [t["label"] for t in m["top"]] == [x["label"] for x in r["labels"]]
+        assert [t["score"] for t in m["top"]] == pytest.approx([x["score"] for x in r["labels"]], abs=1e-4)
+    assert np.trace(report["confusion"]) == len(paths) - len(wrong)
+
+
+def test_csv_and_tsv_with_relative_paths_templates_and_subsets(folder):
+    csv_file = folder / "labels.csv"
+    csv_file.write_text("path,label\ndog/dog_image.jpg,dog\ncar/car_image.jpg,car\ndog/dog_audio.wav,dog\n")
+    tsv_file = folder.parent / "labels.tsv"
+    tsv_file.write_text("label\tpath\ndog\tanimals/dog/dog_image.jpg\ncar\tanimals/car/car_image.jpg\n"
+                        "dog\tanimals/dog/dog_audio.wav\n")
+    one = json.loads(bind("eval", csv_file, "--template", "{}", "-f", "json").stdout)
+    two = json.loads(bind("eval", tsv_file, "--template", "{}", "-f", "json").stdout)
+    assert one["labels"] == two["labels"] == ["car", "dog"]
+    assert one["confusion"] == two["confusion"] and one["n"] == 3
+    subset = json.loads(bind("eval", csv_file, "--per-class", "1", "-f", "json").stdout)
+    assert {label: c["n"] for label, c in subset["per_class"].items()} == {"car": 1, "dog": 1}
+    assert json.loads(bind("eval", csv_file, "--limit", "2", "-f", "json").stdout)["n"] == 2
+
+
+def test_bad_files_are_counted_and_named_not_fatal(folder):
+    (folder / "car" / "broken.wav").write_text("not audio")
+    (folder / "dog" / "notes.xyz").write_text("?")
+    (folder / "dog" / ".hidden.jpg").write_text("skipped")
+    result = bind("eval", folder, "-f", "table")
+    assert result.exit_code == 1
+    assert "broken.wav" in result.stderr and "notes.xyz" in result.stderr
+    assert ".hidden" not in result.stderr
+    assert "top-1" in result.stdout and "│ all" in result.stdout
+    report = json.loads(bind("eval", folder, "-f", "json").stdout)
+    assert (report["n"], report["failed"]) == (6, 2)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--template", "a photo"], "has no {} for the label"),
+])
+def test_usage_errors(folder, args, message):
+    result = bind("eval", folder, *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_table_without_its_columns_is_refused(tmp_path):
+    table = tmp_path / "bad.csv"
+    table.write_text("file,class\na.jpg,dog\n")
+    result = bind("eval", table)
+    assert result.exit_code == 2 and "no label or path column" in result.stderr
+
+
+def test_a_class_scores_its_best_name():
+    """Several names a class (the paper's LLVIP and NYU-D): the class takes the max cosine."""
+    import bindcli
+    from bindcli.runtime import Input
+    from bindcli.zeroshot import Classifier, prompts
+
+    items = (evaluate.Item(media("dog_image.jpg"), "animal"), evaluate.Item(media("car_image.jpg"), "thing"))
+    classes = {"animal": ("dog", "bird"), "thing": ("car", "road")}
+    data = evaluate.Dataset("mini", items, classes, templates=("a photo of a {}.",))
+    with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth",
+                               device="cpu", precision="fp32", cache=False) as embedder:
+        report = evaluate.evaluate(embedder, data)
+        names = ["dog", "bird", "car", "road"]
+        templates = {Kind.IMAGE: data.templates}
+        asked = prompts(names, templates)
+        classifier = Classifier.from_prompts(names, templates, dict(zip(asked, embedder.embed([Input.text(p) for p in asked]))))
+        images = embedder.embed([i.path for i in items])
+    confusion = np.zeros((2, 2), int)
+    for truth, image in enumerate(images):
+        cosines = classifier.directions[Kind.IMAGE] @ image.unit
+        confusion[truth, int(np.argmax([cosines[:2].max(), cosines[2:].max()]))] += 1
+    assert report.total.confusion.tolist() == confusion.tolist()
+    assert report.to_json()["labels"] == ["animal", "thing"]
