@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -16,6 +17,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.evaluate import Report
 
 
+#: the presets (kept here, beside the option, so `bind --help` imports no dataset code)
+PRESET_NAMES = ("esc50", "imagenet-val")
+
+
+def _complete_preset(incomplete: str) -> list[str]:
+    return [n for n in PRESET_NAMES if n.startswith(incomplete)]
+
+
 class EvalFormat(str, enum.Enum):
     AUTO = "auto"
     TABLE = "table"
@@ -27,8 +36,18 @@ def eval_(
     run: Run,
     dataset: Annotated[Path, typer.Argument(
         metavar="DATASET", show_default=False,
-        help="A folder of class folders (birds/robin/*.wav), or a CSV/TSV file with path,label columns.",
+        help="A folder of class folders (birds/robin/*.wav), a CSV/TSV file with path,label "
+        "columns, or with --preset the dataset's folder.",
     )],
+    preset: Annotated[Optional[str], typer.Option(
+        "--preset", metavar="|".join(PRESET_NAMES), autocompletion=_complete_preset, show_default=False,
+        help="DATASET is this dataset in its release layout; the paper's protocol and figure.",
+    )] = None,
+    templates: Annotated[Optional[str], typer.Option(
+        "--templates", metavar="paper|bind|FILE", show_default=False,
+        help="Prompt set: paper (CLIP's 80 ImageNet templates, a preset's default), bind "
+        "(each modality's own, the default otherwise) or a file of templates, one a line.",
+    )] = None,
     template: Annotated[Optional[list[str]], typer.Option(
         "--template", metavar="TEXT", show_default=False,
         help="Prompt template with {} for the label, instead of the modality's own set "
@@ -56,14 +75,18 @@ def eval_(
     [dim]Examples:[/dim]
       bind eval sounds/ --per-class 20
       bind eval labels.csv --template "a photo of a {}." -f json
+      bind eval --preset esc50 ESC-50-master/
     """
-    from bindcli import evaluate, zeroshot
+    from bindcli import evaluate, presets, zeroshot
 
     try:
         zeroshot.templates_for((), template or ())
     except UsageError as exc:
         raise typer.BadParameter(str(exc), param_hint="--template") from None
-    data = evaluate.subset(evaluate.read_dataset(dataset), limit, per_class)
+    data = presets.read_preset(preset, dataset) if preset else evaluate.read_dataset(dataset)
+    if templates is not None:
+        data = dataclasses.replace(data, templates=_template_set(templates))
+    data = evaluate.subset(data, limit, per_class)
     embedder = run.embedder
     with run.out.progress(len(data.items), "Evaluating") as advance:
         report = evaluate.evaluate(
@@ -80,6 +103,26 @@ def eval_(
         _table(run, report)
     else:
         run.out.text(output.json_text(report.to_json()))
+
+
+def _template_set(choice: str) -> tuple[str, ...]:
+    """The templates `--templates` names; empty for bind's own per modality."""
+    from bindcli import presets, zeroshot
+
+    if choice == "bind":
+        return ()
+    if choice == "paper":
+        return presets.paper_templates()
+    if not Path(choice).is_file():
+        raise typer.BadParameter(f"{choice!r} is not paper, bind or a file", param_hint="--templates")
+    chosen = presets.read_lines(choice)
+    try:
+        zeroshot.templates_for((), chosen)
+    except UsageError as exc:
+        raise typer.BadParameter(f"{choice}: {exc}", param_hint="--templates") from None
+    if not chosen:
+        raise typer.BadParameter(f"{choice}: no templates", param_hint="--templates")
+    return chosen
 
 
 def _table(run: Run, report: "Report") -> None:
