@@ -236,3 +236,30 @@ def test_preset_names_agree():
     from bindcli.cli.eval import PRESET_NAMES
 
     assert tuple(presets.PRESETS) == PRESET_NAMES
+
+
+def test_confusion_matrix_as_csv_html_and_png(folder, tmp_path):
+    csv_file, page, picture = tmp_path / "c.csv", tmp_path / "c.html", tmp_path / "c.png"
+    report = json.loads(bind("eval", folder, "--confusion", csv_file, "-f", "json").stdout)
+    rows = [line.split(",") for line in csv_file.read_text().splitlines()]
+    assert rows[0][1:] == report["labels"]
+    assert [[int(x) for x in r[1:]] for r in rows[1:]] == report["confusion"]
+    assert bind("eval", folder, "--confusion", page).exit_code == 0
+    assert "<table>" in page.read_text() and "big bird" in page.read_text()
+    pytest.importorskip("matplotlib")
+    assert bind("eval", folder, "--confusion", picture).exit_code == 0
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    result = bind("eval", folder, "--confusion", tmp_path / "c.pdf")
+    assert result.exit_code == 2 and ".csv, .html or .png" in result.stderr
+
+
+def test_png_without_matplotlib_says_what_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from bindcli import confusion
+    from bindcli.errors import UsageError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(UsageError, match=r"pip install 'bindcli\[plot\]'"):
+        confusion.check(tmp_path / "c.png")

@@ -63,6 +63,11 @@ def eval_(
         "--errors", metavar="FILE.jsonl", dir_okay=False, show_default=False,
         help="Write each misclassified item with its top 5 classes, one JSON object a line.",
     )] = None,
+    confusion: Annotated[Optional[Path], typer.Option(
+        "--confusion", metavar="FILE.png|FILE.html|FILE.csv", dir_okay=False, show_default=False,
+        help="Write the confusion matrix: a heat map (.png needs matplotlib: "
+        "pip install 'bindcli[plot]'; .html) or a table (.csv).",
+    )] = None,
     fmt: Annotated[EvalFormat, typer.Option(
         "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
     )] = EvalFormat.AUTO,
@@ -83,6 +88,10 @@ def eval_(
         zeroshot.templates_for((), template or ())
     except UsageError as exc:
         raise typer.BadParameter(str(exc), param_hint="--template") from None
+    if confusion is not None:
+        from bindcli import confusion as matrix
+
+        matrix.check(confusion)
     data = presets.read_preset(preset, dataset) if preset else evaluate.read_dataset(dataset)
     if templates is not None:
         data = dataclasses.replace(data, templates=_template_set(templates))
@@ -99,6 +108,9 @@ def eval_(
             for m in report.misses
         ))
         run.out.note(f"wrote {len(report.misses)} misclassified items to {errors}")
+    if confusion is not None:
+        matrix.write(confusion, report.total.confusion, report.labels, f"{report.dataset.name}: zero-shot confusion")
+        run.out.note(f"wrote the confusion matrix to {confusion}")
     if pick_format(fmt.value, run.out, EvalFormat.JSON.value) == EvalFormat.TABLE.value:
         _table(run, report)
     else:
