@@ -14,7 +14,9 @@ import typer
 from typer.core import TyperOption
 
 from bindcli import __version__
-from bindcli.cli import arith, cache, classify, collections, compare, doctor, embed, index, search
+from bindcli.cli import (
+    arith, cache, classify, collections, compare, doctor, embed, index, locate, search,
+)
 from bindcli.cli.common import guarded
 from bindcli.cli.eval import eval_
 from bindcli.cli.weights import app as weights_app
@@ -53,6 +55,7 @@ app.command("eval")(eval_)
 app.command("arith")(arith.arith)
 app.command("index")(index.index)
 app.command("search")(search.search)
+app.command("locate")(locate.locate)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")

@@ -68,5 +68,10 @@ def to_8bit(img: Image.Image) -> Image.Image:
 
 def load_image(source: str | Path, options: MediaOptions) -> torch.Tensor:
     """(3, 224, 224) float32, CLIP-normalised."""
-    img = to_8bit(open_image(source, options)).convert("RGB")
-    return _VISION(img)
+    return vision_tensor(open_image(source, options))
+
+
+def vision_tensor(img: Image.Image) -> torch.Tensor:
+    """A decoded image (or a region cut from one, as `bind locate` does) as the vision
+    tower's input, through the same steps as a file."""
+    return _VISION(to_8bit(img).convert("RGB"))

@@ -1,0 +1,222 @@
+"""`bind locate`: where in each image a sound, a text or another picture is.
+
+The query is `bind arith`'s expression, given as `--query` values: each value is one word of
+it (`--query a.wav --query + --query 0.5:b.jpg`), or several words in one value (`--query
+"a.wav + 0.5:b.jpg"`), split as a shell would unless the value names an existing file.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from bindcli import output
+from bindcli.cli.common import Run, command, pick_format
+from bindcli.errors import InputError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from bindcli.locate import Located, Proposals
+
+
+class LocateFormat(str, enum.Enum):
+    AUTO = "auto"
+    TABLE = "table"
+    JSON = "json"
+    JSONL = "jsonl"
+
+
+class Reduce(str, enum.Enum):
+    MAX = "max"
+    MEAN = "mean"
+
+
+@command
+def locate(
+    run: Run,
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", show_default=False,
+                                                 help="Images to search in.")],
+    query: Annotated[Optional[list[str]], typer.Option(
+        "--query", "-Q", metavar="TERM", show_default=False,
+        help="The query, in `bind arith`'s syntax: a file of any modality, 0.5:file, + and - "
+        "(repeatable; one value may hold several words: \"a.wav + 0.5:b.jpg\").",
+    )] = None,
+    text: Annotated[Optional[list[str]], typer.Option(
+        "--text", "-t", show_default=False,
+        help="A text query term; 'W:text' weights it, a negative W subtracts (repeatable).",
+    )] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Boxes per image.")] = 5,
+    min_score: Annotated[Optional[float], typer.Option(
+        "--min-score", show_default=False, help="Drop boxes below this cosine.",
+    )] = None,
+    proposals: Annotated[Optional[Path], typer.Option(
+        "--proposals", metavar="FILE.json", dir_okay=False, show_default=False,
+        help="Boxes to re-rank instead of the window grid: [[x0,y0,x1,y1], ...] for every "
+        "image, or {image: boxes}.",
+    )] = None,
+    out_image: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="OUT.png", dir_okay=False, show_default=False,
+        help="Draw the boxes and scores on the image (one image only).",
+    )] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="Draw the boxes on each image, as DIR/NAME.boxes.png.",
+    )] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(
+        "--heatmap", metavar="OUT.png", dir_okay=False, show_default=False,
+        help="Write the window scores as a coloured overlay (one image only).",
+    )] = None,
+    heat: Annotated[Reduce, typer.Option(
+        "--heat", case_sensitive=False, help="Per pixel: the max or the mean of the scores "
+        "of the windows covering it.",
+    )] = Reduce.MAX,
+    fmt: Annotated[LocateFormat, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="auto: a table on a terminal, JSONL in a pipe; json: one list of all images.",
+    )] = LocateFormat.AUTO,
+) -> None:
+    """Find where in each image the query is: regions ranked by cosine to it.
+
+    The vision tower scores a multi-scale grid of windows (or --proposals from a detector);
+    the best are thinned by non-maximum suppression and refined to fit. Boxes are in pixels
+    of the upright image (EXIF orientation applied), best first.
+
+    [dim]Examples:[/dim]
+      bind locate park.jpg --query bark.wav -o park.boxes.png
+      bind locate park.jpg --text "a dog" --query "- 0.5:grass.jpg" --heatmap heat.png
+      bind locate shots/*.jpg --query bark.wav --proposals boxes.json -f json
+    """
+    from bindcli.locate import locate as find
+    from bindcli.media.image import open_image
+    from bindcli.media.options import MediaOptions
+    from bindcli.query import Query
+
+    if len(images) > 1 and (out_image or heatmap):
+        raise UsageError("-o and --heatmap draw one image; with several, use --out-dir")
+    tokens = [w for value in query or [] for w in (_words(value))]
+    parsed = Query.parse(tokens, text or [])
+    boxes_for = _read_proposals(proposals) if proposals else None
+    results = run.embed(parsed.inputs(run.common.as_kind), "Embedding the query")
+    if any(r is None for r in results):
+        return  # the failed term is named on stderr (exit 1)
+    vector = parsed.vector(results)  # type: ignore[arg-type]
+    embedder = run.embedder
+    found: list[Located] = []
+    with run.out.progress(len(images), "Locating") as advance:
+        for path in images:
+            try:
+                img = open_image(path, embedder.options or MediaOptions())
+                img.filename = str(path)  # type: ignore[attr-defined]
+                located = find(
+                    embedder, img, vector, k=top_k, min_score=min_score,
+                    proposals=boxes_for(str(path)) if boxes_for else None,
+                    heat=heat.value if heatmap else None,
+                )
+            except InputError as exc:
+                run.failed += run.out.failed([exc])
+            else:
+                found.append(located)
+                _pictures(run, img, located, out_image, out_dir, heatmap)
+            advance(1)
+    _show(run, found, fmt.value)
+
+
+def _words(value: str) -> list[str]:
+    """One `--query` value as expression words (a file's own name is never split)."""
+    if Path(value).exists():
+        return [value]
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise UsageError(f"--query {value!r}: {exc}") from None
+
+
+def _read_proposals(path: Path) -> "Callable[[str], Proposals]":
+    """`FILE.json` -> a function from an image's path to its proposal source."""
+    from bindcli.locate import fixed
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--proposals {path}: cannot read it as JSON ({exc})") from None
+    if not data:
+        raise UsageError(f"--proposals {path}: holds no boxes")
+    if isinstance(data, list):
+        _check_boxes(path, data)
+        return lambda image: fixed(data, image)
+    if not isinstance(data, dict):
+        raise UsageError(f"--proposals {path}: expected a list of boxes or {{image: boxes}}")
+    for boxes in data.values():
+        _check_boxes(path, boxes)
+    by_name = {Path(k).name: v for k, v in data.items()}
+
+    def proposals_for(image: str) -> "Proposals":
+        boxes = data.get(image, by_name.get(Path(image).name))
+        if not boxes:
+            raise InputError(image, f"no boxes for it in {path}")
+        return fixed(boxes, image)
+
+    return proposals_for
+
+
+def _check_boxes(path: Path, boxes: object) -> None:
+    ok = isinstance(boxes, list) and all(
+        isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)
+        for b in boxes
+    )
+    if not ok:
+        raise UsageError(f"--proposals {path}: each box must be [x0, y0, x1, y1] in pixels")
+
+
+def _record(located: "Located") -> dict:
+    from bindcli.vectors import printed
+
+    return {
+        "image": located.image, "width": located.width, "height": located.height,
+        "boxes": [{"box": list(b.box), "score": printed(b.score)} for b in located.boxes],
+    }
+
+
+def _show(run: Run, found: "list[Located]", fmt: str) -> None:
+    fmt = pick_format(fmt, run.out, LocateFormat.JSONL.value)
+    if fmt == LocateFormat.JSON.value:
+        run.out.text(output.json_text([_record(x) for x in found]))
+    elif fmt == LocateFormat.JSONL.value:
+        run.out.text(output.jsonl(_record(x) for x in found))
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table()
+        for column in ("image", "#", "score", "box (x0, y0, x1, y1)"):
+            table.add_column(column, justify="right" if column in ("#", "score") else "left")
+        for x in found:
+            for n, b in enumerate(x.boxes, 1):
+                table.add_row(escape(x.image) if n == 1 else "", str(n), f"{b.score:.3f}",
+                              ", ".join(map(str, b.box)))
+        run.out.table(table)
+
+
+def _pictures(run: Run, img: "Image.Image", located: "Located", out_image: Path | None,
+              out_dir: Path | None, heatmap: Path | None) -> None:
+    """The pictures asked for, each written atomically."""
+    from bindcli.locate import draw_boxes, draw_heat
+
+    stem = Path(located.image).stem
+    if out_image or out_dir:
+        _save(run, draw_boxes(img, located.boxes), out_image or out_dir / f"{stem}.boxes.png")
+    if heatmap and located.heat is not None:
+        _save(run, draw_heat(img, located.heat), heatmap)
+
+
+def _save(run: Run, picture: "Image.Image", target: Path) -> None:
+    with output.atomic_path(target) as tmp:
+        picture.save(tmp, format="PNG")
+    run.out.note(f"wrote {target}")

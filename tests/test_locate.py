@@ -1,0 +1,119 @@
+"""`bind locate` and `bindcli.locate`: the small model only shows the mechanics, except that
+a photo matches itself best, which is what finding a pasted photo rests on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bindcli
+from bindcli.locate import Box, grid, iou, locate, nms
+from cli_support import FIXTURES, bind, jsonl, media
+
+#: where the photo lies in the noise canvas (a quarter of it)
+PLACE = (200, 120, 440, 300)
+
+
+@pytest.fixture(scope="module")
+def pasted(tmp_path_factory):
+    """(canvas, photo): the dog photo at PLACE in a 480x360 canvas of noise."""
+    folder = tmp_path_factory.mktemp("pasted")
+    photo = Image.open(media("dog_image.jpg")).convert("RGB").resize((PLACE[2] - PLACE[0], PLACE[3] - PLACE[1]))
+    noise = np.random.default_rng(0).integers(0, 256, (360, 480, 3), dtype=np.uint8)
+    canvas = Image.fromarray(noise)
+    canvas.paste(photo, PLACE[:2])
+    canvas.save(folder / "canvas.png")
+    photo.save(folder / "photo.png")
+    return folder / "canvas.png", folder / "photo.png"
+
+
+def test_the_best_window_finds_the_pasted_photo(pasted):
+    canvas, photo = pasted
+    with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth",
+                               device="cpu", precision="fp32", cache=False) as embedder:
+        query = embedder.embed([photo])[0].unit
+        found = locate(embedder, canvas, query, k=3, heat="mean")
+    assert iou(found.boxes[0].box, PLACE) >= 0.5
+    assert [b.score for b in found.boxes] == sorted((b.score for b in found.boxes), reverse=True)
+    assert (found.width, found.height) == (480, 360) and found.heat.shape == (360, 480)
+    assert found.windows > len(grid(480, 360))  # the refinement's windows come on top
+
+
+def test_grid_covers_the_edges_and_nms_drops_overlaps():
+    windows = grid(300, 200)
+    assert max(w[2] for w in windows) == 300 and max(w[3] for w in windows) == 200
+    assert all(0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 200 for x0, y0, x1, y1 in windows)
+    kept = nms([Box((0, 0, 10, 10), 0.5), Box((1, 0, 11, 10), 0.9), Box((20, 20, 30, 30), 0.1)])
+    assert [b.box for b in kept] == [(1, 0, 11, 10), (20, 20, 30, 30)]
+
+
+def test_proposals_are_reranked_and_the_exact_region_wins(pasted, tmp_path):
+    canvas, photo = pasted
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"canvas.png": [[0, 0, 200, 150], list(PLACE), [250, 150, 480, 360]]}))
+    result = bind("locate", canvas, "--query", photo, "--proposals", boxes, "-f", "json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    [record] = json.loads(result.stdout)
+    assert record["image"] == str(canvas) and (record["width"], record["height"]) == (480, 360)
+    assert record["boxes"][0]["box"] == list(PLACE) and len(record["boxes"]) == 3
+    # the expression as one value, as separate words, -k and --min-score
+    best = record["boxes"][0]["score"]
+    for query in (["--query", f"{photo} + 0:{photo}"], ["-Q", photo, "-Q", "+", "-Q", f"0:{photo}"]):
+        again = jsonl(bind("locate", canvas, *query, "--proposals", boxes, "-k", "1",
+                           "--min-score", str(best), "--no-cache").stdout)
+        assert again[0]["boxes"] == [record["boxes"][0]]
+
+
+def test_audio_and_text_queries_draw_pictures_of_the_upright_image(tmp_path):
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: upright it is 120 wide, 200 high
+    Image.open(media("car_image.jpg")).convert("RGB").resize((200, 120)).save(rotated, exif=exif)
+    boxes, heat = tmp_path / "boxes.png", tmp_path / "heat.png"
+    result = bind("locate", rotated, "--query", media("dog_audio.wav"), "--text", "a dog",
+                  "-o", boxes, "--heatmap", heat, "-k", "2", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    [record] = jsonl(result.stdout)
+    assert (record["width"], record["height"]) == (120, 200) and len(record["boxes"]) == 2
+    for box in record["boxes"]:
+        x0, y0, x1, y1 = box["box"]
+        assert 0 <= x0 < x1 <= 120 and 0 <= y0 < y1 <= 200
+    for picture in (boxes, heat):
+        with Image.open(picture) as img:
+            assert img.size == (120, 200) and img.format == "PNG"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_out_dir_draws_every_image_and_the_table_prints(pasted, tmp_path):
+    canvas, photo = pasted
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([list(PLACE)]))
+    result = bind("locate", canvas, photo, "-Q", photo, "--proposals", boxes,
+                  "--out-dir", tmp_path / "drawn", "-f", "table", "--no-cache")
+    assert result.exit_code == 1  # the box lies outside the small photo
+    assert "photo.png: box [200, 120, 440, 300] is not inside the 240x180 image" in result.stderr
+    assert "canvas.png" in result.stdout and "200, 120, 440, 300" in result.stdout
+    with Image.open(tmp_path / "drawn" / "canvas.boxes.png") as img:
+        assert img.size == (480, 360)
+
+
+def test_bad_inputs_get_one_clear_error_each(pasted, tmp_path):
+    canvas, photo = pasted
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a picture")
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    listed = tmp_path / "listed.json"
+    listed.write_text(json.dumps([list(PLACE)]))
+    broken = bind("locate", bad, "-Q", photo, "--proposals", listed, "--no-cache")
+    assert broken.exit_code == 1 and broken.stdout == ""
+    assert broken.stderr.splitlines() == [f"bind: {bad}: cannot read image: cannot identify image file {str(bad)!r}"]
+    nothing = bind("locate", canvas, "-Q", photo, "--proposals", empty)
+    assert nothing.exit_code == 2 and "holds no boxes" in nothing.stderr
+    several = bind("locate", canvas, photo, "-Q", photo, "-o", tmp_path / "x.png")
+    assert several.exit_code == 2 and "--out-dir" in several.stderr
+    no_query = bind("locate", canvas)
+    assert no_query.exit_code == 2 and "TERM or --text" in no_query.stderr
