@@ -46,6 +46,7 @@ class Dataset:
     classes: Mapping[str, tuple[str, ...]]
     templates: tuple[str, ...] = ()  # a preset's protocol; empty: each modality's own
     paper: float | None = None  # the ImageBind paper's top-1 (%), for a preset
+    kind: Kind | None = None  # how every file loads (LLVIP's .jpg crops are thermal), else by extension
 
 
 def label_of(folder: str) -> str:
@@ -245,7 +246,7 @@ def evaluate(
     from bindcli.runtime import Input, gather
     from bindcli.zeroshot import templates_for
 
-    inputs = gather([i.path for i in dataset.items], as_kind=as_kind)
+    inputs = gather([i.path for i in dataset.items], as_kind=as_kind or dataset.kind)
     kinds = {x.kind for x in inputs if isinstance(x, Input)}
     by_kind = templates_for(kinds, templates or dataset.templates)
     directions = class_directions(embedder, dataset, by_kind)

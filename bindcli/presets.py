@@ -10,12 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bindcli.errors import UsageError
-from bindcli.evaluate import Dataset, Item, label_of
+from bindcli.evaluate import Dataset, Item, label_of, read_folder
+from bindcli.modality import Kind
 
 DATA = Path(__file__).parent / "data"
 
 #: imagebind_huge's zero-shot top-1 (%), the paper's Table 2
-PAPER_TOP1 = {"esc50": 66.9, "imagenet-val": 77.7}
+PAPER_TOP1 = {"esc50": 66.9, "imagenet-val": 77.7, "kinetics400": 50.0, "llvip": 63.4}
+
+#: the paper's names for LLVIP's two classes; a class scores its best name
+LLVIP_NAMES = {"person": ("person", "man", "woman", "people"), "background": ("street", "road", "car", "light", "tree")}
 
 
 def read_lines(path: str | Path) -> tuple[str, ...]:
@@ -62,7 +66,27 @@ def imagenet_val(root: Path) -> Dataset:
     return Dataset("imagenet-val", items, classes, paper_templates(), PAPER_TOP1["imagenet-val"])
 
 
-PRESETS: dict[str, Callable[[Path], Dataset]] = {"esc50": esc50, "imagenet-val": imagenet_val}
+def kinetics400(root: Path) -> Dataset:
+    """Kinetics-400 val clips sorted into one folder per class (`abseiling/*.mp4`)."""
+    data = read_folder(root)
+    if len(data.classes) != 400:
+        raise UsageError(f"{root}: {len(data.classes)} class folders, Kinetics-400 has 400")
+    return Dataset("kinetics400", data.items, data.classes, paper_templates(), PAPER_TOP1["kinetics400"])
+
+
+def llvip(root: Path) -> Dataset:
+    """LLVIP infrared crops in `person/` and `background/`, read as thermal, each class
+    scored by the best of the paper's names for it."""
+    folders = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+    if folders != set(LLVIP_NAMES):
+        raise UsageError(f"{root}: expected exactly the folders person/ and background/ of infrared crops")
+    data = read_folder(root)
+    return Dataset("llvip", data.items, LLVIP_NAMES, paper_templates(), PAPER_TOP1["llvip"], Kind.THERMAL)
+
+
+PRESETS: dict[str, Callable[[Path], Dataset]] = {
+    "esc50": esc50, "imagenet-val": imagenet_val, "kinetics400": kinetics400, "llvip": llvip,
+}
 
 
 def read_preset(name: str, root: str | Path) -> Dataset:

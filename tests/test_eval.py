@@ -263,3 +263,38 @@ def test_png_without_matplotlib_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
     with pytest.raises(UsageError, match=r"pip install 'bindcli\[plot\]'"):
         confusion.check(tmp_path / "c.png")
+
+
+def test_llvip_preset_reads_thermal_crops_under_the_papers_names(tmp_path):
+    from bindcli import presets
+
+    for label, image in [("person", "dog_image.jpg"), ("background", "car_image.jpg")]:
+        (tmp_path / "llvip" / label).mkdir(parents=True)
+        shutil.copy(media(image), tmp_path / "llvip" / label / "010001.jpg")
+    data = presets.read_preset("llvip", tmp_path / "llvip")
+    assert data.kind is Kind.THERMAL and data.classes["person"] == ("person", "man", "woman", "people")
+    report = json.loads(bind("eval", "--preset", "llvip", tmp_path / "llvip", "--template", "{}", "-f", "json").stdout)
+    assert report["labels"] == ["person", "background"] and report["paper_top1"] == pytest.approx(0.634)
+    (tmp_path / "llvip" / "extra").mkdir()
+    assert bind("eval", "--preset", "llvip", tmp_path / "llvip").exit_code == 2
+
+
+def test_kinetics400_preset_wants_its_400_classes(folder):
+    result = bind("eval", "--preset", "kinetics400", folder)
+    assert result.exit_code == 2 and "3 class folders" in result.stderr
+
+
+def test_a_second_template_set_embeds_only_its_prompts(folder, tmp_path):
+    """Items go through the shared cache: a re-run with other prompts encodes no file."""
+    import bindcli
+
+    data = evaluate.read_folder(folder)
+    with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth", device="cpu",
+                               precision="fp32", cache=tmp_path / "cache.sqlite3") as embedder:
+        first = evaluate.evaluate(embedder, data)
+        encode, towers = embedder.encoder.encode, []
+        embedder.encoder.encode = lambda tower, batch: towers.append(tower) or encode(tower, batch)
+        again = evaluate.evaluate(embedder, data)
+        other = evaluate.evaluate(embedder, data, ("a {}",))
+    assert towers == ["text"]  # the new prompts, nothing else
+    assert again.total.confusion.tolist() == first.total.confusion.tolist() and other.total.n == 6

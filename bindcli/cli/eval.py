@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 #: the presets (kept here, beside the option, so `bind --help` imports no dataset code)
-PRESET_NAMES = ("esc50", "imagenet-val")
+PRESET_NAMES = ("esc50", "imagenet-val", "kinetics400", "llvip")
 
 
 def _complete_preset(incomplete: str) -> list[str]:
