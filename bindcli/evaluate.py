@@ -91,11 +91,11 @@ def read_dataset(path: str | Path) -> Dataset:
     raise UsageError(f"{path}: no such folder or file")
 
 
-def _dataset(name: str, items: list[Item], **extra: object) -> Dataset:
+def _dataset(name: str, items: list[Item]) -> Dataset:
     if not items:
         raise UsageError(f"{name}: no labelled files found")
     labels = sorted({i.label for i in items})
-    return Dataset(name, tuple(items), {label: (label,) for label in labels}, **extra)  # type: ignore[arg-type]
+    return Dataset(name, tuple(items), {label: (label,) for label in labels})
 
 
 def subset(dataset: Dataset, limit: int | None = None, per_class: int | None = None) -> Dataset:
