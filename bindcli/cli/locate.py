@@ -41,7 +41,7 @@ class Reduce(str, enum.Enum):
 @command
 def locate(
     run: Run,
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", show_default=False,
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", show_default=False,
                                                  help="Images to search in.")],
     query: Annotated[Optional[list[str]], typer.Option(
         "--query", "-Q", metavar="TERM", show_default=False,
