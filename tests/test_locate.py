@@ -117,3 +117,17 @@ def test_bad_inputs_get_one_clear_error_each(pasted, tmp_path):
     assert several.exit_code == 2 and "--out-dir" in several.stderr
     no_query = bind("locate", canvas)
     assert no_query.exit_code == 2 and "TERM or --text" in no_query.stderr
+
+
+def test_out_dir_keeps_apart_images_that_share_a_name(pasted, tmp_path):
+    canvas, photo = pasted
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.png").write_bytes(canvas.read_bytes())
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([list(PLACE)]))
+    result = bind("locate", tmp_path / "a" / "same.png", tmp_path / "b" / "same.png", "-Q", photo,
+                  "--proposals", boxes, "--out-dir", tmp_path / "drawn", "-f", "json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    drawn = sorted(p.name for p in (tmp_path / "drawn").iterdir())
+    assert len(drawn) == 2 and all(n.startswith("same-") and n.endswith(".boxes.png") for n in drawn)

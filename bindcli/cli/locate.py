@@ -109,6 +109,7 @@ def locate(
     vector = parsed.vector(results)  # type: ignore[arg-type]
     embedder = run.embedder
     found: list[Located] = []
+    names = _picture_names(images)
     with run.out.progress(len(images), "Locating") as advance:
         for path in images:
             try:
@@ -123,7 +124,7 @@ def locate(
                 run.failed += run.out.failed([exc])
             else:
                 found.append(located)
-                _pictures(run, img, located, out_image, out_dir, heatmap)
+                _pictures(run, img, located, out_image, out_dir and out_dir / names[path], heatmap)
             advance(1)
     _show(run, found, fmt.value)
 
@@ -204,14 +205,27 @@ def _show(run: Run, found: "list[Located]", fmt: str) -> None:
         run.out.table(table)
 
 
+def _picture_names(images: "list[Path]") -> "dict[Path, str]":
+    """`--out-dir` file names: NAME.boxes.png, with a hash of the path where two images share
+    a name (photos/a/1.jpg, photos/b/1.jpg), so no picture overwrites another."""
+    import hashlib
+    from collections import Counter
+
+    stems = Counter(Path(p).stem for p in images)
+    return {
+        p: f"{Path(p).stem}.boxes.png" if stems[Path(p).stem] == 1 else
+        f"{Path(p).stem}-{hashlib.sha256(str(Path(p).absolute()).encode()).hexdigest()[:8]}.boxes.png"
+        for p in images
+    }
+
+
 def _pictures(run: Run, img: "Image.Image", located: "Located", out_image: Path | None,
-              out_dir: Path | None, heatmap: Path | None) -> None:
-    """The pictures asked for, each written atomically."""
+              in_dir: Path | None, heatmap: Path | None) -> None:
+    """The pictures asked for, each written atomically (`in_dir`: the `--out-dir` file)."""
     from bindcli.locate import draw_boxes, draw_heat
 
-    stem = Path(located.image).stem
-    if out_image or out_dir:
-        _save(run, draw_boxes(img, located.boxes), out_image or out_dir / f"{stem}.boxes.png")
+    if out_image or in_dir:
+        _save(run, draw_boxes(img, located.boxes), out_image or in_dir)  # type: ignore[arg-type]
     if heatmap and located.heat is not None:
         _save(run, draw_heat(img, located.heat), heatmap)
 
