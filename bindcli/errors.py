@@ -54,6 +54,16 @@ class UnknownModalityError(InputError):
     """The file's extension maps to no modality and no override was given."""
 
 
+class OutputError(BindError):
+    """An output file that cannot be written (its folder is a file, read-only, the disk full);
+    names the file and the system's reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class CheckpointError(BindError):
     """A checkpoint that does not fit the model config, or is not a checkpoint at all."""
 

@@ -222,24 +222,24 @@ def locate(
     refine_top: int = 3,
     min_score: float | None = None,
     heat: str | None = None,
+    name: str | None = None,
 ) -> Located:
     """The `k` regions of `image` closest to `query` (any modality's vector), best first.
 
     Without `proposals` the regions are `grid` windows, thinned by `nms`, the best
     `refine_top` of them refined; with them (a detector's boxes, `fixed`) the given boxes are
-    only re-ranked. `heat` ("max" or "mean") also returns the per-pixel heat map. Raises
+    only re-ranked. `heat` ("max" or "mean") also returns the per-pixel heat map. `name` is
+    the image's name in the result (default: its path, or a PIL image's file name). Raises
     InputError for an image that cannot be decoded or a proposal outside it.
     """
     from bindcli.media.image import open_image
     from bindcli.media.options import MediaOptions
     from bindcli.vectors import at_least
 
-    if mode not in CROP_MODES:
-        raise UsageError(f"unknown crop mode {mode!r}; choose from {', '.join(CROP_MODES)}")
     if isinstance(image, (str, Path)):
-        name, img = str(image), open_image(image, embedder.options or MediaOptions())
+        name, img = name or str(image), open_image(image, embedder.options or MediaOptions())
     else:
-        name, img = getattr(image, "filename", "") or "<image>", image
+        name, img = name or getattr(image, "filename", "") or "<image>", image
     width, height = img.size
     score = Scorer(embedder, img, query, mode)
     given = proposals is not None

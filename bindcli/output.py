@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -24,7 +25,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from bindcli.errors import InputError, InputWarning
+from bindcli.errors import InputError, InputWarning, OutputError
 from bindcli.hashing import Progress
 
 #: significant digits that round-trip every float32 exactly
@@ -196,31 +197,54 @@ def atomic_path(path: str | Path, *, partial: str | None = None) -> Iterator[Pat
     0666 less the umask, not the 0600 of `mkstemp` (or of safetensors), which would hide
     `bind embed -o` output from a web server or a colleague sharing the folder. With
     `partial` (a suffix such as `.part`) the temporary file has that fixed name and outlives
-    a failed block when it holds anything, so that the next run can resume it.
+    a failed block when it holds anything, so that the next run can resume it. A file that
+    cannot be made or put in place (its folder is a file, or read-only) raises OutputError,
+    which names `path`; what the block itself raises passes through.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     if partial:
         tmp, flags = target.with_name(target.name + partial), os.O_WRONLY | os.O_CREAT
     else:
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    os.close(os.open(tmp, flags, 0o666))  # the umask applies, as to any new file
-    mode = stat.S_IMODE((target if target.is_file() else tmp).stat().st_mode)
+    created = False
+    try:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where the folder should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
+        os.close(os.open(tmp, flags, 0o666))  # the umask applies, as to any new file
+        created = True
+        mode = stat.S_IMODE((target if target.is_file() else tmp).stat().st_mode)
+    except OSError as exc:
+        if created and not partial:
+            tmp.unlink(missing_ok=True)
+        raise unwritable(target, exc) from exc
     try:
         yield tmp
-        os.chmod(tmp, mode)  # the block may have replaced the file with a private one
-        os.replace(tmp, target)
+        try:
+            os.chmod(tmp, mode)  # the block may have replaced the file with a private one
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise unwritable(target, exc) from exc
     except BaseException:
         if not partial or (tmp.is_file() and tmp.stat().st_size == 0):
             tmp.unlink(missing_ok=True)
         raise
 
 
+def unwritable(path: str | Path, exc: OSError) -> OutputError:
+    """`exc`, met writing `path`, as the one-line error that names the file."""
+    return OutputError(path, exc.strerror or str(exc))
+
+
 def write_file(path: str | Path, data: str | bytes) -> None:
     """Write text (UTF-8) or bytes to `path` atomically."""
     with atomic_path(path) as tmp:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
+        try:
+            if isinstance(data, str):
+                tmp.write_text(data, encoding="utf-8")
+            else:
+                tmp.write_bytes(data)
+        except OSError as exc:  # the disk full, a quota
+            raise unwritable(path, exc) from exc

@@ -133,6 +133,15 @@ def test_output_files_get_the_permissions_of_a_plain_write(tmp_path, umask):
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {p.name: umask for p in written}
 
 
+def test_an_output_folder_that_is_a_file_is_one_line_and_exit_1(tmp_path):
+    (tmp_path / "notadir").write_text("a file")
+    target = tmp_path / "notadir" / "x.npy"
+    result = bind("embed", media("dog_image.jpg"), "-o", target)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"bind: {target}: Not a directory"]
+    assert [p.name for p in tmp_path.iterdir()] == ["notadir"]
+
+
 def test_a_custom_config_without_weights_says_how_to_name_them():
     result = bind("embed", "-t", "x", env={"BIND_WEIGHTS": None, "BIND_WEIGHTS_URL": None})
     assert result.exit_code == 1

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 import bindcli
-from bindcli.locate import Box, grid, iou, locate, nms
+from bindcli.errors import UsageError
+from bindcli.locate import Box, fixed, grid, iou, locate, nms
 from cli_support import FIXTURES, bind, jsonl, media
 
 #: where the photo lies in the noise canvas (a quarter of it)
@@ -40,6 +41,20 @@ def test_the_best_window_finds_the_pasted_photo(pasted):
     assert [b.score for b in found.boxes] == sorted((b.score for b in found.boxes), reverse=True)
     assert (found.width, found.height) == (480, 360) and found.heat.shape == (360, 480)
     assert found.windows > len(grid(480, 360))  # the refinement's windows come on top
+
+
+def test_a_picture_in_memory_is_named_as_asked_and_a_bad_crop_mode_refused(pasted):
+    canvas, photo = pasted
+    boxes = fixed([list(PLACE)])
+    with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth",
+                               device="cpu", precision="fp32", cache=False) as embedder:
+        query = embedder.embed([photo])[0].unit
+        img = Image.open(canvas).convert("RGB")  # a copy: no file name of its own
+        assert locate(embedder, img, query, proposals=boxes, name="park").image == "park"
+        assert locate(embedder, img, query, proposals=boxes).image == "<image>"
+        assert locate(embedder, canvas, query, proposals=boxes).image == str(canvas)
+        with pytest.raises(UsageError, match="unknown crop mode 'bogus'"):
+            locate(embedder, img, query, proposals=boxes, mode="bogus")
 
 
 def test_grid_covers_the_edges_and_nms_drops_overlaps():
@@ -115,6 +130,9 @@ def test_bad_inputs_get_one_clear_error_each(pasted, tmp_path):
     assert nothing.exit_code == 2 and "holds no boxes" in nothing.stderr
     several = bind("locate", canvas, photo, "-Q", photo, "-o", tmp_path / "x.png")
     assert several.exit_code == 2 and "--out-dir" in several.stderr
+    both = bind("locate", canvas, "-Q", photo, "-o", tmp_path / "x.png", "--out-dir", tmp_path / "d")
+    assert both.exit_code == 2 and "either -o FILE or --out-dir" in both.stderr
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "d").exists()
     no_query = bind("locate", canvas)
     assert no_query.exit_code == 2 and "TERM or --text" in no_query.stderr
 

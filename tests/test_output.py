@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bindcli import output
-from bindcli.errors import InputError, InputWarning
+from bindcli.errors import InputError, InputWarning, OutputError
 from bindcli.output import Output
 
 
@@ -65,6 +65,22 @@ def test_a_partial_file_outlives_a_failed_block_unless_empty(tmp_path):
     with output.atomic_path(target, partial=".part") as tmp:
         tmp.write_bytes(tmp.read_bytes() + b" and the rest")
     assert target.read_bytes() == b"half and the rest" and not tmp.exists()
+
+
+def test_an_unwritable_output_is_one_error_naming_it_and_leaves_nothing(tmp_path):
+    blocker = tmp_path / "notadir"
+    blocker.write_text("a file, not a folder")
+    for target in (blocker / "x.npy", blocker / "sub" / "x.npy"):
+        with pytest.raises(OutputError) as caught:
+            output.write_file(target, b"data")
+        assert str(caught.value) == f"{target}: Not a directory"
+    taken = tmp_path / "taken"
+    taken.mkdir()  # a folder where the file should land: os.replace fails at the end
+    with pytest.raises(OutputError) as caught:
+        output.write_file(taken, "text")
+    assert str(caught.value).startswith(f"{taken}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notadir", "taken"]
+    assert list(taken.iterdir()) == []
 
 
 def test_csv_and_jsonl_text():

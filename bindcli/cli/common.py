@@ -26,6 +26,9 @@ from bindcli.output import Output
 from bindcli.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from bindcli.query import Query
     from bindcli.runtime import Embedder, Embedding, Input, Model
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
@@ -278,6 +281,14 @@ class Run:
                 results = embedder.embed(inputs, progress=advance)
         self.failed += self.out.failed(r for r in results if isinstance(r, InputError))
         return [None if isinstance(r, InputError) else r for r in results]
+
+    def query_vector(self, parsed: "Query", label: str = "Embedding") -> "np.ndarray | None":
+        """The query's combined vector, or None when one of its terms failed (already
+        reported: without it there is no query)."""
+        results = self.embed(parsed.inputs(self.common.as_kind), label)
+        if any(r is None for r in results):
+            return None
+        return parsed.vector(results)  # type: ignore[arg-type]
 
 
 def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:

@@ -98,15 +98,16 @@ def locate(
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query
 
+    if out_image and out_dir:
+        raise UsageError("use either -o FILE or --out-dir DIR")
     if len(images) > 1 and (out_image or heatmap):
         raise UsageError("-o and --heatmap draw one image; with several, use --out-dir")
     tokens = [w for value in query or [] for w in (_words(value))]
     parsed = Query.parse(tokens, text or [])
     boxes_for = _read_proposals(proposals) if proposals else None
-    results = run.embed(parsed.inputs(run.common.as_kind), "Embedding the query")
-    if any(r is None for r in results):
+    vector = run.query_vector(parsed, "Embedding the query")
+    if vector is None:
         return  # the failed term is named on stderr (exit 1)
-    vector = parsed.vector(results)  # type: ignore[arg-type]
     embedder = run.embedder
     found: list[Located] = []
     names = _picture_names(images)
@@ -114,11 +115,10 @@ def locate(
         for path in images:
             try:
                 img = open_image(path, embedder.options or MediaOptions())
-                img.filename = str(path)  # type: ignore[attr-defined]
                 located = find(
                     embedder, img, vector, k=top_k, min_score=min_score,
                     proposals=boxes_for(str(path)) if boxes_for else None,
-                    heat=heat.value if heatmap else None,
+                    heat=heat.value if heatmap else None, name=str(path),
                 )
             except InputError as exc:
                 run.failed += run.out.failed([exc])

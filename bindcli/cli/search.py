@@ -57,10 +57,9 @@ def search(
     with open_store(db) as store:
         coll = store.require(collection)  # before loading a model for nothing
         coll.check_model(run.model.id, run.model.config.name)
-        results = run.embed(parsed.inputs(run.common.as_kind))
-        if any(r is None for r in results):
+        vector = run.query_vector(parsed)
+        if vector is None:
             return  # the failed term is named on stderr (exit 1); without it there is no query
-        vector = parsed.vector(results)
         index = index_for(store, coll)
         kinds = [m.value for m in modality or []]
         hits = parsed.leave_out(
