@@ -54,7 +54,8 @@ def label_of(folder: str) -> str:
     return " ".join(folder.replace("_", " ").split())
 
 
-def _visible(name: str) -> bool:
+def visible(name: str) -> bool:
+    """Whether a file or folder counts: hidden ones (`.DS_Store`, `.cache/`) never do."""
     return not name.startswith(".")
 
 
@@ -63,22 +64,34 @@ def read_folder(root: str | Path) -> Dataset:
     root = Path(root)
     items = [
         Item(str(f), label_of(sub.name))
-        for sub in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and visible(p.name))
         for f in sorted(sub.rglob("*"))
-        if f.is_file() and all(_visible(p) for p in f.relative_to(sub).parts)
+        if f.is_file() and all(visible(p) for p in f.relative_to(sub).parts)
     ]
     return _dataset(root.name, items)
 
 
 def read_table(path: str | Path) -> Dataset:
-    """A CSV (or `.tsv`) file with `path` and `label` columns, paths relative to the file."""
+    """A CSV (or `.tsv`) file with `path` and `label` columns, paths relative to the file; a
+    row with a path but no label, or a file that is not UTF-8 CSV, is a UsageError."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        missing = {"path", "label"} - set(rows.fieldnames or ())
-        if missing:
-            raise UsageError(f"{path}: no {' or '.join(sorted(missing))} column")
-        items = [Item(str(path.parent / r["path"]), r["label"].strip()) for r in rows if r["path"]]
+    what = "TSV" if path.suffix.lower() == ".tsv" else "CSV"
+    items: list[Item] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            missing = {"path", "label"} - set(rows.fieldnames or ())
+            if missing:
+                raise UsageError(f"{path}: no {' or '.join(sorted(missing))} column")
+            for r in rows:
+                if not r["path"]:
+                    continue
+                label = (r["label"] or "").strip()
+                if not label:
+                    raise UsageError(f"{path}:{rows.line_num}: {r['path']!r} has no label")
+                items.append(Item(str(path.parent / r["path"]), label))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path}: cannot read it as a UTF-8 {what} table ({exc})") from None
     return _dataset(path.stem, items)
 
 
@@ -179,8 +192,9 @@ class Report:
 
     def figures(self) -> dict[str, float]:
         """top1, top5 and mean per-class recall: the mean over folds where there are folds
-        (the paper's ESC-50 protocol), else over all items."""
-        parts = list(self.folds.values()) or [self.total]
+        (the paper's ESC-50 protocol), else over all items. A fold with no item scored (all
+        failed) is left out of the mean; with none scored anywhere, the whole run's."""
+        parts = [t for t in self.folds.values() if t.n] or [self.total]  # a fold all failures: left out
         return {
             "top1": float(np.mean([t.top1 for t in parts])),
             "top5": float(np.mean([t.top5_rate for t in parts])),

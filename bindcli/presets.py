@@ -6,12 +6,15 @@ modality, and the paper's imagebind_huge top-1 beside what is measured.
 from __future__ import annotations
 
 import csv
+import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from bindcli.errors import UsageError
-from bindcli.evaluate import Dataset, Item, label_of, read_folder
+from bindcli.evaluate import Dataset, Item, label_of, read_folder, visible
 from bindcli.modality import Kind
+from bindcli.zeroshot import read_lines
 
 DATA = Path(__file__).parent / "data"
 
@@ -20,12 +23,6 @@ PAPER_TOP1 = {"esc50": 66.9, "imagenet-val": 77.7, "kinetics400": 50.0, "llvip":
 
 #: the paper's names for LLVIP's two classes; a class scores its best name
 LLVIP_NAMES = {"person": ("person", "man", "woman", "people"), "background": ("street", "road", "car", "light", "tree")}
-
-
-def read_lines(path: str | Path) -> tuple[str, ...]:
-    """A data file's lines, without blank ones and `#` comment lines."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
 def paper_templates() -> tuple[str, ...]:
@@ -38,8 +35,11 @@ def esc50(root: Path) -> Dataset:
     meta = root / "meta" / "esc50.csv"
     if not meta.is_file():
         raise UsageError(f"{root}: no meta/esc50.csv (expected the ESC-50 release: meta/, audio/)")
-    with open(meta, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(meta, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{meta}: cannot read it as a UTF-8 CSV table ({exc})") from None
     names = {int(r["target"]): label_of(r["category"]) for r in rows}
     items = tuple(Item(str(root / "audio" / r["filename"]), label_of(r["category"]), r["fold"]) for r in rows)
     items = tuple(sorted(items, key=lambda i: (int(i.fold or 0), i.path)))
@@ -51,17 +51,17 @@ def imagenet_val(root: Path) -> Dataset:
     """ILSVRC2012 val in one folder per WordNet id (`n01440764/*.JPEG`), scored against all
     1000 classes by their readable names."""
     wnids = [line.split("\t") for line in read_lines(DATA / "imagenet_classes.tsv")]
-    counts: dict[str, int] = {}
-    for _, name in wnids:
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for _, name in wnids)
     # a few synsets share a readable name ("missile", "sunglasses"): their labels add the id
     label = {w: name if counts[name] == 1 else f"{name} ({w})" for w, name in wnids}
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and visible(p.name)) if root.is_dir() else []
     unknown = [p.name for p in folders if p.name not in label]
     if not folders or unknown:
         what = f"unknown class folder {unknown[0]!r}" if unknown else "no class folders"
         raise UsageError(f"{root}: {what} (expected ILSVRC2012 val in WordNet-id folders: n01440764/...)")
-    items = tuple(Item(str(f), label[p.name]) for p in folders for f in sorted(p.iterdir()) if f.is_file())
+    items = tuple(
+        Item(str(f), label[p.name]) for p in folders for f in sorted(p.iterdir()) if f.is_file() and visible(f.name)
+    )
     classes = {label[w]: (name,) for w, name in wnids}
     return Dataset("imagenet-val", items, classes, paper_templates(), PAPER_TOP1["imagenet-val"])
 
@@ -71,17 +71,22 @@ def kinetics400(root: Path) -> Dataset:
     data = read_folder(root)
     if len(data.classes) != 400:
         raise UsageError(f"{root}: {len(data.classes)} class folders, Kinetics-400 has 400")
-    return Dataset("kinetics400", data.items, data.classes, paper_templates(), PAPER_TOP1["kinetics400"])
+    return dataclasses.replace(
+        data, name="kinetics400", templates=paper_templates(), paper=PAPER_TOP1["kinetics400"],
+    )
 
 
 def llvip(root: Path) -> Dataset:
     """LLVIP infrared crops in `person/` and `background/`, read as thermal, each class
     scored by the best of the paper's names for it."""
-    folders = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+    folders = {p.name for p in root.iterdir() if p.is_dir() and visible(p.name)} if root.is_dir() else set()
     if folders != set(LLVIP_NAMES):
         raise UsageError(f"{root}: expected exactly the folders person/ and background/ of infrared crops")
     data = read_folder(root)
-    return Dataset("llvip", data.items, LLVIP_NAMES, paper_templates(), PAPER_TOP1["llvip"], Kind.THERMAL)
+    return dataclasses.replace(
+        data, name="llvip", classes=LLVIP_NAMES, templates=paper_templates(), paper=PAPER_TOP1["llvip"],
+        kind=Kind.THERMAL,
+    )
 
 
 PRESETS: dict[str, Callable[[Path], Dataset]] = {

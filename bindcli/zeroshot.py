@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -36,11 +37,26 @@ def fill(template: str, label: str) -> str:
     return template.replace("{}", label)
 
 
-def templates_for(kinds: Iterable[Kind], override: Sequence[str] = ()) -> dict[Kind, tuple[str, ...]]:
-    """The prompt templates of each kind: its modality's own, or `override` for all."""
-    bad = [t for t in override if "{}" not in t]
+def read_lines(path: str | Path) -> tuple[str, ...]:
+    """A file of one entry a line (labels, templates): `#` starts a comment, blank lines and
+    surrounding spaces dropped. A file that cannot be read as UTF-8 text is a UsageError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it as UTF-8 text ({exc})") from None
+    return tuple(kept for line in text.splitlines() if (kept := line.split("#", 1)[0].strip()))
+
+
+def check_templates(templates: Sequence[str]) -> None:
+    """Refuse a template without the `{}` the label goes in."""
+    bad = [t for t in templates if "{}" not in t]
     if bad:
         raise UsageError(f"{bad[0]!r} has no {{}} for the label")
+
+
+def templates_for(kinds: Iterable[Kind], override: Sequence[str] = ()) -> dict[Kind, tuple[str, ...]]:
+    """The prompt templates of each kind: its modality's own, or `override` for all."""
+    check_templates(override)
     return {k: tuple(override) if override else k.modality.templates for k in kinds}
 
 

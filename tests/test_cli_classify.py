@@ -63,3 +63,16 @@ def test_usage_errors(args, message):
 
 def test_read_labels_splits_strips_and_dedupes():
     assert read_labels(["dog, car", "dog,,bird"], None) == ["dog", "car", "bird"]
+
+
+def test_a_labels_file_that_is_not_utf8_is_a_usage_error(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("caf\xe9\n".encode("latin-1"))
+    result = bind("classify", media("dog_image.jpg"), "-L", labels)
+    assert result.exit_code == 2 and str(labels) in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_template_is_refused_on_its_option():
+    result = bind("classify", media("dog_image.jpg"), "-l", "dog", "--template", "a photo")
+    assert result.exit_code == 2 and "--template" in result.stderr and "has no {}" in result.stderr

@@ -298,3 +298,105 @@ def test_a_second_template_set_embeds_only_its_prompts(folder, tmp_path):
         other = evaluate.evaluate(embedder, data, ("a {}",))
     assert towers == ["text"]  # the new prompts, nothing else
     assert again.total.confusion.tolist() == first.total.confusion.tolist() and other.total.n == 6
+
+
+def one_line_usage_error(result, *words: str) -> None:
+    assert result.exit_code == 2, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bind: "), result.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def bad_parameter(result, *words: str) -> None:
+    """typer's usage box for an option's bad value (its text wrapped over lines)."""
+    assert result.exit_code == 2, result.stdout
+    text = "".join(part.strip(" │") for part in result.stderr.splitlines())
+    assert "Traceback" not in result.stderr and all(w in text for w in words), result.stderr
+
+
+def test_a_row_without_its_label_names_the_file_and_row(folder):
+    table = folder / "labels.csv"
+    table.write_text("path,label\ndog/dog_image.jpg,dog\ncar/car_image.jpg\n")
+    one_line_usage_error(bind("eval", table), f"{table}:3", "no label")
+    table.write_text("path,label\ndog/dog_image.jpg,dog\ncar/car_image.jpg, \n")
+    one_line_usage_error(bind("eval", table), f"{table}:3")
+
+
+def test_a_table_or_templates_file_that_cannot_be_read_is_a_usage_error(folder, tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("path,label\ndog/dog_image.jpg,caf\xe9\n".encode("latin-1"))
+    one_line_usage_error(bind("eval", latin), str(latin), "UTF-8")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("path,label\n" + "x" * 200_000 + ",dog\n")  # past csv's field limit: csv.Error
+    one_line_usage_error(bind("eval", huge), str(huge), "field")
+    templates = tmp_path / "templates.txt"
+    templates.write_bytes("a photo of a {} \xe9t\xe9.\n".encode("latin-1"))
+    bad_parameter(bind("eval", folder, "--templates", templates), "--templates", str(templates), "UTF-8")
+    templates.write_text("a photo\n")
+    bad_parameter(bind("eval", folder, "--templates", templates), "--templates", str(templates), "has no {}")
+
+
+def test_a_fold_whose_items_all_failed_is_left_out_of_the_mean():
+    data = evaluate.Dataset("d", (evaluate.Item("a", "x", "1"),), {"x": ("x",), "y": ("y",)})
+    scored, empty = evaluate.Tally.empty(2), evaluate.Tally.empty(2)
+    scored.add(0, np.array([0, 1]))
+    report = evaluate.Report(data, ("x", "y"), scored, {"1": scored, "2": empty}, [], [])
+    assert report.figures()["top1"] == 1.0 and report.figures()["top5"] == 1.0
+    nothing = evaluate.Report(data, ("x", "y"), empty, {"1": empty, "2": empty}, [], [])
+    assert nothing.figures() == {"top1": 0.0, "top5": 0.0, "mean_per_class_recall": 0.0}
+
+
+def test_an_errors_file_that_cannot_be_written_fails_before_the_run(folder, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    # checked before the dataset is even read: the --errors path is what is refused
+    one_line_usage_error(bind("eval", tmp_path / "missing", "--errors", blocker / "out" / "e.jsonl"), "--errors")
+    one_line_usage_error(bind("eval", folder, "--errors", blocker / "e.jsonl"), "--errors", "not a folder")
+    made = tmp_path / "new" / "deeper" / "e.jsonl"  # a folder that can be created is fine
+    assert bind("eval", folder, "--errors", made, "-f", "json").exit_code == 0 and made.is_file()
+
+
+def test_errors_file_scores_are_printed_like_every_json_score(folder, tmp_path, monkeypatch):
+    from bindcli import vectors
+
+    monkeypatch.setattr(vectors, "SCORE_DIGITS", 2)
+    out = tmp_path / "errors.jsonl"
+    assert bind("eval", folder, "--errors", out, "-f", "json").exit_code == 0
+    scores = [t["score"] for m in jsonl(out.read_text()) for t in m["top"]]
+    assert scores and all(s == round(s, 2) for s in scores)
+
+
+def test_template_and_templates_together_are_refused(folder):
+    bad_parameter(bind("eval", folder, "--template", "{}", "--templates", "paper"), "--templates", "not both")
+
+
+def test_presets_skip_hidden_files_and_folders(tmp_path):
+    from bindcli import presets
+
+    val = tmp_path / "val"
+    (val / "n01440764").mkdir(parents=True)
+    shutil.copy(media("dog_image.jpg"), val / "n01440764" / "ILSVRC2012_val_1.JPEG")
+    (val / "n01440764" / ".DS_Store").write_text("finder")
+    (val / ".cache").mkdir()
+    assert [i.label for i in presets.read_preset("imagenet-val", val).items] == ["tench"]
+    llvip = tmp_path / "llvip"
+    for label in ("person", "background"):
+        (llvip / label).mkdir(parents=True)
+        shutil.copy(media("dog_image.jpg"), llvip / label / "010001.jpg")
+    (llvip / ".cache").mkdir()
+    assert len(presets.read_preset("llvip", llvip).items) == 2
+
+
+def test_one_reader_for_label_and_template_files(tmp_path):
+    from bindcli import zeroshot
+    from bindcli.errors import UsageError
+
+    listed = tmp_path / "list.txt"
+    listed.write_text("# heading\n  a photo of a {}.  # the default\n\n#\nthe sound of a {}.\n")
+    assert zeroshot.read_lines(listed) == ("a photo of a {}.", "the sound of a {}.")
+    zeroshot.check_templates(zeroshot.read_lines(listed))
+    with pytest.raises(UsageError, match="has no"):
+        zeroshot.check_templates(("a photo",))
+    listed.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(UsageError, match="UTF-8"):
+        zeroshot.read_lines(listed)

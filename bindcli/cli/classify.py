@@ -12,6 +12,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command, pick_format, table_labels
+from bindcli.cli.shared import check_templates
 from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,10 +69,7 @@ def classify(
     names = read_labels(labels or [], labels_file)
     if not files and not text:
         raise typer.BadParameter("give at least one FILE or --text", param_hint="FILE")
-    try:
-        zeroshot.templates_for((), template or ())
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--template") from None
+    check_templates(template or ())
     inputs = run.inputs(files or [], text or [])
     templates = zeroshot.templates_for({x.kind for x in inputs if isinstance(x, Input)}, template or ())
     prompts = zeroshot.prompts(names, templates)
@@ -97,8 +95,12 @@ def read_labels(labels: Sequence[str], labels_file: Path | None) -> list[str]:
     """Labels from --labels (comma-separated) and --labels-file, in order, each once."""
     found = [part.strip() for item in labels for part in item.split(",")]
     if labels_file is not None:
-        for line in labels_file.read_text(encoding="utf-8").splitlines():
-            found.append(line.split("#", 1)[0].strip())
+        from bindcli.zeroshot import read_lines
+
+        try:
+            found.extend(read_lines(labels_file))
+        except UsageError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--labels-file") from None
     names = list(dict.fromkeys(n for n in found if n))
     if not names:
         raise typer.BadParameter("give the candidate labels", param_hint="--labels / --labels-file")

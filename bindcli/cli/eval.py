@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -11,6 +12,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command, pick_format
+from bindcli.cli.shared import check_templates
 from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +48,8 @@ def eval_(
     templates: Annotated[Optional[str], typer.Option(
         "--templates", metavar="paper|bind|FILE", show_default=False,
         help="Prompt set: paper (CLIP's 80 ImageNet templates, a preset's default), bind "
-        "(each modality's own, the default otherwise) or a file of templates, one a line.",
+        "(each modality's own, the default otherwise) or a file of templates, one a line "
+        "('#' starts a comment); not with --template.",
     )] = None,
     template: Annotated[Optional[list[str]], typer.Option(
         "--template", metavar="TEXT", show_default=False,
@@ -82,12 +85,14 @@ def eval_(
       bind eval labels.csv --template "a photo of a {}." -f json
       bind eval --preset esc50 ESC-50-master/
     """
-    from bindcli import evaluate, presets, zeroshot
+    from bindcli import evaluate, presets
+    from bindcli.vectors import printed
 
-    try:
-        zeroshot.templates_for((), template or ())
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--template") from None
+    if template and templates is not None:
+        raise typer.BadParameter("give --template or --templates, not both", param_hint="--template / --templates")
+    check_templates(template or ())
+    if errors is not None:
+        _check_writable(errors, "--errors")
     if confusion is not None:
         from bindcli import confusion as matrix
 
@@ -104,7 +109,7 @@ def eval_(
     run.failed += run.out.failed(report.failed)
     if errors is not None:
         output.write_file(errors, output.jsonl(
-            {"path": m.path, "label": m.label, "top": [{"label": label, "score": round(score, 6)} for label, score in m.top]}
+            {"path": m.path, "label": m.label, "top": [{"label": lbl, "score": printed(s)} for lbl, s in m.top]}
             for m in report.misses
         ))
         run.out.note(f"wrote {len(report.misses)} misclassified items to {errors}")
@@ -117,6 +122,22 @@ def eval_(
         run.out.text(output.json_text(report.to_json()))
 
 
+def _check_writable(path: Path, param_hint: str) -> None:
+    """Refuse, before any work, a file whose folder cannot be made or written to."""
+    folder = path.parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest folder that exists: the rest is created
+    if path.is_dir():
+        problem = "is a folder"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"cannot write in {folder}"
+    else:
+        return
+    raise UsageError(f"{param_hint} {path}: {problem}")
+
+
 def _template_set(choice: str) -> tuple[str, ...]:
     """The templates `--templates` names; empty for bind's own per modality."""
     from bindcli import presets, zeroshot
@@ -127,11 +148,11 @@ def _template_set(choice: str) -> tuple[str, ...]:
         return presets.paper_templates()
     if not Path(choice).is_file():
         raise typer.BadParameter(f"{choice!r} is not paper, bind or a file", param_hint="--templates")
-    chosen = presets.read_lines(choice)
     try:
-        zeroshot.templates_for((), chosen)
+        chosen = zeroshot.read_lines(choice)
     except UsageError as exc:
-        raise typer.BadParameter(f"{choice}: {exc}", param_hint="--templates") from None
+        raise typer.BadParameter(str(exc), param_hint="--templates") from None
+    check_templates(chosen, "--templates", source=choice)
     if not chosen:
         raise typer.BadParameter(f"{choice}: no templates", param_hint="--templates")
     return chosen

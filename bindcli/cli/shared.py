@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import enum
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -16,6 +17,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, pick_format
+from bindcli.errors import UsageError
 from bindcli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +32,17 @@ COLLECTION_OPTION = Annotated[str, typer.Option(
     "--collection", "-c", metavar="NAME", help="Which collection in the file.",
 )]
 DEFAULT_COLLECTION = "default"
+
+
+def check_templates(templates: Sequence[str], param_hint: str = "--template", source: str | None = None) -> None:
+    """`zeroshot.check_templates` as a bad-parameter error on the option they came from
+    (`source`: the file they were read from, named in the message)."""
+    from bindcli.zeroshot import check_templates as check
+
+    try:
+        check(templates)
+    except UsageError as exc:
+        raise typer.BadParameter(f"{source}: {exc}" if source else str(exc), param_hint=param_hint) from None
 
 
 def open_store(db: Path | None) -> "Store":
