@@ -1,7 +1,10 @@
 """Query expressions (`bird.wav + 0.5:fruit.jpg - cage.jpg --text snow`) and their vectors.
 
 The syntax is rclip's: `+` and `-` are separate words, a weight prefixes a term as `W:term`,
-a missing operator means `+`. The combination is the ImageBind paper's (`vectors.combine`).
+a missing operator means `+`. A weight is a finite number, a colon and then neither a space
+nor a digit (so `10:30 train` and `16:9` are texts); a text that would read as weighted
+starts with a backslash, which is dropped (`\\0.5:dog` is the text `0.5:dog`, `0.5:\\3 dogs` weighs
+`3 dogs`). The combination is the ImageBind paper's (`vectors.combine`).
 `arith`, `search` and anything else that takes a query share this, including one rule for
 leaving the query's own files out of its results: two paths are the same file when their
 real paths (symlinks resolved) are.
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -26,6 +31,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Embedder, Embedding, Input
 
 OPERATORS = {"+": 1.0, "-": -1.0}
+#: `W:` then a character that is no space and no digit; `nan` and `inf` are caught to refuse them
+_WEIGHTED = re.compile(
+    r"([+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf(?:inity)?)):(.+)",
+    re.IGNORECASE | re.DOTALL,
+)
+ESCAPE = "\\"
 
 _Hit = TypeVar("_Hit")
 
@@ -39,15 +50,32 @@ class Term:
     literal: bool = False  # `source` is a text, not a path
 
 
-def split_weight(token: str) -> tuple[float, str]:
-    """`0.5:fruit.jpg` -> (0.5, "fruit.jpg"); a token without a numeric prefix has weight 1."""
-    head, sep, rest = token.partition(":")
-    if sep and rest:
-        try:
-            return float(head), rest
-        except ValueError:
-            pass
-    return 1.0, token
+def split_weight(token: str, is_file: Callable[[str], bool] | None = None) -> tuple[float, str]:
+    """`0.5:fruit.jpg` -> (0.5, "fruit.jpg"); a token without a weight has weight 1.
+
+    What follows the colon must start with neither a space nor a digit, unless `is_file` says
+    it names a file (`0.5:2.jpg`). A weight that is not finite raises QueryError.
+    """
+    match = _WEIGHTED.fullmatch(token)
+    if not match:
+        return 1.0, token
+    head, rest = match.groups()
+    if rest[0].isspace() or (rest[0].isdigit() and not (is_file and is_file(rest))):
+        return 1.0, token
+    weight = float(head)
+    if not math.isfinite(weight):
+        raise QueryError(
+            f"{token!r}: a weight must be a finite number (for a text that starts so, write "
+            f"{ESCAPE}{token})"
+        )
+    return weight, rest
+
+
+def split_text(text: str) -> tuple[float, str]:
+    """A `--text` term's weight and text: as `split_weight`, then one leading backslash, which
+    marks the rest as the text itself, is dropped."""
+    weight, rest = (1.0, text) if text.startswith(ESCAPE) else split_weight(text)
+    return weight, rest.removeprefix(ESCAPE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +87,8 @@ class Query:
     @classmethod
     def parse(cls, tokens: Sequence[str] = (), texts: Sequence[str] = ()) -> "Query":
         """File terms from `TERM [+|- TERM]...`, then the `--text` terms, which take the same
-        `W:` prefix (a negative weight subtracts). A token naming an existing file is a file
-        even if it looks weighted (`1:2.jpg`)."""
+        `W:` prefix (a negative weight subtracts) and the backslash escape. A token naming an
+        existing file is a file even if it looks weighted (`1:2.jpg`)."""
         terms: list[Term] = []
         sign: float | None = None
         for token in tokens:
@@ -69,13 +97,14 @@ class Query:
                     raise QueryError(f"two operators in a row before {token!r}")
                 sign = OPERATORS[token]
                 continue
-            weight, source = (1.0, token) if Path(token).exists() else split_weight(token)
+            exists = os.path.lexists
+            weight, source = (1.0, token) if exists(token) else split_weight(token, exists)
             terms.append(Term(source, (1.0 if sign is None else sign) * weight))
             sign = None
         if sign is not None:
             raise QueryError("the expression ends with an operator")
         for text in texts:
-            weight, source = split_weight(text)
+            weight, source = split_text(text)
             terms.append(Term(source, weight, literal=True))
         if not terms:
             raise QueryError("give at least one TERM or --text")

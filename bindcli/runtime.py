@@ -25,6 +25,7 @@ import numpy as np
 
 from bindcli.encoder import Encoder, LocalEncoder
 from bindcli.errors import InputError
+from bindcli.files import not_a_file
 from bindcli.hashing import sha256_file, sha256_text
 from bindcli.modality import PREPROCESSING_VERSION, Kind, detect
 from bindcli.model.config import ModelConfig, load_config
@@ -53,8 +54,7 @@ class Input:
     def file(cls, path: str | Path, as_kind: Kind | str | None = None) -> "Input":
         """A file input; raises InputError when it is missing or of unknown kind."""
         if not Path(path).is_file():
-            what = "is a folder, not a file" if Path(path).is_dir() else "no such file"
-            raise InputError(path, what)
+            raise InputError(path, not_a_file(path))
         return cls(str(path), detect(path, as_kind))
 
     @classmethod

@@ -78,3 +78,37 @@ def test_vector_combines_the_terms_embeddings():
 
     query = Query.parse([], ["a", "-1:b"])
     np.testing.assert_allclose(query.vector([Fake([3, 0]), Fake([0, 10])]), [2 ** -0.5, -(2 ** -0.5)])
+
+
+@pytest.mark.parametrize("text, term", [
+    ("10:30 train", Term("10:30 train", 1.0, literal=True)),  # a time, not weight 10
+    ("16:9 screen", Term("16:9 screen", 1.0, literal=True)),
+    ("0.5: spaced", Term("0.5: spaced", 1.0, literal=True)),
+    ("2e-1:dog", Term("dog", 0.2, literal=True)),
+    ("-.5:cage", Term("cage", -0.5, literal=True)),
+    (r"\0.5:dog", Term("0.5:dog", 1.0, literal=True)),  # a backslash makes the rest the text
+    (r"0.5:\3 dogs", Term("3 dogs", 0.5, literal=True)),
+    (r"\\dog", Term(r"\dog", 1.0, literal=True)),
+    ("note:dog", Term("note:dog", 1.0, literal=True)),
+])
+def test_only_a_number_colon_and_a_word_is_a_weight(text, term):
+    assert Query.parse([], [text]).terms == (term,)
+
+
+@pytest.mark.parametrize("token", ["nan:dog", "inf:dog", "-Infinity:dog", "1e999:dog"])
+def test_non_finite_weights_are_refused(token):
+    with pytest.raises(QueryError, match="finite"):
+        Query.parse([], [token])
+    with pytest.raises(QueryError, match="finite"):
+        Query.parse([token])
+
+
+def test_a_weighted_file_whose_name_starts_with_a_digit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "2.jpg").write_bytes(b"")
+    assert Query.parse(["0.5:2.jpg"]).terms == (Term("2.jpg", 0.5),)
+
+
+def test_search_refuses_a_nan_weight_with_a_usage_error():
+    result = bind("search", "--text", "nan:dog")
+    assert result.exit_code == 2 and "finite" in result.stderr and "NaN" not in result.stdout

@@ -12,7 +12,10 @@ released model was evaluated with them; upstream's `preprocess.npz` numbers show
   * Each clip is a *view* of the one waveform buffer and its mean is subtracted in place, so
     where clips overlap (files shorter than clips x clip_seconds) a later clip sees samples
     already shifted by an earlier clip's mean: a step inside the clip, visible in the fbank.
-The clean variant averages channels to mono and processes every clip on its own copy.
+The clean variant averages channels to mono and processes every clip on its own copy
+(`bind --audio-mix mono`). With the quirks, a file whose channel 0 is near silent while
+another channel is not (sound on the right only, a 5.1 file's centre) embeds as silence, so
+loading it warns (`InputWarning`), once per file, naming the clean variant.
 
 Audio shorter than one 25 ms Kaldi frame (400 samples at 16 kHz) is refused with an
 InputError; silence is fine (every bin sits at the log floor, -1.2776 after normalising).
@@ -45,6 +48,10 @@ RESAMPLE_FILTER_WIDTH = 6
 RESAMPLE_ROLLOFF = 0.99
 #: longer recordings (by metadata) are read only where the clips fall; see `load_audio`
 WINDOWED_SECONDS = 60
+#: channel 0 counts as near silent beside another channel this much louder (RMS ratio, 40 dB)
+#: which is itself above the level of silence (-80 dBFS)
+SILENT_CHANNEL_RATIO = 0.01
+SILENCE_RMS = 1e-4
 
 
 def _log_mel(clip: torch.Tensor, options: MediaOptions) -> torch.Tensor:
@@ -147,10 +154,28 @@ def load_audio(source: str | Path, options: MediaOptions) -> torch.Tensor:
         if track.seconds is not None and track.seconds > WINDOWED_SECONDS:
             _warn_if_cut_short(source, track, track.frames)
             clips = _windowed_clips(track, options)
+            _warn_if_channel_0_silent(source, torch.cat(clips, dim=1), options)
             return torch.stack([_clip_features(clip, options) for clip in clips])
         waveform, rate = torch.from_numpy(track.read()), track.rate
         _warn_if_cut_short(source, track, waveform.shape[1])
+    _warn_if_channel_0_silent(source, waveform, options)
     return audio_clips(waveform, rate, options, source)
+
+
+def _warn_if_channel_0_silent(source: str | Path, waveform: torch.Tensor, options: MediaOptions) -> None:
+    """An `InputWarning` when upstream's reading of channel 0 alone would embed the sound of
+    the other channels as silence."""
+    if not options.audio_upstream_quirks or waveform.shape[0] < 2 or waveform.shape[1] == 0:
+        return
+    levels = waveform.double().std(dim=1, correction=0)  # DC is no sound
+    loudest = int(levels[1:].argmax()) + 1
+    if levels[loudest] > SILENCE_RMS and levels[0] < SILENT_CHANNEL_RATIO * levels[loudest]:
+        warnings.warn(InputWarning(
+            source,
+            f"channel 0 is near silent while channel {loudest} is not, and upstream's audio "
+            "path hears only channel 0, so this embeds as silence; --audio-mix mono (in "
+            "Python, MediaOptions(audio_upstream_quirks=False)) mixes all channels",
+        ))
 
 
 def _warn_if_cut_short(source: str | Path, track: Track, held: int) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from bindcli.errors import InputError
 from bindcli.media.arrays import read_array
-from bindcli.media.image import HIGH_DEPTH_MODES, open_image
+from bindcli.media.image import HIGH_DEPTH_MODES, check_shape, describe_mode, open_image
 from bindcli.media.options import MediaOptions
 from bindcli.media.planes import resize_crop
 
@@ -43,6 +43,7 @@ def read_depth_m(source: str | Path, options: MediaOptions) -> np.ndarray:
         plane = np.squeeze(array)
         if plane.ndim != 2:
             raise InputError(source, f"expected a 2-D depth map, got shape {array.shape}")
+        check_shape(source, plane.shape[1], plane.shape[0])
         return plane.astype(np.float32)
     img = open_image(source, options)
     if img.mode in HIGH_DEPTH_MODES:
@@ -51,7 +52,7 @@ def read_depth_m(source: str | Path, options: MediaOptions) -> np.ndarray:
         return np.asarray(img, dtype=np.float32)
     raise InputError(
         source,
-        f"a {img.mode} image is not a depth map; expected a 16-bit PNG in millimetres "
+        f"{describe_mode(img.mode)} is not a depth map; expected a 16-bit PNG in millimetres "
         "or a float .npy/.npz in metres",
     )
 

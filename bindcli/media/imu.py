@@ -58,7 +58,8 @@ def read_imu(source: str | Path) -> np.ndarray:
         raise InputError(
             source,
             f"expected {CHANNELS} channels (accelerometer xyz, gyroscope xyz) as (6, T) or "
-            f"(T, 6), got shape {array.shape}",
+            f"(T, 6), got shape {array.shape}"
+            + ("; a depth map? read it with --as depth" if array.ndim == 2 else ""),
         )
     samples = array if array.shape[0] == CHANNELS else array.T
     if samples.shape[1] == 0:

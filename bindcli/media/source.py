@@ -12,18 +12,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bindcli.errors import InputError
+from bindcli.files import not_a_file
 
 
 def existing_file(source: str | Path) -> Path:
     """`source` as a Path, if it names a non-empty regular file."""
     path = Path(source)
-    if not path.exists():
-        raise InputError(source, "no such file")
     if not path.is_file():
-        raise InputError(source, "not a regular file")
+        raise InputError(source, not_a_file(path))
     if path.stat().st_size == 0:
         raise InputError(source, "file is empty (0 bytes)")
     return path
+
+
+def _detail(exc: Exception) -> str:
+    """A decoder's message, worded for people: FFmpeg's (through PyAV) comes as `[Errno
+    1094995529] Invalid data found when processing input: 'path'`, of which only the middle
+    says anything the line does not already."""
+    strerror = getattr(exc, "strerror", None)
+    if isinstance(exc, OSError) or type(exc).__module__.startswith("av"):
+        if strerror:
+            detail = strerror[0].lower() + strerror[1:]
+            if detail.startswith("invalid data found"):
+                return f"{detail} (not this kind of file, or a damaged one)"
+            return detail
+    return str(exc) or type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -36,5 +49,4 @@ def decoding(source: str | Path, what: str) -> Iterator[None]:
     except MemoryError:
         raise InputError(source, f"cannot read {what}: too large to decode") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad input
-        detail = str(exc) or type(exc).__name__
-        raise InputError(source, f"cannot read {what}: {detail}") from exc
+        raise InputError(source, f"cannot read {what}: {_detail(exc)}") from exc

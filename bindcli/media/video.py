@@ -9,6 +9,10 @@ applies CLIP mean/std, and takes three 224 crops along the long side (start, cen
 ceil offset, end). Output order is clip-major: clip0-crop0, clip0-crop1, ... (upstream
 stacks the crops of each clip in turn; `preprocess.npz` pins the order).
 
+Unlike upstream, a rotation the container asks for (a phone's `rotate=90` / display matrix)
+is applied to the decoded frames, as images honour EXIF orientation, so a portrait video is
+embedded upright; mirroring in the matrix is not.
+
 Only those two frames per clip are decoded: for each one the demuxer seeks to the keyframe
 before it and decodes forward to it, so memory and time are bounded by the clips (and the
 keyframe interval), not by the length of the file.
@@ -67,7 +71,7 @@ def _decode_frames(
             index = round(frame_seconds(frame, stream) * fps)
             last_seen = index
             if index >= target:
-                found[target] = frame.to_ndarray(format="rgb24")
+                found[target] = _upright(frame)
                 break
             previous = frame
         else:
@@ -75,8 +79,16 @@ def _decode_frames(
             # but not a file cut short.
             if last_seen < 0 or last_seen < target - 1:
                 raise InputError(source, f"video ends before frame {target}; truncated file?")
-            found[target] = previous.to_ndarray(format="rgb24")
+            found[target] = _upright(previous)
     return found
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as RGB (H, W, 3) uint8, turned as its display matrix says. PyAV gives the
+    matrix's rotation counterclockwise in degrees, so a phone's `rotate=90` reads -90."""
+    pixels = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, k=turns)) if turns else pixels
 
 
 def _short_side_scale(clip: torch.Tensor) -> torch.Tensor:
