@@ -8,6 +8,9 @@ user sees it as any warning and the CLI as one `bind: warning: FILE: ...` line.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -48,6 +51,26 @@ class InputWarning(UserWarning):
         self.source = str(source)
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
+
+
+_loading = threading.local()
+
+
+@contextlib.contextmanager
+def attributed_to(source: str | Path) -> Iterator[None]:
+    """Marks the block, on this thread, as the loading of `source`, so that whoever shows a
+    warning a decoder raises inside it (Pillow's, numpy's) can name the input it is about."""
+    previous = getattr(_loading, "source", None)
+    _loading.source = str(source)
+    try:
+        yield
+    finally:
+        _loading.source = previous
+
+
+def input_being_loaded() -> str | None:
+    """The input this thread is loading (see `attributed_to`), if any."""
+    return getattr(_loading, "source", None)
 
 
 class UnknownModalityError(InputError):

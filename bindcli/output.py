@@ -25,7 +25,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from bindcli.errors import InputError, InputWarning, OutputError
+from bindcli.errors import InputError, InputWarning, OutputError, input_being_loaded
 from bindcli.hashing import Progress
 
 #: significant digits that round-trip every float32 exactly
@@ -43,8 +43,9 @@ class Output:
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.out = Console(highlight=False)
+        # names and texts are the user's: `cat:fire:.jpg` is a file name, not an emoji code
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+        self.out = Console(highlight=False, emoji=False)
 
     @property
     def stdout_is_terminal(self) -> bool:
@@ -65,16 +66,25 @@ class Output:
     def input_warnings(self) -> Iterator[None]:
         """Loaders run on worker threads and know no terminal, so they warn through Python's
         `warnings`; inside the block each `InputWarning`, from any thread, is one `bind:
-        warning: FILE: reason` line, every time, even with -q. Other warnings are untouched."""
+        warning: FILE: reason` line, every time, even with -q. Any other warning raised while
+        an input loads (Pillow's, numpy's) is a note naming that input, once per input and
+        message, and none with -q; Pillow's decompression-bomb warning is dropped, since
+        bind's own pixel limit decides and says so. Warnings from elsewhere are untouched."""
         with warnings.catch_warnings():
             warnings.simplefilter("always", InputWarning)
             python_shows = warnings.showwarning
+            noted: set[tuple[str, str]] = set()
 
             def show(message, category, filename, lineno, file=None, line=None):
+                source = input_being_loaded()
                 if issubclass(category, InputWarning):
                     self.warn(str(message))
-                else:
+                elif source is None:
                     python_shows(message, category, filename, lineno, file, line)
+                elif category.__name__ != "DecompressionBombWarning" and not self.quiet:
+                    if (source, str(message)) not in noted:
+                        noted.add((source, str(message)))
+                        self.warn(f"{source}: {message}")
 
             warnings.showwarning = show
             yield

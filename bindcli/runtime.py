@@ -62,6 +62,12 @@ class Input:
         return cls(text, Kind.TEXT, literal=True)
 
 
+def text_inputs(texts: Iterable[str]) -> list["Input | InputError"]:
+    """Texts as inputs; an empty or blank one is an InputError (it would embed as the mere
+    start and end tokens, a vector that means nothing)."""
+    return [Input.text(t) if t.strip() else InputError(f'"{t}"', "empty text") for t in texts]
+
+
 def gather(
     paths: Iterable[str | Path] = (), texts: Iterable[str] = (), as_kind: Kind | str | None = None
 ) -> list["Input | InputError"]:
@@ -72,7 +78,7 @@ def gather(
             found.append(Input.file(path, as_kind))
         except InputError as exc:
             found.append(exc)
-    found.extend(Input.text(t) for t in texts)
+    found.extend(text_inputs(texts))
     return found
 
 
@@ -217,7 +223,7 @@ class Embedder:
     ) -> list[Embedding | InputError]:
         """One result per input (then per text), in order: an Embedding, or the InputError
         that stopped it. Inputs may be paths (kind from the extension) or `Input`s."""
-        items = _as_inputs(inputs) + [Input.text(t) for t in texts]
+        items = _as_inputs(inputs) + text_inputs(texts)
         results: list[Embedding | InputError | None] = [None] * len(items)
         for i, result in self.stream(items, progress, hashes=hashes):
             results[i] = result

@@ -11,6 +11,7 @@ of vision x text outputs.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -37,14 +38,20 @@ def fill(template: str, label: str) -> str:
     return template.replace("{}", label)
 
 
+#: a `#` at the start of a line or after a space, and the rest of the line
+_COMMENT = re.compile(r"(^|\s)#.*")
+
+
 def read_lines(path: str | Path) -> tuple[str, ...]:
-    """A file of one entry a line (labels, templates): `#` starts a comment, blank lines and
-    surrounding spaces dropped. A file that cannot be read as UTF-8 text is a UsageError."""
+    """A file of one entry a line (labels, templates): as in a shell, a `#` that starts a word
+    starts a comment (a line of its own, or after the entry), while one inside a word is part
+    of it (`C#`); blank lines and surrounding spaces dropped. A file that cannot be read as
+    UTF-8 text is a UsageError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read it as UTF-8 text ({exc})") from None
-    return tuple(kept for line in text.splitlines() if (kept := line.split("#", 1)[0].strip()))
+    return tuple(kept for line in text.splitlines() if (kept := _COMMENT.sub("", line).strip()))
 
 
 def check_templates(templates: Sequence[str]) -> None:

@@ -41,13 +41,14 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
         out.note(f"no collections in {path} yet; create one with `bind index PATH`")
     fmt = chosen(fmt, out, InfoFormat.JSONL)
     if fmt is InfoFormat.TABLE:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table()
         for column in ("name", "files", "model", "created"):
             table.add_column(column, justify="right" if column == "files" else "left")
         for r in rows:
-            table.add_row(r["name"], str(r["files"]), r["model"], r["created"])
+            table.add_row(escape(r["name"]), str(r["files"]), escape(r["model"]), r["created"])
         out.table(table)
     else:
         out.text(output.json_text(rows) if fmt is InfoFormat.JSON else output.jsonl(rows))

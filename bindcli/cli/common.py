@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import functools
 import inspect
 import os
@@ -28,6 +29,7 @@ from bindcli.placement import Precision
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
+    from bindcli.media.options import MediaOptions
     from bindcli.query import Query
     from bindcli.runtime import Embedder, Embedding, Input, Model
 
@@ -47,6 +49,13 @@ def _complete_device(incomplete: str) -> list[str]:
     return [d for d in ("auto", "cpu", "cuda", "cuda:0", "mps") if d.startswith(incomplete)]
 
 
+class AudioMix(str, enum.Enum):
+    """How a recording's channels reach the audio tower (`MediaOptions.audio_upstream_quirks`)."""
+
+    UPSTREAM = "upstream"
+    MONO = "mono"
+
+
 @dataclasses.dataclass(frozen=True)
 class Common:
     """The values of the common options."""
@@ -59,6 +68,7 @@ class Common:
     as_kind: Optional[Kind]
     no_cache: bool
     quiet: bool
+    audio_mix: AudioMix = AudioMix.UPSTREAM
 
 
 _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
@@ -123,6 +133,15 @@ _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
             help="No notes or progress on stderr (errors still show).",
         )],
         False,
+    ),
+    "audio_mix": (
+        Annotated[AudioMix, typer.Option(
+            "--audio-mix", envvar="BIND_AUDIO_MIX", case_sensitive=False,
+            rich_help_panel=OPTIONS_PANEL,
+            help="upstream: upstream's numbers (channel 0 only, after a mean over all "
+            "channels); mono: every channel averaged, each clip on its own copy.",
+        )],
+        AudioMix.UPSTREAM,
     ),
 }
 
@@ -257,7 +276,7 @@ class Run:
                 embedder = open_embedder(
                     c.model_config, c.weights, model=self._model, device=c.device,
                     precision=c.precision.value, batch_size=c.batch_size, cache=not c.no_cache,
-                    progress=progress, notify=self.out.warn,
+                    progress=progress, notify=self.out.warn, options=self.media_options,
                 )
             self._embedder = embedder
             if embedder.placement.warning:
@@ -265,6 +284,15 @@ class Run:
             if c.device == "auto" or c.precision is Precision.AUTO:
                 self.out.note(f"{embedder.config.name} on {embedder.placement.describe()}")
         return self._embedder
+
+    @property
+    def media_options(self) -> "MediaOptions | None":
+        """The loading options the common options ask for; None for upstream's defaults."""
+        if self.common.audio_mix is AudioMix.UPSTREAM:
+            return None
+        from bindcli.media.options import MediaOptions
+
+        return MediaOptions(audio_upstream_quirks=False)
 
     def close(self) -> None:
         """Close the embedder's cache file and free its towers."""

@@ -64,6 +64,11 @@ def compare(
 
     from bindcli.vectors import printed, similarity
 
+    if "-" in (files or []) and "-" in (against or []):
+        raise typer.BadParameter(
+            "'-' (read paths from stdin) may be given once, for FILE or for --against",
+            param_hint="FILE",
+        )
     row_inputs = run.inputs(files or [], text or [])
     col_inputs = run.inputs(against or [], against_text or [])
     square = not col_inputs
@@ -74,7 +79,9 @@ def compare(
     results = run.embed(row_inputs + col_inputs)
     rows = [e for e in results[: len(row_inputs)] if e is not None]
     cols = rows if square else [e for e in results[len(row_inputs):] if e is not None]
-    if not rows or not cols:
+    if square and len(rows) == 1:
+        run.out.error("nothing to compare: only one of the inputs could be used")
+    if not rows or not cols or (square and len(rows) == 1):
         return
     # upstream's softmax is of raw dot products; cosines are of unit vectors
     rows_m, cols_m = (np.stack([e.raw if softmax else e.unit for e in side]) for side in (rows, cols))

@@ -52,6 +52,7 @@ def doctor(
 def _show(out: Output, report: "Report") -> None:
     """One titled two-column table per section."""
     from rich.filesize import decimal
+    from rich.markup import escape
     from rich.table import Table
 
     d, w = report.device, report.weights
@@ -85,7 +86,7 @@ def _show(out: Output, report: "Report") -> None:
     for n, (title, rows) in enumerate(sections.items()):
         table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None)
         for key, value in rows.items():
-            table.add_row(key, value)
+            table.add_row(escape(key), escape(value))
         if n:
             out.out.print()
         out.table(table)

@@ -138,6 +138,7 @@ def show_record(out: Output, info: dict, fmt: InfoFormat, shown: dict[str, str] 
         out.text(output.json_text(info))
         return
     from rich.filesize import decimal
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
@@ -148,7 +149,7 @@ def show_record(out: Output, info: dict, fmt: InfoFormat, shown: dict[str, str] 
             value = ", ".join(f"{k} {n}" for k, n in value.items()) or "—"
         elif key.endswith("_bytes"):
             value = decimal(value)
-        table.add_row(key.replace("_", " "), str(value))
+        table.add_row(key.replace("_", " "), escape(str(value)))
     out.table(table)
 
 

@@ -100,6 +100,7 @@ def info_command(
 ) -> None:
     """Show the towers in a checkpoint, their parameter counts, dtype, file size and hash."""
     from rich.filesize import decimal
+    from rich.markup import escape
     from rich.table import Table
 
     from bindcli.model.checkpoint import info
@@ -130,7 +131,7 @@ def info_command(
     for column in ("tensors", "parameters", "size"):
         towers.add_column(column, justify="right")
     for t in result.towers:
-        towers.add_row(t.tower, str(t.tensors), f"{t.parameters:,}", decimal(t.bytes))
+        towers.add_row(escape(t.tower), str(t.tensors), f"{t.parameters:,}", decimal(t.bytes))
     out.table(towers)
 
 

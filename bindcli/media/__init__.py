@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bindcli.errors import InputError
+from bindcli.errors import InputError, attributed_to
 from bindcli.media.options import MediaOptions
 from bindcli.media.tokenizer import tokenize
 from bindcli.modality import PREPROCESSING_VERSION, Kind
@@ -27,8 +27,10 @@ def load(source: str | Path, kind: Kind, options: MediaOptions | None = None) ->
 
     IMAGE (3,224,224); VIDEO (clips*3,3,2,224,224); AUDIO (clips,1,128,204); TEXT (77,);
     DEPTH and THERMAL (1,224,224); IMU (S,6,2000). Any unusable input raises InputError.
+    Warnings raised meanwhile are attributed to `source` (`bindcli.errors.attributed_to`).
     """
-    return Kind(kind).modality.load(source, options or MediaOptions())
+    with attributed_to(source):
+        return Kind(kind).modality.load(source, options or MediaOptions())
 
 
 def _load_or_error(
