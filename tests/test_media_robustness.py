@@ -16,6 +16,7 @@ from PIL import Image
 
 from bindcli.errors import InputError, InputWarning
 from bindcli.media import MediaOptions, load
+from bindcli.media.image import vision_tensor
 from bindcli.modality import Kind
 
 MONO = MediaOptions(audio_upstream_quirks=False)
@@ -47,8 +48,7 @@ def test_sound_only_off_channel_0_warns_once_and_mono_hears_it(tmp_path):
         torch.testing.assert_close(load(path, Kind.AUDIO), silent)  # upstream hears silence
         assert (load(path, Kind.AUDIO, MONO) - silent).abs().max() > 1  # the mono mix does not
         assert _input_warnings(lambda: load(path, Kind.AUDIO, MONO)) == []
-    for quiet in ("silent.wav",):
-        assert _input_warnings(lambda: load(tmp_path / quiet, Kind.AUDIO)) == []
+    assert _input_warnings(lambda: load(tmp_path / "silent.wav", Kind.AUDIO)) == []
     soundfile.write(tmp_path / "left.wav", _sound_on(0, 2), 16000)
     assert _input_warnings(lambda: load(tmp_path / "left.wav", Kind.AUDIO)) == []
 
@@ -126,6 +126,12 @@ def test_extreme_aspect_ratio_is_refused_before_decoding(tmp_path, kind):
     assert load(tmp_path / "panorama.png", kind).shape[-2:] == (224, 224)
 
 
+def test_extreme_aspect_ratio_video_is_refused(tmp_path):
+    _write_mov(tmp_path / "strip.mov", np.zeros((2, 2, 1000, 3), np.uint8))
+    with pytest.raises(InputError, match=r"1000x2.*aspect ratio"):
+        load(tmp_path / "strip.mov", Kind.VIDEO)
+
+
 def test_extreme_aspect_ratio_depth_array_is_refused(tmp_path):
     np.save(tmp_path / "line.npy", np.ones((2, 3000), np.float32))
     with pytest.raises(InputError, match=r"3000x2.*aspect ratio"):
@@ -162,6 +168,4 @@ def test_palette_transparency_loads_without_a_python_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = load(tmp_path / "pal.png", Kind.IMAGE)
-    from bindcli.media.image import vision_tensor
-
     torch.testing.assert_close(out, vision_tensor(Image.open(tmp_path / "pal.png").convert("RGBA")))

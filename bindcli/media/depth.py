@@ -43,7 +43,7 @@ def read_depth_m(source: str | Path, options: MediaOptions) -> np.ndarray:
         plane = np.squeeze(array)
         if plane.ndim != 2:
             raise InputError(source, f"expected a 2-D depth map, got shape {array.shape}")
-        check_shape(source, plane.shape[1], plane.shape[0])
+        check_shape(source, plane.shape[1], plane.shape[0], "depth map")
         return plane.astype(np.float32)
     img = open_image(source, options)
     if img.mode in HIGH_DEPTH_MODES:

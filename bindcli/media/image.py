@@ -59,13 +59,13 @@ def describe_mode(mode: str) -> str:
     return f"{'an' if name[0] in '8aeiouAEIOU' else 'a'} {name} image"
 
 
-def check_shape(source: str | Path, width: int, height: int) -> None:
+def check_shape(source: str | Path, width: int, height: int, what: str = "image") -> None:
     """Refuse a picture too elongated to scale (see `MAX_ASPECT_RATIO`), from its size alone."""
     if min(width, height) < 1 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         long_side = SIZE * max(width, height) // max(min(width, height), 1)
         raise InputError(
             source,
-            f"image is {width}x{height}, an aspect ratio over the {MAX_ASPECT_RATIO}:1 limit "
+            f"{what} is {width}x{height}, an aspect ratio over the {MAX_ASPECT_RATIO}:1 limit "
             f"(scaled to {SIZE} on its short side it would be {long_side} pixels long)",
         )
 

@@ -30,7 +30,7 @@ def _detail(exc: Exception) -> str:
     1094995529] Invalid data found when processing input: 'path'`, of which only the middle
     says anything the line does not already."""
     strerror = getattr(exc, "strerror", None)
-    if isinstance(exc, OSError) or type(exc).__module__.startswith("av"):
+    if isinstance(exc, OSError) or type(exc).__module__.split(".")[0] == "av":
         if strerror:
             detail = strerror[0].lower() + strerror[1:]
             if detail.startswith("invalid data found"):

@@ -29,7 +29,7 @@ import torch
 
 from bindcli.errors import InputError
 from bindcli.media.clips import clip_spans
-from bindcli.media.image import CLIP_MEAN, CLIP_STD, SIZE
+from bindcli.media.image import CLIP_MEAN, CLIP_STD, SIZE, check_shape
 from bindcli.media.options import MediaOptions
 from bindcli.media.seek import decode_from, frame_seconds, stream_seconds
 from bindcli.media.source import decoding, existing_file
@@ -123,6 +123,7 @@ def load_video(source: str | Path, options: MediaOptions) -> torch.Tensor:
         if not container.streams.video:
             raise InputError(source, "no video track")
         stream = container.streams.video[0]
+        check_shape(source, stream.width, stream.height, "video")
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
