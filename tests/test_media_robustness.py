@@ -29,28 +29,29 @@ def _sound_on(channel: int, channels: int, seconds: float = 1.0, rate: int = 160
     return samples
 
 
-def _input_warnings(fn) -> list[str]:
+def _load_warning(path, options: MediaOptions = MediaOptions()) -> tuple[torch.Tensor, list[str]]:
+    """The audio tensor, and the InputWarnings loading it raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fn()
-    return [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+        out = load(path, Kind.AUDIO, options)
+    return out, [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
 
 
 def test_sound_only_off_channel_0_warns_once_and_mono_hears_it(tmp_path):
     soundfile.write(tmp_path / "right.wav", _sound_on(1, 2), 16000)
     soundfile.write(tmp_path / "centre.wav", _sound_on(2, 6), 16000)
     soundfile.write(tmp_path / "silent.wav", np.zeros((16000, 2), np.float32), 16000)
-    silent = load(tmp_path / "silent.wav", Kind.AUDIO)
+    silent, messages = _load_warning(tmp_path / "silent.wav")
+    assert messages == []
     for name in ("right.wav", "centre.wav"):
         path = tmp_path / name
-        messages = _input_warnings(lambda: load(path, Kind.AUDIO))
+        upstream, messages = _load_warning(path)
         assert len(messages) == 1 and str(path) in messages[0] and "--audio-mix mono" in messages[0]
-        torch.testing.assert_close(load(path, Kind.AUDIO), silent)  # upstream hears silence
-        assert (load(path, Kind.AUDIO, MONO) - silent).abs().max() > 1  # the mono mix does not
-        assert _input_warnings(lambda: load(path, Kind.AUDIO, MONO)) == []
-    assert _input_warnings(lambda: load(tmp_path / "silent.wav", Kind.AUDIO)) == []
+        torch.testing.assert_close(upstream, silent)  # upstream hears silence
+        mono, messages = _load_warning(path, MONO)
+        assert (mono - silent).abs().max() > 1 and messages == []  # the mono mix does not
     soundfile.write(tmp_path / "left.wav", _sound_on(0, 2), 16000)
-    assert _input_warnings(lambda: load(tmp_path / "left.wav", Kind.AUDIO)) == []
+    assert _load_warning(tmp_path / "left.wav")[1] == []
 
 
 def _write_mov(path, frames: np.ndarray, rotate_cw: int = 0) -> None:
