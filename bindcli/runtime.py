@@ -288,7 +288,7 @@ class Embedder:
 
     def cache_key(self, inp: Input, sha: str) -> CacheKey:
         """The embedding-cache key of `inp` with content hash `sha` under this embedder."""
-        options = json.dumps(dataclasses.asdict(self.options), sort_keys=True) if self.options else ""
+        options = self.options.cache_text(inp.kind.value) if self.options else ""
         return CacheKey(
             sha, self.model_id, PREPROCESSING_VERSION, self.placement.precision,
             inp.kind.value, options,

@@ -116,3 +116,17 @@ def test_audio_is_loaded_at_the_size_the_config_takes(tmp_path):
     assert (embedder.options.audio_mel_bins, embedder.options.audio_frames) == (64, 100)
     [result] = embedder.embed([media("dog_audio.wav")])
     assert isinstance(result, Embedding) and result.raw.shape == (config.out_embed_dim,)
+
+
+def test_cache_keys_record_only_the_options_a_kind_reads():
+    """An audio option keys audio apart but leaves images on their cached vectors."""
+    from bindcli.media.options import MediaOptions
+
+    small = load_config(FIXTURES / "public_config.json")
+    plain = Embedder(small, FIXTURES / "public.pth", place("cpu", "fp32"))
+    mono = Embedder(small, FIXTURES / "public.pth", place("cpu", "fp32"),
+                    options=MediaOptions(audio_upstream_quirks=False))
+    image, sound = Input.file(media("dog_image.jpg")), Input.file(media("dog_audio.wav"))
+    assert mono.cache_key(image, "a" * 64) == plain.cache_key(image, "a" * 64)
+    assert mono.cache_key(sound, "a" * 64) != plain.cache_key(sound, "a" * 64)
+    assert mono.cache_key(sound, "a" * 64).options == '{"audio_upstream_quirks": false}'

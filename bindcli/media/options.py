@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from bindcli.model.config import ModelConfig
 
@@ -47,3 +48,16 @@ class MediaOptions:
     depth_png_unit_m: float = 0.001
     depth_standardize: bool = True
     imu_sample_rate_hz: float | None = None
+
+    def cache_text(self, kind: str) -> str:
+        """What an embedding-cache key records of these options for a file of `kind`: only the
+        fields that kind reads (`audio_*` for audio, ...) and only where they differ from the
+        defaults, so an audio option never sends images back to the encoder."""
+        prefix = f"{kind}_"
+        defaults = MediaOptions()
+        changed = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name.startswith(prefix) and getattr(self, f.name) != getattr(defaults, f.name)
+        }
+        return json.dumps(changed, sort_keys=True) if changed else ""
