@@ -129,22 +129,27 @@ def locate_model(model: str = DEFAULT_MODEL, *, progress: bool = True) -> Path:
     offline = offline_var()
     (enable_progress_bars if progress else disable_progress_bars)()
     try:
-        return Path(StableUnCLIPImg2ImgPipeline.download(
-            model, local_files_only=bool(offline), cache_dir=_hub_cache(),
-        ))
+        with _quiet_loading():  # diffusers logs its own fallback to the cache
+            return Path(StableUnCLIPImg2ImgPipeline.download(
+                model, local_files_only=bool(offline), cache_dir=_hub_cache(),
+            ))
     except Exception as exc:  # the Hub's errors have no common base: OSError, HTTP, network
         raise WeightsError(_not_fetched(model, exc, offline)) from exc
 
 
-def _not_fetched(model: str, exc: Exception, offline: str | None) -> str:
+def _not_fetched(model: str, exc: BaseException, offline: str | None) -> str:
     where = _hub_cache()
     get = (f"run `hf download {model} --exclude '*.ckpt'` on a machine with network access "
            f"and copy its cache folder to {where}, or pass --diffusion-model FOLDER")
     if offline:
         return (f"diffusion model {model} is not in the Hugging Face cache ({where}) and "
                 f"offline mode is on ({offline}=1), so it was not downloaded: {get}")
-    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-    return f"diffusion model {model} could not be downloaded ({reason}): {get}"
+    while exc.__cause__ is not None:  # diffusers re-raises the Hub's error as "see above"
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    reason = lines[0][:200] if lines else type(exc).__name__
+    return (f"diffusion model {model} is not in the Hugging Face cache ({where}) and could "
+            f"not be downloaded ({reason}): {get}")
 
 
 def embedding_width(folder: Path) -> int:

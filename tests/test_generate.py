@@ -4,11 +4,14 @@ copy would be; nothing is downloaded."""
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import importlib.util
 import json
 import math
 import shutil
 import string
+import threading
 
 import numpy as np
 import pytest
@@ -238,6 +241,103 @@ def test_the_generation_is_interrupted_without_a_file(unclip, tmp_path, monkeypa
     done = run(unclip, tmp_path / "x.png", media("dog_audio.wav"))
     assert done.exit_code == 130 and done.stderr.splitlines()[-1] == "bind: interrupted"
     assert list(tmp_path.iterdir()) == []
+
+
+#: the commit the fake Hub serves
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO = "bind-tests/tiny-unclip"
+
+
+@pytest.fixture
+def hub(unclip, monkeypatch):
+    """A fake Hugging Face Hub on 127.0.0.1 serving the tiny pipeline as `REPO`, beside a
+    `.ckpt` that must never be fetched; huggingface_hub pointed at it as HF_ENDPOINT would
+    (read at import, so patched here). Yields the list of requested paths."""
+    import huggingface_hub.constants as constants
+    import huggingface_hub.hf_api as hf_api
+
+    files = {p.relative_to(unclip).as_posix(): p.read_bytes() for p in unclip.rglob("*") if p.is_file()}
+    files["sd21-unclip-h.ckpt"] = b"not to be downloaded"
+    seen: list[str] = []
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            self.answer(body=False)
+
+        def do_GET(self):
+            self.answer(body=True)
+
+        def answer(self, body: bool) -> None:
+            path = self.path.split("?")[0]
+            seen.append(path)
+            name = path.partition(f"/{REPO}/resolve/")[2].partition("/")[2]
+            headers = {"Content-Type": "application/json"}
+            if path.startswith(f"/api/models/{REPO}/tree/"):
+                data = json.dumps([{"type": "file", "path": f, "size": len(b),
+                                    "oid": hashlib.sha1(b).hexdigest()} for f, b in files.items()])
+            elif path.startswith(f"/api/models/{REPO}"):
+                data = json.dumps({"id": REPO, "sha": COMMIT,
+                                   "siblings": [{"rfilename": f} for f in files]})
+            elif name in files:
+                data = files[name]
+                headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+            else:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = data.encode() if isinstance(data, str) else data
+            self.send_response(200)
+            for key, value in {**headers, "Content-Length": str(len(data))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hf_api.api, "endpoint", url)
+    yield seen
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_a_hub_model_is_fetched_into_the_cache_once_then_used_offline(hub, tmp_path):
+    cache = tmp_path / "hf"
+    args = ["generate", media("dog_audio.wav"), "--diffusion-model", REPO, "--steps", "2",
+            "--size", SIZE, "--seed", "2"]
+    done = bind(*args, "-o", tmp_path / "a.png", env={"HF_HUB_CACHE": str(cache)})
+    assert done.exit_code == 0, done.stderr
+    snapshot = cache / "models--bind-tests--tiny-unclip" / "snapshots" / COMMIT
+    assert (snapshot / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not any(path.endswith(".ckpt") for path in hub)  # the repo's other weights
+    assert png_text(tmp_path / "a.png")["bind:diffusion_model"] == f"{REPO}@{COMMIT}"
+    hub.clear()
+    done = bind(*args, "-o", tmp_path / "b.png",
+                env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+    assert done.exit_code == 0, done.stderr
+    assert hub == []
+    assert np.array_equal(pixels(tmp_path / "a.png"), pixels(tmp_path / "b.png"))
+
+
+def test_a_hub_model_that_cannot_be_fetched(hub, tmp_path):
+    done = bind("generate", media("dog_audio.wav"), "-o", tmp_path / "x.png",
+                "--diffusion-model", "bind-tests/not-there", env={"HF_HUB_CACHE": str(tmp_path)})
+    assert done.exit_code == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"bind: diffusion model bind-tests/not-there is not in the Hugging "
+                           f"Face cache ({tmp_path}) and could not be downloaded (")
+    assert "404" in line, line
+    assert line.endswith(f"copy its cache folder to {tmp_path}, or pass --diffusion-model FOLDER")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_offline_names_what_to_download_and_where(tmp_path):
