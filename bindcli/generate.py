@@ -10,7 +10,7 @@ The scale. A query vector is unit length (`vectors.combine`), but unCLIP was tra
 un-normalised CLIP image embeddings, and the community disagrees on what to hand it (audio at
 norm 20, raw image vectors, a "strength"). The checkpoint itself answers: its
 `image_normalizer` holds the per-dimension mean and standard deviation of the embeddings it
-was trained on, and it feeds the UNet `(x - mean) / std` (then noised and unscaled). For a
+was trained on (it standardises them as `(x - mean) / std` before noising them). For a
 training embedding, E||x||^2 = sum_i E[x_i^2] = sum_i (mean_i^2 + std_i^2), so the unit query
 is scaled to sqrt(sum(mean^2 + std^2)): the typical norm of what the model saw, computed from
 the loaded pipeline at run time (right for any unCLIP checkpoint, without running it).
