@@ -18,7 +18,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command
-from bindcli.cli.shared import HitsFormat, open_store, show_hits
+from bindcli.cli.shared import QUERY_TERMS, QUERY_TEXT, HitsFormat, open_store, show_hits
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.query import Query
@@ -28,15 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 @command
 def arith(
     run: Run,
-    expression: Annotated[Optional[list[str]], typer.Argument(
-        metavar="TERM [+|- TERM]...", show_default=False,
-        help="Files combined with + and - (separate words); weight a term as 0.5:file.jpg. "
-        "Put -- before a term that starts with '-'.",
-    )] = None,
-    text: Annotated[Optional[list[str]], typer.Option(
-        "--text", "-t", show_default=False,
-        help="A text term, added; 'W:text' weights it, a negative W subtracts (repeatable).",
-    )] = None,
+    expression: QUERY_TERMS = None,
+    text: QUERY_TEXT = None,
     gallery: Annotated[Optional[list[str]], typer.Option(
         "--gallery", "-g", metavar="DIR|FILE|COLLECTION", show_default=False,
         help="Where to search: folders (walked, hidden files skipped), files, or the name of "

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from bindcli.cli.common import Run, command
+from bindcli.cli.shared import QUERY_TERMS, QUERY_TEXT
 from bindcli.generate import DEFAULT_MODEL, Offload
 
 GENERATION_PANEL = "Generation"
@@ -22,15 +23,8 @@ GENERATION_PANEL = "Generation"
 @command
 def generate(
     run: Run,
-    expression: Annotated[Optional[list[str]], typer.Argument(
-        metavar="TERM [+|- TERM]...", show_default=False,
-        help="The query, as in `bind arith`: files combined with + and -, weights as "
-        "0.5:file.wav. Put -- before a term that starts with '-'.",
-    )] = None,
-    text: Annotated[Optional[list[str]], typer.Option(
-        "--text", "-t", show_default=False,
-        help="A text term of the query; 'W:text' weights it, a negative W subtracts (repeatable).",
-    )] = None,
+    expression: QUERY_TERMS = None,
+    text: QUERY_TEXT = None,
     out_file: Annotated[Path, typer.Option(
         "--output", "-o", metavar="OUT.png", dir_okay=False, show_default=False,
         help="Where the image goes; with -n 3: OUT.png, OUT-1.png, OUT-2.png.",
