@@ -221,8 +221,7 @@ class ImageGenerator:
         require_extra()
         offload = Offload(offload)
         placement = diffusion_placement(device, precision)
-        if offload is not Offload.NONE:
-            _check_offload(offload, placement)
+        check_offload(offload, placement)
         folder = folder or locate_model(model, progress=progress)
         from diffusers import StableUnCLIPImg2ImgPipeline
 
@@ -320,7 +319,10 @@ def _quiet_loading() -> Iterator[None]:
             library.enable_progress_bar()
 
 
-def _check_offload(offload: Offload, placement: Placement) -> None:
+def check_offload(offload: Offload, placement: Placement) -> None:
+    """Offloading moves weights between CPU and GPU: refused on a CPU or without accelerate."""
+    if offload is Offload.NONE:
+        return
     if placement.device.type == "cpu":
         raise UsageError(f"--offload {offload.value} moves weights between CPU and GPU; "
                          "there is no GPU here (use --offload none)")

@@ -4,6 +4,7 @@ copy would be; nothing is downloaded."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import importlib.util
@@ -148,10 +149,21 @@ def test_writes_a_png_that_records_how_it_was_made(unclip, tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_same_seed_same_image_and_each_of_n_is_its_own_seed(unclip, tmp_path):
+def test_same_seed_same_image_and_each_of_n_is_its_own_seed(unclip, tmp_path, monkeypatch):
+    from bindcli.output import Output
+
+    bars = []
+
+    @contextlib.contextmanager
+    def progress(self, total, label):
+        bars.append([label, total, 0])
+        yield lambda n, status=None: bars[-1].__setitem__(2, bars[-1][2] + n)
+
+    monkeypatch.setattr(Output, "progress", progress)
     query = media("dog_audio.wav")
     assert run(unclip, tmp_path / "a.png", query, "--seed", "5", "-n", "2").exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-1.png", "a.png"]
+    assert bars[-1] == ["Generating", 4, 4]  # a bar over every step: 2 images of 2 steps
     assert png_text(tmp_path / "a-1.png")["bind:seed"] == "6"
     assert run(unclip, tmp_path / "b.png", query, "--seed", "6").exit_code == 0
     assert run(unclip, tmp_path / "c.png", query, "--seed", "5").exit_code == 0
@@ -378,6 +390,8 @@ def test_without_the_extra_it_names_the_pip_install(tmp_path, monkeypatch):
     (SIZE, ["--noise-level", "1000"], "--noise-level 1000: use 0..999"),
     ("20x16", [], "--size 20x16: give N or WxH in pixels, multiples of 8 (e.g. 768)"),
     (SIZE, ["--embedding-scale", "0"], "--embedding-scale 0.0: use a positive norm"),
+    (SIZE, ["--offload", "model"], "--offload model moves weights between CPU and GPU; there "
+                                   "is no GPU here (use --offload none)"),
 ])
 def test_settings_the_pipeline_cannot_run_are_usage_errors(unclip, tmp_path, size, args, message):
     done = run(unclip, tmp_path / "x.png", media("dog_audio.wav"), *args, size=size)

@@ -100,6 +100,8 @@ def generate(
         size=gen.parse_size(size) if size else None, prompt=prompt,
         negative_prompt=negative_prompt, embedding_scale=embedding_scale,
     )
+    c = run.common
+    gen.check_offload(offload, gen.diffusion_placement(c.device, c.precision.value))
     drawing = not run.out.quiet and run.out.err.is_terminal
     folder = gen.locate_model(diffusion_model, progress=drawing)
     gen.check_settings(folder, settings)
@@ -108,7 +110,6 @@ def generate(
     if vector is None:
         return  # the failed term is named on stderr (exit 1)
     run.close()  # ImageBind's towers are done with: free their memory for the diffusion model
-    c = run.common
     painter = gen.ImageGenerator.open(
         diffusion_model, folder=folder, device=c.device, precision=c.precision.value,
         offload=offload,
