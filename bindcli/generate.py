@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
 
+    from bindcli.query import Query
+
 #: the unCLIP checkpoint conditioned on OpenCLIP ViT-H/14, ImageBind's vision tower
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-unclip"
 INSTALL = "pip install 'bindcli[generate]'"
@@ -299,6 +301,26 @@ class ImageGenerator:
         """The model id as recorded in a PNG: the Hub id with its commit, or the folder."""
         return f"{self.model}@{self.revision}" if self.revision else self.model
 
+    def metadata(
+        self, query: "Query", settings: Settings, seed: int, image: "Image.Image", imagebind_model: str
+    ) -> dict[str, str]:
+        """The PNG text chunks that say how `image` was made, enough to make it again: each
+        setting under its own key (`bind:seed`...), as text (JSON for the query), and
+        `Software`."""
+        scale = self.expected_norm if settings.embedding_scale is None else settings.embedding_scale
+        record: dict[str, object] = {
+            "query": query.describe(), "prompt": settings.prompt,
+            "negative_prompt": settings.negative_prompt, "seed": seed, "steps": settings.steps,
+            "guidance": settings.guidance, "noise_level": settings.noise_level,
+            "embedding_scale": scale, "size": f"{image.width}x{image.height}",
+            "imagebind_model": imagebind_model, "diffusion_model": self.describe_model(),
+            "placement": f"{self.placement.device}, {self.placement.precision}",
+        }
+        chunks = {"Software": f"bind {__version__}"}
+        for key, value in record.items():
+            chunks[f"bind:{key}"] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return chunks
+
 
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
@@ -328,16 +350,6 @@ def check_offload(offload: Offload, placement: Placement) -> None:
                          "there is no GPU here (use --offload none)")
     if importlib.util.find_spec("accelerate") is None:
         raise UsageError(f"--offload {offload.value} needs accelerate: {INSTALL}")
-
-
-def png_metadata(record: Mapping[str, object]) -> dict[str, str]:
-    """The PNG text chunks of an image: each setting under its own key (`bind:seed`...),
-    values as text (JSON for lists), and `Software`."""
-    chunks = {"Software": f"bind {__version__}"}
-    for key, value in record.items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        chunks[f"bind:{key}"] = text
-    return chunks
 
 
 def write_png(path: str | Path, image: "Image.Image", text: Mapping[str, str]) -> None:

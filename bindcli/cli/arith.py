@@ -76,8 +76,8 @@ def arith(
         run.out.note(f"wrote the combined vector ({query.shape[0]} floats) to {out_file}")
     if not gallery:
         if not out_file:
-            described = [{"input": t.source, "weight": t.weight, "text": t.literal} for t in terms]
-            run.out.text(output.json_text({"terms": described, "embedding": output.floats(query)}))
+            record = {"terms": parsed.describe(), "embedding": output.floats(query)}
+            run.out.text(output.json_text(record))
         return
     found = [e for e in results[len(terms):] if e is not None]
     scores = np.stack([e.unit for e in found]) @ query if found else []

@@ -119,21 +119,11 @@ def generate(
     if c.device == "auto" or c.precision.value == "auto":
         run.out.note(f"{diffusion_model} on {painter.placement.describe()}")
     first = secrets.randbelow(2**31) if seed is None else seed
-    scale = painter.expected_norm if embedding_scale is None else embedding_scale
     if embedding_scale is None:
-        run.out.note(f"embedding scale {scale:.4g} (the checkpoint's expected norm)")
-    described = [{"input": t.source, "weight": t.weight, "text": t.literal} for t in parsed.terms]
+        run.out.note(f"embedding scale {painter.expected_norm:.4g} (the checkpoint's expected norm)")
     paths = gen.image_paths(out_file, count)
     with run.out.progress(count * steps, "Generating") as advance:
         for i, path in enumerate(paths):
             image = painter.generate(vector, settings, first + i, step=lambda: advance(1))
-            record = {
-                "query": described, "prompt": prompt, "negative_prompt": negative_prompt,
-                "seed": first + i, "steps": steps, "guidance": guidance,
-                "noise_level": noise_level, "embedding_scale": scale,
-                "size": f"{image.width}x{image.height}", "imagebind_model": run.model.id,
-                "diffusion_model": painter.describe_model(),
-                "placement": f"{painter.placement.device}, {painter.placement.precision}",
-            }
-            gen.write_png(path, image, gen.png_metadata(record))
+            gen.write_png(path, image, painter.metadata(parsed, settings, first + i, image, run.model.id))
             run.out.note(f"wrote {path} ({image.width}x{image.height}, seed {first + i})")
