@@ -126,9 +126,12 @@ def locate_model(model: str = DEFAULT_MODEL, *, progress: bool = True) -> Path:
                                f"{DEFAULT_MODEL} or a folder saved by diffusers)")
         return folder
     from diffusers import StableUnCLIPImg2ImgPipeline
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled, disable_progress_bars, enable_progress_bars,
+    )
 
     offline = offline_var()
+    were_disabled = are_progress_bars_disabled()
     (enable_progress_bars if progress else disable_progress_bars)()
     try:
         with _quiet_loading():  # diffusers logs its own fallback to the cache
@@ -137,6 +140,8 @@ def locate_model(model: str = DEFAULT_MODEL, *, progress: bool = True) -> Path:
             ))
     except Exception as exc:  # the Hub's errors have no common base: OSError, HTTP, network
         raise WeightsError(_not_fetched(model, exc, offline)) from exc
+    finally:
+        (disable_progress_bars if were_disabled else enable_progress_bars)()
 
 
 def _not_fetched(model: str, exc: BaseException, offline: str | None) -> str:
