@@ -110,6 +110,10 @@ class Query:
             raise QueryError("give at least one TERM or --text")
         return cls(tuple(terms))
 
+    def describe(self) -> list[dict]:
+        """The terms as JSON-ready records: what `arith` prints and a generated PNG keeps."""
+        return [{"input": t.source, "weight": t.weight, "text": t.literal} for t in self.terms]
+
     @property
     def files(self) -> list[str]:
         return [t.source for t in self.terms if not t.literal]

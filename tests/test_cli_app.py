@@ -18,10 +18,13 @@ BIND = Path(sys.executable).with_name("bind")
 sys.path.insert(0, str(ROOT / "scripts"))
 import update_completions  # noqa: E402
 
-#: runs bind's entry point in a fresh interpreter, then says whether torch got imported
+#: runs bind's entry point in a fresh interpreter, then says which of the generation extra's
+#: packages and whether torch got imported
 PROBE = (
     "import sys\nsys.argv = ['bind', *sys.argv[1:]]\nfrom bindcli.cli.app import main\n"
     "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    "print('generation extra:', sorted({'diffusers', 'transformers'} & set(sys.modules)), "
+    "file=sys.stderr)\n"
     "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
 )
 
@@ -31,11 +34,20 @@ def probe(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=60)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["embed", "--help"], ["arith", "--help"], []])
+@pytest.mark.parametrize("args", [["--help"], ["embed", "--help"], ["arith", "--help"],
+                                  ["generate", "--help"], []])
 def test_help_does_not_import_torch(args):
     done = probe(*args)
     assert done.stderr.strip().endswith("NO-TORCH")
     assert "Usage" in done.stdout + done.stderr
+
+
+def test_only_generate_imports_the_generation_extra():
+    """diffusers and transformers (`bindcli[generate]`) take seconds to import: a command
+    that embeds, with the whole app loaded, must not pull them in."""
+    done = probe("embed", "-t", "a dog", "-q", env=SMALL)
+    assert "generation extra: []" in done.stderr.splitlines(), done.stderr
+    assert json.loads(done.stdout)["modality"] == "text"
 
 
 def test_completion_works_without_torch():

@@ -18,7 +18,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command
-from bindcli.cli.shared import HitsFormat, open_store, show_hits
+from bindcli.cli.shared import QUERY_TERMS, QUERY_TEXT, HitsFormat, open_store, show_hits
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.query import Query
@@ -28,15 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 @command
 def arith(
     run: Run,
-    expression: Annotated[Optional[list[str]], typer.Argument(
-        metavar="TERM [+|- TERM]...", show_default=False,
-        help="Files combined with + and - (separate words); weight a term as 0.5:file.jpg. "
-        "Put -- before a term that starts with '-'.",
-    )] = None,
-    text: Annotated[Optional[list[str]], typer.Option(
-        "--text", "-t", show_default=False,
-        help="A text term, added; 'W:text' weights it, a negative W subtracts (repeatable).",
-    )] = None,
+    expression: QUERY_TERMS = None,
+    text: QUERY_TEXT = None,
     gallery: Annotated[Optional[list[str]], typer.Option(
         "--gallery", "-g", metavar="DIR|FILE|COLLECTION", show_default=False,
         help="Where to search: folders (walked, hidden files skipped), files, or the name of "
@@ -83,8 +76,8 @@ def arith(
         run.out.note(f"wrote the combined vector ({query.shape[0]} floats) to {out_file}")
     if not gallery:
         if not out_file:
-            described = [{"input": t.source, "weight": t.weight, "text": t.literal} for t in terms]
-            run.out.text(output.json_text({"terms": described, "embedding": output.floats(query)}))
+            record = {"terms": parsed.describe(), "embedding": output.floats(query)}
+            run.out.text(output.json_text(record))
         return
     found = [e for e in results[len(terms):] if e is not None]
     scores = np.stack([e.unit for e in found]) @ query if found else []

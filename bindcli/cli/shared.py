@@ -32,6 +32,16 @@ COLLECTION_OPTION = Annotated[str, typer.Option(
     "--collection", "-c", metavar="NAME", help="Which collection in the file.",
 )]
 DEFAULT_COLLECTION = "default"
+#: a query expression as a command's arguments, in `bind arith`'s syntax (`bindcli.query`)
+QUERY_TERMS = Annotated[Optional[list[str]], typer.Argument(
+    metavar="TERM [+|- TERM]...", show_default=False,
+    help="Files combined with + and - (separate words); weight a term as 0.5:file.jpg. "
+    "Put -- before a term that starts with '-'.",
+)]
+QUERY_TEXT = Annotated[Optional[list[str]], typer.Option(
+    "--text", "-t", show_default=False,
+    help="A text query term; 'W:text' weights it, a negative W subtracts (repeatable).",
+)]
 
 
 def check_templates(templates: Sequence[str], param_hint: str = "--template", source: str | None = None) -> None:
