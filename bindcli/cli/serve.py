@@ -74,7 +74,7 @@ def serve(
       bind serve --host 0.0.0.0 --port 8080 --token "$(openssl rand -hex 16)"
     """
     try:
-        import multipart  # noqa: F401  (python-multipart: Starlette's form parser)
+        import python_multipart  # noqa: F401  (Starlette's form parser)
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
