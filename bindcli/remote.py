@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from bindcli.errors import BindError, InputError, UsageError
+from bindcli.runtime import Embedding, Embeds
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.runtime import Embedding, Input, Model
+    from bindcli.runtime import Input, Model
 
 #: inputs per request: enough to fill the server's batches, small enough to stream results
 CHUNK = 32
@@ -192,7 +193,7 @@ def connect(
     return RemoteEmbedder(address, model, placement, token=token), ""
 
 
-class RemoteEmbedder:
+class RemoteEmbedder(Embeds):
     """`Embedder.embed` and `Embedder.stream` answered by a server: the same `Embedding`s
     (the same raw float32 vectors, content hashes and cache flags) for the same inputs."""
 
@@ -222,19 +223,6 @@ class RemoteEmbedder:
     def describe(self) -> str:
         """The note a command prints when it uses the server."""
         return f"{self.config.name} on {self.placement.describe()}, served at {self.address}"
-
-    def embed(
-        self,
-        inputs: "Sequence[Input | InputError | str | Path]" = (),
-        texts: Sequence[str] = (),
-        progress: Callable[[int], None] = lambda n: None,
-        *,
-        hashes: Sequence[str | None] = (),
-    ) -> "list[Embedding | InputError]":
-        """As `Embedder.embed`."""
-        from bindcli.runtime import embed_all
-
-        return embed_all(self.stream, inputs, texts, progress, hashes=hashes)
 
     def stream(
         self,
@@ -273,8 +261,6 @@ class RemoteEmbedder:
                 client.close()
 
     def _ask(self, client: Client, chunk: "list[tuple[int, Input]]") -> "list[tuple[int, Embedding | InputError]]":
-        from bindcli.runtime import Embedding
-
         sent, out = [], []
         for slot, inp in chunk:
             entry = self._entry(inp)

@@ -163,7 +163,28 @@ class Model:
 # --- the embedder --------------------------------------------------------------------------
 
 
-class Embedder:
+class Embeds:
+    """`embed` in terms of `stream`: what the Embedder and a server's client
+    (`bindcli.remote.RemoteEmbedder`) share, so the commands take either."""
+
+    def embed(
+        self,
+        inputs: "Sequence[Input | InputError | str | Path]" = (),
+        texts: Sequence[str] = (),
+        progress: Callable[[int], None] = lambda n: None,
+        *,
+        hashes: Sequence[str | None] = (),
+    ) -> list[Embedding | InputError]:
+        """One result per input (then per text), in order: an Embedding, or the InputError
+        that stopped it. Inputs may be paths (kind from the extension) or `Input`s."""
+        items = _as_inputs(inputs) + [Input.text(t) for t in texts]
+        results: list[Embedding | InputError | None] = [None] * len(items)
+        for i, result in self.stream(items, progress, hashes=hashes):  # type: ignore[attr-defined]
+            results[i] = result
+        return results  # type: ignore[return-value]
+
+
+class Embedder(Embeds):
     """Embeds inputs with one model at one placement; a context manager that closes the
     cache it opened and frees the towers."""
 
@@ -206,18 +227,6 @@ class Embedder:
         close = getattr(self.encoder, "close", None)
         if close is not None:
             close()
-
-    def embed(
-        self,
-        inputs: "Sequence[Input | InputError | str | Path]" = (),
-        texts: Sequence[str] = (),
-        progress: Callable[[int], None] = lambda n: None,
-        *,
-        hashes: Sequence[str | None] = (),
-    ) -> list[Embedding | InputError]:
-        """One result per input (then per text), in order: an Embedding, or the InputError
-        that stopped it. Inputs may be paths (kind from the extension) or `Input`s."""
-        return embed_all(self.stream, inputs, texts, progress, hashes=hashes)
 
     def stream(
         self,
@@ -361,23 +370,6 @@ def _options_for(config: ModelConfig, options: "MediaOptions | None") -> "MediaO
     from bindcli.media.options import MediaOptions
 
     return dataclasses.replace(options or MediaOptions(), audio_mel_bins=size[0], audio_frames=size[1])
-
-
-def embed_all(
-    stream: "Callable[..., Iterator[tuple[int, Embedding | InputError]]]",
-    inputs: "Sequence[Input | InputError | str | Path]",
-    texts: Sequence[str],
-    progress: Callable[[int], None],
-    *,
-    hashes: Sequence[str | None] = (),
-) -> list[Embedding | InputError]:
-    """`embed` in terms of a `stream` (the Embedder's, or a server client's): paths become
-    Inputs, texts follow them, and results come back in input order."""
-    items = _as_inputs(inputs) + [Input.text(t) for t in texts]
-    results: list[Embedding | InputError | None] = [None] * len(items)
-    for i, result in stream(items, progress, hashes=hashes):
-        results[i] = result
-    return results  # type: ignore[return-value]
 
 
 def _as_inputs(items: "Sequence[Input | InputError | str | Path]") -> "list[Input | InputError]":

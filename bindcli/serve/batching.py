@@ -101,7 +101,14 @@ class Batcher:
     # --- loader threads ----------------------------------------------------------------------
 
     def _prepare(self, item: _Item) -> None:
-        """Hash, answer from the cache, else decode and hand to the model thread."""
+        """Hash, answer from the cache, else decode and hand to the model thread; whatever
+        goes wrong settles this input alone (a Future nobody settles would hang its request)."""
+        try:
+            self._prepare_one(item)
+        except Exception as exc:
+            self._settle(item, InputError(item.name, f"could not be read ({type(exc).__name__}: {exc})"))
+
+    def _prepare_one(self, item: _Item) -> None:
         from bindcli import media
 
         if item.future.cancelled():
@@ -116,17 +123,22 @@ class Batcher:
             found = self._cache_thread.submit(self._cache.cache_get, [key]).result()  # type: ignore[union-attr]
             if key in found:
                 return self._settle(item, self._embedding(item, np.asarray(found[key], np.float32), cached=True))
-        self._room.acquire()
-        if item.future.cancelled():
+        self._room.acquire()  # released when the model takes it, or here if it never will
+        try:
+            if item.future.cancelled():
+                tensor = None
+            elif inp.literal:
+                tensor = media.tokenize([inp.source])[0]
+            else:
+                tensor = media.load_or_error(inp.source, inp.kind, self.embedder.options)
+        except BaseException:
             self._room.release()
+            raise
+        if tensor is None or isinstance(tensor, InputError) or item.future.cancelled():
+            self._room.release()
+            if isinstance(tensor, InputError):
+                return self._settle(item, InputError(item.name, tensor.reason))
             return self._drop(item)
-        if inp.literal:
-            tensor = media.tokenize([inp.source])[0]
-        else:
-            tensor = media.load_or_error(inp.source, inp.kind, self.embedder.options)
-        if isinstance(tensor, InputError):
-            self._room.release()
-            return self._settle(item, InputError(item.name, tensor.reason))
         self._ready.put(((inp.kind.tower, tuple(tensor.shape)), item, tensor))
 
     # --- the model thread --------------------------------------------------------------------
@@ -164,7 +176,12 @@ class Batcher:
                 group = pending.pop(key)
                 del since[key]
                 for start in range(0, len(group), self.max_batch):
-                    self._run(key[0], group[start : start + self.max_batch])
+                    batch = group[start : start + self.max_batch]
+                    try:
+                        self._run(key[0], batch)
+                    except Exception as exc:  # never leave a request waiting on a dead thread
+                        for item, _ in batch:
+                            self._settle(item, InputError(item.name, f"could not be encoded ({type(exc).__name__}: {exc})"))
 
     def _run(self, tower: str, group: list[tuple[_Item, object]]) -> None:
         """Encode one batch of the inputs still wanted."""
