@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import dataclasses
 import http.client
 import ipaddress
@@ -146,6 +147,14 @@ class Client:
             self._conn.close()
             self._conn = None
 
+    def abort(self) -> None:
+        """Wake a request waiting for its answer on another thread (it then fails); the
+        server sees the disconnect and drops that request's queued inputs."""
+        sock = self._conn.sock if self._conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
 
 @dataclasses.dataclass(frozen=True)
 class ServedPlacement:
@@ -253,9 +262,11 @@ class RemoteEmbedder(Embeds):
                 done = future.result()
                 progress(len(done))
                 yield from done
-        finally:
+        finally:  # also when the caller stops early (Ctrl-C, an error, a consumer that breaks off)
             for future in waiting:
                 future.cancel()
+            for client in list(clients.values()):
+                client.abort()
             pool.shutdown(wait=True)
             for client in clients.values():
                 client.close()

@@ -319,19 +319,22 @@ def _wav(frames: int) -> bytes:
 def test_bad_and_degenerate_inputs_fail_alone_and_the_server_keeps_answering(server):
     from PIL import Image
 
-    tiny = io.BytesIO()
+    tiny, bomb = io.BytesIO(), io.BytesIO()
     Image.new("RGB", (1, 1), "red").save(tiny, "PNG")
+    Image.new("1", (10000, 10000)).save(bomb, "PNG")  # 12 kB of file, 100 Mpixels decoded
     body, kind = multipart([
         ("file", "corrupt.jpg", b"\xff\xd8 not really"), ("file", "tiny.png", tiny.getvalue()),
         ("file", "empty.wav", _wav(0)), ("file", "what.xyz", b"?"), ("text", "", "x" * 201),
-        ("file", "dog.jpg", Path(IMG).read_bytes()),
+        ("file", "bomb.png", bomb.getvalue()), ("file", "dog.jpg", Path(IMG).read_bytes()),
     ])
     status, _, answer = request(server, "POST", "/v1/embed", body, {"Content-Type": kind})
     results = json.loads(answer)["results"]
-    assert status == 200 and len(results) == 6
-    assert all("error" in r for r in (results[0], results[2], results[3], results[4])), results
+    assert status == 200 and len(results) == 7
+    assert all("error" in r for r in (results[0], results[2], results[3], results[4], results[5])), results
     assert "200-character limit" in results[4]["error"] and "unknown extension" in results[3]["error"]
-    assert "embedding" in results[5]
+    assert "decompression-bomb" in results[5]["error"]
+    assert results[1]["input"] == "tiny.png"  # a 1x1 image is upscaled like any other, or fails alone
+    assert "embedding" in results[6]
     assert json.loads(request(server, "GET", "/health")[2])["status"] == "ok"
     assert post_json(server, "/v1/embed", {"inputs": [{"text": "still here"}]})[0] == 200
     assert post_json(server, "/v1/embed", {"inputs": "nope"})[0] == 400
