@@ -424,3 +424,36 @@ def test_non_loopback_host_needs_a_token_and_a_missing_extra_names_the_install(m
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     done = bind("serve")
     assert done.exit_code == 2 and "pip install 'bindcli[serve]'" in done.stderr
+
+
+def test_a_server_on_another_machine_gets_the_files_bytes(server, monkeypatch):
+    """What a remote server sees (it cannot read the client's paths): the same vectors."""
+    import bindcli.remote
+
+    monkeypatch.setattr(bindcli.remote, "is_loopback", lambda host: False)
+    args = ("embed", IMG, WAV, "--text", "a dog", "--raw", "-f", "json")
+    sent = bind(*args, "--server", f"http://127.0.0.1:{server.port}")
+    assert "served at http://127.0.0.1" in sent.stderr
+    assert_close_json(json.loads(sent.stdout), json.loads(bind(*args, "--no-server").stdout))
+
+
+def test_path_inputs_stay_under_allow_dir(tmp_path):
+    from bindcli.serve.app import Settings, _allowed_path, _Refused
+
+    inside, outside = tmp_path / "in" / "a.jpg", tmp_path / "b.jpg"
+    inside.parent.mkdir()
+    inside.write_bytes(b"x")
+    outside.write_bytes(b"x")
+    settings = Settings(allow_dirs=(inside.parent.resolve(),))
+    assert _allowed_path(str(inside), True, settings) == str(inside.resolve())
+    for path, local in ((outside, True), (inside.parent / ".." / "b.jpg", True), (inside, False)):
+        with pytest.raises(_Refused):
+            _allowed_path(str(path), local, settings)
+
+
+def test_npy_answers_name_the_inputs_that_failed(server):
+    body = json.dumps({"inputs": [{"text": "a dog"}, {"data": "AAAA", "filename": "x.jpg"}]}).encode()
+    status, headers, npy = request(server, "POST", "/v1/embed", body,
+                                   {"Content-Type": "application/json", "Accept": "application/x-npy"})
+    assert status == 200 and np.load(io.BytesIO(npy)).shape[0] == 1
+    assert [e["input"] for e in json.loads(headers["x-bind-errors"])] == ["x.jpg"]
