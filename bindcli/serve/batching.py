@@ -9,8 +9,10 @@ went away cancels its futures, and inputs not yet encoded are then dropped where
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
+import itertools
 import queue
 import threading
 import time
@@ -58,7 +60,14 @@ class Batcher:
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait)
         self.metrics = metrics or Metrics()
-        self._loaders = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="bind-load")
+        # requests take turns on the loaders, an input each: a request of a thousand files
+        # does not hold up the one-image requests that arrive after it
+        self._todo: dict[int, collections.deque[_Item]] = {}
+        self._turns = threading.Condition()
+        self._closing = False
+        self._requests = itertools.count()
+        self._loaders = [threading.Thread(target=self._load_loop, name=f"bind-load-{n}", daemon=True)
+                         for n in range(max(1, workers))]
         # decoded tensors waiting for the model are bounded, however many requests arrive
         self._room = threading.BoundedSemaphore(max(4 * self.max_batch, 2 * workers))
         # SQLite connections belong to the thread that opened them: the cache has its own
@@ -69,6 +78,8 @@ class Batcher:
         self._ready: queue.Queue = queue.Queue()
         self._model_thread = threading.Thread(target=self._encode_loop, name="bind-model", daemon=True)
         self._model_thread.start()
+        for loader in self._loaders:
+            loader.start()
 
     @property
     def alive(self) -> bool:
@@ -77,13 +88,14 @@ class Batcher:
 
     def submit(self, inputs: Sequence[tuple["Input", str]], *, use_cache: bool = True) -> list[concurrent.futures.Future]:
         """One Future per (input, name), in order; cancel one to drop its input."""
-        futures = []
-        for inp, name in inputs:
-            item = _Item(inp, name, use_cache and self._cache is not None, concurrent.futures.Future())
-            self.metrics.queue(+1)
-            self._loaders.submit(self._prepare, item)
-            futures.append(item.future)
-        return futures
+        items = [_Item(inp, name, use_cache and self._cache is not None, concurrent.futures.Future())
+                 for inp, name in inputs]
+        if items:
+            self.metrics.queue(len(items))
+            with self._turns:
+                self._todo[next(self._requests)] = collections.deque(items)
+                self._turns.notify_all()
+        return [item.future for item in items]
 
     def preload(self, towers: Sequence[str]) -> None:
         """Load `towers` now rather than on their first input."""
@@ -91,7 +103,11 @@ class Batcher:
 
     def close(self) -> None:
         """Finish what is queued, then stop the threads and close the cache."""
-        self._loaders.shutdown(wait=True)
+        with self._turns:
+            self._closing = True
+            self._turns.notify_all()
+        for loader in self._loaders:
+            loader.join()
         self._ready.put(_STOP)
         self._model_thread.join()
         if self._cache is not None:
@@ -99,6 +115,24 @@ class Batcher:
         self._cache_thread.shutdown(wait=True)
 
     # --- loader threads ----------------------------------------------------------------------
+
+    def _load_loop(self) -> None:
+        while (item := self._next_item()) is not None:
+            self._prepare(item)
+
+    def _next_item(self) -> _Item | None:
+        """The next input of the request whose turn it is (None once closing and drained)."""
+        with self._turns:
+            while not self._todo and not self._closing:
+                self._turns.wait()
+            if not self._todo:
+                return None
+            request, items = next(iter(self._todo.items()))
+            item = items.popleft()
+            del self._todo[request]
+            if items:  # to the back of the line
+                self._todo[request] = items
+            return item
 
     def _prepare(self, item: _Item) -> None:
         """Hash, answer from the cache, else decode and hand to the model thread; whatever
