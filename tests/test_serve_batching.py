@@ -103,3 +103,26 @@ def test_cancelled_inputs_are_dropped_not_encoded():
     finally:
         b.close()
     assert b.metrics.dropped >= 19 and len(encoder.batches) <= 2
+
+
+def test_the_socket_is_private_replaces_a_stale_one_and_refuses_a_live_one(tmp_path):
+    import socket
+
+    from bindcli.errors import UsageError
+    from bindcli.serve.server import AlreadyRunning, unix_socket
+
+    path = tmp_path / "run" / "s.sock"
+    path.parent.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # a server killed with -9 leaves this behind
+    stale.close()
+    with unix_socket(path) as live:
+        assert path.stat().st_mode & 0o777 == 0o600 and live.fileno() >= 0
+        with pytest.raises(AlreadyRunning, match="already running"):
+            with unix_socket(path):
+                pass
+    assert not path.exists()
+    path.write_text("not a socket")
+    with pytest.raises(UsageError, match="not a socket"):
+        with unix_socket(path):
+            pass
