@@ -48,6 +48,11 @@ class LocalEncoder:
     def prepare(self, towers: frozenset[str]) -> None:
         self._model_for(towers)
 
+    @property
+    def towers(self) -> frozenset[str]:
+        """The towers in memory now (what a server reports)."""
+        return self._towers
+
     def _model_for(self, towers: frozenset[str]) -> "torch.nn.Module":
         with self._lock:
             if self._model is None or not towers <= self._towers:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 DB_NAME = "bind.sqlite3"
+SOCKET_NAME = "serve.sock"
 
 
 def data_dir() -> Path:
@@ -32,3 +33,13 @@ def _folder(own: str, xdg: str, under_home: Path) -> Path:
         return Path(os.environ[own]).expanduser()
     base = os.environ.get(xdg)
     return (Path(base).expanduser() if base else Path.home() / under_home) / "bind"
+
+
+def server_socket() -> Path:
+    """Where `bind serve` listens and the commands look for it: in the data folder when
+    `BIND_DATA_DIR` moves it (a server belongs with its embedding cache), else
+    `$XDG_RUNTIME_DIR/bind` (private, emptied at logout), else the data folder."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and not os.environ.get("BIND_DATA_DIR"):
+        return Path(runtime) / "bind" / SOCKET_NAME
+    return data_dir() / SOCKET_NAME

@@ -169,7 +169,28 @@ class Model:
 # --- the embedder --------------------------------------------------------------------------
 
 
-class Embedder:
+class Embeds:
+    """`embed` in terms of `stream`: what the Embedder and a server's client
+    (`bindcli.remote.RemoteEmbedder`) share, so the commands take either."""
+
+    def embed(
+        self,
+        inputs: "Sequence[Input | InputError | str | Path]" = (),
+        texts: Sequence[str] = (),
+        progress: Callable[[int], None] = lambda n: None,
+        *,
+        hashes: Sequence[str | None] = (),
+    ) -> list[Embedding | InputError]:
+        """One result per input (then per text), in order: an Embedding, or the InputError
+        that stopped it. Inputs may be paths (kind from the extension) or `Input`s."""
+        items = _as_inputs(inputs) + text_inputs(texts)
+        results: list[Embedding | InputError | None] = [None] * len(items)
+        for i, result in self.stream(items, progress, hashes=hashes):  # type: ignore[attr-defined]
+            results[i] = result
+        return results  # type: ignore[return-value]
+
+
+class Embedder(Embeds):
     """Embeds inputs with one model at one placement; a context manager that closes the
     cache it opened and frees the towers."""
 
@@ -192,7 +213,7 @@ class Embedder:
         self.placement = placement
         self.batch_size = max(1, batch_size)
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self.options = _options_for(config, options)
+        self.options = loading_options(config, options)
         self.cache = cache
         self.encoder = encoder or LocalEncoder(config, weights, placement)
         self.model_id = known_id or model_id(config, weights)  # `Model.resolve` knows it
@@ -212,22 +233,6 @@ class Embedder:
         close = getattr(self.encoder, "close", None)
         if close is not None:
             close()
-
-    def embed(
-        self,
-        inputs: "Sequence[Input | InputError | str | Path]" = (),
-        texts: Sequence[str] = (),
-        progress: Callable[[int], None] = lambda n: None,
-        *,
-        hashes: Sequence[str | None] = (),
-    ) -> list[Embedding | InputError]:
-        """One result per input (then per text), in order: an Embedding, or the InputError
-        that stopped it. Inputs may be paths (kind from the extension) or `Input`s."""
-        items = _as_inputs(inputs) + text_inputs(texts)
-        results: list[Embedding | InputError | None] = [None] * len(items)
-        for i, result in self.stream(items, progress, hashes=hashes):
-            results[i] = result
-        return results  # type: ignore[return-value]
 
     def stream(
         self,
@@ -362,7 +367,7 @@ class Embedder:
         return done  # type: ignore[return-value]
 
 
-def _options_for(config: ModelConfig, options: "MediaOptions | None") -> "MediaOptions | None":
+def loading_options(config: ModelConfig, options: "MediaOptions | None") -> "MediaOptions | None":
     """The loading options, with the log-mel size this config's audio tower takes (None, the
     defaults, stays None for ImageBind's own size, so cache keys stay as they were)."""
     size = (config.audio_num_mel_bins, config.audio_target_len)

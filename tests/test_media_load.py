@@ -71,7 +71,7 @@ def test_load_many_keeps_lookahead_items_ahead_of_a_slow_consumer(monkeypatch, l
             started.append(source)
         return torch.zeros(1)
 
-    monkeypatch.setattr(media, "_load_or_error", fake)
+    monkeypatch.setattr(media, "load_or_error", fake)
     items = ((f"f{i}.jpg", Kind.IMAGE) for i in range(40))
     stream = load_many(items, workers=2, lookahead=lookahead)
     next(stream)  # the consumer is busy; the workers finish whatever they were given

@@ -16,6 +16,7 @@ from typer.core import TyperOption
 from bindcli import __version__
 from bindcli.cli import (
     arith, cache, classify, collections, compare, doctor, embed, generate, index, locate, search,
+    serve,
 )
 from bindcli.cli.common import guarded
 from bindcli.cli.eval import eval_
@@ -57,6 +58,7 @@ app.command("index")(index.index)
 app.command("search")(search.search)
 app.command("locate")(locate.locate)
 app.command("generate")(generate.generate)
+app.command("serve")(serve.serve)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query
+    from bindcli.remote import RemoteEmbedder
     from bindcli.runtime import Embedder, Embedding, Input, Model
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
@@ -69,6 +70,8 @@ class Common:
     no_cache: bool
     quiet: bool
     audio_mix: AudioMix = AudioMix.UPSTREAM
+    server: Optional[str] = None
+    no_server: bool = False
 
 
 _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
@@ -143,24 +146,48 @@ _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
         )],
         AudioMix.UPSTREAM,
     ),
+    "server": (
+        Annotated[Optional[str], typer.Option(
+            "--server", metavar="URL|SOCKET", envvar="BIND_SERVER", rich_help_panel=OPTIONS_PANEL,
+            help="Embed through the `bind serve` at http://HOST:PORT or a socket path (token: "
+            "$BIND_TOKEN). Default: the local server's socket, when one runs with this model.",
+        )],
+        None,
+    ),
+    "no_server": (
+        Annotated[bool, typer.Option(
+            "--no-server", rich_help_panel=OPTIONS_PANEL,
+            help="Run the model in this process even when a server is up.",
+        )],
+        False,
+    ),
 }
 
 
-def command(func: Callable[..., None]) -> Callable[..., None]:
+def command(
+    func: Callable[..., None] | None = None, *, without: tuple[str, ...] = ()
+) -> Callable[..., None]:
     """Adds the common options to `func` (which takes `run: Run`) and its error boundary.
 
     Typer reads a command's options from its signature, so the wrapper's signature is the
     command's own parameters plus the common ones: declared once, the same on every command.
+    `@command(without=(...))` leaves out options that mean nothing to a command (they keep
+    their defaults).
     """
+    if func is None:
+        return functools.partial(command, without=without)  # type: ignore[return-value]
+    taken = {name: option for name, option in _COMMON_OPTIONS.items() if name not in without}
     own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "run"]
     common = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
-        for name, (ann, default) in _COMMON_OPTIONS.items()
+        for name, (ann, default) in taken.items()
     ]
 
     @functools.wraps(func)
     def wrapper(**kwargs: object) -> None:
-        run = Run(Common(**{name: kwargs.pop(name) for name in _COMMON_OPTIONS}))
+        values = {name: kwargs.pop(name) if name in taken else default
+                  for name, (_, default) in _COMMON_OPTIONS.items()}
+        run = Run(Common(**values))
         try:
             with error_boundary(run.out):
                 func(run=run, **kwargs)
@@ -234,7 +261,8 @@ class Run:
         self.out = Output(common.quiet)
         self.failed = 0
         self._model: Model | None = None
-        self._embedder: Embedder | None = None
+        self._embedder: Embedder | RemoteEmbedder | None = None
+        self._local: Embedder | None = None
 
     def inputs(
         self, paths: Sequence[str] = (), texts: Sequence[str] = ()
@@ -266,9 +294,38 @@ class Run:
         return self._model
 
     @property
-    def embedder(self) -> "Embedder":
-        """Built on first use through `open_embedder`, with a note of what `auto` chose."""
+    def embedder(self) -> "Embedder | RemoteEmbedder":
+        """A running server's, when one computes what this run would (unless --no-server),
+        else this process's `local_embedder`; a note says which."""
         if self._embedder is None:
+            self._embedder = self._served() or self.local_embedder
+        return self._embedder
+
+    def _served(self) -> "RemoteEmbedder | None":
+        """The embedder of the server --server names or of the local socket, if it is fit."""
+        c = self.common
+        if c.no_server:
+            return None
+        from bindcli.locations import server_socket
+        from bindcli.remote import Address, connect
+
+        address = Address.parse(c.server) if c.server else Address(unix=str(server_socket()))
+        if not c.server and not os.path.exists(address.unix or ""):
+            return None  # no local server: nothing to say
+        embedder, why = connect(address, self.model, precision=c.precision.value, device=c.device,
+                                token=os.environ.get("BIND_TOKEN"), options=self.media_options)
+        if embedder is None:
+            (self.out.warn if c.server else self.out.note)(f"{why}; running in-process")
+            return None
+        embedder.use_cache, embedder.batch_size = not c.no_cache, c.batch_size
+        self.out.note(embedder.describe())
+        return embedder
+
+    @property
+    def local_embedder(self) -> "Embedder":
+        """This process's embedder, built on first use through `open_embedder`, with a note
+        of what `auto` chose (what `locate` uses, which scores crops with the encoder)."""
+        if self._local is None:
             from bindcli.runtime import open_embedder
 
             c = self.common
@@ -278,12 +335,12 @@ class Run:
                     precision=c.precision.value, batch_size=c.batch_size, cache=not c.no_cache,
                     progress=progress, notify=self.out.warn, options=self.media_options,
                 )
-            self._embedder = embedder
+            self._local = embedder
             if embedder.placement.warning:
                 self.out.warn(embedder.placement.warning)
             if c.device == "auto" or c.precision is Precision.AUTO:
                 self.out.note(f"{embedder.config.name} on {embedder.placement.describe()}")
-        return self._embedder
+        return self._local
 
     @property
     def media_options(self) -> "MediaOptions | None":
@@ -296,8 +353,8 @@ class Run:
 
     def close(self) -> None:
         """Close the embedder's cache file and free its towers."""
-        if self._embedder is not None:
-            self._embedder.close()
+        if self._local is not None:
+            self._local.close()
 
     def embed(self, inputs: "Sequence[Input | InputError]", label: str = "Embedding") -> "list[Embedding | None]":
         """Results aligned with `inputs`: None where an input failed (already reported)."""

@@ -108,7 +108,7 @@ def locate(
     vector = run.query_vector(parsed, "Embedding the query")
     if vector is None:
         return  # the failed term is named on stderr (exit 1)
-    embedder = run.embedder
+    embedder = run.local_embedder  # crops go through the encoder itself
     found: list[Located] = []
     names = _picture_names(images)
     with run.out.progress(len(images), "Locating") as advance:

@@ -33,9 +33,10 @@ def load(source: str | Path, kind: Kind, options: MediaOptions | None = None) ->
         return Kind(kind).modality.load(source, options or MediaOptions())
 
 
-def _load_or_error(
+def load_or_error(
     source: str | Path, kind: Kind, options: MediaOptions | None
 ) -> torch.Tensor | InputError:
+    """One input's tensor, or the InputError saying why it has none (never raises for a bad file)."""
     try:
         return load(source, kind, options)
     except InputError as exc:
@@ -66,7 +67,7 @@ def load_many(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind-load") as pool:
         try:
             for index, (source, kind) in enumerate(items):
-                pending.append((index, pool.submit(_load_or_error, source, kind, options)))
+                pending.append((index, pool.submit(load_or_error, source, kind, options)))
                 if len(pending) >= lookahead:
                     done, future = pending.popleft()
                     yield done, future.result()

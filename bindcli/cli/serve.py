@@ -1,0 +1,131 @@
+"""`bind serve`: keep one model warm for every command and for other programs (HTTP API)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bindcli.cli.common import Run, command
+from bindcli.errors import UsageError
+from bindcli.modality import TOWERS
+
+EXTRA = "pip install 'bindcli[serve]'"
+
+
+@command(without=("as_kind", "server", "no_server"))
+def serve(
+    run: Run,
+    socket_path: Annotated[Optional[Path], typer.Option(
+        "--socket", metavar="PATH", dir_okay=False, show_default=False,
+        help="Unix socket to listen on (mode 0600). Default: where the commands look for it "
+        "($XDG_RUNTIME_DIR/bind/serve.sock, or serve.sock in the data folder).",
+    )] = None,
+    host: Annotated[Optional[str], typer.Option(
+        "--host", show_default=False,
+        help="Also listen on TCP at this address (127.0.0.1 when only --port is given); any "
+        "other than loopback needs --token.",
+    )] = None,
+    port: Annotated[Optional[int], typer.Option(
+        "--port", "-p", min=0, max=65535, show_default=False,
+        help="Also listen on this TCP port (0: a free one, printed when ready).",
+    )] = None,
+    token: Annotated[Optional[str], typer.Option(
+        "--token", envvar="BIND_TOKEN", show_default=False,
+        help="Require `Authorization: Bearer TOKEN` on every request (the commands send $BIND_TOKEN).",
+    )] = None,
+    preload: Annotated[Optional[str], typer.Option(
+        "--preload", metavar="TOWERS", show_default=False,
+        help="Load these towers before listening, e.g. vision,audio,text (image and video "
+        "are vision). Default: each on its first input.",
+    )] = None,
+    allow_dir: Annotated[Optional[list[Path]], typer.Option(
+        "--allow-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="Take path inputs only under this folder (repeatable). Paths are only ever taken "
+        "over the socket and loopback.",
+    )] = None,
+    max_wait_ms: Annotated[float, typer.Option(
+        "--max-wait-ms", min=0,
+        help="How long an input may wait for others to share its batch (--batch-size is the most "
+        "a batch holds).",
+    )] = 5.0,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Loader threads that hash, look up and decode inputs.",
+    )] = 4,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0, help="Largest request body (413 past it).")] = 256,
+    max_file_mb: Annotated[float, typer.Option("--max-file-mb", min=0, help="Largest uploaded file (413 past it).")] = 64,
+    max_text_chars: Annotated[int, typer.Option(
+        "--max-text-chars", min=1, help="Longest text input (longer ones fail alone).",
+    )] = 4096,
+) -> None:
+    """Serve the model over HTTP, warm: every command uses it when it runs the same model.
+
+    Listens on a Unix socket, and on TCP with --port. Routes: POST /v1/embed (multipart or
+    JSON; Accept: application/x-npy for .npy), POST /v1/embeddings (OpenAI-compatible),
+    GET /v1/models, /health, /metrics (Prometheus). Inputs of concurrent requests are batched
+    together. SIGTERM or Ctrl-C answers what is in flight, then exits 0.
+
+    [dim]Examples:[/dim]
+      bind serve --preload vision,audio,text
+      bind serve --port 8080                     # http://127.0.0.1:8080
+      bind serve --host 0.0.0.0 --port 8080 --token "$(openssl rand -hex 16)"
+    """
+    try:
+        import python_multipart  # noqa: F401  (Starlette's form parser)
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"bind serve needs the server extra ({exc.name} is missing): {EXTRA}") from None
+    from bindcli.locations import server_socket
+    from bindcli.serve import server
+    from bindcli.serve.app import Settings, build_app
+    from bindcli.serve.batching import Batcher
+    from bindcli.serve.limits import MIB, Limits
+
+    towers = _towers(preload)
+    if host is not None or port is not None:
+        server.check_host(host or "127.0.0.1", token)
+    path = (socket_path or server_socket()).expanduser().absolute()
+    limits = Limits(int(max_body_mb * MIB), int(max_file_mb * MIB), max_text_chars=max_text_chars)
+    settings = Settings(limits, token or None, tuple(d.resolve() for d in allow_dir or ()))
+    with server.unix_socket(path) as unix:  # refused first if a server already runs there
+        tcp = server.tcp_socket(host or "127.0.0.1", port or 0) if port is not None or host else None
+        with tcp or contextlib.nullcontext() as tcp_sock:
+            embedder = run.local_embedder
+            batcher = Batcher(
+                embedder, max_batch=run.common.batch_size, max_wait=max_wait_ms / 1000,
+                workers=workers, cache_path=getattr(embedder.cache, "path", None),
+            )
+            if towers:
+                run.out.note(f"loading {', '.join(towers)}")
+                batcher.preload(towers)
+            where = [f"unix:{path}"]
+            if tcp_sock is not None:
+                bound_host, bound_port = tcp_sock.getsockname()[:2]
+                where.append(f"http://{bound_host}:{bound_port}")
+            app = build_app(batcher, settings)
+            sockets = [unix] + ([tcp_sock] if tcp_sock is not None else [])
+
+            def ready() -> None:
+                # the one line a supervisor (or a test) waits for; shown even with -q
+                run.out.err.print(
+                    f"bind: serving {embedder.model_id} ({embedder.placement.describe()}) on "
+                    f"{' and '.join(where)}", markup=False,
+                )
+
+            server.run(app, sockets, on_ready=ready)
+    run.out.note("stopped")
+
+
+def _towers(preload: str | None) -> list[str]:
+    if not preload:
+        return []
+    aliases = {"image": "vision", "video": "vision"}
+    names = [aliases.get(t.strip().lower(), t.strip().lower()) for t in preload.split(",") if t.strip()]
+    unknown = [n for n in names if n not in TOWERS]
+    if unknown:
+        raise typer.BadParameter(f"unknown tower {unknown[0]!r}; towers: {', '.join(TOWERS)}", param_hint="--preload")
+    return sorted(set(names))

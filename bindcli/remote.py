@@ -1,0 +1,330 @@
+"""The commands' side of `bind serve`: find a running server, check that it computes what this
+run would, and embed through it with the `Embedder`'s own `embed`/`stream` interface.
+
+Standard library only (`http.client` over a Unix socket or TCP) and no torch, so a command
+that talks to a warm server starts as fast as `bind --help`. Files go as paths when the server
+shares this machine (a Unix socket or loopback: it reads them itself), else as their bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from bindcli.errors import BindError, InputError, UsageError
+from bindcli.runtime import Embedding, Embeds, loading_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.media.options import MediaOptions
+    from bindcli.runtime import Input, Model
+
+#: inputs per request: enough to fill the server's batches, small enough to stream results
+CHUNK = 32
+#: requests in flight at once, so the server decodes one chunk while it encodes another
+IN_FLIGHT = 2
+PROBE_TIMEOUT = 2.0
+ENCODE_TIMEOUT = 3600.0  # a big chunk on a CPU-only huge model takes minutes, not hours
+
+
+class ServerError(BindError):
+    """A server that was chosen but then failed to answer as it should."""
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    """Where a server listens: a Unix socket path, or a TCP host and port."""
+
+    unix: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Address":
+        """`unix:PATH`, a path (`/run/bind.sock`, `./s.sock`), `http://HOST:PORT` or `HOST:PORT`."""
+        if text.startswith("unix:"):
+            return cls(unix=text[len("unix:"):])
+        if text.startswith(("/", "./", "~")) or text.endswith(".sock"):
+            return cls(unix=str(Path(text).expanduser()))
+        parts = urlsplit(text if "://" in text else f"http://{text}")
+        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+            raise UsageError(f"--server {text}: expected http://HOST:PORT, HOST:PORT or a socket path")
+        try:
+            port = parts.port or 80
+        except ValueError:
+            raise UsageError(f"--server {text}: the port is not a number") from None
+        return cls(host=parts.hostname, port=port)
+
+    @property
+    def local(self) -> bool:
+        """The server shares this machine's files (it may read inputs by path)."""
+        return self.unix is not None or is_loopback(self.host)
+
+    def __str__(self) -> str:
+        return f"unix:{self.unix}" if self.unix else f"http://{self.host}:{self.port}"
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.unix is not None:
+            return _UnixConnection(self.unix, timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Client:
+    """JSON over HTTP to one server; one connection, kept alive (one per thread)."""
+
+    def __init__(self, address: Address, token: str | None = None, timeout: float = ENCODE_TIMEOUT) -> None:
+        self.address = address
+        self.token = token
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """(status, decoded JSON body); raises OSError when the server cannot be reached."""
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more
+            if self._conn is None:
+                self._conn = self.address.connection(self.timeout)
+            try:
+                self._conn.request(method, path, body=data, headers=headers)
+                response = self._conn.getresponse()
+                payload = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if attempt == 2:
+                    raise
+        try:
+            return response.status, json.loads(payload or b"{}")
+        except ValueError:
+            return response.status, {"error": payload[:200].decode("utf-8", "replace")}
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def abort(self) -> None:
+        """Wake a request waiting for its answer on another thread (it then fails); the
+        server sees the disconnect and drops that request's queued inputs."""
+        sock = self._conn.sock if self._conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedPlacement:
+    """The server's device and precision, as the commands read a `Placement`."""
+
+    device: str
+    precision: str
+    warning: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.device}, {self.precision}"
+
+
+def model_info(client: Client) -> dict:
+    """The server's `/v1/models` entry for its one model."""
+    status, body = client.request("GET", "/v1/models")
+    if status != 200:
+        raise ServerError(f"server at {client.address}: {_error_text(body, status)}")
+    return body["data"][0]
+
+
+def connect(
+    address: Address, model: "Model", *, precision: str, device: str, token: str | None = None,
+    options: "MediaOptions | None" = None,
+) -> "tuple[RemoteEmbedder | None, str]":
+    """(an embedder through the server at `address`, "") when it is up and computes what
+    this run would (the same model id and loading options; the same precision and device
+    kind unless `auto`), else (None, why not)."""
+    probe = Client(address, token, timeout=PROBE_TIMEOUT)
+    try:
+        info = model_info(probe)
+    except (OSError, http.client.HTTPException) as exc:
+        return None, f"no server answers at {address} ({_os_reason(exc)})"
+    except (ServerError, KeyError, IndexError, TypeError) as exc:
+        return None, str(exc) if isinstance(exc, ServerError) else f"server at {address}: unexpected answer"
+    finally:
+        probe.close()
+    served = f"{info.get('id')} at {info.get('precision')} on {info.get('device')}"
+    if info.get("id") != model.id:
+        return None, f"the server at {address} serves {served}, not {model.id}"
+    wanted = loading_options(model.config, options)
+    if info.get("options") != (dataclasses.asdict(wanted) if wanted else None):
+        return None, f"the server at {address} loads files with other options (--audio-mix?)"
+    if precision != "auto" and info.get("precision") != precision:
+        return None, f"the server at {address} serves {served}, not {precision}"
+    if device != "auto" and str(info.get("device", "")).split(":")[0] != device.split(":")[0]:
+        return None, f"the server at {address} serves {served}, not on {device}"
+    placement = ServedPlacement(str(info["device"]), str(info["precision"]))
+    return RemoteEmbedder(address, model, placement, token=token), ""
+
+
+class RemoteEmbedder(Embeds):
+    """`Embedder.embed` and `Embedder.stream` answered by a server: the same `Embedding`s
+    (the same raw float32 vectors, content hashes and cache flags) for the same inputs."""
+
+    def __init__(
+        self, address: Address, model: "Model", placement: ServedPlacement, *,
+        token: str | None = None, use_cache: bool = True, batch_size: int = 8,
+    ) -> None:
+        self.address = address
+        self.config = model.config
+        self.weights = model.weights
+        self.model_id = model.id
+        self.placement = placement
+        self.token = token
+        self.use_cache = use_cache
+        self.batch_size = batch_size
+        self.options = None  # the server decodes with its own options
+
+    def __enter__(self) -> "RemoteEmbedder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing is held between calls."""
+
+    def describe(self) -> str:
+        """The note a command prints when it uses the server."""
+        return f"{self.config.name} on {self.placement.describe()}, served at {self.address}"
+
+    def stream(
+        self,
+        inputs: "Sequence[Input | InputError]",
+        progress: Callable[[int], None] = lambda n: None,
+        *,
+        hashes: Sequence[str | None] = (),
+    ) -> "Iterator[tuple[int, Embedding | InputError]]":
+        """As `Embedder.stream`: refusals first, then each chunk's results as the server
+        answers it (`hashes` are not needed: the server hashes what it reads)."""
+        refused = [(i, x) for i, x in enumerate(inputs) if isinstance(x, InputError)]
+        progress(len(refused))
+        yield from refused
+        todo = [(i, x) for i, x in enumerate(inputs) if not isinstance(x, InputError)]
+        chunks = [todo[s : s + CHUNK] for s in range(0, len(todo), CHUNK)]
+        if not chunks:
+            return
+        clients: dict[int, Client] = {}
+
+        def ask(chunk: list[tuple[int, "Input"]]) -> list[tuple[int, "Embedding | InputError"]]:
+            client = clients.setdefault(threading.get_ident(), Client(self.address, self.token))
+            return self._ask(client, chunk)
+
+        pool = concurrent.futures.ThreadPoolExecutor(min(IN_FLIGHT, len(chunks)), thread_name_prefix="bind-remote")
+        waiting = [pool.submit(ask, chunk) for chunk in chunks]
+        try:
+            for future in waiting:
+                done = future.result()
+                progress(len(done))
+                yield from done
+        finally:  # also when the caller stops early (Ctrl-C, an error, a consumer that breaks off)
+            for future in waiting:
+                future.cancel()
+            for client in list(clients.values()):
+                client.abort()
+            pool.shutdown(wait=True)
+            for client in clients.values():
+                client.close()
+
+    def _ask(self, client: Client, chunk: "list[tuple[int, Input]]") -> "list[tuple[int, Embedding | InputError]]":
+        sent, out = [], []
+        for slot, inp in chunk:
+            entry = self._entry(inp)
+            if isinstance(entry, InputError):
+                out.append((slot, entry))
+            else:
+                sent.append((slot, inp, entry))
+        if not sent:
+            return out
+        body = {"inputs": [e for *_, e in sent], "encoding_format": "base64", "raw": True,
+                "cache": self.use_cache}
+        try:
+            status, answer = client.request("POST", "/v1/embed", body)
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServerError(f"server at {self.address}: {_os_reason(exc)}") from None
+        if status != 200:
+            raise ServerError(f"server at {self.address}: {_error_text(answer, status)}")
+        for (slot, inp, _), result in zip(sent, answer["results"]):
+            if "error" in result:
+                out.append((slot, InputError(inp.source, result["error"])))
+            else:
+                raw = np.frombuffer(base64.b64decode(result["embedding"]), dtype="<f4").astype(np.float32)
+                out.append((slot, Embedding(inp, result["sha256"], raw, cached=bool(result.get("cached")))))
+        return out
+
+    def _entry(self, inp: "Input") -> "dict | InputError":
+        """How one input travels: a text as itself, a file by path to a server on this
+        machine, else its bytes."""
+        if inp.literal:
+            return {"text": inp.source}
+        if self.address.local:
+            return {"path": os.path.abspath(inp.source), "modality": inp.kind.value}
+        try:
+            data = Path(inp.source).read_bytes()
+        except OSError as exc:
+            return InputError(inp.source, exc.strerror or str(exc))
+        return {"data": base64.b64encode(data).decode("ascii"), "filename": Path(inp.source).name,
+                "modality": inp.kind.value}
+
+
+def _error_text(body: dict, status: int) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    return f"HTTP {status}" + (f": {error}" if error else "")
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__

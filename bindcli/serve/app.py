@@ -1,0 +1,469 @@
+"""The HTTP API of `bind serve` (Starlette): `/v1/embed` (bind's own, multipart or JSON),
+`/v1/embeddings` (OpenAI's), `/v1/models`, `/health` and `/metrics`.
+
+Requests only parse, check and answer: every input becomes a Future of the `Batcher`, so
+requests share batches, an input that fails fails alone, and a client that goes away before
+its answer is ready has its inputs dropped from the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import hmac
+import json
+import mimetypes
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bindcli.errors import InputError
+from bindcli.modality import Kind, detect
+from bindcli.remote import is_loopback
+from bindcli.serve.limits import Limits
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.runtime import Embedding, Input
+    from bindcli.serve.batching import Batcher
+
+NPY = "application/x-npy"
+CLIENT_GONE = 499  # nginx's status for a client that closed the connection first
+#: MIME major types of data URLs that name a kind by themselves
+MIME_KINDS = {"image": Kind.IMAGE, "audio": Kind.AUDIO, "video": Kind.VIDEO, "text": Kind.TEXT}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the app needs besides the batcher."""
+
+    limits: Limits = Limits()
+    token: str | None = None
+    allow_dirs: tuple[Path, ...] = ()  # path inputs only under these (when given)
+
+
+class _Refused(Exception):
+    """One input that cannot be embedded, found while reading the request."""
+
+
+def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
+    """The ASGI app over one batcher; closing it (lifespan shutdown) drains the batcher."""
+    metrics = batcher.metrics
+    started = int(time.time())
+
+    async def health(request: Request) -> Response:
+        if not batcher.alive:
+            return JSONResponse({"status": "error", "error": "the model thread stopped"}, 503)
+        return JSONResponse({"status": "ok", "model": batcher.embedder.model_id})
+
+    async def models(request: Request) -> Response:
+        e = batcher.embedder
+        entry = {
+            "id": e.model_id, "object": "model", "created": started, "owned_by": "bind",
+            "config": e.config.name, "weights": e.weights.name,
+            "towers": sorted(getattr(e.encoder, "towers", ())), "device": str(e.placement.device),
+            "precision": e.placement.precision,
+            "options": dataclasses.asdict(e.options) if e.options else None,
+        }
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    async def metrics_text(request: Request) -> Response:
+        towers = sorted(getattr(batcher.embedder.encoder, "towers", ()))
+        return PlainTextResponse(metrics.text(towers), media_type="text/plain; version=0.0.4")
+
+    async def embed(request: Request) -> Response:
+        with tempfile.TemporaryDirectory(prefix="bind-serve-") as spool:
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                named, options = await _multipart(request, settings, Path(spool))
+            else:
+                named, options = _json_inputs(await _json_body(request), request, settings, Path(spool))
+            results = await _results(request, batcher, named, use_cache=options["cache"])
+        if results is None:
+            return Response(status_code=CLIENT_GONE)
+        if NPY in request.headers.get("accept", ""):
+            return _npy(named, results, raw=options["raw"])
+        return JSONResponse({
+            "model": batcher.embedder.model_id,
+            "results": [_result(name, r, raw=options["raw"], b64=options["base64"])
+                        for (name, _), r in zip(named, results)],
+        })
+
+    async def embeddings(request: Request) -> Response:
+        body = await _json_body(request)
+        fmt = body.get("encoding_format", "float")
+        if fmt not in ("float", "base64"):
+            raise HTTPException(400, "encoding_format must be float or base64")
+        with tempfile.TemporaryDirectory(prefix="bind-serve-") as spool:
+            named = _openai_inputs(body, settings, Path(spool))
+            results = await _results(request, batcher, named, use_cache=True)
+        if results is None:
+            return Response(status_code=CLIENT_GONE)
+        for n, ((name, _), r) in enumerate(zip(named, results)):
+            if isinstance(r, InputError):
+                raise HTTPException(400, f"input {n} ({name}): {r.reason}")
+        texts = [e.source for _, e in named if not isinstance(e, _Refused) and e.literal]
+        tokens = await asyncio.to_thread(_token_count, texts)
+        data = [
+            {"object": "embedding", "index": n,
+             "embedding": _vector(r.unit, b64=fmt == "base64")}  # type: ignore[union-attr]
+            for n, r in enumerate(results)
+        ]
+        return JSONResponse({"object": "list", "data": data, "model": batcher.embedder.model_id,
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        error = {"message": exc.detail, "type": "invalid_request_error" if exc.status_code < 500 else "server_error"}
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"error": error}, exc.status_code, headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(batcher.close)  # in-flight requests are answered by now
+
+    routes = [
+        Route("/health", health), Route("/v1/models", models), Route("/metrics", metrics_text),
+        Route("/v1/embed", embed, methods=["POST"]), Route("/v1/embeddings", embeddings, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app.add_middleware(_Guard, settings=settings, metrics=metrics, routes={r.path for r in routes})  # type: ignore[arg-type]
+    return app
+
+
+class _Guard:
+    """ASGI middleware in front of every route: the bearer token (401), the body-size limit
+    (413, from Content-Length or while the body streams in) and the request counters."""
+
+    def __init__(self, app, settings: Settings, metrics, routes: set[str]) -> None:  # noqa: ANN001
+        self.app, self.settings, self.metrics, self.routes = app, settings, metrics, routes
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = scope["path"] if scope["path"] in self.routes else "other"
+        status = [500]
+
+        async def counted_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                code, text = refusal
+                headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+                response = JSONResponse({"error": {"message": text, "type": "invalid_request_error"}}, code, headers=headers)
+                return await response(scope, receive, counted_send)
+            await self.app(scope, self._limited(receive), counted_send)
+        finally:
+            self.metrics.request(route, status[0])
+
+    def _refusal(self, scope: dict) -> tuple[int, str] | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        token = self.settings.token
+        if token is not None:
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return 401, "a bearer token is required (Authorization: Bearer TOKEN)"
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.settings.limits.max_body_bytes:
+            return 413, f"the request body is over the {self.settings.limits.max_body_bytes}-byte limit"
+        return None
+
+    def _limited(self, receive):  # noqa: ANN001, ANN202
+        limit, seen = self.settings.limits.max_body_bytes, 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, f"the request body is over the {limit}-byte limit")
+            return message
+
+        return limited
+
+
+# --- reading requests ----------------------------------------------------------------------
+
+
+async def _json_body(request: Request) -> dict:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise HTTPException(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "the body must be a JSON object")
+    return body
+
+
+def _kind(value: object, what: str) -> Kind | None:
+    if value is None:
+        return None
+    try:
+        return Kind(str(value).lower())
+    except ValueError:
+        known = ", ".join(k.value for k in Kind)
+        raise HTTPException(400, f"{what}: unknown modality {value!r}; one of {known}") from None
+
+
+def _options(source: dict, query: dict) -> dict:
+    """raw (upstream's vectors, not unit ones), base64 (float32 bytes) and cache flags."""
+
+    def flag(name: str, default: bool) -> bool:
+        value = source.get(name, query.get(name, default))
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+
+    fmt = source.get("encoding_format", query.get("encoding_format", "float"))
+    if fmt not in ("float", "base64"):
+        raise HTTPException(400, "encoding_format must be float or base64")
+    return {"raw": flag("raw", False), "cache": flag("cache", True), "base64": fmt == "base64"}
+
+
+def _spooled(spool: Path, n: int, name: str, data: bytes, kind: Kind | None, limits: Limits) -> "Input":
+    """An uploaded file, written where the loaders can read it, under a name that keeps its
+    suffix (the kind when none is given)."""
+    from bindcli.runtime import Input
+
+    if len(data) > limits.max_file_bytes:
+        raise HTTPException(413, f"{name}: over the {limits.max_file_bytes}-byte per-file limit")
+    try:
+        kind = detect(name, kind)
+    except InputError as exc:
+        raise _Refused(exc.reason) from None
+    path = spool / f"{n}{Path(name).suffix.lower()}"
+    path.write_bytes(data)
+    return Input(str(path), kind)
+
+
+def _text(text: object, limits: Limits) -> "Input":
+    from bindcli.runtime import Input
+
+    if not isinstance(text, str):
+        raise HTTPException(400, "a text input must be a string")
+    if len(text) > limits.max_text_chars:
+        raise _Refused(f"text of {len(text)} characters, over the {limits.max_text_chars}-character limit")
+    return Input.text(text)
+
+
+def _check_count(n: int, limits: Limits) -> None:
+    if n == 0:
+        raise HTTPException(400, "no inputs")
+    if n > limits.max_inputs:
+        raise HTTPException(413, f"{n} inputs, over the {limits.max_inputs}-input limit")
+
+
+async def _multipart(request: Request, settings: Settings, spool: Path) -> tuple[list, dict]:
+    """`file` parts (a `modality` field right after one applies to it; `?modality=` to all)
+    and `text` fields, in the order sent."""
+    limits = settings.limits
+    every = _kind(request.query_params.get("modality"), "modality")
+    try:
+        form = await request.form(max_files=limits.max_inputs, max_fields=2 * limits.max_inputs + 8,
+                                  max_part_size=limits.max_file_bytes)
+    except HTTPException:
+        raise
+    except Exception as exc:  # starlette's MultiPartException: a malformed body
+        raise HTTPException(400, f"malformed multipart body: {exc}") from None
+    parts: list[list] = []  # [name, UploadFile or text, kind]
+    try:
+        for key, value in form.multi_items():
+            if key == "file" and isinstance(value, UploadFile):
+                parts.append([value.filename or f"file {len(parts)}", value, every])
+            elif key == "text" and isinstance(value, str):
+                parts.append([value, value, Kind.TEXT])
+            elif key == "modality" and isinstance(value, str) and parts and isinstance(parts[-1][1], UploadFile):
+                parts[-1][2] = _kind(value, parts[-1][0])
+        _check_count(len(parts), limits)
+        named = []
+        for n, (name, value, kind) in enumerate(parts):
+            try:
+                if isinstance(value, str):
+                    named.append((name, _text(value, limits)))
+                else:
+                    named.append((name, _spooled(spool, n, name, await value.read(), kind, limits)))
+            except _Refused as refused:
+                named.append((name, refused))
+    finally:
+        await form.close()
+    return named, _options({}, dict(request.query_params))
+
+
+def _json_inputs(body: dict, request: Request, settings: Settings, spool: Path) -> tuple[list, dict]:
+    """`{"inputs": [{"text"} | {"path"} | {"data", "filename"}], "modality": ...}`."""
+    from bindcli.runtime import Input
+
+    entries = body.get("inputs")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise HTTPException(400, 'expected {"inputs": [{"text": ...} | {"path": ...} | {"data": ..., "filename": ...}]}')
+    limits = settings.limits
+    _check_count(len(entries), limits)
+    every = _kind(body.get("modality"), "modality")
+    # a Unix socket's peer has no address (and is on this machine); TCP peers must be loopback
+    local = request.client is None or not request.client.host or is_loopback(request.client.host)
+    named = []
+    for n, entry in enumerate(entries):
+        kind = _kind(entry.get("modality"), f"input {n}") or every
+        name = str(entry.get("path") or entry.get("filename") or entry.get("text") or f"input {n}")
+        try:
+            if "text" in entry and kind in (None, Kind.TEXT):
+                named.append((name, _text(entry["text"], limits)))
+            elif "path" in entry:
+                named.append((name, Input(_allowed_path(str(entry["path"]), local, settings), _detect(name, kind))))
+            elif "data" in entry:
+                try:
+                    data = base64.b64decode(str(entry["data"]), validate=True)
+                except binascii.Error:
+                    raise _Refused("data is not valid base64") from None
+                named.append((name, _spooled(spool, n, str(entry.get("filename") or name), data, kind, limits)))
+            else:
+                raise HTTPException(400, f"input {n}: give text, path or data")
+        except _Refused as refused:
+            named.append((name, refused))
+    return named, _options(body, dict(request.query_params))
+
+
+def _detect(name: str, kind: Kind | None) -> Kind:
+    try:
+        return detect(name, kind)
+    except InputError as exc:
+        raise _Refused(exc.reason) from None
+
+
+def _allowed_path(path: str, local: bool, settings: Settings) -> str:
+    """A path input, if this peer may name one: it shares this machine, and the file lies under
+    an `--allow-dir` folder when any were given."""
+    if not local:
+        raise _Refused("path inputs are only taken over the Unix socket or loopback; send data")
+    resolved = Path(path).resolve()
+    if settings.allow_dirs and not any(resolved.is_relative_to(d) for d in settings.allow_dirs):
+        raise _Refused("not under a folder the server allows (--allow-dir)")
+    if not resolved.is_file():
+        raise _Refused("is a folder, not a file" if resolved.is_dir() else "no such file")
+    return str(resolved)
+
+
+def _openai_inputs(body: dict, settings: Settings, spool: Path) -> list:
+    """OpenAI's `input` (a string or a list of strings): texts, or data URLs of files;
+    `modality` (an extra field) names the kind of data a MIME type cannot say."""
+    given = body.get("input")
+    items = [given] if isinstance(given, str) else given
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise HTTPException(400, "input must be a string or a list of strings (token arrays are not taken)")
+    limits = settings.limits
+    _check_count(len(items), limits)
+    every = _kind(body.get("modality"), "modality")
+    named = []
+    for n, item in enumerate(items):
+        try:
+            if item.startswith("data:"):
+                named.append((f"input {n}", _data_url(spool, n, item, every, limits)))
+            elif every not in (None, Kind.TEXT):
+                raise HTTPException(400, f"input {n}: modality {every.value} needs a data URL")
+            else:
+                named.append((item, _text(item, limits)))
+        except _Refused as refused:
+            raise HTTPException(400, f"input {n}: {refused}") from None
+    return named
+
+
+def _data_url(spool: Path, n: int, url: str, kind: Kind | None, limits: Limits) -> "Input":
+    """`data:MIME;base64,...` as a spooled file of that MIME type's suffix."""
+    header, comma, payload = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise _Refused("expected a data URL: data:MIME;base64,DATA")
+    mime = header[len("data:"):-len(";base64")].lower()
+    kind = kind or MIME_KINDS.get(mime.split("/")[0])
+    if kind is None:
+        raise _Refused(f"{mime or 'no MIME type'}: say which modality with the modality field")
+    suffix = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3", "image/jpeg": ".jpg",
+              "application/x-npy": ".npy"}.get(mime) or mimetypes.guess_extension(mime) or ""
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise _Refused("the data URL is not valid base64") from None
+    return _spooled(spool, n, f"input-{n}{suffix}", data, kind, limits)
+
+
+# --- answering -----------------------------------------------------------------------------
+
+
+async def _results(
+    request: Request, batcher: "Batcher", named: list, *, use_cache: bool
+) -> "list[Embedding | InputError] | None":
+    """Each input's result, in order; None when the client went away first (its inputs are
+    then cancelled, which drops those still queued)."""
+    slots = [n for n, (_, x) in enumerate(named) if not isinstance(x, _Refused)]
+    futures = batcher.submit([(named[n][1], named[n][0]) for n in slots], use_cache=use_cache)
+    results: list = [InputError(name, str(x)) if isinstance(x, _Refused) else None for name, x in named]
+    if futures:
+        answered = asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+        gone = asyncio.ensure_future(_disconnected(request))
+        await asyncio.wait({answered, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not answered.done():
+            answered.cancel()
+            for future in futures:
+                future.cancel()
+            return None
+        gone.cancel()
+        for n, result in zip(slots, answered.result()):
+            results[n] = result
+    return results
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has closed its connection (the body was read already, so the
+    next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _vector(v: np.ndarray, *, b64: bool) -> "list[float] | str":
+    v = np.asarray(v, dtype="<f4")
+    return base64.b64encode(v.tobytes()).decode("ascii") if b64 else v.tolist()
+
+
+def _result(name: str, r: "Embedding | InputError", *, raw: bool, b64: bool) -> dict:
+    if isinstance(r, InputError):
+        return {"input": name, "error": r.reason}
+    return {"input": name, "modality": r.input.kind.value,
+            "embedding": _vector(r.raw if raw else r.unit, b64=b64),
+            "sha256": r.sha256, "cached": r.cached}
+
+
+def _npy(named: Sequence, results: list, *, raw: bool) -> Response:
+    """The vectors of the inputs that succeeded, one row each, as `.npy`; failures are named
+    in the `X-Bind-Errors` header (JSON)."""
+    from bindcli.output import npy_bytes
+
+    rows = [(r.raw if raw else r.unit) for r in results if not isinstance(r, InputError)]
+    errors = [{"input": name, "error": r.reason} for (name, _), r in zip(named, results) if isinstance(r, InputError)]
+    if not rows:
+        raise HTTPException(422, "; ".join(f"{e['input']}: {e['error']}" for e in errors))
+    body = npy_bytes(np.stack(rows).astype(np.float32))
+    headers = {"X-Bind-Errors": json.dumps(errors, ensure_ascii=True)} if errors else None
+    return Response(body, media_type=NPY, headers=headers)
+
+
+def _token_count(texts: list[str]) -> int:
+    """Tokens the text tower read (start and end tokens included), for OpenAI's `usage`."""
+    if not texts:
+        return 0
+    from bindcli import media
+
+    return int((media.tokenize(texts) != 0).sum())

@@ -1,0 +1,280 @@
+"""Batching across requests: inputs from any number of concurrent requests are hashed,
+looked up in the cache and decoded on a loader pool, then encoded together by (tower, shape)
+on the one model thread, a batch as soon as it is full or its oldest input has waited
+`max_wait` seconds.
+
+Every input has its own `Future`: a bad input settles only its own; a request whose client
+went away cancels its futures, and inputs not yet encoded are then dropped where they stand.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bindcli.errors import InputError
+from bindcli.hashing import sha256_file, sha256_text
+from bindcli.serve.metrics import Metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.runtime import Embedder, Embedding, Input
+    from bindcli.store import Store
+
+_STOP = object()
+
+
+@dataclasses.dataclass
+class _Item:
+    input: "Input"
+    name: str  # how errors name the input (the client's name, not a temporary file)
+    use_cache: bool
+    future: concurrent.futures.Future
+    arrived: float = dataclasses.field(default_factory=time.monotonic)
+    sha256: str = ""
+
+
+class Batcher:
+    """Turns inputs into Futures of their Embedding (or InputError), batching across callers."""
+
+    def __init__(
+        self,
+        embedder: "Embedder",
+        *,
+        max_batch: int = 16,
+        max_wait: float = 0.005,
+        workers: int = 4,
+        cache_path: Path | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.max_batch = max(1, max_batch)
+        self.max_wait = max(0.0, max_wait)
+        self.metrics = metrics or Metrics()
+        # requests take turns on the loaders, an input each: a request of a thousand files
+        # does not hold up the one-image requests that arrive after it
+        self._todo: dict[int, collections.deque[_Item]] = {}
+        self._turns = threading.Condition()
+        self._closing = False
+        self._requests = itertools.count()
+        self._loaders = [threading.Thread(target=self._load_loop, name=f"bind-load-{n}", daemon=True)
+                         for n in range(max(1, workers))]
+        # decoded tensors waiting for the model are bounded, however many requests arrive
+        self._room = threading.BoundedSemaphore(max(4 * self.max_batch, 2 * workers))
+        # SQLite connections belong to the thread that opened them: the cache has its own
+        self._cache_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bind-cache")
+        self._cache: "Store | None" = None
+        if cache_path is not None:
+            self._cache = self._cache_thread.submit(_open_store, cache_path).result()
+        self._ready: queue.Queue = queue.Queue()
+        self._model_thread = threading.Thread(target=self._encode_loop, name="bind-model", daemon=True)
+        self._model_thread.start()
+        for loader in self._loaders:
+            loader.start()
+
+    @property
+    def alive(self) -> bool:
+        """The model thread still takes work (what `/health` reports)."""
+        return self._model_thread.is_alive()
+
+    def submit(self, inputs: Sequence[tuple["Input", str]], *, use_cache: bool = True) -> list[concurrent.futures.Future]:
+        """One Future per (input, name), in order; cancel one to drop its input."""
+        items = [_Item(inp, name, use_cache and self._cache is not None, concurrent.futures.Future())
+                 for inp, name in inputs]
+        if items:
+            self.metrics.queue(len(items))
+            with self._turns:
+                self._todo[next(self._requests)] = collections.deque(items)
+                self._turns.notify_all()
+        return [item.future for item in items]
+
+    def preload(self, towers: Sequence[str]) -> None:
+        """Load `towers` now rather than on their first input."""
+        self.embedder.encoder.prepare(frozenset(towers))
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the threads and close the cache."""
+        with self._turns:
+            self._closing = True
+            self._turns.notify_all()
+        for loader in self._loaders:
+            loader.join()
+        self._ready.put(_STOP)
+        self._model_thread.join()
+        if self._cache is not None:
+            self._cache_thread.submit(self._cache.close).result()
+        self._cache_thread.shutdown(wait=True)
+
+    # --- loader threads ----------------------------------------------------------------------
+
+    def _load_loop(self) -> None:
+        while (item := self._next_item()) is not None:
+            self._prepare(item)
+
+    def _next_item(self) -> _Item | None:
+        """The next input of the request whose turn it is (None once closing and drained)."""
+        with self._turns:
+            while not self._todo and not self._closing:
+                self._turns.wait()
+            if not self._todo:
+                return None
+            request, items = next(iter(self._todo.items()))
+            item = items.popleft()
+            del self._todo[request]
+            if items:  # to the back of the line
+                self._todo[request] = items
+            return item
+
+    def _prepare(self, item: _Item) -> None:
+        """Hash, answer from the cache, else decode and hand to the model thread; whatever
+        goes wrong settles this input alone (a Future nobody settles would hang its request)."""
+        try:
+            self._prepare_one(item)
+        except Exception as exc:
+            self._settle(item, InputError(item.name, f"could not be read ({type(exc).__name__}: {exc})"))
+
+    def _prepare_one(self, item: _Item) -> None:
+        from bindcli import media
+
+        if item.future.cancelled():
+            return self._drop(item)
+        inp = item.input
+        try:
+            item.sha256 = sha256_text(inp.source) if inp.literal else sha256_file(inp.source)
+        except OSError as exc:
+            return self._settle(item, InputError(item.name, exc.strerror or str(exc)))
+        if item.use_cache:
+            key = self.embedder.cache_key(inp, item.sha256)
+            found = self._cache_thread.submit(self._cache.cache_get, [key]).result()  # type: ignore[union-attr]
+            if key in found:
+                return self._settle(item, self._embedding(item, np.asarray(found[key], np.float32), cached=True))
+        self._room.acquire()  # released when the model takes it, or here if it never will
+        try:
+            if item.future.cancelled():
+                tensor = None
+            elif inp.literal:
+                tensor = media.tokenize([inp.source])[0]
+            else:
+                tensor = media.load_or_error(inp.source, inp.kind, self.embedder.options)
+        except BaseException:
+            self._room.release()
+            raise
+        if tensor is None or isinstance(tensor, InputError) or item.future.cancelled():
+            self._room.release()
+            if isinstance(tensor, InputError):
+                return self._settle(item, InputError(item.name, tensor.reason))
+            return self._drop(item)
+        self._ready.put(((inp.kind.tower, tuple(tensor.shape)), item, tensor))
+
+    # --- the model thread --------------------------------------------------------------------
+
+    def _encode_loop(self) -> None:
+        """Group ready inputs by (tower, shape); encode a group when full or when its oldest
+        input has waited `max_wait`; on stop, encode what is left."""
+        pending: dict[tuple, list[tuple[_Item, object]]] = {}
+        since: dict[tuple, float] = {}
+        stopping = False
+        while not stopping or pending:
+            if not stopping:
+                timeout = None if not since else max(0.0, min(since.values()) + self.max_wait - time.monotonic())
+                try:
+                    entry = self._ready.get(timeout=timeout)
+                except queue.Empty:
+                    entry = None
+                while entry is not None:
+                    if entry is _STOP:
+                        stopping = True
+                        break
+                    key, item, tensor = entry
+                    pending.setdefault(key, []).append((item, tensor))
+                    since.setdefault(key, time.monotonic())
+                    try:
+                        entry = self._ready.get_nowait()
+                    except queue.Empty:
+                        entry = None
+            now = time.monotonic()
+            due = [
+                k for k in sorted(since, key=since.get)  # type: ignore[arg-type]
+                if stopping or len(pending[k]) >= self.max_batch or now - since[k] >= self.max_wait
+            ]
+            for key in due:
+                group = pending.pop(key)
+                del since[key]
+                for start in range(0, len(group), self.max_batch):
+                    batch = group[start : start + self.max_batch]
+                    try:
+                        self._run(key[0], batch)
+                    except Exception as exc:  # never leave a request waiting on a dead thread
+                        for item, _ in batch:
+                            self._settle(item, InputError(item.name, f"could not be encoded ({type(exc).__name__}: {exc})"))
+
+    def _run(self, tower: str, group: list[tuple[_Item, object]]) -> None:
+        """Encode one batch of the inputs still wanted."""
+        live = []
+        for item, tensor in group:
+            self._room.release()
+            if item.future.set_running_or_notify_cancel():
+                live.append((item, tensor))
+            else:
+                self._drop(item)
+        if live:
+            self._encode(tower, live)
+
+    def _encode(self, tower: str, live: list[tuple[_Item, object]]) -> None:
+        """A batch that fails is retried input by input, so only the input at fault gets
+        the error."""
+        started = time.monotonic()
+        try:
+            vectors = self.embedder.encoder.encode(tower, [t for _, t in live])  # type: ignore[misc]
+        except Exception as exc:
+            if len(live) == 1:
+                item = live[0][0]
+                return self._settle(item, InputError(item.name, f"could not be encoded ({type(exc).__name__}: {exc})"))
+            for one in live:
+                self._encode(tower, [one])
+            return
+        self.metrics.batch(len(live), [started - item.arrived for item, _ in live], time.monotonic() - started)
+        done = [(item, self._embedding(item, vector)) for (item, _), vector in zip(live, vectors)]
+        for item, embedding in done:
+            self._settle(item, embedding)
+        stored = [(self.embedder.cache_key(i.input, i.sha256), e.raw) for i, e in done if i.use_cache]
+        if stored:
+            self._cache_thread.submit(self._cache.cache_put, stored)  # type: ignore[union-attr]
+
+    # --- settling ------------------------------------------------------------------------------
+
+    def _embedding(self, item: _Item, vector: np.ndarray, *, cached: bool = False) -> "Embedding":
+        from bindcli.runtime import Embedding
+
+        return Embedding(item.input, item.sha256, vector, cached=cached)
+
+    def _settle(self, item: _Item, result: "Embedding | InputError") -> None:
+        self.metrics.queue(-1)
+        failed = isinstance(result, InputError)
+        self.metrics.input_done(item.input.kind.value, failed=failed, cached=not failed and result.cached)  # type: ignore[union-attr]
+        try:
+            if failed:
+                item.future.set_exception(result)  # type: ignore[arg-type]
+            else:
+                item.future.set_result(result)
+        except concurrent.futures.InvalidStateError:  # cancelled meanwhile: nobody is waiting
+            pass
+
+    def _drop(self, item: _Item) -> None:
+        self.metrics.queue(-1)
+        self.metrics.dropped_input()
+
+
+def _open_store(path: Path) -> "Store":
+    from bindcli.store import Store
+
+    return Store(path)
