@@ -192,7 +192,7 @@ class Embedder:
         self.placement = placement
         self.batch_size = max(1, batch_size)
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self.options = _options_for(config, options)
+        self.options = options_for(config, options)
         self.cache = cache
         self.encoder = encoder or LocalEncoder(config, weights, placement)
         self.model_id = known_id or model_id(config, weights)  # `Model.resolve` knows it
@@ -362,7 +362,7 @@ class Embedder:
         return done  # type: ignore[return-value]
 
 
-def _options_for(config: ModelConfig, options: "MediaOptions | None") -> "MediaOptions | None":
+def options_for(config: ModelConfig, options: "MediaOptions | None") -> "MediaOptions | None":
     """The loading options, with the log-mel size this config's audio tower takes (None, the
     defaults, stays None for ImageBind's own size, so cache keys stay as they were)."""
     size = (config.audio_num_mel_bins, config.audio_target_len)

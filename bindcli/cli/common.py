@@ -235,6 +235,8 @@ class Run:
         self.failed = 0
         self._model: Model | None = None
         self._embedder: Embedder | None = None
+        #: builds the embedder elsewhere than in this process (`--engine ray`, cli/engine.py)
+        self.engine: Callable[[Run], Embedder] | None = None
 
     def inputs(
         self, paths: Sequence[str] = (), texts: Sequence[str] = ()
@@ -268,6 +270,8 @@ class Run:
     @property
     def embedder(self) -> "Embedder":
         """Built on first use through `open_embedder`, with a note of what `auto` chose."""
+        if self._embedder is None and self.engine is not None:
+            self._embedder = self.engine(self)
         if self._embedder is None:
             from bindcli.runtime import open_embedder
 
