@@ -133,6 +133,22 @@ class Encode:
         }
 
 
+def _cluster_messages_to_stderr() -> None:
+    """Ray's driver prints the cluster's messages (`(raylet) A worker died ...`) on stdout,
+    where bind writes its data; they belong on stderr."""
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "bind_stderr", False):
+        return
+
+    def to_stderr(data: dict, ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.bind_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
 def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -257,6 +273,7 @@ class RayEmbedder:
         ray = import_ray()
         for name in ("ray", "ray.data"):  # bind's stderr carries bind's messages; errors still show
             logging.getLogger(name).setLevel(logging.ERROR)
+        _cluster_messages_to_stderr()
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
             self._started = True
