@@ -22,13 +22,13 @@ import numpy as np
 
 from bindcli.errors import BindError, InputError, UsageError
 from bindcli.modality import Kind
-from bindcli.runtime import Embedding, Input, options_for
+from bindcli.runtime import Embedder, Embedding, Input, options_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
     from bindcli.model.config import ModelConfig
     from bindcli.placement import Placement
-    from bindcli.runtime import Embedder, Model
+    from bindcli.runtime import Model
 
 INSTALL = "pip install 'bindcli[ray]'"
 
@@ -66,34 +66,34 @@ class WorkerSpec:
 
 
 def decode(batch: dict[str, np.ndarray], options: "MediaOptions | None") -> dict[str, list]:
-    """A Ray Data batch of inputs -> their tensors (as .npy bytes) and content hashes; an
-    input that cannot be used keeps its row with the reason, so the driver names it."""
+    """A Ray Data batch of inputs -> their tensors (as .npy bytes) and content hashes, decoded
+    as the local Embedder decodes (`media.load_many`); an input that cannot be used keeps its
+    row with the reason, so the driver names it."""
     from bindcli import media
     from bindcli.hashing import sha256_file, sha256_text
 
-    out: dict[str, list] = {"slot": [], "kind": [], "sha256": [], "tensor": [], "error": []}
-    for slot, source, kind, literal, sha in zip(
-        batch["slot"], batch["source"], batch["kind"], batch["literal"], batch["sha256"]
-    ):
-        tensor, error = None, ""
+    rows = list(zip(batch["source"], batch["kind"], batch["literal"], batch["sha256"]))
+    shas: list[str] = []
+    results: list[object] = [None] * len(rows)
+    for i, (source, _, literal, sha) in enumerate(rows):
         try:
-            if literal:
-                sha, tensor = sha256_text(source), media.tokenize([source])[0]
-            else:
-                sha = sha or sha256_file(source)
-                tensor = media.load(source, Kind(kind), options)
-        except InputError as exc:
-            error = exc.reason
+            shas.append(sha256_text(source) if literal else sha or sha256_file(source))
         except OSError as exc:
-            error = exc.strerror or str(exc)
-        except Exception as exc:  # a decoder bug on one odd file must not end the whole job
-            error = f"could not be loaded ({type(exc).__name__}: {exc})"
-        out["slot"].append(int(slot))
-        out["kind"].append(str(kind))
-        out["sha256"].append(str(sha))
-        out["tensor"].append(b"" if tensor is None else _npy(tensor.numpy()))
-        out["error"].append(error)
-    return out
+            shas.append("")
+            results[i] = InputError(source, exc.strerror or str(exc))
+    files = [i for i, (_, _, literal, _) in enumerate(rows) if not literal and results[i] is None]
+    for n, loaded in media.load_many(((rows[i][0], Kind(rows[i][1])) for i in files), options):
+        results[files[n]] = loaded
+    texts = [i for i, (_, _, literal, _) in enumerate(rows) if literal]
+    for i, tokens in zip(texts, media.tokenize([rows[i][0] for i in texts]) if texts else ()):
+        results[i] = tokens
+    return {
+        "slot": [int(s) for s in batch["slot"]],
+        "kind": [str(kind) for _, kind, _, _ in rows],
+        "sha256": shas,
+        "tensor": [b"" if isinstance(r, InputError) else _npy(r.numpy()) for r in results],
+        "error": [r.reason if isinstance(r, InputError) else "" for r in results],
+    }
 
 
 class Encode:
@@ -204,22 +204,7 @@ class RayEmbedder:
             ray.shutdown()
             self._started = False
 
-    def embed(
-        self,
-        inputs: Sequence[Input | InputError],
-        texts: Sequence[str] = (),
-        progress: Callable[[int], None] = lambda n: None,
-        *,
-        hashes: Sequence[str | None] = (),
-    ) -> list[Embedding | InputError]:
-        """One result per input (then per text), in order, as `Embedder.embed` gives them."""
-        from bindcli.runtime import text_inputs
-
-        items = list(inputs) + text_inputs(texts)
-        results: list[Embedding | InputError | None] = [None] * len(items)
-        for i, result in self.stream(items, progress, hashes=hashes):
-            results[i] = result
-        return results  # type: ignore[return-value]
+    embed = Embedder.embed  # the same results, in order, over this class's `stream`
 
     def stream(
         self,
@@ -295,6 +280,11 @@ class RayEmbedder:
         gpus = self.gpus_per_worker
         workers = self._workers or (max(1, int(resources.get("GPU", 0) // gpus)) if gpus else 1)
         cpus = self._cpus or 1
+        if workers * cpus > resources.get("CPU", 0) - 0.5:  # else decoding never gets a core
+            raise UsageError(
+                f"--workers {workers} x --cpus-per-worker {cpus} leaves no CPU for decoding on a "
+                f"cluster of {resources.get('CPU', 0):g} CPUs"
+            )
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch, 4 * workers)))
         decoded = dataset.map_batches(
             decode, batch_size=batch, fn_kwargs={"options": options_for(self.config, self.spec.options)},

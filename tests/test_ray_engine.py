@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -18,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_support import MEDIA, SMALL, bind, jsonl
+from cli_support import MEDIA, SMALL, bind, jsonl, killed_after_commits
 from bindcli.store import Store, decode_vector
 
 ROOT = Path(__file__).resolve().parent.parent
+#: this checkout first, for the subprocesses (and the cluster's workers they start)
+PYTHONPATH = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
 FILES = ["bird_image.jpg", "dog_audio.wav", "synthetic_0.mp4", "car_image.jpg", "synthetic_rgba_0.png"]
 
 
@@ -141,36 +142,8 @@ def test_a_killed_driver_resumes_without_re_embedding_what_was_committed(cluster
     for i in range(total):
         (folder / f"n{i:03}.txt").write_text(f"note {i}: a dog barked {i} times", encoding="utf-8")
     db = tmp_path / "c.sqlite3"
-    # each commit is followed by a pause, so even a fast machine is caught part-way
-    paced = (
-        "import sys, time\n"
-        "from bindcli import store\n"
-        "commit = store.Store.put_items\n"
-        "def paced(self, *args):\n"
-        "    commit(self, *args)\n"
-        "    time.sleep(0.2)\n"
-        "store.Store.put_items = paced\n"
-        "from bindcli.cli.app import main\n"
-        "sys.argv = ['bind', *sys.argv[1:]]\n"
-        "main()\n"
-    )
-    env = {**os.environ, **SMALL, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", paced, "index", str(folder), "--db", str(db), "-b", "1", "-q",
-         "--engine", "ray", "--address", cluster],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    committed, deadline = 0, time.monotonic() + 90
-    while committed < 8 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-        if db.exists():
-            with contextlib.suppress(sqlite3.OperationalError), contextlib.closing(
-                sqlite3.connect(db)
-            ) as con:
-                committed = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-    proc.send_signal(signal.SIGKILL)
-    _, stderr = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, stderr.decode()
+    args = ["index", str(folder), "--db", str(db), "-b", "1", "-q", "--engine", "ray", "--address", cluster]
+    killed_after_commits(args, db, 8, env={"PYTHONPATH": PYTHONPATH})
     with Store(db) as store:
         assert store.integrity_ok()
         done_before = store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
@@ -201,7 +174,7 @@ NO_RAY = (
 
 
 def _without_ray(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **SMALL, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, **SMALL, "PYTHONPATH": PYTHONPATH}
     return subprocess.run([sys.executable, "-c", NO_RAY, *args], capture_output=True, text=True,
                           env=env, timeout=60)
 
@@ -214,6 +187,8 @@ def test_without_ray_the_engine_names_the_install_and_local_still_works():
     local = _without_ray("embed", image, "--no-cache", "-f", "jsonl")
     assert "EXIT 0" in local.stderr, local.stderr
     assert len(jsonl(local.stdout)) == 1
+    shown = _without_ray("index", "--help")  # nothing imports Ray to show the options
+    assert "EXIT 0" in shown.stderr and "--gpus-per-worker" in shown.stdout, shown.stderr
 
 
 def test_ray_options_without_the_ray_engine_are_refused():
