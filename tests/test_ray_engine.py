@@ -4,6 +4,7 @@ bad files named, a worker killed mid-job, a killed driver resumed, and no Ray wi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -65,19 +66,20 @@ def _summary(result) -> dict[str, int]:
     return {word: int(n) for n, word in (part.split() for part in tail.split(","))}
 
 
-def test_embed_gives_the_local_engines_vectors_and_names_a_bad_file(cluster, folder):
+def test_embed_gives_the_local_engines_vectors_and_names_a_bad_file(cluster, folder, tmp_path):
     files = [folder / name for name in FILES] + [folder / "broken.jpg"]
-    remote = bind("embed", *files, "--text", "a dog", "--engine", "ray")
+    remote = bind("embed", *files, "--text", "a dog", "--engine", "ray", "-o", tmp_path / "ray.npy")
     local = bind("embed", *files, "--text", "a dog", "--no-cache")
     assert remote.exit_code == local.exit_code == 1
     assert [line for line in remote.stderr.splitlines() if "broken.jpg" in line] == [
         f"bind: {folder / 'broken.jpg'}: cannot read image: cannot identify image file "
         f"'{folder / 'broken.jpg'}'"
     ]
-    got, want = jsonl(remote.stdout), jsonl(local.stdout)
-    assert [r["input"] for r in got] == [r["input"] for r in want] == [*map(str, files[:-1]), "a dog"]
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g["embedding"], w["embedding"], rtol=0, atol=1e-6)
+    want = jsonl(local.stdout)
+    manifest = json.loads((tmp_path / "ray.npy.json").read_text())
+    assert [r["input"] for r in manifest["rows"]] == [r["input"] for r in want] == [*map(str, files[:-1]), "a dog"]
+    assert manifest["precision"] == "fp32"
+    np.testing.assert_allclose(np.load(tmp_path / "ray.npy"), [r["embedding"] for r in want], rtol=0, atol=1e-6)
 
 
 def test_index_gives_the_local_engines_collection(cluster, folder, tmp_path):
