@@ -40,6 +40,13 @@ def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def index_summary(result: Result) -> dict[str, int]:
+    """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
+    line = result.stderr.strip().splitlines()[-1]
+    tail = line.rsplit(";", 1)[1]
+    return {word: int(n) for n, word in (part.split() for part in tail.split(","))}
+
+
 def reference(key: str) -> np.ndarray:
     """Upstream's output for a media file (end_to_end.npz), normalised."""
     vector = np.load(FIXTURES / "end_to_end.npz")[key]

@@ -16,6 +16,7 @@ import bindcli.model.factory as factory
 from bindcli.locations import default_db_path
 from bindcli.store import Store
 from cli_support import MEDIA, SMALL, bind, jsonl, killed_after_commits
+from cli_support import index_summary as _summary
 
 MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
          "synthetic_0.mp4"]
@@ -51,13 +52,6 @@ def folder(tmp_path):
     (root / ".hidden.jpg").write_bytes((MEDIA / "dog_image.jpg").read_bytes())
     (root / "readme.md").write_text("not media", encoding="utf-8")
     return root
-
-
-def _summary(result) -> dict[str, int]:
-    """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
-    line = result.stderr.strip().splitlines()[-1]
-    tail = line.rsplit(";", 1)[1]
-    return {word: int(n) for n, word in (part.split() for part in tail.split(","))}
 
 
 def test_index_reindex_and_search_across_modalities(tmp_path, folder, encoded):

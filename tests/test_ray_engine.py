@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_support import MEDIA, SMALL, bind, jsonl, killed_after_commits
+from cli_support import MEDIA, SMALL, bind, index_summary, jsonl, killed_after_commits
 from bindcli.store import Store, decode_vector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,12 +60,6 @@ def _vectors(db: Path) -> dict[str, np.ndarray]:
     return {Path(path).name: decode_vector(blob, dtype) for path, blob in rows}
 
 
-def _summary(result) -> dict[str, int]:
-    """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
-    tail = result.stderr.strip().splitlines()[-1].rsplit(";", 1)[1]
-    return {word: int(n) for n, word in (part.split() for part in tail.split(","))}
-
-
 def test_embed_gives_the_local_engines_vectors_and_names_a_bad_file(cluster, folder, tmp_path):
     files = [folder / name for name in FILES] + [folder / "broken.jpg"]
     remote = bind("embed", *files, "--text", "a dog", "--engine", "ray", "-o", tmp_path / "ray.npy")
@@ -86,13 +80,13 @@ def test_index_gives_the_local_engines_collection(cluster, folder, tmp_path):
     remote = bind("index", folder, "--db", tmp_path / "ray.sqlite3", "--engine", "ray", "--workers", "1")
     local = bind("index", folder, "--db", tmp_path / "local.sqlite3")
     assert remote.exit_code == local.exit_code == 1, remote.stderr
-    assert "broken.jpg" in remote.stderr and _summary(remote) == _summary(local)
+    assert "broken.jpg" in remote.stderr and index_summary(remote) == index_summary(local)
     got, want = _vectors(tmp_path / "ray.sqlite3"), _vectors(tmp_path / "local.sqlite3")
     assert sorted(got) == sorted(want) == sorted([*FILES, "note.txt"])
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-6)
     again = bind("index", folder, "--db", tmp_path / "ray.sqlite3", "--engine", "ray")
-    assert _summary(again)["unchanged"] == len(want)  # nothing sent to the cluster
+    assert index_summary(again)["unchanged"] == len(want)  # nothing sent to the cluster
 
 
 def _encoding_actors() -> list:
@@ -153,7 +147,7 @@ def test_a_killed_driver_resumes_without_re_embedding_what_was_committed(cluster
 
     result = bind("index", folder, "--db", db, "-b", "1", "--engine", "ray")
     assert result.exit_code == 0, result.stderr
-    summary = _summary(result)
+    summary = index_summary(result)
     assert summary["unchanged"] == done_before
     assert summary["embedded"] == total - done_before  # the engine has no cache: all real work
     with Store(db) as store:
