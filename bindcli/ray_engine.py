@@ -280,7 +280,13 @@ class RayEmbedder:
         gpus = self.gpus_per_worker
         workers = self._workers or (max(1, int(resources.get("GPU", 0) // gpus)) if gpus else 1)
         cpus = self._cpus or 1
-        if workers * cpus > resources.get("CPU", 0) - 0.5:  # else decoding never gets a core
+        # what the cluster cannot hold would wait for ever
+        if workers * gpus > resources.get("GPU", 0):
+            raise UsageError(
+                f"--workers {workers} x --gpus-per-worker {gpus:g} needs more GPUs than the "
+                f"cluster has ({resources.get('GPU', 0):g})"
+            )
+        if workers * cpus > resources.get("CPU", 0) - 0.5:  # decoding needs a core too
             raise UsageError(
                 f"--workers {workers} x --cpus-per-worker {cpus} leaves no CPU for decoding on a "
                 f"cluster of {resources.get('CPU', 0):g} CPUs"

@@ -187,6 +187,14 @@ def test_without_ray_the_engine_names_the_install_and_local_still_works():
     assert "EXIT 0" in shown.stderr and "--gpus-per-worker" in shown.stdout, shown.stderr
 
 
+def test_a_pool_the_cluster_cannot_hold_is_refused_not_awaited(cluster):
+    image = str(MEDIA / "bird_image.jpg")
+    gpus = bind("embed", image, "--engine", "ray", "--gpus-per-worker", "1")
+    assert gpus.exit_code == 2 and "needs more GPUs than the cluster has (0)" in gpus.stderr
+    cpus = bind("embed", image, "--engine", "ray", "--workers", "2")
+    assert cpus.exit_code == 2 and "leaves no CPU for decoding on a cluster of 2 CPUs" in cpus.stderr
+
+
 def test_ray_options_without_the_ray_engine_are_refused():
     result = bind("embed", str(MEDIA / "bird_image.jpg"), "--workers", "2")
     assert result.exit_code == 2 and "--engine ray" in result.stderr
