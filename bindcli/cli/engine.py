@@ -27,7 +27,7 @@ class EngineName(str, enum.Enum):
 ENGINE_OPTION = Annotated[EngineName, typer.Option(
     "--engine", case_sensitive=False, rich_help_panel=ENGINE_PANEL,
     help="local: embed in this process. ray: on a Ray cluster, one model per worker "
-    "(pip install 'bindcli[ray]').",
+    "(pip install 'bindcli\\[ray]').",
 )]
 ADDRESS_OPTION = Annotated[Optional[str], typer.Option(
     "--address", metavar="auto|HOST:PORT|ray://HOST:PORT", rich_help_panel=ENGINE_PANEL,
