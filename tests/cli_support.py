@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +40,13 @@ def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def index_summary(result: Result) -> dict[str, int]:
+    """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
+    line = result.stderr.strip().splitlines()[-1]
+    tail = line.rsplit(";", 1)[1]
+    return {word: int(n) for n, word in (part.split() for part in tail.split(","))}
+
+
 def reference(key: str) -> np.ndarray:
     """Upstream's output for a media file (end_to_end.npz), normalised."""
     vector = np.load(FIXTURES / "end_to_end.npz")[key]
@@ -42,3 +55,39 @@ def reference(key: str) -> np.ndarray:
 
 def media(name: str) -> str:
     return os.path.join(MEDIA, name)
+
+
+#: `bind ARGS` whose every commit is followed by a pause, so that even a very fast machine is
+#: caught part-way by `killed_after_commits`
+PACED_BIND = (
+    "import sys, time\n"
+    "from bindcli import store\n"
+    "commit = store.Store.put_items\n"
+    "def paced(self, *args):\n"
+    "    commit(self, *args)\n"
+    "    time.sleep(0.1)\n"
+    "store.Store.put_items = paced\n"
+    "from bindcli.cli.app import main\n"
+    "sys.argv = ['bind', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def killed_after_commits(args: list[str], db: Path, items: int, env: dict | None = None) -> None:
+    """Runs paced `bind ARGS` in a subprocess (the small model) and SIGKILLs it once `db`
+    holds `items` items (or after two minutes, or when it ended by itself)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PACED_BIND, *args], env={**os.environ, **SMALL, **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    committed, deadline = 0, time.monotonic() + 120
+    while committed < items and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        if db.exists():
+            with contextlib.suppress(sqlite3.OperationalError), contextlib.closing(
+                sqlite3.connect(db)
+            ) as con:
+                committed = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()

@@ -3,22 +3,20 @@ with the small fixture model. Encoder calls are counted by wrapping the loaded m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 import bindcli.model.factory as factory
 from bindcli.locations import default_db_path
 from bindcli.store import Store
-from cli_support import MEDIA, SMALL, bind, jsonl
+from cli_support import MEDIA, SMALL, bind, jsonl, killed_after_commits
+from cli_support import index_summary as _summary
 
 MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
          "synthetic_0.mp4"]
@@ -54,13 +52,6 @@ def folder(tmp_path):
     (root / ".hidden.jpg").write_bytes((MEDIA / "dog_image.jpg").read_bytes())
     (root / "readme.md").write_text("not media", encoding="utf-8")
     return root
-
-
-def _summary(result) -> dict[str, int]:
-    """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
-    line = result.stderr.strip().splitlines()[-1]
-    tail = line.rsplit(";", 1)[1]
-    return {word: int(n) for n, word in (part.split() for part in tail.split(","))}
 
 
 def test_index_reindex_and_search_across_modalities(tmp_path, folder, encoded):
@@ -189,35 +180,7 @@ def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, enco
     for i in range(total):
         (folder / f"n{i:03}.txt").write_text(f"note {i}: a bird sang {i} times", encoding="utf-8")
     db = tmp_path / "c.sqlite3"
-    env = {**os.environ, **SMALL}
-    # each commit is followed by a pause, so even a very fast machine is caught part-way
-    paced = (
-        "import sys, time\n"
-        "from bindcli import store\n"
-        "commit = store.Store.put_items\n"
-        "def paced(self, *args):\n"
-        "    commit(self, *args)\n"
-        "    time.sleep(0.1)\n"
-        "store.Store.put_items = paced\n"
-        "from bindcli.cli.app import main\n"
-        "sys.argv = ['bind', *sys.argv[1:]]\n"
-        "main()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", paced, "index", str(folder), "--db", str(db), "-b", "1", "-q"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    committed, deadline = 0, time.monotonic() + 120
-    while committed < 8 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-        if db.exists():
-            with contextlib.suppress(sqlite3.OperationalError), contextlib.closing(
-                sqlite3.connect(db)
-            ) as con:
-                committed = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-    proc.send_signal(signal.SIGKILL)
-    _, stderr = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, stderr.decode()
+    killed_after_commits(["index", str(folder), "--db", str(db), "-b", "1", "-q"], db, 8)
 
     with Store(db) as store:
         assert store.integrity_ok()

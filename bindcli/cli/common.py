@@ -263,6 +263,8 @@ class Run:
         self._model: Model | None = None
         self._embedder: Embedder | RemoteEmbedder | None = None
         self._local: Embedder | None = None
+        #: builds the embedder elsewhere than in this process (`--engine ray`, cli/engine.py)
+        self.engine: Callable[[Run], Embedder] | None = None
 
     def inputs(
         self, paths: Sequence[str] = (), texts: Sequence[str] = ()
@@ -297,6 +299,8 @@ class Run:
     def embedder(self) -> "Embedder | RemoteEmbedder":
         """A running server's, when one computes what this run would (unless --no-server),
         else this process's `local_embedder`; a note says which."""
+        if self._embedder is None and self.engine is not None:
+            self._embedder = self.engine(self)
         if self._embedder is None:
             self._embedder = self._served() or self.local_embedder
         return self._embedder

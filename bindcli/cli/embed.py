@@ -10,6 +10,9 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command, pick_format, table_labels
+from bindcli.cli.engine import (
+    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName, use_engine,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -63,6 +66,11 @@ def embed(
     raw: Annotated[bool, typer.Option(
         "--raw", help="Upstream's outputs (scaled per modality) instead of unit vectors.",
     )] = False,
+    engine: ENGINE_OPTION = EngineName.LOCAL,
+    address: ADDRESS_OPTION = None,
+    workers: WORKERS_OPTION = None,
+    gpus_per_worker: GPUS_OPTION = 0,
+    cpus_per_worker: CPUS_OPTION = 1,
 ) -> None:
     """Embed files and texts into ImageBind's shared space.
 
@@ -74,6 +82,7 @@ def embed(
     """
     if not files and not text:
         raise typer.BadParameter("give at least one FILE or --text", param_hint="FILE")
+    use_engine(run, engine, address, workers, gpus_per_worker, cpus_per_worker)
     if out_file and out_dir:
         raise typer.BadParameter("use either -o FILE or --out-dir DIR", param_hint="--out-dir")
     fmt = _file_format(fmt, out_file) if out_file else fmt

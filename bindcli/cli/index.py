@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli.cli.common import Run, command
+from bindcli.cli.engine import (
+    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName, use_engine,
+)
 from bindcli.cli.shared import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +44,11 @@ def index(
         "--vectors", case_sensitive=False,
         help="How a new collection stores vectors; float16 halves the file.",
     )] = VectorType.FLOAT32,
+    engine: ENGINE_OPTION = EngineName.LOCAL,
+    address: ADDRESS_OPTION = None,
+    workers: WORKERS_OPTION = None,
+    gpus_per_worker: GPUS_OPTION = 0,
+    cpus_per_worker: CPUS_OPTION = 1,
 ) -> None:
     """Embed new and changed files under PATH... into a collection; mark vanished ones deleted.
 
@@ -51,7 +59,9 @@ def index(
     [dim]Examples:[/dim]
       bind index ~/photos ~/recordings
       bind index . --db ./bind.sqlite3 --exclude '*.tmp' --collection trip
+      bind index /shared/photos --engine ray --address auto --gpus-per-worker 1
     """
+    use_engine(run, engine, address, workers, gpus_per_worker, cpus_per_worker)
     from bindcli.indexer import embedding_with, walk
     from bindcli.indexer import index as index_paths
 
