@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +38,25 @@ def encode_vector(vector: np.ndarray, dtype: str = "float32") -> bytes:
 def decode_vector(blob: bytes, dtype: str = "float32") -> np.ndarray:
     """One vector from its BLOB, as float32."""
     return np.frombuffer(blob, dtype=DTYPES[dtype]).astype(np.float32)
+
+
+# --- paths -------------------------------------------------------------------------------
+
+
+def db_path(path: str) -> str | bytes:
+    """How `items.path` holds a path: TEXT when it is UTF-8 (nearly always), else a BLOB of
+    its bytes, since POSIX names are bytes and SQLite TEXT must be UTF-8. Lossless both ways,
+    and the same path always maps to the same value, so lookups and UNIQUE still hold."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def path_from_db(value: str | bytes) -> str:
+    """The path `db_path` stored (a BLOB decodes as `os.fsdecode` does)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 # --- schema ----------------------------------------------------------------------------
@@ -336,7 +356,7 @@ class Store:
             "SELECT path, size, mtime_ns, sha256, deleted FROM items WHERE collection_id=?",
             (collection.id,),
         )
-        return {path: FileState(s, m, h, bool(d)) for path, s, m, h, d in rows}
+        return {path_from_db(p): FileState(s, m, h, bool(d)) for p, s, m, h, d in rows}
 
     def vectors_by_content(
         self, collection: Collection, contents: Iterable[tuple[str, str]]
@@ -364,7 +384,7 @@ class Store:
             vector = normalise(np.asarray(item.vector, dtype=np.float32).ravel())
             rows.append(
                 (
-                    collection.id, item.path, item.kind, item.size, item.mtime_ns, item.sha256,
+                    collection.id, db_path(item.path), item.kind, item.size, item.mtime_ns, item.sha256,
                     vector.size, encode_vector(vector, collection.dtype), now,
                 )
             )
@@ -383,7 +403,7 @@ class Store:
         with self.transaction():
             self.db.executemany(
                 "UPDATE items SET deleted=1 WHERE collection_id=? AND path=?",
-                ((collection.id, p) for p in paths),
+                ((collection.id, db_path(p)) for p in paths),
             )
 
     # search
@@ -427,7 +447,7 @@ class Store:
             path, kind = self.db.execute(
                 "SELECT path, kind FROM items WHERE id=?", (int(best_ids[i]),)
             ).fetchone()
-            hits.append(Hit(path, kind, float(best_scores[i])))
+            hits.append(Hit(path_from_db(path), kind, float(best_scores[i])))
         return hits
 
     # embedding cache

@@ -22,7 +22,7 @@ import typer
 
 from bindcli.errors import BindError, InputError, QueryError, UsageError
 from bindcli.modality import Kind
-from bindcli.output import Output
+from bindcli.output import Output, path_text
 from bindcli.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,8 +200,13 @@ def pick_format(requested: str, out: Output, machine: str) -> str:
 
 
 def read_path_list(stream: Iterable[str] | None = None) -> list[str]:
-    """Paths from stdin, newline- or NUL-separated (`find -print0`), blank lines skipped."""
-    data = (stream if stream is not None else sys.stdin).read()
+    """Paths from stdin, newline- or NUL-separated (`find -print0`), blank lines skipped; read
+    as bytes, so a name that is not UTF-8 arrives as `os.fsdecode` makes it."""
+    if stream is None:
+        stream = sys.stdin
+        data = os.fsdecode(stream.buffer.read()) if hasattr(stream, "buffer") else stream.read()
+    else:
+        data = stream.read()
     sep = "\0" if "\0" in data else "\n"
     return [line.rstrip("\r") for line in data.split(sep) if line.strip("\r\n")]
 
@@ -301,6 +306,6 @@ def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:
     names = [Path(i.source).name for i in inputs if not i.literal]
     short = len(set(names)) == len(names)
     return [
-        escape(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source)
+        escape(path_text(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source))
         for i in inputs
     ]

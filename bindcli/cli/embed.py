@@ -122,7 +122,8 @@ def _stack(embeddings: "list[Embedding]", raw: bool) -> "np.ndarray":
 
 def _records(embeddings: "list[Embedding]", vectors: "np.ndarray") -> list[dict]:
     return [
-        {"input": e.input.source, "modality": e.input.kind.value, "embedding": output.floats(v)}
+        {"input": output.path_text(e.input.source), "modality": e.input.kind.value,
+         "embedding": output.floats(v)}
         for e, v in zip(embeddings, vectors)
     ]
 
@@ -132,7 +133,7 @@ def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarra
     if fmt is EmbedFormat.CSV:
         header = ["input", "modality", *(f"e{i}" for i in range(vectors.shape[1]))]
         rows = (
-            [e.input.source, e.input.kind.value, *output.floats(v)]
+            [output.path_text(e.input.source), e.input.kind.value, *output.floats(v)]
             for e, v in zip(embeddings, vectors)
         )
         return output.csv_text(header, rows)
@@ -148,11 +149,11 @@ def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[st
 
     embedder = run.embedder
     rows = [
-        {"input": e.input.source, "modality": e.input.kind.value, "sha256": e.sha256}
+        {"input": output.path_text(e.input.source), "modality": e.input.kind.value, "sha256": e.sha256}
         for e in embeddings
     ]
     for row, name in zip(rows, files or []):
-        row["file"] = name
+        row["file"] = output.path_text(name)
     return {
         "model": embedder.model_id,
         "precision": embedder.placement.precision,

@@ -66,13 +66,13 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
     """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths."""
     fmt = pick_format(fmt, run.out, HitsFormat.JSONL.value)
     if fmt == HitsFormat.PATHS.value:
-        run.out.text("".join(h.path + "\n" for h in hits))
+        run.out.binary(b"".join(os.fsencode(h.path) + b"\n" for h in hits))  # as `find` prints
         return
     if fmt == HitsFormat.JSONL.value:
         from bindcli.vectors import printed
 
         run.out.text(output.jsonl(
-            {"path": h.path, "modality": h.kind, "score": printed(h.score)} for h in hits
+            {"path": output.path_text(h.path), "modality": h.kind, "score": printed(h.score)} for h in hits
         ))
         return
     from rich.markup import escape
@@ -84,7 +84,7 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
     table.add_column("path", overflow="fold")  # a long path wraps rather than losing its name
     table.add_column("modality")
     for n, hit in enumerate(hits, 1):
-        table.add_row(str(n), f"{hit.score:.3f}", escape(_for_people(hit.path)), hit.kind)
+        table.add_row(str(n), f"{hit.score:.3f}", escape(output.path_text(_for_people(hit.path))), hit.kind)
     run.out.table(table)
 
 

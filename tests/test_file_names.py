@@ -1,0 +1,95 @@
+"""File names as POSIX has them: bytes that need not be UTF-8, and one file reached by
+several paths (relative, absolute, through `..`). Stored losslessly, printed escaped, compared
+by their canonical (resolved) path."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from bindcli import output
+from bindcli.store import Item, Store
+from cli_support import MEDIA, bind, jsonl
+
+#: `café.png` spelt in Latin-1: not UTF-8, so Python holds it with a lone surrogate
+LATIN1 = os.fsdecode(b"caf\xe9.png")
+SHOWN = "$'caf\\xe9.png'"
+
+
+@pytest.fixture
+def latin1_folder(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    shutil.copy(MEDIA / "dog_image.jpg", root / "ok.jpg")
+    try:
+        shutil.copy(MEDIA / "synthetic_rgba_0.png", root / LATIN1)
+    except (UnicodeEncodeError, OSError):  # pragma: no cover - a UTF-8-only file system
+        pytest.skip("this file system refuses non-UTF-8 names")
+    return root
+
+
+def test_shell_form_escapes_only_what_is_not_utf8():
+    assert output.path_text("/a/café b.png") == "/a/café b.png"
+    assert output.path_text(f"/x/{LATIN1}") == "$'/x/caf\\xe9.png'"
+    assert output.path_text(os.fsdecode(b"it's\\\xff")) == "$'it\\'s\\\\\\xff'"
+
+
+def test_the_store_keeps_a_non_utf8_path_losslessly(tmp_path):
+    with Store(tmp_path / "c.sqlite3") as store:
+        coll = store.create_collection("c", "m", "model")
+        path = str(tmp_path / LATIN1)
+        store.put_items(coll, [Item(path, "image", 1, 1, "ab", np.ones(4, np.float32))])
+        assert list(store.file_states(coll)) == [path]
+        assert store.search(coll, np.ones(4, np.float32))[0].path == path
+        store.mark_deleted(coll, [path])
+        assert store.file_states(coll)[path].deleted
+
+
+def test_index_finds_and_prints_a_non_utf8_name(tmp_path, latin1_folder):
+    db = tmp_path / "c.sqlite3"
+    indexed = bind("index", latin1_folder, "--db", db)
+    assert indexed.exit_code == 0, indexed.stderr
+    assert "2 files" in indexed.stderr
+    again = bind("index", latin1_folder, "--db", db)
+    assert again.exit_code == 0 and "2 unchanged" in again.stderr
+    found = bind("search", latin1_folder / "ok.jpg", "--db", db, "-f", "jsonl")
+    assert found.exit_code == 0, found.stderr
+    found.stdout_bytes.decode("utf-8")  # valid UTF-8 through and through
+    assert [r["path"] for r in jsonl(found.stdout)] == [f"$'{latin1_folder}/caf\\xe9.png'"]
+    paths = bind("search", latin1_folder / "ok.jpg", "--db", db, "-f", "paths")
+    assert paths.stdout_bytes == os.fsencode(latin1_folder / LATIN1) + b"\n"  # for xargs
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".npy"])
+def test_embed_writes_every_format_for_a_non_utf8_name(tmp_path, latin1_folder, suffix):
+    out = tmp_path / f"v{suffix}"
+    result = bind("embed", latin1_folder / "ok.jpg", latin1_folder / LATIN1, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    shown = [str(latin1_folder / "ok.jpg"), f"$'{latin1_folder}/caf\\xe9.png'"]
+    if suffix == ".jsonl":
+        assert [r["input"] for r in jsonl(out.read_text(encoding="utf-8"))] == shown
+    elif suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
+        assert [r[0] for r in rows[1:]] == shown
+    else:
+        manifest = json.loads(out.with_name("v.npy.json").read_text(encoding="utf-8"))
+        assert [r["input"] for r in manifest["rows"]] == shown
+        assert np.load(out).shape[0] == 2
+
+
+def test_embed_to_stdout_and_out_dir_with_a_non_utf8_name(tmp_path, latin1_folder):
+    result = bind("embed", latin1_folder / LATIN1, "-f", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert jsonl(result.stdout_bytes.decode("utf-8"))[0]["input"].endswith("caf\\xe9.png'")
+    folder = tmp_path / "vectors"
+    result = bind("embed", latin1_folder / LATIN1, "--out-dir", folder)
+    assert result.exit_code == 0, result.stderr
+    assert (folder / (LATIN1 + ".npy")).is_file()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["rows"][0]["file"] == "$'caf\\xe9.png.npy'"
