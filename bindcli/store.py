@@ -14,7 +14,7 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -115,12 +115,37 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
-    """Upgrade `db` step by step to `target`, each step in its own transaction."""
-    current = db.execute("PRAGMA user_version").fetchone()[0]
-    for version in range(current, target):
+    """Upgrade `db` step by step to `target`, each step in its own transaction.
+
+    The version is read only while holding the write lock (BEGIN IMMEDIATE): two processes
+    opening a fresh file at once would otherwise both see version 0 and both create tables.
+    """
+    while True:
         with _transaction(db):
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= target:
+                return
             MIGRATIONS[version](db)
             db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _retry_while_busy(step: Callable[[], int], seconds: float = 30.0) -> int:
+    """`step()`, again while the file is locked: switching a fresh file to WAL answers
+    "database is locked" at once, without waiting as other statements do, when another process
+    is creating it at the same moment (a bounded back-off, up to `seconds`)."""
+    deadline, pause = time.monotonic() + seconds, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 @contextlib.contextmanager
@@ -245,11 +270,11 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            # Big pages hold whole 1024-d rows instead of chaining overflow pages, which
-            # halves search time; it only takes effect when the file is created.
-            self.db.execute("PRAGMA page_size=65536")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            version = _retry_while_busy(lambda: self._setup(self.db))
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise StoreError(f"{self.path}: {exc} (another process holds it)") from None
+            raise StoreError(f"{self.path}: not a bind collection file ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a bind collection file ({exc})") from None
         if version > SCHEMA_VERSION:
@@ -262,6 +287,15 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         migrate(self.db)
+
+    @staticmethod
+    def _setup(db: sqlite3.Connection) -> int:
+        """Page size and WAL mode (no-ops on a file that has them); returns the schema version."""
+        # Big pages hold whole 1024-d rows instead of chaining overflow pages, which
+        # halves search time; it only takes effect when the file is created.
+        db.execute("PRAGMA page_size=65536")
+        db.execute("PRAGMA journal_mode=WAL")
+        return db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
@@ -298,13 +332,17 @@ class Store:
     def create_collection(
         self, name: str, model_id: str, model: str, dtype: str = "float32"
     ) -> Collection:
-        """A new, empty collection pinned to `model_id` (`model` is its human description)."""
+        """A new, empty collection pinned to `model_id` (`model` is its human description).
+
+        If another process made `name` meanwhile (two `bind index` starting together), that
+        one is returned as it is: check its model (`Collection.check_model`) before use.
+        """
         if dtype not in DTYPES:
             raise StoreError(f"unknown vector dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         with self.transaction():
             self.db.execute(
                 "INSERT INTO collections (name, model_id, model, dtype, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 (name, model_id, model, dtype, time.time()),
             )
         return self.require(name)

@@ -87,8 +87,6 @@ def _per_kind(counts: dict[str, int]) -> str:
 
 def _collection_for(store: "Store", name: str, model: "Model", dtype: str) -> "Collection":
     """The collection `name`, created for this model if new."""
-    found = store.collection(name)
-    if found is None:
-        return store.create_collection(name, model.id, model.describe(), dtype)
-    found.check_model(model.id, model.config.name)
+    found = store.collection(name) or store.create_collection(name, model.id, model.describe(), dtype)
+    found.check_model(model.id, model.config.name)  # another run may have just made it
     return found
