@@ -93,3 +93,39 @@ def test_embed_to_stdout_and_out_dir_with_a_non_utf8_name(tmp_path, latin1_folde
     assert (folder / (LATIN1 + ".npy")).is_file()
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["rows"][0]["file"] == "$'caf\\xe9.png.npy'"
+
+
+@pytest.fixture
+def photos(tmp_path, monkeypatch):
+    """A folder of three images, and a working folder beside it (so `../photos` reaches it)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("dog_image.jpg", "car_image.jpg", "bird_image.jpg"):
+        shutil.copy(MEDIA / name, root / name)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    return root
+
+
+def test_one_file_reached_by_two_paths_is_indexed_once_and_never_its_own_hit(tmp_path, photos):
+    db = tmp_path / "c.sqlite3"
+    assert bind("index", "../photos", "--db", db).exit_code == 0
+    again = bind("index", photos, "--db", db)
+    assert again.exit_code == 0 and "3 unchanged" in again.stderr, again.stderr
+    with Store(db) as store:
+        assert sorted(store.file_states(store.require("default"))) == sorted(
+            str(p) for p in photos.iterdir()
+        )
+    found = bind("search", "../photos/dog_image.jpg", "--db", db, "-f", "jsonl")
+    assert found.exit_code == 0, found.stderr
+    assert sorted(r["path"] for r in jsonl(found.stdout)) == [
+        str(photos / "bird_image.jpg"), str(photos / "car_image.jpg"),
+    ]
+
+
+def test_arith_prints_canonical_paths_and_leaves_out_the_query_however_named(photos):
+    result = bind("arith", str(photos / "dog_image.jpg"), "-g", "../photos", "-f", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(r["path"] for r in jsonl(result.stdout)) == [
+        str(photos / "bird_image.jpg"), str(photos / "car_image.jpg"),
+    ]

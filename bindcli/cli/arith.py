@@ -125,6 +125,5 @@ def _gallery(run: Run, roots: Sequence[str], query: "Query") -> list:
         path, kind = found
         if query.is_own(path):
             continue
-        shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-        items.append(Input(shown, run.common.as_kind or kind))
+        items.append(Input(str(path), run.common.as_kind or kind))  # canonical, as search shows
     return items
