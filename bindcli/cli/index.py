@@ -10,6 +10,7 @@ import typer
 
 from bindcli.cli.common import Run, command
 from bindcli.cli.shared import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
+from bindcli.output import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.indexer import Report
@@ -57,8 +58,10 @@ def index(
 
     with open_store(db) as store:
         coll = _collection_for(store, collection, run.model, vectors.value)
+        outputs: list[Path] = []  # bind's own vectors under PATH: never inputs
         found = list(walk(
-            paths, exclude=exclude or (), include_hidden=include_hidden, as_kind=run.common.as_kind
+            paths, exclude=exclude or (), include_hidden=include_hidden,
+            as_kind=run.common.as_kind, on_skip=outputs.append,
         ))
         embed = embedding_with(lambda: run.embedder)  # built only if something must be embedded
         with run.out.progress(len(found), "Indexing") as advance:
@@ -73,6 +76,9 @@ def index(
                 store, coll, found, paths, embed, batch_size=4 * run.common.batch_size, on_progress=on_progress,
             )
     run.failed += run.out.failed(report.failed)
+    if outputs:
+        listed = ", ".join(path_text(p) for p in outputs[:3]) + (", ..." if len(outputs) > 3 else "")
+        run.out.note(f"skipped {len(outputs)} files bind wrote (vectors with a manifest): {listed}")
     run.out.note(
         f"{coll.name}: {sum(report.done().values())} files ({_per_kind(report.done())}); "
         f"{sum(report.embedded.values())} embedded, {sum(report.reused.values())} reused, "
