@@ -168,9 +168,15 @@ def _write_file(
     run: Run, path: Path, fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool
 ) -> None:
     if fmt is EmbedFormat.NPY:
+        if output.is_stream(path):  # `-o /dev/stdout`: nowhere to put a manifest
+            output.write_file(path, output.npy_bytes(vectors))
+            run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (no manifest)")
+            return
         sidecar = path.with_name(path.name + ".json")
-        output.write_file(path, output.npy_bytes(vectors))
-        output.write_file(sidecar, output.json_text(_manifest(run, embeddings, raw)))
+        output.write_files([
+            (path, output.npy_bytes(vectors)),
+            (sidecar, output.json_text(_manifest(run, embeddings, raw))),
+        ])
         run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (manifest {sidecar})")
     else:
         output.write_file(path, _render(fmt, embeddings, vectors))
