@@ -191,10 +191,13 @@ def json_text(value: Any) -> str:
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    return csv_row(header) + "".join(csv_row(row) for row in rows)
+
+
+def csv_row(row: Sequence[Any]) -> str:
+    """One CSV line (for rows written one at a time)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerow(row)
     return buf.getvalue()
 
 

@@ -278,14 +278,34 @@ class Run:
 
     def embed(self, inputs: "Sequence[Input | InputError]", label: str = "Embedding") -> "list[Embedding | None]":
         """Results aligned with `inputs`: None where an input failed (already reported)."""
-        if all(isinstance(x, InputError) for x in inputs):
-            results: list = list(inputs)  # nothing to load a model for
-        else:
-            embedder = self.embedder
-            with self.out.progress(len(inputs), label) as advance:
-                results = embedder.embed(inputs, progress=advance)
-        self.failed += self.out.failed(r for r in results if isinstance(r, InputError))
-        return [None if isinstance(r, InputError) else r for r in results]
+        results: list[Embedding | None] = [None] * len(inputs)
+        for i, embedding in self.stream(inputs, label):
+            results[i] = embedding
+        return results
+
+    def stream(
+        self, inputs: "Sequence[Input | InputError]", label: str = "Embedding"
+    ) -> "Iterator[tuple[int, Embedding]]":
+        """(position, embedding) in input order, each as soon as it and every input before it
+        are done (so rows can be written while later batches encode); a failed input is
+        reported on stderr as it fails, and skipped."""
+        if all(isinstance(x, InputError) for x in inputs):  # nothing to load a model for
+            self.failed += self.out.failed(inputs)  # type: ignore[arg-type]
+            return
+        embedder = self.embedder
+        done: dict[int, Embedding | None] = {}
+        ahead = 0  # the next position to hand out
+        with self.out.progress(len(inputs), label) as advance:
+            for i, result in embedder.stream(inputs, advance):
+                if isinstance(result, InputError):
+                    self.failed += self.out.failed([result])
+                    result = None
+                done[i] = result
+                while ahead in done:
+                    embedding = done.pop(ahead)
+                    if embedding is not None:
+                        yield ahead, embedding
+                    ahead += 1
 
     def query_vector(self, parsed: "Query", label: str = "Embedding") -> "np.ndarray | None":
         """The query's combined vector, or None when one of its terms failed (already

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -81,7 +82,14 @@ def embed(
         raise typer.BadParameter(
             "npy is binary: redirect stdout or use -o FILE.npy", param_hint="--format"
         )
-    embeddings = [e for e in run.embed(run.inputs(files or [], text or [])) if e is not None]
+    inputs = run.inputs(files or [], text or [])
+    if not out_file and not out_dir:
+        fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
+        if fmt in _STREAMED:  # each row as its batch is done: a pipeline starts at once
+            for line in _lines(fmt, (e for _, e in run.stream(inputs)), raw):
+                run.out.text(line)
+            return
+    embeddings = [e for e in run.embed(inputs) if e is not None]
     if not embeddings:
         return
     vectors = _stack(embeddings, raw)
@@ -89,14 +97,16 @@ def embed(
         _write_dir(run, out_dir, embeddings, vectors, raw)
     elif out_file:
         _write_file(run, out_file, fmt, embeddings, vectors, raw)
+    elif fmt is EmbedFormat.TABLE:
+        _summary(run, embeddings, vectors, raw)
+    elif fmt is EmbedFormat.NPY:
+        run.out.binary(output.npy_bytes(vectors))
     else:
-        fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
-        if fmt is EmbedFormat.TABLE:
-            _summary(run, embeddings, vectors, raw)
-        elif fmt is EmbedFormat.NPY:
-            run.out.binary(output.npy_bytes(vectors))
-        else:
-            run.out.text(_render(fmt, embeddings, vectors))
+        run.out.text(_render(fmt, embeddings, vectors, raw))
+
+
+#: the formats written a row at a time
+_STREAMED = (EmbedFormat.JSONL, EmbedFormat.CSV)
 
 
 def _file_format(fmt: EmbedFormat, path: Path) -> EmbedFormat:
@@ -120,27 +130,31 @@ def _stack(embeddings: "list[Embedding]", raw: bool) -> "np.ndarray":
     return np.stack([e.raw if raw else e.unit for e in embeddings]).astype(np.float32)
 
 
-def _records(embeddings: "list[Embedding]", vectors: "np.ndarray") -> list[dict]:
-    return [
-        {"input": output.path_text(e.input.source), "modality": e.input.kind.value,
-         "embedding": output.floats(v)}
-        for e, v in zip(embeddings, vectors)
-    ]
+def _record(e: "Embedding", vector: "np.ndarray") -> dict:
+    return {
+        "input": output.path_text(e.input.source), "modality": e.input.kind.value,
+        "embedding": output.floats(vector),
+    }
 
 
-def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray") -> str:
-    """The text of a machine format (jsonl, json, csv)."""
-    if fmt is EmbedFormat.CSV:
-        header = ["input", "modality", *(f"e{i}" for i in range(vectors.shape[1]))]
-        rows = (
-            [output.path_text(e.input.source), e.input.kind.value, *output.floats(v)]
-            for e, v in zip(embeddings, vectors)
-        )
-        return output.csv_text(header, rows)
-    records = _records(embeddings, vectors)
-    if fmt is EmbedFormat.JSON:
-        return output.json_text(records)
-    return output.jsonl(records)
+def _lines(fmt: EmbedFormat, embeddings: "Iterable[Embedding]", raw: bool) -> Iterator[str]:
+    """The lines of a streamed format (jsonl, csv), one per embedding as it comes; CSV's
+    header first, once the first vector tells the width."""
+    for n, e in enumerate(embeddings):
+        vector = _stack([e], raw)[0]
+        if fmt is EmbedFormat.JSONL:
+            yield output.jsonl([_record(e, vector)])
+            continue
+        if n == 0:
+            yield output.csv_row(["input", "modality", *(f"e{i}" for i in range(vector.shape[0]))])
+        yield output.csv_row([output.path_text(e.input.source), e.input.kind.value, *output.floats(vector)])
+
+
+def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool) -> str:
+    """The whole text of a machine format (jsonl, json, csv)."""
+    if fmt in _STREAMED:
+        return "".join(_lines(fmt, embeddings, raw))
+    return output.json_text([_record(e, v) for e, v in zip(embeddings, vectors)])
 
 
 def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[str] | None = None) -> dict:
@@ -179,7 +193,7 @@ def _write_file(
         ])
         run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (manifest {sidecar})")
     else:
-        output.write_file(path, _render(fmt, embeddings, vectors))
+        output.write_file(path, _render(fmt, embeddings, vectors, raw))
         run.out.note(f"wrote {len(embeddings)} embeddings to {path}")
 
 
