@@ -154,6 +154,7 @@ def test_index_reuses_what_other_commands_embedded(tmp_path, folder, encoded):
 
 
 def test_search_names_a_missing_collection_without_loading_a_model(tmp_path, encoded):
+    Store(tmp_path / "c.sqlite3").close()
     result = bind("search", "--text", "x", "--db", tmp_path / "c.sqlite3", "-c", "nope")
     assert result.exit_code == 1 and "no collection 'nope'" in result.stderr
     assert encoded == {}

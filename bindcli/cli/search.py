@@ -54,7 +54,7 @@ def search(
     from bindcli.vector_index import index_for
 
     parsed = Query.parse(query or [], text or [])
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         coll = store.require(collection)  # before loading a model for nothing
         coll.check_model(run.model.id, run.model.config.name)
         vector = run.query_vector(parsed)

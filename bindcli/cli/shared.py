@@ -17,7 +17,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, pick_format
-from bindcli.errors import UsageError
+from bindcli.errors import StoreError, UsageError
 from bindcli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,12 +45,25 @@ def check_templates(templates: Sequence[str], param_hint: str = "--template", so
         raise typer.BadParameter(f"{source}: {exc}" if source else str(exc), param_hint=param_hint) from None
 
 
-def open_store(db: Path | None) -> "Store":
-    """The collection file named by --db, else the default one."""
+def open_store(db: Path | None, *, create: bool = True) -> "Store":
+    """The collection file named by --db, else the default one. Commands that only read pass
+    `create=False`: a missing file is then an error naming it, and no file is made (a typo in
+    --db must not leave an empty collection file behind)."""
     from bindcli.locations import default_db_path
     from bindcli.store import Store
 
-    return Store(db or default_db_path())
+    path = db or default_db_path()
+    if not create and not path.expanduser().exists():
+        raise StoreError(f"{path}: no such collection file (`bind index` creates it)")
+    return Store(path)
+
+
+def store_exists(db: Path | None) -> bool:
+    """Whether the collection file named by --db (else the default one) exists yet: where it
+    does not, a listing is empty rather than an error."""
+    from bindcli.locations import default_db_path
+
+    return (db or default_db_path()).expanduser().exists()
 
 
 class HitsFormat(str, enum.Enum):
