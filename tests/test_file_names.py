@@ -129,3 +129,19 @@ def test_arith_prints_canonical_paths_and_leaves_out_the_query_however_named(pho
     assert sorted(r["path"] for r in jsonl(result.stdout)) == [
         str(photos / "bird_image.jpg"), str(photos / "car_image.jpg"),
     ]
+
+
+def test_out_dir_writes_one_file_per_input_even_for_same_names_and_content(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(MEDIA / "dog_image.jpg", tmp_path / sub / "x.jpg")  # same name, same bytes
+    inputs = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "a" / "x.jpg"]
+    folder = tmp_path / "out"
+    result = bind("embed", *inputs, "--out-dir", folder)
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    files = [row["file"] for row in manifest["rows"]]
+    assert len(set(files)) == 3 and sorted(files) == sorted(
+        p.name for p in folder.iterdir() if p.suffix == ".npy"
+    )
+    assert "wrote 3 vectors" in result.stderr

@@ -203,7 +203,10 @@ def _write_dir(
     names: list[str] = []
     for e, v in zip(embeddings, vectors):
         base = f"text-{e.sha256[:12]}" if e.input.literal else Path(e.input.source).name
-        name = f"{base}.npy" if f"{base}.npy" not in names else f"{base}-{e.sha256[:8]}.npy"
+        name, copy = f"{base}.npy", 1
+        while name in names:  # the same name again (even the same content): never overwrite
+            name = f"{base}-{e.sha256[:8]}" + (f"-{copy}" if copy > 1 else "") + ".npy"
+            copy += 1
         names.append(name)
         output.write_file(folder / name, output.npy_bytes(v))
     output.write_file(folder / "manifest.json", output.json_text(_manifest(run, embeddings, raw, names)))
