@@ -21,7 +21,7 @@ from bindcli.errors import StoreError, UsageError
 from bindcli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.store import Compaction, Hit, Store
+    from bindcli.store import Collection, Compaction, Hit, Store
 
 DB_OPTION = Annotated[Optional[Path], typer.Option(
     "--db", metavar="FILE", dir_okay=False, show_default=False,
@@ -32,6 +32,9 @@ COLLECTION_OPTION = Annotated[str, typer.Option(
     "--collection", "-c", metavar="NAME", help="Which collection in the file.",
 )]
 DEFAULT_COLLECTION = "default"
+TOP_K_OPTION = Annotated[int, typer.Option(
+    "--top-k", "-k", min=0, help="Results to show (0: all).",
+)]
 
 
 def check_templates(templates: Sequence[str], param_hint: str = "--template", source: str | None = None) -> None:
@@ -64,6 +67,11 @@ def store_exists(db: Path | None) -> bool:
     from bindcli.locations import default_db_path
 
     return (db or default_db_path()).expanduser().exists()
+
+
+def wanted(top_k: int, store: "Store", collection: "Collection") -> int:
+    """How many results `-k` asks of `collection`: 0 means all of its files."""
+    return top_k or max(1, sum(store.counts(collection).values()))
 
 
 class HitsFormat(str, enum.Enum):
