@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,14 @@ def reference(key: str) -> np.ndarray:
     """Upstream's output for a media file (end_to_end.npz), normalised."""
     vector = np.load(FIXTURES / "end_to_end.npz")[key]
     return vector / np.linalg.norm(vector)
+
+
+def copy_media(folder: Path, names: list[str]) -> Path:
+    """`folder`, made, holding copies of these fixture media files."""
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(MEDIA / name, folder / name)
+    return folder
 
 
 def media(name: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 import bindcli.model.factory as factory
 from bindcli.locations import default_db_path
 from bindcli.store import Store
-from cli_support import MEDIA, SMALL, bind, jsonl
+from cli_support import MEDIA, SMALL, bind, copy_media, jsonl
 
 MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
          "synthetic_0.mp4"]
@@ -46,10 +46,7 @@ def encoded(monkeypatch):
 
 @pytest.fixture
 def folder(tmp_path):
-    root = tmp_path / "media"
-    root.mkdir()
-    for name in MIXED:
-        shutil.copy(MEDIA / name, root / name)
+    root = copy_media(tmp_path / "media", MIXED)
     (root / "note.txt").write_text("a dog barking in the park", encoding="utf-8")
     (root / ".hidden.jpg").write_bytes((MEDIA / "dog_image.jpg").read_bytes())
     (root / "readme.md").write_text("not media", encoding="utf-8")

@@ -15,7 +15,7 @@ import pytest
 
 from bindcli import output
 from bindcli.store import Item, Store
-from cli_support import MEDIA, bind, jsonl
+from cli_support import MEDIA, bind, copy_media, jsonl
 
 #: `café.png` spelt in Latin-1: not UTF-8, so Python holds it with a lone surrogate
 LATIN1 = os.fsdecode(b"caf\xe9.png")
@@ -98,10 +98,7 @@ def test_embed_to_stdout_and_out_dir_with_a_non_utf8_name(tmp_path, latin1_folde
 @pytest.fixture
 def photos(tmp_path, monkeypatch):
     """A folder of three images, and a working folder beside it (so `../photos` reaches it)."""
-    root = tmp_path / "photos"
-    root.mkdir()
-    for name in ("dog_image.jpg", "car_image.jpg", "bird_image.jpg"):
-        shutil.copy(MEDIA / name, root / name)
+    root = copy_media(tmp_path / "photos", ["dog_image.jpg", "car_image.jpg", "bird_image.jpg"])
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     return root

@@ -3,21 +3,16 @@ any collection file (`--db`, `-c`), as `search` does."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from cli_support import MEDIA, bind, jsonl
+from cli_support import bind, copy_media, jsonl
 
 IMAGES = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "synthetic_gray_0.jpg"]
 
 
 @pytest.fixture
 def indexed(tmp_path):
-    root = tmp_path / "photos"
-    root.mkdir()
-    for name in IMAGES:
-        shutil.copy(MEDIA / name, root / name)
+    root = copy_media(tmp_path / "photos", IMAGES)
     db = tmp_path / "trip.sqlite3"
     assert bind("index", root, "--db", db, "-c", "trip").exit_code == 0
     return root, db

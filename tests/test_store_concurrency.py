@@ -20,7 +20,7 @@ with Store(sys.argv[1]) as store:
 print("ok")
 """
 
-PROCESSES, ROUNDS = 4, 3
+PROCESSES, ROUNDS = 4, 2
 
 
 def test_processes_starting_together_on_a_fresh_file_all_succeed(tmp_path):
