@@ -22,7 +22,7 @@ SMALL = {
 }
 
 
-def bind(*args: str | Path, input: str | None = None, env: dict | None = None) -> Result:
+def bind(*args: str | Path, input: str | bytes | None = None, env: dict | None = None) -> Result:
     """`bind ARGS` with the small model; stdout and stderr kept apart."""
     environ = {**SMALL, "NO_COLOR": "1", "COLUMNS": "120", **(env or {})}
     result = CliRunner().invoke(app, [str(a) for a in args], input=input, env=environ)

@@ -83,6 +83,15 @@ def test_embed_writes_every_format_for_a_non_utf8_name(tmp_path, latin1_folder, 
         assert np.load(out).shape[0] == 2
 
 
+def test_a_path_list_on_stdin_may_hold_non_utf8_names(latin1_folder):
+    listed = b"".join(os.fsencode(latin1_folder / n) + b"\0" for n in ("ok.jpg", LATIN1))
+    result = bind("embed", "-", "-f", "jsonl", input=listed)
+    assert result.exit_code == 0, result.stderr
+    assert [r["input"] for r in jsonl(result.stdout)] == [
+        str(latin1_folder / "ok.jpg"), f"$'{latin1_folder}/caf\\xe9.png'",
+    ]
+
+
 def test_embed_to_stdout_and_out_dir_with_a_non_utf8_name(tmp_path, latin1_folder):
     result = bind("embed", latin1_folder / LATIN1, "-f", "jsonl")
     assert result.exit_code == 0, result.stderr
