@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import threading
 
 import pytest
 
@@ -44,3 +46,15 @@ def test_streamed_rows_keep_input_order_with_a_failure_between(tmp_path):
     result = bind("embed", FILES[0], tmp_path / "missing.jpg", FILES[1], "-t", "a dog", "-b", "1")
     assert result.exit_code == 1 and "missing.jpg: no such file" in result.stderr
     assert [r["input"] for r in jsonl(result.stdout)] == [FILES[0], FILES[1], "a dog"]
+
+
+def test_a_fifo_named_by_o_gets_the_rows_as_they_come(tmp_path, crash_on_third_batch):
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    result = bind("embed", *FILES, "-o", fifo, "-b", "1", "--no-cache")
+    reader.join(timeout=60)
+    assert result.exit_code == 130
+    assert [r["input"] for r in jsonl(received[0])] == FILES[:2]

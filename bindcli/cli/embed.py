@@ -85,10 +85,10 @@ def embed(
     inputs = run.inputs(files or [], text or [])
     if not out_file and not out_dir:
         fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
-        if fmt in _STREAMED:  # each row as its batch is done: a pipeline starts at once
-            for line in _lines(fmt, (e for _, e in run.stream(inputs)), raw):
-                run.out.text(line)
-            return
+    if fmt in _STREAMED and not out_dir and (out_file is None or output.is_stream(out_file)):
+        # each row as its batch is done: a pipeline starts at once, a crash keeps what is out
+        _stream(run, _lines(fmt, (e for _, e in run.stream(inputs)), raw), out_file)
+        return
     embeddings = [e for e in run.embed(inputs) if e is not None]
     if not embeddings:
         return
@@ -128,6 +128,21 @@ def _stack(embeddings: "list[Embedding]", raw: bool) -> "np.ndarray":
     import numpy as np
 
     return np.stack([e.raw if raw else e.unit for e in embeddings]).astype(np.float32)
+
+
+def _stream(run: Run, lines: Iterator[str], path: Path | None) -> None:
+    """Write `lines` as they come, to stdout or to a stream `-o` names (`/dev/stdout`, a FIFO)."""
+    if path is None:
+        for line in lines:
+            run.out.text(line)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as sink:
+            for line in lines:
+                sink.write(line)
+                sink.flush()
+    except OSError as exc:
+        raise output.unwritable(path, exc) from exc
 
 
 def _record(e: "Embedding", vector: "np.ndarray") -> dict:
