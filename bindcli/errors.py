@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bindcli.paths import path_text
+
 
 class BindError(Exception):
     """Base of every error bind expects and reports without a traceback."""
@@ -37,7 +39,7 @@ class InputError(BindError):
     def __init__(self, source: str | Path, reason: str) -> None:
         self.source = str(source)
         self.reason = reason
-        super().__init__(f"{self.source}: {reason}")
+        super().__init__(f"{path_text(self.source)}: {reason}")
 
 
 class InputWarning(UserWarning):
@@ -47,7 +49,7 @@ class InputWarning(UserWarning):
     def __init__(self, source: str | Path, reason: str) -> None:
         self.source = str(source)
         self.reason = reason
-        super().__init__(f"{self.source}: {reason}")
+        super().__init__(f"{path_text(self.source)}: {reason}")
 
 
 class UnknownModalityError(InputError):
@@ -61,7 +63,7 @@ class OutputError(BindError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{path_text(self.path)}: {reason}")
 
 
 class CheckpointError(BindError):

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from bindcli.errors import InputError, InputWarning, OutputError
 from bindcli.hashing import Progress
+from bindcli.paths import path_text
 
 #: significant digits that round-trip every float32 exactly
 _FLOAT32_DIGITS = ".9g"
@@ -158,27 +159,6 @@ def floats(values: Sequence[float] | Any) -> list[float]:
     import numpy as np
 
     return [float(format(v, _FLOAT32_DIGITS)) for v in np.asarray(values, np.float32).tolist()]
-
-
-def path_text(path: str | os.PathLike[str]) -> str:
-    """A path as text that is valid UTF-8 and that a shell opens: unchanged when its bytes are
-    UTF-8, else bash's `$'...'` quoting with each byte that is not as `\\xHH` (POSIX names are
-    bytes; Python keeps the odd ones as lone surrogates, which no UTF-8 output can hold)."""
-    text = os.fspath(path)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    quoted = []
-    for char in text:
-        if "\udc80" <= char <= "\udcff":  # a byte that os.fsdecode could not decode
-            quoted.append(f"\\x{ord(char) - 0xDC00:02x}")
-        elif "\ud800" <= char <= "\udfff":
-            quoted.append(f"\\u{ord(char):04x}")
-        else:
-            quoted.append({"\\": "\\\\", "'": "\\'"}.get(char, char))
-    return "$'" + "".join(quoted) + "'"
 
 
 def jsonl(records: Iterable[dict]) -> str:

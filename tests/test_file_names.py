@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bindcli import output
+from bindcli.paths import path_text
 from bindcli.store import Item, Store
 from cli_support import MEDIA, bind, copy_media, jsonl
 
@@ -35,9 +35,9 @@ def latin1_folder(tmp_path):
 
 
 def test_shell_form_escapes_only_what_is_not_utf8():
-    assert output.path_text("/a/café b.png") == "/a/café b.png"
-    assert output.path_text(f"/x/{LATIN1}") == "$'/x/caf\\xe9.png'"
-    assert output.path_text(os.fsdecode(b"it's\\\xff")) == "$'it\\'s\\\\\\xff'"
+    assert path_text("/a/café b.png") == "/a/café b.png"
+    assert path_text(f"/x/{LATIN1}") == "$'/x/caf\\xe9.png'"
+    assert path_text(os.fsdecode(b"it's\\\xff")) == "$'it\\'s\\\\\\xff'"
 
 
 def test_the_store_keeps_a_non_utf8_path_losslessly(tmp_path):
@@ -151,3 +151,18 @@ def test_out_dir_writes_one_file_per_input_even_for_same_names_and_content(tmp_p
         p.name for p in folder.iterdir() if p.suffix == ".npy"
     )
     assert "wrote 3 vectors" in result.stderr
+
+
+def test_errors_name_a_non_utf8_path_in_the_shell_form(tmp_path):
+    missing = tmp_path / LATIN1
+    result = bind("embed", missing, "-f", "jsonl")
+    assert result.exit_code == 1
+    assert result.stderr == f"bind: $'{tmp_path}/caf\\xe9.png': no such file\n"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = bind("embed", "-t", "x", "-o", blocker / "v.jsonl")
+    assert result.exit_code == 1 and result.stderr == f"bind: {blocker}/v.jsonl: Not a directory\n"
+    out = tmp_path / (LATIN1 + ".d") / "v.jsonl"
+    (tmp_path / (LATIN1 + ".d")).write_text("a file where the folder should be")
+    result = bind("embed", "-t", "x", "-o", out)
+    assert result.stderr == f"bind: $'{tmp_path}/caf\\xe9.png.d/v.jsonl': Not a directory\n"

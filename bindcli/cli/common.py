@@ -22,7 +22,8 @@ import typer
 
 from bindcli.errors import BindError, InputError, QueryError, UsageError
 from bindcli.modality import Kind
-from bindcli.output import Output, path_text
+from bindcli.output import Output
+from bindcli.paths import path_text
 from bindcli.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover

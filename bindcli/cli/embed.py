@@ -11,6 +11,7 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command, pick_format, table_labels
+from bindcli.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -147,7 +148,7 @@ def _stream(run: Run, lines: Iterator[str], path: Path | None) -> None:
 
 def _record(e: "Embedding", vector: "np.ndarray") -> dict:
     return {
-        "input": output.path_text(e.input.source), "modality": e.input.kind.value,
+        "input": path_text(e.input.source), "modality": e.input.kind.value,
         "embedding": output.floats(vector),
     }
 
@@ -162,7 +163,7 @@ def _lines(fmt: EmbedFormat, embeddings: "Iterable[Embedding]", raw: bool) -> It
             continue
         if n == 0:
             yield output.csv_row(["input", "modality", *(f"e{i}" for i in range(vector.shape[0]))])
-        yield output.csv_row([output.path_text(e.input.source), e.input.kind.value, *output.floats(vector)])
+        yield output.csv_row([path_text(e.input.source), e.input.kind.value, *output.floats(vector)])
 
 
 def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool) -> str:
@@ -178,11 +179,11 @@ def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[st
 
     embedder = run.embedder
     rows = [
-        {"input": output.path_text(e.input.source), "modality": e.input.kind.value, "sha256": e.sha256}
+        {"input": path_text(e.input.source), "modality": e.input.kind.value, "sha256": e.sha256}
         for e in embeddings
     ]
     for row, name in zip(rows, files or []):
-        row["file"] = output.path_text(name)
+        row["file"] = path_text(name)
     return {
         "model": embedder.model_id,
         "precision": embedder.placement.precision,

@@ -10,7 +10,7 @@ import typer
 
 from bindcli.cli.common import Run, command
 from bindcli.cli.shared import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
-from bindcli.output import path_text
+from bindcli.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.indexer import Report

@@ -19,6 +19,7 @@ from bindcli import output
 from bindcli.cli.common import Run, pick_format
 from bindcli.errors import StoreError, UsageError
 from bindcli.output import Output
+from bindcli.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.store import Collection, Compaction, Hit, Store
@@ -93,7 +94,7 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
         from bindcli.vectors import printed
 
         run.out.text(output.jsonl(
-            {"path": output.path_text(h.path), "modality": h.kind, "score": printed(h.score)} for h in hits
+            {"path": path_text(h.path), "modality": h.kind, "score": printed(h.score)} for h in hits
         ))
         return
     from rich.markup import escape
@@ -105,7 +106,7 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
     table.add_column("path", overflow="fold")  # a long path wraps rather than losing its name
     table.add_column("modality")
     for n, hit in enumerate(hits, 1):
-        table.add_row(str(n), f"{hit.score:.3f}", escape(output.path_text(_for_people(hit.path))), hit.kind)
+        table.add_row(str(n), f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))), hit.kind)
     run.out.table(table)
 
 
