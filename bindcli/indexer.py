@@ -69,7 +69,8 @@ def walk(
     anything whose name or path relative to the root matches an `exclude` glob. bind's own
     outputs (`bind embed -o X.npy` beside its `X.npy.json`, `--out-dir` vectors listed in the
     folder's `manifest.json`) are not inputs: each goes to `on_skip`. Symlinked folders are
-    followed, each real folder walked once (which also ends symlink loops).
+    followed, each real folder walked once (which also ends symlink loops), and each file is
+    yielded once however many ways lead to it.
     """
 
     def excluded(path: Path, root: Path) -> bool:
@@ -77,13 +78,18 @@ def walk(
         return any(fnmatch.fnmatch(path.name, g) or fnmatch.fnmatch(rel, g) for g in exclude)
 
     visited: set[str] = set()
+    found: set[Path] = set()  # a file named twice, or reached through a symlink too, once
     for given in roots:
         root = Path(given).expanduser().absolute()
         if root.is_file():
             try:
-                yield canonical(root), detect(root, as_kind)
+                kind = detect(root, as_kind)
             except InputError as exc:
                 yield exc
+                continue
+            if (path := canonical(root)) not in found:
+                found.add(path)
+                yield path, kind
             continue
         if not root.is_dir():
             yield InputError(root, "no such file or folder")
@@ -111,7 +117,10 @@ def walk(
                     on_skip(real / name)
                     continue
                 # the folder is real already; only a symlinked file needs resolving
-                yield (canonical(path) if os.path.islink(path) else real / name), as_kind or kind
+                path = canonical(path) if os.path.islink(path) else real / name
+                if path not in found:
+                    found.add(path)
+                    yield path, as_kind or kind
 
 
 def _bind_outputs(folder: Path, files: list[str]) -> set[str]:

@@ -60,3 +60,12 @@ def test_symlinked_folders_are_followed_once_even_in_a_loop(tmp_path):
     os.symlink(root / "sub", root / "again")  # a folder reached twice
     found = [p for p, _ in walk([root])]
     assert sorted(found) == sorted([elsewhere / "car.jpg", root / "sub" / "dog.jpg"])
+
+
+def test_a_file_reached_twice_is_found_once(tmp_path):
+    shutil.copy(MEDIA / "dog_image.jpg", tmp_path / "dog.jpg")
+    os.symlink(tmp_path / "dog.jpg", tmp_path / "latest.jpg")
+    found = [p for p, _ in walk([tmp_path, tmp_path / "dog.jpg", tmp_path / "latest.jpg"])]
+    assert found == [tmp_path / "dog.jpg"]
+    result = bind("index", tmp_path, tmp_path / "latest.jpg", "--db", tmp_path / "c.sqlite3")
+    assert result.exit_code == 0 and "1 files" in result.stderr, result.stderr
