@@ -159,7 +159,9 @@ def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
-    path = os.path.normpath(path)  # collections made before paths were canonical hold `..`
+    # canonical: collections made before paths were hold `..` and symlinked folders (only
+    # paths this run did not see come here, so resolving them costs little)
+    path = str(canonical(path))
     return any(path == str(r) or path.startswith(str(r) + os.sep) for r in roots)
 
 

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,21 @@ def test_errors_name_a_non_utf8_path_in_the_shell_form(tmp_path):
     (tmp_path / (LATIN1 + ".d")).write_text("a file where the folder should be")
     result = bind("embed", "-t", "x", "-o", out)
     assert result.stderr == f"bind: $'{tmp_path}/caf\\xe9.png.d/v.jsonl': Not a directory\n"
+
+
+def test_paths_stored_before_they_were_canonical_are_replaced_on_reindex(tmp_path, photos):
+    db = tmp_path / "c.sqlite3"
+    assert bind("index", photos, "--db", db).exit_code == 0
+    with Store(db) as store:  # rewritten as an older bind stored `bind index ../photos`: `..`
+        coll = store.require("default")
+        states = store.file_states(coll)
+        old = [(str(tmp_path / "work" / ".." / "photos" / Path(p).name), s) for p, s in states.items()]
+        store.db.execute("DELETE FROM items")
+        store.put_items(coll, [
+            Item(p, "image", s.size, s.mtime_ns, s.sha256, np.ones(32, np.float32)) for p, s in old
+        ])
+    again = bind("index", photos, "--db", db)
+    assert again.exit_code == 0 and "3 reused" in again.stderr and "3 removed" in again.stderr
+    with Store(db) as store:
+        live = [p for p, s in store.file_states(store.require("default")).items() if not s.deleted]
+    assert sorted(live) == sorted(str(p) for p in photos.iterdir())
