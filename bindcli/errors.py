@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from bindcli.paths import path_text
+
 
 class BindError(Exception):
     """Base of every error bind expects and reports without a traceback."""
@@ -40,7 +42,7 @@ class InputError(BindError):
     def __init__(self, source: str | Path, reason: str) -> None:
         self.source = str(source)
         self.reason = reason
-        super().__init__(f"{self.source}: {reason}")
+        super().__init__(f"{path_text(self.source)}: {reason}")
 
 
 class InputWarning(UserWarning):
@@ -50,7 +52,7 @@ class InputWarning(UserWarning):
     def __init__(self, source: str | Path, reason: str) -> None:
         self.source = str(source)
         self.reason = reason
-        super().__init__(f"{self.source}: {reason}")
+        super().__init__(f"{path_text(self.source)}: {reason}")
 
 
 _loading = threading.local()
@@ -84,7 +86,7 @@ class OutputError(BindError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{path_text(self.path)}: {reason}")
 
 
 class CheckpointError(BindError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 from bindcli.errors import InputError
 from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli.hashing import sha256_file
+from bindcli.paths import canonical
 from bindcli.store import Collection, Item, Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,43 +59,86 @@ def walk(
     exclude: Sequence[str] = (),
     include_hidden: bool = False,
     as_kind: Kind | None = None,
+    on_skip: Callable[[Path], None] = lambda path: None,
 ) -> Iterator[tuple[Path, Kind] | InputError]:
-    """Supported files under `roots`, sorted, as absolute paths with their kind (`as_kind`
-    overrides the extension's).
+    """Supported files under `roots`, sorted, as canonical paths (`bindcli.paths.canonical`)
+    with their kind (`as_kind` overrides the extension's).
 
     A file named directly is always taken (or reported if its kind is unknown); inside folders,
     files of unknown kind are passed over silently, hidden ones unless `include_hidden`, and
-    anything whose name or path relative to the root matches an `exclude` glob.
+    anything whose name or path relative to the root matches an `exclude` glob. bind's own
+    outputs (`bind embed -o X.npy` beside its `X.npy.json`, `--out-dir` vectors listed in the
+    folder's `manifest.json`) are not inputs: each goes to `on_skip`. Symlinked folders are
+    followed, each real folder walked once (which also ends symlink loops), and each file is
+    yielded once however many ways lead to it.
     """
 
     def excluded(path: Path, root: Path) -> bool:
         rel = path.relative_to(root).as_posix()
         return any(fnmatch.fnmatch(path.name, g) or fnmatch.fnmatch(rel, g) for g in exclude)
 
-    for root in roots:
-        root = Path(root).expanduser().absolute()
+    visited: set[str] = set()
+    found: set[Path] = set()  # a file named twice, or reached through a symlink too, once
+    for given in roots:
+        root = Path(given).expanduser().absolute()
         if root.is_file():
             try:
-                yield root, detect(root, as_kind)
+                kind = detect(root, as_kind)
             except InputError as exc:
                 yield exc
+                continue
+            if (path := canonical(root)) not in found:
+                found.add(path)
+                yield path, kind
             continue
         if not root.is_dir():
             yield InputError(root, "no such file or folder")
             continue
-        for folder, dirs, files in os.walk(root):
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            real = canonical(folder)
+            if str(real) in visited:  # a loop, or a folder reached twice
+                dirs[:] = []
+                continue
+            visited.add(str(real))
             base = Path(folder)
             dirs[:] = sorted(
                 d for d in dirs
                 if (include_hidden or not d.startswith(".")) and not excluded(base / d, root)
             )
+            outputs = _bind_outputs(real, files)
             for name in sorted(files):
                 path = base / name
                 kind = EXTENSIONS.get(path.suffix.lower())
                 if kind is None or (name.startswith(".") and not include_hidden):
                     continue
-                if not excluded(path, root):
+                if excluded(path, root):
+                    continue
+                if name in outputs:
+                    on_skip(real / name)
+                    continue
+                # the folder is real already; only a symlinked file needs resolving
+                path = canonical(path) if os.path.islink(path) else real / name
+                if path not in found:
+                    found.add(path)
                     yield path, as_kind or kind
+
+
+def _bind_outputs(folder: Path, files: list[str]) -> set[str]:
+    """The names in `folder` that bind wrote: `.npy` arrays with their `.npy.json` manifest
+    beside them, and the vectors an `--out-dir` manifest lists."""
+    names = set(files)
+    found = {n for n in files if n.endswith(".npy") and f"{n}.json" in names}
+    if "manifest.json" in names:
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            found.update(
+                name for row in manifest.get("rows", ())
+                if isinstance(row, dict) and isinstance(name := row.get("file"), str)
+                and name in names
+            )
+        except (OSError, ValueError, AttributeError):
+            pass  # someone else's manifest.json
+    return found
 
 
 def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
@@ -114,6 +159,9 @@ def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
+    # canonical: collections made before paths were hold `..` and symlinked folders (only
+    # paths this run did not see come here, so resolving them costs little)
+    path = str(canonical(path))
     return any(path == str(r) or path.startswith(str(r) + os.sep) for r in roots)
 
 
@@ -179,8 +227,8 @@ def index(
             (report.reused if copy or known_already else report.embedded)[kind] += 1
             commit.add(Item(str(path), kind, stat.st_size, stat.st_mtime_ns, sha, vector))
     commit.flush()
-    absolute = [Path(r).expanduser().absolute() for r in roots]
-    gone = [p for p, s in known.items() if not s.deleted and p not in seen and _under(p, absolute)]
+    walked = [canonical(r) for r in roots]
+    gone = [p for p, s in known.items() if not s.deleted and p not in seen and _under(p, walked)]
     store.mark_deleted(collection, gone)
     report.removed = len(gone)
     return report

@@ -84,7 +84,8 @@ _PHOTO = ("a photo of a {}.", "a photo of the {}.", "a close-up photo of a {}.",
 MODALITIES: dict[Kind, Modality] = {m.kind: m for m in (
     Modality(
         Kind.IMAGE, "vision",
-        (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),
+        (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
+         ".avif", ".ppm", ".pgm", ".pnm"),
         "image:load_image", _PHOTO,
     ),
     Modality(

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from bindcli.errors import InputError, InputWarning, OutputError, input_being_loaded
 from bindcli.hashing import Progress
+from bindcli.paths import path_text
 
 #: significant digits that round-trip every float32 exactly
 _FLOAT32_DIGITS = ".9g"
@@ -93,7 +94,7 @@ class Output:
         """One line per failed input, `bind: <file>: <reason>`; returns how many."""
         count = 0
         for exc in errors:
-            self.error(f"{exc.source}: {exc.reason}")
+            self.error(f"{path_text(exc.source)}: {exc.reason}")
             count += 1
         return count
 
@@ -180,10 +181,13 @@ def json_text(value: Any) -> str:
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    return csv_row(header) + "".join(csv_row(row) for row in rows)
+
+
+def csv_row(row: Sequence[Any]) -> str:
+    """One CSV line (for rows written one at a time)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerow(row)
     return buf.getvalue()
 
 
@@ -210,8 +214,15 @@ def atomic_path(path: str | Path, *, partial: str | None = None) -> Iterator[Pat
     a failed block when it holds anything, so that the next run can resume it. A file that
     cannot be made or put in place (its folder is a file, or read-only) raises OutputError,
     which names `path`; what the block itself raises passes through.
+
+    A symlink is written through (its target is replaced, the link stays). A device, pipe or
+    socket (`-o /dev/stdout`, `/proc/self/fd/1`, a FIFO) is not a file to replace: the block
+    gets `path` itself and writes to it directly.
     """
-    target = Path(path)
+    if is_stream(path):
+        yield Path(path)
+        return
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     if partial:
         tmp, flags = target.with_name(target.name + partial), os.O_WRONLY | os.O_CREAT
     else:
@@ -243,6 +254,19 @@ def atomic_path(path: str | Path, *, partial: str | None = None) -> Iterator[Pat
         raise
 
 
+def is_stream(path: str | Path) -> bool:
+    """Whether `path` is written to in place: anything that exists and is not a regular file
+    or a folder, and the process's own streams (`/dev/stdout`, `/proc/self/fd/N`), which
+    name whatever the shell connected, even a regular file opened for appending."""
+    if os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def unwritable(path: str | Path, exc: OSError) -> OutputError:
     """`exc`, met writing `path`, as the one-line error that names the file."""
     return OutputError(path, exc.strerror or str(exc))
@@ -250,11 +274,19 @@ def unwritable(path: str | Path, exc: OSError) -> OutputError:
 
 def write_file(path: str | Path, data: str | bytes) -> None:
     """Write text (UTF-8) or bytes to `path` atomically."""
-    with atomic_path(path) as tmp:
-        try:
-            if isinstance(data, str):
-                tmp.write_text(data, encoding="utf-8")
-            else:
-                tmp.write_bytes(data)
-        except OSError as exc:  # the disk full, a quota
-            raise unwritable(path, exc) from exc
+    write_files([(path, data)])
+
+
+def write_files(files: Sequence[tuple[str | Path, str | bytes]]) -> None:
+    """Write several files that belong together (an array and its manifest): each is complete
+    in a temporary file before any lands, so a failure leaves the old ones (or none)."""
+    with contextlib.ExitStack() as stack:
+        for path, data in files:
+            tmp = stack.enter_context(atomic_path(path))
+            try:
+                if isinstance(data, str):
+                    tmp.write_text(data, encoding="utf-8")
+                else:
+                    tmp.write_bytes(data)
+            except OSError as exc:  # the disk full, a quota
+                raise unwritable(path, exc) from exc

@@ -7,7 +7,7 @@ starts with a backslash, which is dropped (`\\0.5:dog` is the text `0.5:dog`, `0
 `3 dogs`). The combination is the ImageBind paper's (`vectors.combine`).
 `arith`, `search` and anything else that takes a query share this, including one rule for
 leaving the query's own files out of its results: two paths are the same file when their
-real paths (symlinks resolved) are.
+canonical forms (`bindcli.paths.canonical`) are.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from bindcli.errors import InputError, QueryError
+from bindcli.paths import canonical
 from bindcli.vectors import combine
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,10 +144,10 @@ class Query:
     @functools.cached_property
     def own_files(self) -> frozenset[str]:
         """The real paths of the query's files: what its results must leave out."""
-        return frozenset(os.path.realpath(f) for f in self.files)
+        return frozenset(str(canonical(f)) for f in self.files)
 
     def is_own(self, path: str | Path) -> bool:
-        return os.path.realpath(path) in self.own_files
+        return str(canonical(path)) in self.own_files
 
     def leave_out(
         self, search: Callable[[int], Sequence[_Hit]], k: int, path_of: Callable[[_Hit], str]
@@ -157,7 +158,7 @@ class Query:
         want = k + len(own)
         while True:
             hits = search(want)
-            kept = [h for h in hits if os.path.realpath(path_of(h)) not in own]
+            kept = [h for h in hits if str(canonical(path_of(h))) not in own]
             if len(kept) >= k or len(hits) < want:
                 return kept[:k]
             want *= 2

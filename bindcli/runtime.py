@@ -119,14 +119,12 @@ class Job:
 def model_id(config: ModelConfig, weights: Path) -> str:
     """Names the numbers a model computes: config name, a hash of its shape, and the weights
     (their recorded SHA-256 when `bind weights` fetched them, else size and mtime)."""
-    from bindcli.weights import read_record
+    from bindcli.weights import identifies, read_record
 
     shape = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     stat = weights.stat()
-    record = read_record(weights) or {}
-    if record.get("sha256") and record.get("size") == stat.st_size:
-        what = record["sha256"]
-    else:
+    what = identifies(read_record(weights), stat.st_size)
+    if what is None:
         what = hashlib.sha256(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
     return f"{config.name}:{shape[:8]}:{what[:12]}"
 

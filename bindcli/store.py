@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +38,25 @@ def encode_vector(vector: np.ndarray, dtype: str = "float32") -> bytes:
 def decode_vector(blob: bytes, dtype: str = "float32") -> np.ndarray:
     """One vector from its BLOB, as float32."""
     return np.frombuffer(blob, dtype=DTYPES[dtype]).astype(np.float32)
+
+
+# --- paths -------------------------------------------------------------------------------
+
+
+def db_path(path: str) -> str | bytes:
+    """How `items.path` holds a path: TEXT when it is UTF-8 (nearly always), else a BLOB of
+    its bytes, since POSIX names are bytes and SQLite TEXT must be UTF-8. Lossless both ways,
+    and the same path always maps to the same value, so lookups and UNIQUE still hold."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def path_from_db(value: str | bytes) -> str:
+    """The path `db_path` stored (a BLOB decodes as `os.fsdecode` does)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 # --- schema ----------------------------------------------------------------------------
@@ -95,12 +115,37 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
-    """Upgrade `db` step by step to `target`, each step in its own transaction."""
-    current = db.execute("PRAGMA user_version").fetchone()[0]
-    for version in range(current, target):
+    """Upgrade `db` step by step to `target`, each step in its own transaction.
+
+    The version is read only while holding the write lock (BEGIN IMMEDIATE): two processes
+    opening a fresh file at once would otherwise both see version 0 and both create tables.
+    """
+    while True:
         with _transaction(db):
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= target:
+                return
             MIGRATIONS[version](db)
             db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _retry_while_busy(step: Callable[[], int], seconds: float = 30.0) -> int:
+    """`step()`, again while the file is locked: switching a fresh file to WAL answers
+    "database is locked" at once, without waiting as other statements do, when another process
+    is creating it at the same moment (a bounded back-off, up to `seconds`)."""
+    deadline, pause = time.monotonic() + seconds, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 @contextlib.contextmanager
@@ -225,11 +270,11 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            # Big pages hold whole 1024-d rows instead of chaining overflow pages, which
-            # halves search time; it only takes effect when the file is created.
-            self.db.execute("PRAGMA page_size=65536")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            version = _retry_while_busy(lambda: self._setup(self.db))
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise StoreError(f"{self.path}: {exc} (another process holds it)") from None
+            raise StoreError(f"{self.path}: not a bind collection file ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a bind collection file ({exc})") from None
         if version > SCHEMA_VERSION:
@@ -242,6 +287,15 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         migrate(self.db)
+
+    @staticmethod
+    def _setup(db: sqlite3.Connection) -> int:
+        """Page size and WAL mode (no-ops on a file that has them); returns the schema version."""
+        # Big pages hold whole 1024-d rows instead of chaining overflow pages, which
+        # halves search time; it only takes effect when the file is created.
+        db.execute("PRAGMA page_size=65536")
+        db.execute("PRAGMA journal_mode=WAL")
+        return db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
@@ -278,13 +332,17 @@ class Store:
     def create_collection(
         self, name: str, model_id: str, model: str, dtype: str = "float32"
     ) -> Collection:
-        """A new, empty collection pinned to `model_id` (`model` is its human description)."""
+        """A new, empty collection pinned to `model_id` (`model` is its human description).
+
+        If another process made `name` meanwhile (two `bind index` starting together), that
+        one is returned as it is: check its model (`Collection.check_model`) before use.
+        """
         if dtype not in DTYPES:
             raise StoreError(f"unknown vector dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         with self.transaction():
             self.db.execute(
                 "INSERT INTO collections (name, model_id, model, dtype, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 (name, model_id, model, dtype, time.time()),
             )
         return self.require(name)
@@ -336,7 +394,7 @@ class Store:
             "SELECT path, size, mtime_ns, sha256, deleted FROM items WHERE collection_id=?",
             (collection.id,),
         )
-        return {path: FileState(s, m, h, bool(d)) for path, s, m, h, d in rows}
+        return {path_from_db(p): FileState(s, m, h, bool(d)) for p, s, m, h, d in rows}
 
     def vectors_by_content(
         self, collection: Collection, contents: Iterable[tuple[str, str]]
@@ -364,7 +422,7 @@ class Store:
             vector = normalise(np.asarray(item.vector, dtype=np.float32).ravel())
             rows.append(
                 (
-                    collection.id, item.path, item.kind, item.size, item.mtime_ns, item.sha256,
+                    collection.id, db_path(item.path), item.kind, item.size, item.mtime_ns, item.sha256,
                     vector.size, encode_vector(vector, collection.dtype), now,
                 )
             )
@@ -383,7 +441,7 @@ class Store:
         with self.transaction():
             self.db.executemany(
                 "UPDATE items SET deleted=1 WHERE collection_id=? AND path=?",
-                ((collection.id, p) for p in paths),
+                ((collection.id, db_path(p)) for p in paths),
             )
 
     # search
@@ -427,7 +485,7 @@ class Store:
             path, kind = self.db.execute(
                 "SELECT path, kind FROM items WHERE id=?", (int(best_ids[i]),)
             ).fetchone()
-            hits.append(Hit(path, kind, float(best_scores[i])))
+            hits.append(Hit(path_from_db(path), kind, float(best_scores[i])))
         return hits
 
     # embedding cache

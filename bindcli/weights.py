@@ -116,6 +116,29 @@ def read_record(path: Path) -> dict[str, Any] | None:
         raise WeightsError(f"the record {record_path(path)} cannot be read ({err}); delete it.") from err
 
 
+#: the source of a record that `verify` made for a file bind did not download or convert: it
+#: gives `info` and later `verify` runs the hash, but not the model's id (see `identifies`)
+VERIFIED_SOURCE = "hashed by `bind weights verify`"
+
+
+def identifies(record: dict[str, Any] | None, size: int) -> str | None:
+    """The SHA-256 that names a weights file of `size` bytes in model ids, from its record.
+
+    None for a file without one, and for a hash `verify` recorded later: such a file's id was
+    made from its size and mtime, and collections built with it must keep matching it.
+    """
+    if not record or record.get("size") != size or record.get("source") == VERIFIED_SOURCE:
+        return None
+    return record.get("sha256") or None
+
+
+def record_verified(result: "Verification") -> Path:
+    """Record the hash `verify` computed for a file that had no record, so that `info` shows it
+    and the next `verify` has something to compare with; returns the record's path."""
+    write_record(result.path, sha256=result.sha256, source=VERIFIED_SOURCE)
+    return record_path(result.path)
+
+
 def write_record(path: Path, *, sha256: str, source: str) -> None:
     """Record size and hash of `path` atomically, so `verify` can tell later if it changed."""
     record = {

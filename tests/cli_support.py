@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +28,7 @@ SMALL = {
 }
 
 
-def bind(*args: str | Path, input: str | None = None, env: dict | None = None) -> Result:
+def bind(*args: str | Path, input: str | bytes | None = None, env: dict | None = None) -> Result:
     """`bind ARGS` with the small model; stdout and stderr kept apart."""
     environ = {**SMALL, "NO_COLOR": "1", "COLUMNS": "120", **(env or {})}
     result = CliRunner().invoke(app, [str(a) for a in args], input=input, env=environ)
@@ -51,6 +52,14 @@ def reference(key: str) -> np.ndarray:
     """Upstream's output for a media file (end_to_end.npz), normalised."""
     vector = np.load(FIXTURES / "end_to_end.npz")[key]
     return vector / np.linalg.norm(vector)
+
+
+def copy_media(folder: Path, names: list[str]) -> Path:
+    """`folder`, made, holding copies of these fixture media files."""
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(MEDIA / name, folder / name)
+    return folder
 
 
 def media(name: str) -> str:

@@ -45,8 +45,10 @@ def test_info_on_an_empty_cache():
     assert (info["entries"], info["vector_bytes"], info["models"]) == (0, 0, [])
     assert info["oldest"] is None and info["newest"] is None
     assert info["file"] == str(default_db_path())
+    assert info["file_bytes"] == 0 and not default_db_path().exists()  # looking made no file
+    Store(default_db_path()).close()
     # measured while open: the file plus its WAL, which SQLite folds in when the last user exits
-    assert info["file_bytes"] >= default_db_path().stat().st_size > 0
+    assert _info()["file_bytes"] >= default_db_path().stat().st_size > 0
 
 
 def test_info_after_compare_counts_what_it_cached():

@@ -15,7 +15,7 @@ import pytest
 import bindcli.model.factory as factory
 from bindcli.locations import default_db_path
 from bindcli.store import Store
-from cli_support import MEDIA, SMALL, bind, jsonl, killed_after_commits
+from cli_support import MEDIA, SMALL, bind, copy_media, jsonl, killed_after_commits
 from cli_support import index_summary as _summary
 
 MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
@@ -44,10 +44,7 @@ def encoded(monkeypatch):
 
 @pytest.fixture
 def folder(tmp_path):
-    root = tmp_path / "media"
-    root.mkdir()
-    for name in MIXED:
-        shutil.copy(MEDIA / name, root / name)
+    root = copy_media(tmp_path / "media", MIXED)
     (root / "note.txt").write_text("a dog barking in the park", encoding="utf-8")
     (root / ".hidden.jpg").write_bytes((MEDIA / "dog_image.jpg").read_bytes())
     (root / "readme.md").write_text("not media", encoding="utf-8")
@@ -145,6 +142,7 @@ def test_index_reuses_what_other_commands_embedded(tmp_path, folder, encoded):
 
 
 def test_search_names_a_missing_collection_without_loading_a_model(tmp_path, encoded):
+    Store(tmp_path / "c.sqlite3").close()
     result = bind("search", "--text", "x", "--db", tmp_path / "c.sqlite3", "-c", "nope")
     assert result.exit_code == 1 and "no collection 'nope'" in result.stderr
     assert encoded == {}

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +127,67 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
         advance(5)
         advance(5, status="done")
     assert capsys.readouterr().err == ""
+
+
+def test_a_symlink_given_as_the_output_is_written_through(tmp_path):
+    real = tmp_path / "data" / "vectors.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    os.chmod(real, 0o640)
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    output.write_file(link, "new")
+    assert link.is_symlink() and real.read_text() == "new" and _mode(real) == 0o640
+    dangling = tmp_path / "next.json"
+    dangling.symlink_to(tmp_path / "data" / "next-real.json")
+    output.write_file(dangling, "made")
+    assert dangling.is_symlink() and (tmp_path / "data" / "next-real.json").read_text() == "made"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["next-real.json", "vectors.json"]
+
+
+def test_devices_and_pipes_are_written_to_directly(tmp_path):
+    # devices are never written here: under root, a regression would replace /dev/null itself
+    assert output.is_stream("/dev/null") and output.is_stream("/dev/stdout")
+    assert not output.is_stream(tmp_path) and not output.is_stream(tmp_path / "new.json")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    output.write_file(fifo, b"streamed")
+    reader.join(timeout=30)
+    assert received == [b"streamed"] and sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_proc_self_fd_names_the_open_stdout(tmp_path):
+    script = "from bindcli import output; output.write_file('/proc/self/fd/1', 'to stdout\\n')"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(output.__file__).parents[1])},
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "to stdout\n", "")
+
+
+def test_files_written_together_land_together_or_not_at_all(tmp_path):
+    (tmp_path / "taken.json").mkdir()  # the second file cannot be put in place
+    with pytest.raises(OutputError):
+        output.write_files([(tmp_path / "taken", b"array"), (tmp_path / "taken.json", "{}")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json"]
+
+
+def test_bind_embed_streams_into_a_fifo_and_names_a_file_parent(tmp_path):
+    from cli_support import bind, jsonl, media
+
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    result = bind("embed", media("dog_image.jpg"), "-o", fifo)
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.stderr
+    assert [r["modality"] for r in jsonl(received[0])] == ["image"]
+    (tmp_path / "file").write_text("x")
+    result = bind("embed", media("dog_image.jpg"), "-o", tmp_path / "file" / "v.npy")
+    assert result.exit_code == 1
+    assert result.stderr == f"bind: {tmp_path / 'file' / 'v.npy'}: Not a directory\n"

@@ -132,3 +132,22 @@ def test_offline_error_through_the_bind_entry_point_is_one_line(cache):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert str(cache / "imagebind_huge.pth") in lines[0] and "--weights" in lines[0]
+
+
+def test_verify_records_the_hash_of_a_file_without_a_record(tmp_path, cache, small_weights_path):
+    from bindcli.model.config import load_config
+    from bindcli.runtime import model_id
+
+    placed = tmp_path / "by-hand.pth"
+    shutil.copyfile(small_weights_path, placed)
+    config = load_config(str(small_weights_path.with_name("public_config.json")))
+    before = model_id(config, placed)
+    assert json.loads(runner.invoke(app, ["info", "--json", str(placed)]).stdout)["sha256"] is None
+    result = runner.invoke(app, ["verify", str(placed)])
+    assert result.exit_code == 0, result.output
+    sha = hashlib.sha256(placed.read_bytes()).hexdigest()
+    assert "recorded" in result.stderr
+    assert json.loads(runner.invoke(app, ["info", "--json", str(placed)]).stdout)["sha256"] == sha
+    again = runner.invoke(app, ["verify", str(placed)])
+    assert again.exit_code == 0 and "matching the record" in again.stderr
+    assert model_id(config, placed) == before  # collections built with it still match

@@ -18,7 +18,10 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, command
-from bindcli.cli.shared import QUERY_TERMS, QUERY_TEXT, HitsFormat, open_store, show_hits
+from bindcli.cli.shared import (
+    DB_OPTION, QUERY_TERMS, QUERY_TEXT, TOP_K_OPTION, HitsFormat, open_store, show_hits,
+    store_exists, wanted,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.query import Query
@@ -33,9 +36,14 @@ def arith(
     gallery: Annotated[Optional[list[str]], typer.Option(
         "--gallery", "-g", metavar="DIR|FILE|COLLECTION", show_default=False,
         help="Where to search: folders (walked, hidden files skipped), files, or the name of "
-        "a collection made by `bind index` (repeatable).",
+        "a collection of the --db file made by `bind index` (repeatable).",
     )] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Results to show.")] = 10,
+    collection: Annotated[Optional[list[str]], typer.Option(
+        "--collection", "-c", metavar="NAME", show_default=False,
+        help="Also rank this collection of the --db file (repeatable).",
+    )] = None,
+    db: DB_OPTION = None,
+    top_k: TOP_K_OPTION = 10,
     out_file: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="FILE.npy", dir_okay=False,
         help="Also write the combined unit vector to FILE.npy.",
@@ -47,7 +55,7 @@ def arith(
 ) -> None:
     """Combine embeddings with + and -, then rank a gallery by cosine similarity.
 
-    Without --gallery the combined vector is written (-o FILE.npy) or printed as JSON.
+    Without --gallery or -c the combined vector is written (-o FILE.npy) or printed as JSON.
 
     [dim]Examples:[/dim]
       bind arith bird.jpg + 0.5:rain.wav --gallery photos/
@@ -62,7 +70,7 @@ def arith(
 
     parsed = Query.parse(expression or [], text or [])
     inputs = parsed.inputs(run.common.as_kind)
-    roots, collections = _split_gallery(gallery or [])
+    roots, collections = _split_gallery(gallery or [], collection or [], db)
     for coll in collections:  # before embedding anything for a search that cannot run
         coll.check_model(run.model.id, run.model.config.name)
     candidates = _gallery(run, roots, parsed)
@@ -74,7 +82,7 @@ def arith(
     if out_file:
         output.write_file(out_file, output.npy_bytes(query))
         run.out.note(f"wrote the combined vector ({query.shape[0]} floats) to {out_file}")
-    if not gallery:
+    if not gallery and not collections:
         if not out_file:
             record = {"terms": parsed.describe(), "embedding": output.floats(query)}
             run.out.text(output.json_text(record))
@@ -83,25 +91,30 @@ def arith(
     scores = np.stack([e.unit for e in found]) @ query if found else []
     hits = [Hit(e.input.source, e.input.kind.value, float(s)) for e, s in zip(found, scores)]
     if collections:
-        with open_store(None) as store:
+        with open_store(db, create=False) as store:
             for coll in collections:
                 index = index_for(store, coll)
                 hits += parsed.leave_out(
-                    lambda n: index.search(query, k=n), top_k, lambda hit: hit.path
+                    lambda n: index.search(query, k=n), wanted(top_k, store, coll),
+                    lambda hit: hit.path,
                 )
-    show_hits(run, sorted(hits, key=lambda h: -h.score)[:top_k], fmt.value)
+    show_hits(run, sorted(hits, key=lambda h: -h.score)[: top_k or None], fmt.value)
 
 
-def _split_gallery(gallery: Sequence[str]) -> "tuple[list[str], list[Collection]]":
-    """Folders and files, and the collections named by entries that are not paths."""
+def _split_gallery(
+    gallery: Sequence[str], named: Sequence[str], db: Path | None
+) -> "tuple[list[str], list[Collection]]":
+    """Folders and files, and the collections of the --db file: those named by -c, and by
+    --gallery entries that are not paths."""
     roots = [g for g in gallery if os.path.exists(g)]
     names = [g for g in gallery if not os.path.exists(g)]
-    if not names:
-        return roots, []
-    with open_store(None) as store:
+    if not named and (not names or (db is None and not store_exists(None))):
+        return roots + names, []  # walk reports the names as missing
+    with open_store(db, create=False) as store:
         known = {c.name: c for c in store.collections()}
-    roots += [n for n in names if n not in known]  # walk reports them as missing
-    return roots, [known[n] for n in names if n in known]
+        chosen = [store.require(n) for n in named]
+    roots += [n for n in names if n not in known]
+    return roots, [known[n] for n in names if n in known] + chosen
 
 
 def _gallery(run: Run, roots: Sequence[str], query: "Query") -> list:
@@ -118,6 +131,5 @@ def _gallery(run: Run, roots: Sequence[str], query: "Query") -> list:
         path, kind = found
         if query.is_own(path):
             continue
-        shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-        items.append(Input(shown, run.common.as_kind or kind))
+        items.append(Input(str(path), run.common.as_kind or kind))  # canonical, as search shows
     return items

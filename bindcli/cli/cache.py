@@ -15,8 +15,10 @@ import typer
 
 from bindcli.cli.common import guarded
 from bindcli.cli.shared import (
-    DB_OPTION, FORMAT_OPTION, InfoFormat, compaction_text, open_store, show_record, when,
+    DB_OPTION, FORMAT_OPTION, InfoFormat, compaction_text, open_store, show_record, store_exists,
+    when,
 )
+from bindcli.locations import default_db_path
 from bindcli.output import Output
 
 SECONDS_PER_DAY = 86400
@@ -33,17 +35,21 @@ app = typer.Typer(
 @guarded
 def info_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """Cached vectors: how many, their size, per model and precision, oldest and newest."""
-    with open_store(db) as store:
-        stats = store.cache_stats()
-        info = {
-            "entries": stats.entries,
-            "vector_bytes": stats.vector_bytes,
-            "models": [group._asdict() for group in stats.groups],
-            "oldest": when(stats.oldest),
-            "newest": when(stats.newest),
-            "file": str(store.path),
-            "file_bytes": store.file_bytes(),
-        }
+    from bindcli.store import CacheStats
+
+    path, size, stats = db or default_db_path(), 0, CacheStats(0, 0, None, None, ())
+    if store_exists(db):  # else nothing is cached yet, and looking must not make the file
+        with open_store(db) as store:
+            path, size, stats = store.path, store.file_bytes(), store.cache_stats()
+    info = {
+        "entries": stats.entries,
+        "vector_bytes": stats.vector_bytes,
+        "models": [group._asdict() for group in stats.groups],
+        "oldest": when(stats.oldest),
+        "newest": when(stats.newest),
+        "file": str(path),
+        "file_bytes": size,
+    }
     models = "\n".join(
         f"{g.model_id} {g.precision}: {g.entries}" for g in stats.groups
     ) or "—"

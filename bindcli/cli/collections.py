@@ -12,8 +12,10 @@ import typer
 from bindcli import output
 from bindcli.cli.common import guarded
 from bindcli.cli.shared import (
-    DB_OPTION, FORMAT_OPTION, InfoFormat, chosen, compaction_text, open_store, show_record, when,
+    DB_OPTION, FORMAT_OPTION, InfoFormat, chosen, compaction_text, open_store, show_record,
+    store_exists, when,
 )
+from bindcli.locations import default_db_path
 from bindcli.output import Output
 
 app = typer.Typer(
@@ -30,13 +32,14 @@ NAME_ARG = Annotated[str, typer.Argument(metavar="NAME", help="The collection.")
 def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """One line per collection: name, files, model (JSON lines in a pipe)."""
     out = Output()
-    with open_store(db) as store:
-        rows = [
-            {"name": c.name, "files": sum(store.counts(c).values()), "model": c.model,
-             "model_id": c.model_id, "created": when(c.created_at)}
-            for c in store.collections()
-        ]
-        path = store.path
+    rows, path = [], db or default_db_path()
+    if store_exists(db):
+        with open_store(db) as store:
+            rows = [
+                {"name": c.name, "files": sum(store.counts(c).values()), "model": c.model,
+                 "model_id": c.model_id, "created": when(c.created_at)}
+                for c in store.collections()
+            ]
     if not rows:
         out.note(f"no collections in {path} yet; create one with `bind index PATH`")
     fmt = chosen(fmt, out, InfoFormat.JSONL)
@@ -60,7 +63,7 @@ def info_command(
     name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
 ) -> None:
     """Files per modality, model, vector format, size on disk and where the file is."""
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         coll = store.require(name)
         counts = store.counts(coll)
         stats = store.stats(coll)
@@ -86,7 +89,7 @@ def info_command(
 def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
     """Remove a collection (its files on disk are untouched; the embedding cache stays), then
     compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         store.remove_collection(name)
         done = store.compact()
         path = store.path

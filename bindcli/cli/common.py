@@ -24,6 +24,7 @@ import typer
 from bindcli.errors import BindError, InputError, QueryError, UsageError
 from bindcli.modality import Kind
 from bindcli.output import Output
+from bindcli.paths import path_text
 from bindcli.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -246,8 +247,13 @@ def pick_format(requested: str, out: Output, machine: str) -> str:
 
 
 def read_path_list(stream: Iterable[str] | None = None) -> list[str]:
-    """Paths from stdin, newline- or NUL-separated (`find -print0`), blank lines skipped."""
-    data = (stream if stream is not None else sys.stdin).read()
+    """Paths from stdin, newline- or NUL-separated (`find -print0`), blank lines skipped; read
+    as bytes, so a name that is not UTF-8 arrives as `os.fsdecode` makes it."""
+    if stream is None:
+        stream = sys.stdin
+        data = os.fsdecode(stream.buffer.read()) if hasattr(stream, "buffer") else stream.read()
+    else:
+        data = stream.read()
     sep = "\0" if "\0" in data else "\n"
     return [line.rstrip("\r") for line in data.split(sep) if line.strip("\r\n")]
 
@@ -362,14 +368,34 @@ class Run:
 
     def embed(self, inputs: "Sequence[Input | InputError]", label: str = "Embedding") -> "list[Embedding | None]":
         """Results aligned with `inputs`: None where an input failed (already reported)."""
-        if all(isinstance(x, InputError) for x in inputs):
-            results: list = list(inputs)  # nothing to load a model for
-        else:
-            embedder = self.embedder
-            with self.out.progress(len(inputs), label) as advance:
-                results = embedder.embed(inputs, progress=advance)
-        self.failed += self.out.failed(r for r in results if isinstance(r, InputError))
-        return [None if isinstance(r, InputError) else r for r in results]
+        results: list[Embedding | None] = [None] * len(inputs)
+        for i, embedding in self.stream(inputs, label):
+            results[i] = embedding
+        return results
+
+    def stream(
+        self, inputs: "Sequence[Input | InputError]", label: str = "Embedding"
+    ) -> "Iterator[tuple[int, Embedding]]":
+        """(position, embedding) in input order, each as soon as it and every input before it
+        are done (so rows can be written while later batches encode); a failed input is
+        reported on stderr as it fails, and skipped."""
+        if all(isinstance(x, InputError) for x in inputs):  # nothing to load a model for
+            self.failed += self.out.failed(inputs)  # type: ignore[arg-type]
+            return
+        embedder = self.embedder
+        done: dict[int, Embedding | None] = {}
+        ahead = 0  # the next position to hand out
+        with self.out.progress(len(inputs), label) as advance:
+            for i, result in embedder.stream(inputs, advance):
+                if isinstance(result, InputError):
+                    self.failed += self.out.failed([result])
+                    result = None
+                done[i] = result
+                while ahead in done:
+                    embedding = done.pop(ahead)
+                    if embedding is not None:
+                        yield ahead, embedding
+                    ahead += 1
 
     def query_vector(self, parsed: "Query", label: str = "Embedding") -> "np.ndarray | None":
         """The query's combined vector, or None when one of its terms failed (already
@@ -390,6 +416,6 @@ def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:
     names = [Path(i.source).name for i in inputs if not i.literal]
     short = len(set(names)) == len(names)
     return [
-        escape(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source)
+        escape(path_text(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source))
         for i in inputs
     ]

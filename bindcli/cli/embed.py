@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -13,6 +14,7 @@ from bindcli.cli.common import Run, command, pick_format, table_labels
 from bindcli.cli.engine import (
     ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName, use_engine,
 )
+from bindcli.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -90,7 +92,14 @@ def embed(
         raise typer.BadParameter(
             "npy is binary: redirect stdout or use -o FILE.npy", param_hint="--format"
         )
-    embeddings = [e for e in run.embed(run.inputs(files or [], text or [])) if e is not None]
+    inputs = run.inputs(files or [], text or [])
+    if not out_file and not out_dir:
+        fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
+    if fmt in _STREAMED and not out_dir and (out_file is None or output.is_stream(out_file)):
+        # each row as its batch is done: a pipeline starts at once, a crash keeps what is out
+        _stream(run, _lines(fmt, (e for _, e in run.stream(inputs)), raw), out_file)
+        return
+    embeddings = [e for e in run.embed(inputs) if e is not None]
     if not embeddings:
         return
     vectors = _stack(embeddings, raw)
@@ -98,14 +107,16 @@ def embed(
         _write_dir(run, out_dir, embeddings, vectors, raw)
     elif out_file:
         _write_file(run, out_file, fmt, embeddings, vectors, raw)
+    elif fmt is EmbedFormat.TABLE:
+        _summary(run, embeddings, vectors, raw)
+    elif fmt is EmbedFormat.NPY:
+        run.out.binary(output.npy_bytes(vectors))
     else:
-        fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
-        if fmt is EmbedFormat.TABLE:
-            _summary(run, embeddings, vectors, raw)
-        elif fmt is EmbedFormat.NPY:
-            run.out.binary(output.npy_bytes(vectors))
-        else:
-            run.out.text(_render(fmt, embeddings, vectors))
+        run.out.text(_render(fmt, embeddings, vectors, raw))
+
+
+#: the formats written a row at a time
+_STREAMED = (EmbedFormat.JSONL, EmbedFormat.CSV)
 
 
 def _file_format(fmt: EmbedFormat, path: Path) -> EmbedFormat:
@@ -129,26 +140,46 @@ def _stack(embeddings: "list[Embedding]", raw: bool) -> "np.ndarray":
     return np.stack([e.raw if raw else e.unit for e in embeddings]).astype(np.float32)
 
 
-def _records(embeddings: "list[Embedding]", vectors: "np.ndarray") -> list[dict]:
-    return [
-        {"input": e.input.source, "modality": e.input.kind.value, "embedding": output.floats(v)}
-        for e, v in zip(embeddings, vectors)
-    ]
+def _stream(run: Run, lines: Iterator[str], path: Path | None) -> None:
+    """Write `lines` as they come, to stdout or to a stream `-o` names (`/dev/stdout`, a FIFO)."""
+    if path is None:
+        for line in lines:
+            run.out.text(line)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as sink:
+            for line in lines:
+                sink.write(line)
+                sink.flush()
+    except OSError as exc:
+        raise output.unwritable(path, exc) from exc
 
 
-def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray") -> str:
-    """The text of a machine format (jsonl, json, csv)."""
-    if fmt is EmbedFormat.CSV:
-        header = ["input", "modality", *(f"e{i}" for i in range(vectors.shape[1]))]
-        rows = (
-            [e.input.source, e.input.kind.value, *output.floats(v)]
-            for e, v in zip(embeddings, vectors)
-        )
-        return output.csv_text(header, rows)
-    records = _records(embeddings, vectors)
-    if fmt is EmbedFormat.JSON:
-        return output.json_text(records)
-    return output.jsonl(records)
+def _record(e: "Embedding", vector: "np.ndarray") -> dict:
+    return {
+        "input": path_text(e.input.source), "modality": e.input.kind.value,
+        "embedding": output.floats(vector),
+    }
+
+
+def _lines(fmt: EmbedFormat, embeddings: "Iterable[Embedding]", raw: bool) -> Iterator[str]:
+    """The lines of a streamed format (jsonl, csv), one per embedding as it comes; CSV's
+    header first, once the first vector tells the width."""
+    for n, e in enumerate(embeddings):
+        vector = _stack([e], raw)[0]
+        if fmt is EmbedFormat.JSONL:
+            yield output.jsonl([_record(e, vector)])
+            continue
+        if n == 0:
+            yield output.csv_row(["input", "modality", *(f"e{i}" for i in range(vector.shape[0]))])
+        yield output.csv_row([path_text(e.input.source), e.input.kind.value, *output.floats(vector)])
+
+
+def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool) -> str:
+    """The whole text of a machine format (jsonl, json, csv)."""
+    if fmt in _STREAMED:
+        return "".join(_lines(fmt, embeddings, raw))
+    return output.json_text([_record(e, v) for e, v in zip(embeddings, vectors)])
 
 
 def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[str] | None = None) -> dict:
@@ -157,11 +188,11 @@ def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[st
 
     embedder = run.embedder
     rows = [
-        {"input": e.input.source, "modality": e.input.kind.value, "sha256": e.sha256}
+        {"input": path_text(e.input.source), "modality": e.input.kind.value, "sha256": e.sha256}
         for e in embeddings
     ]
     for row, name in zip(rows, files or []):
-        row["file"] = name
+        row["file"] = path_text(name)
     return {
         "model": embedder.model_id,
         "precision": embedder.placement.precision,
@@ -176,12 +207,18 @@ def _write_file(
     run: Run, path: Path, fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool
 ) -> None:
     if fmt is EmbedFormat.NPY:
+        if output.is_stream(path):  # `-o /dev/stdout`: nowhere to put a manifest
+            output.write_file(path, output.npy_bytes(vectors))
+            run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (no manifest)")
+            return
         sidecar = path.with_name(path.name + ".json")
-        output.write_file(path, output.npy_bytes(vectors))
-        output.write_file(sidecar, output.json_text(_manifest(run, embeddings, raw)))
+        output.write_files([
+            (path, output.npy_bytes(vectors)),
+            (sidecar, output.json_text(_manifest(run, embeddings, raw))),
+        ])
         run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (manifest {sidecar})")
     else:
-        output.write_file(path, _render(fmt, embeddings, vectors))
+        output.write_file(path, _render(fmt, embeddings, vectors, raw))
         run.out.note(f"wrote {len(embeddings)} embeddings to {path}")
 
 
@@ -191,7 +228,10 @@ def _write_dir(
     names: list[str] = []
     for e, v in zip(embeddings, vectors):
         base = f"text-{e.sha256[:12]}" if e.input.literal else Path(e.input.source).name
-        name = f"{base}.npy" if f"{base}.npy" not in names else f"{base}-{e.sha256[:8]}.npy"
+        name, copy = f"{base}.npy", 1
+        while name in names:  # the same name again (even the same content): never overwrite
+            name = f"{base}-{e.sha256[:8]}" + (f"-{copy}" if copy > 1 else "") + ".npy"
+            copy += 1
         names.append(name)
         output.write_file(folder / name, output.npy_bytes(v))
     output.write_file(folder / "manifest.json", output.json_text(_manifest(run, embeddings, raw, names)))

@@ -13,6 +13,7 @@ from bindcli.cli.engine import (
     ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName, use_engine,
 )
 from bindcli.cli.shared import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
+from bindcli.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.indexer import Report
@@ -67,8 +68,10 @@ def index(
 
     with open_store(db) as store:
         coll = _collection_for(store, collection, run.model, vectors.value)
+        outputs: list[Path] = []  # bind's own vectors under PATH: never inputs
         found = list(walk(
-            paths, exclude=exclude or (), include_hidden=include_hidden, as_kind=run.common.as_kind
+            paths, exclude=exclude or (), include_hidden=include_hidden,
+            as_kind=run.common.as_kind, on_skip=outputs.append,
         ))
         embed = embedding_with(lambda: run.embedder)  # built only if something must be embedded
         with run.out.progress(len(found), "Indexing") as advance:
@@ -83,6 +86,9 @@ def index(
                 store, coll, found, paths, embed, batch_size=4 * run.common.batch_size, on_progress=on_progress,
             )
     run.failed += run.out.failed(report.failed)
+    if outputs:
+        listed = ", ".join(path_text(p) for p in outputs[:3]) + (", ..." if len(outputs) > 3 else "")
+        run.out.note(f"skipped {len(outputs)} files bind wrote (vectors with a manifest): {listed}")
     run.out.note(
         f"{coll.name}: {sum(report.done().values())} files ({_per_kind(report.done())}); "
         f"{sum(report.embedded.values())} embedded, {sum(report.reused.values())} reused, "
@@ -97,8 +103,6 @@ def _per_kind(counts: dict[str, int]) -> str:
 
 def _collection_for(store: "Store", name: str, model: "Model", dtype: str) -> "Collection":
     """The collection `name`, created for this model if new."""
-    found = store.collection(name)
-    if found is None:
-        return store.create_collection(name, model.id, model.describe(), dtype)
-    found.check_model(model.id, model.config.name)
+    found = store.collection(name) or store.create_collection(name, model.id, model.describe(), dtype)
+    found.check_model(model.id, model.config.name)  # another run may have just made it
     return found

@@ -8,7 +8,8 @@ import typer
 
 from bindcli.cli.common import Run, command
 from bindcli.cli.shared import (
-    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, HitsFormat, open_store, show_hits,
+    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, TOP_K_OPTION, HitsFormat, open_store,
+    show_hits, wanted,
 )
 from bindcli.modality import Kind
 
@@ -28,7 +29,7 @@ def search(
         "--modality", "-m", case_sensitive=False, show_default=False,
         help="Only results of this kind (repeatable).",
     )] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Results to show.")] = 10,
+    top_k: TOP_K_OPTION = 10,
     min_score: Annotated[Optional[float], typer.Option(
         "--min-score", show_default=False,
         help="Drop results below this cosine. Scales differ per modality pair.",
@@ -54,7 +55,7 @@ def search(
     from bindcli.vector_index import index_for
 
     parsed = Query.parse(query or [], text or [])
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         coll = store.require(collection)  # before loading a model for nothing
         coll.check_model(run.model.id, run.model.config.name)
         vector = run.query_vector(parsed)
@@ -64,6 +65,6 @@ def search(
         kinds = [m.value for m in modality or []]
         hits = parsed.leave_out(
             lambda n: index.search(vector, k=n, min_score=min_score, kinds=kinds),
-            top_k, lambda hit: hit.path,
+            wanted(top_k, store, coll), lambda hit: hit.path,
         )
     show_hits(run, hits, fmt.value)

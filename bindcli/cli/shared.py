@@ -17,11 +17,12 @@ import typer
 
 from bindcli import output
 from bindcli.cli.common import Run, pick_format
-from bindcli.errors import UsageError
+from bindcli.errors import StoreError, UsageError
 from bindcli.output import Output
+from bindcli.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.store import Compaction, Hit, Store
+    from bindcli.store import Collection, Compaction, Hit, Store
 
 DB_OPTION = Annotated[Optional[Path], typer.Option(
     "--db", metavar="FILE", dir_okay=False, show_default=False,
@@ -42,6 +43,9 @@ QUERY_TEXT = Annotated[Optional[list[str]], typer.Option(
     "--text", "-t", show_default=False,
     help="A text query term; 'W:text' weights it, a negative W subtracts (repeatable).",
 )]
+TOP_K_OPTION = Annotated[int, typer.Option(
+    "--top-k", "-k", min=0, help="Results to show (0: all).",
+)]
 
 
 def check_templates(templates: Sequence[str], param_hint: str = "--template", source: str | None = None) -> None:
@@ -55,12 +59,30 @@ def check_templates(templates: Sequence[str], param_hint: str = "--template", so
         raise typer.BadParameter(f"{source}: {exc}" if source else str(exc), param_hint=param_hint) from None
 
 
-def open_store(db: Path | None) -> "Store":
-    """The collection file named by --db, else the default one."""
+def open_store(db: Path | None, *, create: bool = True) -> "Store":
+    """The collection file named by --db, else the default one. Commands that only read pass
+    `create=False`: a missing file is then an error naming it, and no file is made (a typo in
+    --db must not leave an empty collection file behind)."""
     from bindcli.locations import default_db_path
     from bindcli.store import Store
 
-    return Store(db or default_db_path())
+    path = db or default_db_path()
+    if not create and not path.expanduser().exists():
+        raise StoreError(f"{path}: no such collection file (`bind index` creates it)")
+    return Store(path)
+
+
+def store_exists(db: Path | None) -> bool:
+    """Whether the collection file named by --db (else the default one) exists yet: where it
+    does not, a listing is empty rather than an error."""
+    from bindcli.locations import default_db_path
+
+    return (db or default_db_path()).expanduser().exists()
+
+
+def wanted(top_k: int, store: "Store", collection: "Collection") -> int:
+    """How many results `-k` asks of `collection`: 0 means all of its files."""
+    return top_k or max(1, sum(store.counts(collection).values()))
 
 
 class HitsFormat(str, enum.Enum):
@@ -76,13 +98,13 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
     """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths."""
     fmt = pick_format(fmt, run.out, HitsFormat.JSONL.value)
     if fmt == HitsFormat.PATHS.value:
-        run.out.text("".join(h.path + "\n" for h in hits))
+        run.out.binary(b"".join(os.fsencode(h.path) + b"\n" for h in hits))  # as `find` prints
         return
     if fmt == HitsFormat.JSONL.value:
         from bindcli.vectors import printed
 
         run.out.text(output.jsonl(
-            {"path": h.path, "modality": h.kind, "score": printed(h.score)} for h in hits
+            {"path": path_text(h.path), "modality": h.kind, "score": printed(h.score)} for h in hits
         ))
         return
     from rich.markup import escape
@@ -94,7 +116,7 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
     table.add_column("path", overflow="fold")  # a long path wraps rather than losing its name
     table.add_column("modality")
     for n, hit in enumerate(hits, 1):
-        table.add_row(str(n), f"{hit.score:.3f}", escape(_for_people(hit.path)), hit.kind)
+        table.add_row(str(n), f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))), hit.kind)
     run.out.table(table)
 
 

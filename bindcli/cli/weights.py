@@ -14,7 +14,7 @@ import typer
 from bindcli import output, weights
 from bindcli.cli.common import guarded
 from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen, show_record
-from bindcli.errors import WeightsError
+from bindcli.errors import OutputError, WeightsError
 from bindcli.output import Output
 
 app = typer.Typer(
@@ -89,6 +89,11 @@ def verify_command(path: Optional[Path] = _PATH_ARG, sha256: Optional[str] = _SH
             f"no record beside {result.path} and no expected hash, so nothing to compare with; "
             "pass --sha256 or set BIND_WEIGHTS_SHA256 to check it"
         )
+    if result.record is None:
+        try:
+            out.note(f"recorded its size and SHA-256 in {weights.record_verified(result)}")
+        except OutputError as exc:  # a read-only folder: the check itself still stands
+            out.warn(f"could not record the hash: {exc}")
 
 
 @app.command("info")

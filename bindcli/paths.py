@@ -1,0 +1,39 @@
+"""The one rule for when two paths name the same file: their canonical forms are equal.
+
+The canonical form is the absolute path with `..` and symlinks resolved (`os.path.realpath`).
+Collections store it, and `search`/`arith` compare by it, so `bind index ../photos` and `bind
+index /home/me/photos` hold each file once, and a query never finds itself however it was
+spelt. And how a path is printed: POSIX names are bytes, which need not be UTF-8.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def canonical(path: str | os.PathLike[str]) -> Path:
+    """`path` made absolute, `~`, `..` and symlinks resolved (a missing path too, as far as it
+    exists)."""
+    return Path(os.path.realpath(os.path.expanduser(path)))
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """A path as text that is valid UTF-8 and that a shell opens: unchanged when its bytes are
+    UTF-8, else bash's `$'...'` quoting with each byte that is not as `\\xHH` (POSIX names are
+    bytes; Python keeps the odd ones as lone surrogates, which no UTF-8 output can hold)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    quoted = []
+    for char in text:
+        if "\udc80" <= char <= "\udcff":  # a byte that os.fsdecode could not decode
+            quoted.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif "\ud800" <= char <= "\udfff":
+            quoted.append(f"\\u{ord(char):04x}")
+        else:
+            quoted.append({"\\": "\\\\", "'": "\\'"}.get(char, char))
+    return "$'" + "".join(quoted) + "'"
