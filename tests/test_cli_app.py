@@ -18,13 +18,14 @@ BIND = Path(sys.executable).with_name("bind")
 sys.path.insert(0, str(ROOT / "scripts"))
 import update_completions  # noqa: E402
 
-#: runs bind's entry point in a fresh interpreter, then says which of the generation extra's
-#: packages and whether torch got imported
+#: the optional extras' packages (generate, ray, serve, the vector index): seconds to import
+EXTRAS = ("diffusers", "transformers", "ray", "uvicorn", "starlette", "usearch", "faiss")
+#: runs bind's entry point in a fresh interpreter, then says which of the extras' packages and
+#: whether torch got imported
 PROBE = (
     "import sys\nsys.argv = ['bind', *sys.argv[1:]]\nfrom bindcli.cli.app import main\n"
     "try:\n    main()\nexcept SystemExit:\n    pass\n"
-    "print('generation extra:', sorted({'diffusers', 'transformers'} & set(sys.modules)), "
-    "file=sys.stderr)\n"
+    f"print('extras:', sorted(set({EXTRAS!r}) & set(sys.modules)), file=sys.stderr)\n"
     "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
 )
 
@@ -42,11 +43,11 @@ def test_help_does_not_import_torch(args):
     assert "Usage" in done.stdout + done.stderr
 
 
-def test_only_generate_imports_the_generation_extra():
-    """diffusers and transformers (`bindcli[generate]`) take seconds to import: a command
-    that embeds, with the whole app loaded, must not pull them in."""
+def test_commands_import_no_extra_they_do_not_use():
+    """The extras (diffusers, Ray, the server, the vector index) take seconds to import: a
+    command that embeds, with the whole app loaded, must not pull them in."""
     done = probe("embed", "-t", "a dog", "-q", env=SMALL)
-    assert "generation extra: []" in done.stderr.splitlines(), done.stderr
+    assert "extras: []" in done.stderr.splitlines(), done.stderr
     assert json.loads(done.stdout)["modality"] == "text"
 
 
