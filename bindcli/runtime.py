@@ -163,6 +163,18 @@ class Model:
         """e.g. `imagebind_huge (imagebind_huge.pth)`: how collections name their model."""
         return f"{self.config.name} ({self.weights.name})"
 
+    def vectors_id(self, options: "MediaOptions | None" = None) -> str:
+        """What a collection is pinned to: this model's id, plus each loading option that
+        changes its vectors (`+audio_upstream_quirks=False` for `--audio-mix mono`), so one
+        collection never holds vectors made two ways. With upstream's loading, the model id."""
+        chosen = loading_options(self.config, options)
+        if chosen is None:
+            return self.id
+        usual = dataclasses.asdict(loading_options(self.config, None) or type(chosen)())
+        return self.id + "".join(
+            f"+{k}={v}" for k, v in dataclasses.asdict(chosen).items() if v != usual[k]
+        )
+
 
 # --- the embedder --------------------------------------------------------------------------
 

@@ -182,7 +182,7 @@ class Collection:
             raise StoreError(
                 f"collection {self.name!r} was built with model {self.model} "
                 f"[{self.model_id}]; this run uses {described} [{model_id}]. Use the same "
-                "--model-config and --weights, another collection, or `bind collections "
+                "--model-config, --weights and --audio-mix, another collection, or `bind collections "
                 "remove` first"
             )
 

@@ -42,6 +42,24 @@ def test_audio_mix_mono_hears_the_right_channel_and_upstream_warns(tmp_path):
     np.testing.assert_allclose(again[str(files[0])], r)  # the two mixes never share entries
 
 
+def test_a_collection_holds_vectors_of_one_audio_mix(tmp_path):
+    """A collection is pinned to its audio mix as to its model: a mono index or query of an
+    upstream collection is refused (its unchanged files would keep upstream's vectors)."""
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    shutil.copy(media("dog_audio.wav"), folder / "dog.wav")
+    db = tmp_path / "c.sqlite3"
+    assert bind("index", folder, "--db", db, "-q").exit_code == 0
+    for args in (["index", folder], ["search", folder / "dog.wav"]):
+        mixed = bind(*args, "--db", db, "--audio-mix", "mono", "-q")
+        assert mixed.exit_code == 1 and "--audio-mix" in mixed.stderr, mixed.stderr
+    assert bind("index", folder, "--db", db, "-c", "mono", "--audio-mix", "mono", "-q").exit_code == 0
+    found = bind("search", folder / "dog.wav", "--db", db, "-c", "mono", "--audio-mix", "mono",
+                 "-f", "jsonl", "-k", "0")
+    assert found.exit_code == 0, found.stderr
+    assert bind("search", "-t", "a dog", "--db", db, "-f", "jsonl").exit_code == 0  # upstream's
+
+
 def _bind_catching_python_warnings(*args):
     """`bind ARGS`, and the warnings that reached Python's own display (pytest records them
     instead of letting them reach stderr)."""

@@ -72,7 +72,7 @@ def arith(
     inputs = parsed.inputs(run.common.as_kind)
     roots, collections = _split_gallery(gallery or [], collection or [], db)
     for coll in collections:  # before embedding anything for a search that cannot run
-        coll.check_model(run.model.id, run.model.config.name)
+        coll.check_model(run.vectors_id, run.model.config.name)
     candidates = _gallery(run, roots, parsed)
     results = run.embed(inputs + candidates, "Embedding gallery" if candidates else "Embedding")
     terms = parsed.terms

@@ -353,6 +353,11 @@ class Run:
         return self._local
 
     @property
+    def vectors_id(self) -> str:
+        """The id collections are pinned to: the model's, plus `--audio-mix mono` if given."""
+        return self.model.vectors_id(self.media_options)
+
+    @property
     def media_options(self) -> "MediaOptions | None":
         """The loading options the common options ask for; None for upstream's defaults."""
         if self.common.audio_mix is AudioMix.UPSTREAM:

@@ -67,7 +67,7 @@ def index(
     from bindcli.indexer import index as index_paths
 
     with open_store(db) as store:
-        coll = _collection_for(store, collection, run.model, vectors.value)
+        coll = _collection_for(store, collection, run.model, run.vectors_id, vectors.value)
         outputs: list[Path] = []  # bind's own vectors under PATH: never inputs
         found = list(walk(
             paths, exclude=exclude or (), include_hidden=include_hidden,
@@ -101,8 +101,9 @@ def _per_kind(counts: dict[str, int]) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "nothing yet"
 
 
-def _collection_for(store: "Store", name: str, model: "Model", dtype: str) -> "Collection":
-    """The collection `name`, created for this model if new."""
-    found = store.collection(name) or store.create_collection(name, model.id, model.describe(), dtype)
-    found.check_model(model.id, model.config.name)  # another run may have just made it
+def _collection_for(store: "Store", name: str, model: "Model", pinned: str, dtype: str) -> "Collection":
+    """The collection `name`, created for this model (and loading options: `pinned`, see
+    `Model.vectors_id`) if new."""
+    found = store.collection(name) or store.create_collection(name, pinned, model.describe(), dtype)
+    found.check_model(pinned, model.config.name)  # another run may have just made it
     return found

@@ -57,7 +57,7 @@ def search(
     parsed = Query.parse(query or [], text or [])
     with open_store(db, create=False) as store:
         coll = store.require(collection)  # before loading a model for nothing
-        coll.check_model(run.model.id, run.model.config.name)
+        coll.check_model(run.vectors_id, run.model.config.name)
         vector = run.query_vector(parsed)
         if vector is None:
             return  # the failed term is named on stderr (exit 1); without it there is no query
