@@ -266,7 +266,7 @@ def refresh(store: Store, collection: Collection) -> Matrix:
         if old is not None and not _belongs(old.header, collection):
             old = None
         if old is None or old.generation != generation(store, collection):
-            with atomic_path(path) as tmp, _snapshot(store.db):
+            with atomic_path(path) as tmp, snapshot(store.db):
                 if old is None or not _patch(store, collection, old, tmp):
                     _build(store, collection, tmp)
         fresh = open_file(path)
@@ -284,7 +284,7 @@ def discard(store: Store, collection: Collection) -> None:
 
 
 @contextlib.contextmanager
-def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+def snapshot(db: sqlite3.Connection) -> Iterator[None]:
     """One read transaction: the generation and the rows read inside it agree (WAL gives a
     snapshot while writers go on)."""
     if db.in_transaction:
@@ -455,7 +455,7 @@ def _in_memory(store: Store, collection: Collection) -> Matrix:
 
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder) / "matrix"
-        with _snapshot(store.db):
+        with snapshot(store.db):
             _build(store, collection, tmp)
         data = tmp.read_bytes()
     found = json.loads(data[len(MAGIC):HEADER_BYTES].rstrip(b"\0"))

@@ -94,7 +94,7 @@ def arith(
             for coll in collections:
                 index = index_for(store, coll)
                 hits += parsed.leave_out(
-                    lambda n: index.search(query, k=n), top_k, lambda hit: hit.path
+                    lambda n: index.search(query, k=n)[0], top_k, lambda hit: hit.path
                 )
     show_hits(run, sorted(hits, key=lambda h: -h.score)[:top_k], fmt.value)
 

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from bindcli.cli.common import Run, command
-from bindcli.cli.shared import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
+from bindcli.cli.shared import (
+    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, VectorType, open_store,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.indexer import Report
     from bindcli.runtime import Model
     from bindcli.store import Collection, Store
 
-
-class VectorType(str, enum.Enum):
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
 
 
 @command
