@@ -42,7 +42,8 @@ CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 32, 128, 128
 #: below this share of live items a filter makes the graph search exact over the survivors
 EXACT_BELOW_SHARE = 0.05
 _CHUNK_ROWS = 65536
-_WIDEN_ROWS = 1024
+#: float32 bytes a float16 chunk is widened into at a time (a few MiB: stays in cache)
+_WIDEN_BYTES = 4 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +97,8 @@ def _scores(block: np.ndarray, queries: np.ndarray, buffer: np.ndarray | None) -
     if block.dtype == np.float32:
         return block @ queries.T
     scores = np.empty((len(block), len(queries)), dtype=np.float32)
-    for start in range(0, len(block), _WIDEN_ROWS):
-        part = block[start : start + _WIDEN_ROWS]
+    for start in range(0, len(block), len(buffer)):
+        part = block[start : start + len(buffer)]
         wide = buffer[: len(part)]
         _widen(part, wide)
         np.matmul(wide, queries.T, out=scores[start : start + len(part)])
@@ -112,8 +113,9 @@ def exact_top(
     n = len(vectors)
     rows = np.empty((len(queries), 0), dtype=np.int64)
     scores = np.empty((len(queries), 0), dtype=np.float32)
+    rows_per_widen = max(1, _WIDEN_BYTES // (4 * max(vectors.shape[1], 1)))
     buffer = None if vectors.dtype == np.float32 else np.empty(
-        (min(_WIDEN_ROWS, n), vectors.shape[1]), dtype=np.float32
+        (min(rows_per_widen, n), vectors.shape[1]), dtype=np.float32
     )
     for start in range(0, n, _CHUNK_ROWS):
         chunk = _scores(vectors[start : start + _CHUNK_ROWS], queries, buffer)
