@@ -354,3 +354,17 @@ def test_exact_search_keeps_the_matrix_out_of_anonymous_memory(tmp_path):
     grown, matrix_bytes = map(int, done.stdout.split())
     assert matrix_bytes == 16384 * 1024 * 2
     assert grown < matrix_bytes / 4
+
+
+def test_a_folder_that_cannot_be_written_still_searches_from_memory(db, monkeypatch):
+    coll = db.create_collection("c", "m", "m")
+    vectors = clustered(80, 16, 4)
+    fill(db, coll, vectors)
+
+    def unwritable(store, collection):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(collection_index, "refresh", unwritable)
+    index = index_for(db, coll)
+    assert not collection_index.matrix_path(db, coll).exists()
+    same(found(index.search(vectors[9], k=3)[0]), brute(db, coll, vectors[9], 3))
