@@ -18,8 +18,12 @@ measured in the same run:
   against a warm query
 - `--compare N`: usearch against faiss HNSW (build, query, recall, memory) at N items
 
-    .venv/bin/python benchmarks/bench_index.py [--size 1000000] [--batch-size 100000]
-        [--graph-sizes 100000,1000000] [--compare 50000]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_index.py [--size 1000000]
+        [--batch-size 100000] [--graph-sizes 100000,1000000] [--compare 50000]
+
+On a shared machine, hold OpenBLAS to one thread (for numpy and bind alike): its threads spin
+waiting for each other when other work holds the cores, which made the numpy baseline 10-100x
+slower and erratic in one run on 2 busy cores.
 """
 
 from __future__ import annotations
@@ -255,7 +259,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="build collections here and keep them")
     args = parser.parse_args()
-    print(f"machine: {describe()}; numpy {np.__version__}")
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
+    print(f"machine: {describe()}; numpy {np.__version__}, OPENBLAS_NUM_THREADS={threads}")
     with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
         folder = Path(tmp)
         built: dict[int, Path] = {}
