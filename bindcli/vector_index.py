@@ -28,7 +28,7 @@ from bindcli.collection_index import (
     DEAD, Matrix, index_dir, matrix_path, open_matrix, state, writer_lock,
 )
 from bindcli.collection_index import refresh as refresh_matrix
-from bindcli.errors import UsageError
+from bindcli.errors import OutputError, UsageError
 from bindcli.output import atomic_path
 from bindcli.store import Collection, Hit, Store
 from bindcli.vectors import at_least, normalise
@@ -303,8 +303,12 @@ def index_for(store: Store, collection: Collection, mode: str = "auto") -> Vecto
 def refresh(store: Store, collection: Collection) -> None:
     """Bring the collection's index files up to date with SQLite (what `bind index` calls when
     it is done): the matrix always; the graph when the collection is big enough for `auto` to
-    use it and the library is installed, or when one exists already."""
-    matrix = refresh_matrix(store, collection)
+    use it and the library is installed, or when one exists already. A folder that cannot be
+    written is no error: the files are derived, and searches then read SQLite instead."""
+    try:
+        matrix = refresh_matrix(store, collection)
+    except (OSError, OutputError):
+        return
     if _usearch() is None:
         return
     if matrix.live >= APPROXIMATE_FROM or _graph_files(store, collection):
