@@ -58,9 +58,10 @@ def clustered(n: int, dims: int, seed: int, centres: np.ndarray | None = None):
     weights = np.random.default_rng(1).lognormal(0, 1, len(centres))
     spread = np.random.default_rng(2).uniform(0.6, 1.5, len(centres)).astype(np.float32)
     label = rng.choice(len(centres), n, p=weights / weights.sum())
-    x = rng.standard_normal((n, dims), dtype=np.float32) * (spread[label, None] / np.sqrt(dims))
+    x = rng.standard_normal((n, dims), dtype=np.float32) * (spread[label, None] / float(np.sqrt(dims)))
     x += centres[label]
     x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert x.dtype == np.float32  # a float64 query would make numpy's baseline copy the matrix
     return x, centres
 
 

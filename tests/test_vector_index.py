@@ -29,7 +29,7 @@ def clustered(n: int, dims: int, clusters: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dims)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    spread = rng.uniform(0.6, 1.5, clusters).astype(np.float32) / np.sqrt(dims)
+    spread = rng.uniform(0.6, 1.5, clusters).astype(np.float32) / float(np.sqrt(dims))
     label = rng.integers(0, clusters, n)
     x = centres[label] + rng.standard_normal((n, dims)).astype(np.float32) * spread[label, None]
     return x / np.linalg.norm(x, axis=1, keepdims=True)
