@@ -3,8 +3,9 @@ through an HNSW graph, chosen by `index_for`.
 
 Exact search scores every live row of the memory-mapped matrix (`collection_index`) a chunk
 at a time: a float32 collection is multiplied where it lies in the page cache; a float16 one
-is widened a few hundred rows at a time into one small buffer, so no float32 copy of the
-matrix ever lands in the process. Several queries share one pass over the matrix.
+is widened a few MiB at a time into one small buffer (or, for one query, scored in float16 by
+numkong and the close calls scored again exactly), so no float32 copy of the matrix ever
+lands in the process. Several queries share one pass over the matrix.
 
 Approximate search uses usearch's HNSW graph (the optional `bindcli[index]` extra), chosen over
 faiss by side-by-side measurement (benchmarks/bench_index.py: build time, query time and
@@ -42,6 +43,9 @@ CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 32, 128, 128
 #: below this share of live items a filter makes the graph search exact over the survivors
 EXACT_BELOW_SHARE = 0.05
 _CHUNK_ROWS = 65536
+#: twice the most a float16-rounded query moves a unit vector's score (2^-11), with room for
+#: float32 accumulation: rows this close to the k-th best are scored again exactly
+_FLOAT16_MARGIN = 2e-3
 #: float32 bytes a float16 chunk is widened into at a time (a few MiB: stays in cache)
 _WIDEN_BYTES = 4 << 20
 
@@ -81,15 +85,52 @@ def _queries(queries: np.ndarray, dims: int) -> np.ndarray:
     return np.ascontiguousarray(normalise(q))
 
 
-def _widen(part: np.ndarray, out: np.ndarray) -> None:
-    """float16 rows into float32 `out`: numkong's SIMD cast where installed (it comes with
-    usearch), else numpy's (several times slower on float16)."""
+def _numkong():
+    """numkong (SIMD float16 kernels; it comes with usearch), or None."""
     try:
         import numkong
-
-        numkong.astype(part, "float32", out=out)
     except ImportError:
+        return None
+    return numkong
+
+
+def _widen(part: np.ndarray, out: np.ndarray) -> None:
+    """float16 rows into float32 `out`: numkong's SIMD cast where installed, else numpy's
+    (several times slower on float16)."""
+    numkong = _numkong()
+    if numkong is None:
         np.copyto(out, part)
+    else:
+        numkong.astype(part, "float32", out=out)
+
+
+def _top_one_float16(
+    numkong, vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`exact_top` of one query over float16 rows, through numkong's float16 dot products
+    (reading 2 bytes an element, widening nothing): the query rounded to float16 moves a score
+    by at most 2^-11 (unit vectors), so every row within `_FLOAT16_MARGIN` of the running k-th
+    best is kept, and those few are scored again exactly with the float32 query."""
+    q16 = query.astype(np.float16)[None]
+    threshold = -np.inf
+    rows = np.empty(0, dtype=np.int64)
+    approx = np.empty(0, dtype=np.float32)
+    for start in range(0, len(vectors), _CHUNK_ROWS):
+        block = vectors[start : start + _CHUNK_ROWS]
+        scores = np.asarray(numkong.cdist(q16, block, metric="dot", out_dtype="float32"))[0]
+        if keep is not None:
+            scores[~keep[start : start + len(block)]] = -np.inf
+        near = np.flatnonzero(scores >= threshold)
+        rows = np.concatenate([rows, near + start])
+        approx = np.concatenate([approx, scores[near]])
+        if len(approx) > k:
+            threshold = np.partition(approx, -k)[-k] - _FLOAT16_MARGIN
+            kept = approx >= threshold
+            rows, approx = rows[kept], approx[kept]
+    rows = rows[np.isfinite(approx)]
+    exact = vectors[rows].astype(np.float32) @ query
+    order = np.argsort(-exact, kind="stable")[:k]
+    return rows[order][None], exact[order][None]
 
 
 def _scores(block: np.ndarray, queries: np.ndarray, buffer: np.ndarray | None) -> np.ndarray:
@@ -111,6 +152,9 @@ def exact_top(
     """Rows and scores (queries x at most k, best first) of the best rows where `keep`;
     a row that fell short (fewer than k kept) has score -inf."""
     n = len(vectors)
+    numkong = _numkong() if vectors.dtype == np.float16 and len(queries) == 1 else None
+    if numkong is not None:
+        return _top_one_float16(numkong, vectors, queries[0], k, keep)
     rows = np.empty((len(queries), 0), dtype=np.int64)
     scores = np.empty((len(queries), 0), dtype=np.float32)
     rows_per_widen = max(1, _WIDEN_BYTES // (4 * max(vectors.shape[1], 1)))

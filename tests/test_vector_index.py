@@ -370,3 +370,16 @@ def test_a_folder_that_cannot_be_written_still_searches_from_memory(db, monkeypa
     index = index_for(db, coll)
     assert not collection_index.matrix_path(db, coll).exists()
     same(found(index.search(vectors[9], k=3)[0]), brute(db, coll, vectors[9], 3))
+
+
+def test_one_float16_query_ranks_near_ties_exactly(db):
+    """Near-duplicates score within float16 rounding of each other: the fast one-query path
+    must still rank them as the float32 query does."""
+    coll = db.create_collection("c", "m", "m", "float16")
+    rng = np.random.default_rng(3)
+    base = clustered(1, 256, 1)[0]
+    near = base + rng.standard_normal((400, 256)).astype(np.float32) * 3e-3
+    fill(db, coll, np.concatenate([near, clustered(3000, 256, 30)]))
+    index = index_for(db, coll, "exact")
+    for q in (base, near[0], near[1] + 0.01):
+        same(found(index.search(q, k=50)[0]), brute(db, coll, q, 50))
