@@ -205,6 +205,8 @@ def bench_graph(db_path: Path, n: int, repeats: int) -> None:
         exact = vector_index.ExactIndex(matrix)
         queries = np.stack([matrix.vectors[i].astype(np.float32) for i in range(0, n, n // 100)][:100])
         queries += np.random.default_rng(5).standard_normal(queries.shape).astype(np.float32) * 0.02
+        if not (db_path.parent / "q.npy").exists():  # for bench_reopen
+            np.save(db_path.parent / "q.npy", queries[:1])
         truth = exact.search(queries, k=K)
         got = [approx.search(q, k=K)[0] for q in queries]
         recall = np.mean([len({h.path for h in a} & {h.path for h in b}) / K for a, b in zip(truth, got)])
