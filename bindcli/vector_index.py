@@ -39,7 +39,7 @@ APPROXIMATE_FROM = 200_000
 INSTALL_HINT = "pip install 'bindcli[index]'"
 MODES = ("auto", "exact", "approximate")
 #: HNSW shape: neighbours per node and candidate lists while building and searching
-CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 32, 128, 128
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 32, 128, 512
 #: below this share of live items a filter makes the graph search exact over the survivors
 EXACT_BELOW_SHARE = 0.05
 _CHUNK_ROWS = 65536
