@@ -27,6 +27,7 @@ from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli.hashing import sha256_file
 from bindcli.paths import canonical
 from bindcli.store import Collection, Item, Store
+from bindcli.vector_index import refresh
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Embedder
@@ -179,7 +180,8 @@ def index(
 
     Known content is reused from the collection; the rest goes to `embed`, each content once
     (what it already knew counts as reused). Commits hold `batch_size` files. Items under
-    `roots` that were not found are marked deleted.
+    `roots` that were not found are marked deleted. Last, the collection's vector index files
+    are brought up to date (`vector_index.refresh`).
     """
     report = Report()
     known = store.file_states(collection)
@@ -231,6 +233,7 @@ def index(
     gone = [p for p, s in known.items() if not s.deleted and p not in seen and _under(p, walked)]
     store.mark_deleted(collection, gone)
     report.removed = len(gone)
+    refresh(store, collection)
     return report
 
 

@@ -154,12 +154,24 @@ class Query:
     ) -> list[_Hit]:
         """The `k` best results of `search(n)` (which returns its n best) that are not the
         query's own files, asking for more when some of the first were."""
-        own = self.own_files
-        want = k + len(own)
-        while True:
-            hits = search(want)
-            kept = [h for h in hits if str(canonical(path_of(h))) not in own]
-            if len(kept) >= k or len(hits) < want:
-                return kept[:k]
-            want *= 2
+        return leave_out_each([self.own_files], lambda n: [search(n)], k, path_of)[0]
 
+
+def leave_out_each(
+    owns: Sequence[frozenset[str]],
+    search: Callable[[int], Sequence[Sequence[_Hit]]],
+    k: int,
+    path_of: Callable[[_Hit], str],
+) -> list[list[_Hit]]:
+    """For a batch of queries: per query, the `k` best of `search(n)` (each query's n best,
+    in one call) that are not among that query's own files (`owns`: canonical paths)."""
+    want = k + max((len(own) for own in owns), default=0)
+    while True:
+        batches = search(want)
+        kept = [
+            [h for h in hits if not own or str(canonical(path_of(h))) not in own]
+            for hits, own in zip(batches, owns)
+        ]
+        if all(len(k_) >= k or len(h) < want for k_, h in zip(kept, batches)):
+            return [hits[:k] for hits in kept]
+        want *= 2

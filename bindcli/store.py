@@ -109,8 +109,26 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    # A generation per collection, bumped by every change to its items, and on each item the
+    # generation that last changed it: the vector index beside the file (collection_index)
+    # records the generation it holds and patches in only what changed since.
+    db.execute("ALTER TABLE collections ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE items ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX items_by_generation ON items (collection_id, generation)")
+    bump = """BEGIN
+        UPDATE collections SET generation = generation + 1 WHERE id = NEW.collection_id;
+        UPDATE items SET generation =
+            (SELECT generation FROM collections WHERE id = NEW.collection_id) WHERE id = NEW.id;
+        END"""
+    db.execute(f"CREATE TRIGGER items_added AFTER INSERT ON items {bump}")
+    db.execute(
+        f"CREATE TRIGGER items_changed AFTER UPDATE OF path, kind, deleted, vector ON items {bump}"
+    )
+
+
 #: step i upgrades a file at version i to version i + 1; append, never edit
-MIGRATIONS = (_v1, _v2)
+MIGRATIONS = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

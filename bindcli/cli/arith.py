@@ -95,7 +95,7 @@ def arith(
             for coll in collections:
                 index = index_for(store, coll)
                 hits += parsed.leave_out(
-                    lambda n: index.search(query, k=n), wanted(top_k, store, coll),
+                    lambda n: index.search(query, k=n)[0], wanted(top_k, store, coll),
                     lambda hit: hit.path,
                 )
     show_hits(run, sorted(hits, key=lambda h: -h.score)[: top_k or None], fmt.value)

@@ -1,10 +1,12 @@
-"""`bind collections …`: what collections exist, what is in one, and removing one.
+"""`bind collections …`: what collections exist, what is in one, removing one, and moving
+vectors in and out as the `.npy` + manifest pair of `bind embed -o`.
 
 These read only the collection file (no model, no torch). Tables for people, JSON in a pipe.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,19 +14,23 @@ import typer
 from bindcli import output
 from bindcli.cli.common import guarded
 from bindcli.cli.shared import (
-    DB_OPTION, FORMAT_OPTION, InfoFormat, chosen, compaction_text, open_store, show_record,
-    store_exists, when,
+    DB_OPTION, FORMAT_OPTION, InfoFormat, VectorType, chosen, compaction_text, open_store,
+    show_record, store_exists, when,
 )
 from bindcli.locations import default_db_path
 from bindcli.output import Output
 
 app = typer.Typer(
     name="collections",
-    help="List, describe and remove collections (see `bind index`).",
+    help="List, describe, remove, import and export collections (see `bind index`).",
     no_args_is_help=True,
 )
 
 NAME_ARG = Annotated[str, typer.Argument(metavar="NAME", help="The collection.")]
+NPY_ARG = Annotated[Path, typer.Argument(
+    metavar="FILE.npy", dir_okay=False, help="Vectors, with the manifest FILE.npy.json beside them.",
+)]
+
 
 
 @app.command("list")
@@ -62,7 +68,10 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
 def info_command(
     name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
 ) -> None:
-    """Files per modality, model, vector format, size on disk and where the file is."""
+    """Files per modality, model, vector format, size on disk, where the file is, and how a
+    search runs (exact or approximate) and whether its index files are up to date."""
+    from bindcli.vector_index import describe
+
     with open_store(db, create=False) as store:
         coll = store.require(name)
         counts = store.counts(coll)
@@ -80,6 +89,7 @@ def info_command(
             "file_bytes": store.file_bytes(),
             "created": when(coll.created_at),
             "updated": when(stats["updated_at"]),
+            **describe(store, coll),
         }
     show_record(Output(), info, fmt)
 
@@ -89,8 +99,44 @@ def info_command(
 def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
     """Remove a collection (its files on disk are untouched; the embedding cache stays), then
     compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""
+    from bindcli.collection_index import discard
+
     with open_store(db, create=False) as store:
+        discard(store, store.require(name))
         store.remove_collection(name)
         done = store.compact()
         path = store.path
     Output().note(f"removed collection {name!r} from {path}; {compaction_text(done)}")
+
+
+@app.command("import")
+@guarded
+def import_command(
+    name: NAME_ARG,
+    npy: NPY_ARG,
+    db: DB_OPTION = None,
+    vectors: Annotated[VectorType, typer.Option(
+        "--vectors", case_sensitive=False, help="How a new collection stores vectors.",
+    )] = VectorType.FLOAT32,
+) -> None:
+    """Add the vectors `bind embed -o FILE.npy` wrote (FILE.npy + FILE.npy.json) to a
+    collection, created for the manifest's model if new. The rows' paths need not exist here;
+    a collection of another model is refused."""
+    from bindcli.exchange import import_pair
+
+    with open_store(db) as store:
+        coll, count = import_pair(store, name, npy, vectors.value)
+        total = sum(store.counts(coll).values())
+    Output().note(f"{coll.name}: imported {count} vectors from {npy}; {total} files now")
+
+
+@app.command("export")
+@guarded
+def export_command(name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
+    """Write a collection's vectors as `bind embed -o` does: FILE.npy (float32, unit length)
+    and the manifest FILE.npy.json (model, and per row input path, modality, sha256)."""
+    from bindcli.exchange import export_pair, manifest_path
+
+    with open_store(db) as store:
+        count = export_pair(store, store.require(name), npy)
+    Output().note(f"wrote {count} vectors to {npy} (manifest {manifest_path(npy)})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -12,7 +11,9 @@ from bindcli.cli.common import Run, command
 from bindcli.cli.engine import (
     ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName, use_engine,
 )
-from bindcli.cli.shared import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, open_store
+from bindcli.cli.shared import (
+    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, VectorType, open_store,
+)
 from bindcli.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,10 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Model
     from bindcli.store import Collection, Store
 
-
-class VectorType(str, enum.Enum):
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
 
 
 @command

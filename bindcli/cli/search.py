@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -12,6 +14,12 @@ from bindcli.cli.shared import (
     show_hits, wanted,
 )
 from bindcli.modality import Kind
+from bindcli.paths import canonical
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from bindcli.query import Query
 
 
 @command
@@ -34,6 +42,29 @@ def search(
         "--min-score", show_default=False,
         help="Drop results below this cosine. Scales differ per modality pair.",
     )] = None,
+    under: Annotated[Optional[list[Path]], typer.Option(
+        "--under", metavar="DIR", show_default=False,
+        help="Only files below this folder (repeatable).",
+    )] = None,
+    glob: Annotated[Optional[list[str]], typer.Option(
+        "--glob", metavar="GLOB", show_default=False,
+        help="Only paths matching this glob; one without '/' matches the file name (repeatable).",
+    )] = None,
+    vector: Annotated[Optional[Path], typer.Option(
+        "--vector", metavar="FILE.npy", dir_okay=False, show_default=False,
+        help="Query with these vectors (one row or many, e.g. from `bind embed -o`) instead "
+        "of TERMs: no model is loaded.",
+    )] = None,
+    each: Annotated[bool, typer.Option(
+        "--each", help="Every TERM and --text is a query of its own (a batch), not one sum.",
+    )] = False,
+    exact: Annotated[bool, typer.Option(
+        "--exact", help="Score every item, even where the approximate index would be used.",
+    )] = False,
+    approximate: Annotated[bool, typer.Option(
+        "--approximate", help="Search through the HNSW graph (built now if missing; needs "
+        "bindcli[index]).",
+    )] = False,
     fmt: Annotated[HitsFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="auto: a table on a terminal, JSONL in a pipe; paths: bare paths for xargs.",
@@ -45,26 +76,81 @@ def search(
 
     The query's own files are left out of the results. Scores are cosine similarities; they sit
     on different scales for different modality pairs, so compare them within one --modality.
+    With several queries (--each, or --vector rows) each JSONL hit has "query": its row
+    (from 0: TERMs, then --text).
 
     [dim]Examples:[/dim]
       bind search --text "a bird singing" --modality image
-      bind search bird_call.wav -k 5
+      bind search bird_call.wav -k 5 --under ~/photos/2024
       bind search bird.wav + 0.5:fruit.jpg --format paths | xargs feh
+      bind search --vector queries.npy --glob '*.jpg' --format jsonl
     """
-    from bindcli.query import Query
-    from bindcli.vector_index import index_for
+    from bindcli.query import Query, leave_out_each
+    from bindcli.vector_index import Filters, index_for
 
-    parsed = Query.parse(query or [], text or [])
+    if exact and approximate:
+        raise typer.BadParameter("use either --exact or --approximate", param_hint="--approximate")
+    if vector and (query or text or each):
+        raise typer.BadParameter("--vector replaces TERM, --text and --each", param_hint="--vector")
+    queries = [] if vector else _queries(Query.parse(query or [], text or []), each)
     with open_store(db, create=False) as store:
         coll = store.require(collection)  # before loading a model for nothing
-        coll.check_model(run.vectors_id, run.model.config.name)
-        vector = run.query_vector(parsed)
-        if vector is None:
-            return  # the failed term is named on stderr (exit 1); without it there is no query
-        index = index_for(store, coll)
-        kinds = [m.value for m in modality or []]
-        hits = parsed.leave_out(
-            lambda n: index.search(vector, k=n, min_score=min_score, kinds=kinds),
-            wanted(top_k, store, coll), lambda hit: hit.path,
+        if vector:
+            from bindcli.exchange import read_queries
+
+            vectors, owns, rows = read_queries(vector, coll), None, None
+        else:
+            coll.check_model(run.vectors_id, run.model.config.name)
+            vectors, owns, rows = _embedded(run, queries)
+            if not rows:
+                return  # each failed term is named on stderr (exit 1)
+        index = index_for(store, coll, "exact" if exact else "approximate" if approximate else "auto")
+        filters = Filters(
+            tuple(m.value for m in modality or []),
+            tuple(str(canonical(d)) for d in under or []),
+            tuple(glob or []), min_score,
         )
-    show_hits(run, hits, fmt.value)
+        owns = owns or [frozenset()] * len(vectors)
+        results = leave_out_each(
+            owns, lambda n: index.search(vectors, k=n, filters=filters), wanted(top_k, store, coll),
+            lambda h: h.path,
+        )
+    rows = rows or list(range(len(results)))
+    flat = [(row, h) for row, hits in zip(rows, results) for h in hits]
+    show_hits(run, [h for _, h in flat], fmt.value,
+              queries=[row for row, _ in flat] if len(results) > 1 else None)
+
+
+def _queries(parsed: "Query", each: bool) -> "list[Query]":
+    """The query, or with --each one query per term (its weight dropped: alone it is moot)."""
+    from bindcli.query import Query
+
+    if not each:
+        return [parsed]
+    return [Query((dataclasses.replace(term, weight=1.0),)) for term in parsed.terms]
+
+
+def _embedded(run: Run, queries: "list[Query]") -> "tuple[np.ndarray, list, list[int]]":
+    """The queries' vectors (all terms embedded in one run), their own files, and their
+    rows; a query whose term failed is left out (and named on stderr)."""
+    import numpy as np
+
+    from bindcli.errors import BindError
+    from bindcli.query import Query
+
+    terms = Query(tuple(t for q in queries for t in q.terms))
+    results = run.embed(terms.inputs(run.common.as_kind))
+    vectors, owns, rows, at = [], [], [], 0
+    for row, q in enumerate(queries):
+        mine, at = results[at : at + len(q.terms)], at + len(q.terms)
+        if any(r is None for r in mine):
+            continue
+        try:
+            vectors.append(q.vector(mine))
+        except BindError as exc:  # terms that cancel out
+            run.out.error(str(exc))
+            run.failed += 1
+            continue
+        owns.append(q.own_files)
+        rows.append(row)
+    return (np.stack(vectors) if vectors else np.empty((0, 0))), owns, rows

@@ -48,6 +48,13 @@ TOP_K_OPTION = Annotated[int, typer.Option(
 )]
 
 
+class VectorType(str, enum.Enum):
+    """How a new collection stores its vectors (`store.DTYPES`)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+
+
 def check_templates(templates: Sequence[str], param_hint: str = "--template", source: str | None = None) -> None:
     """`zeroshot.check_templates` as a bad-parameter error on the option they came from
     (`source`: the file they were read from, named in the message)."""
@@ -94,29 +101,39 @@ class HitsFormat(str, enum.Enum):
     PATHS = "paths"
 
 
-def show_hits(run: Run, hits: "list[Hit]", fmt: str) -> None:
-    """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths."""
+def show_hits(run: Run, hits: "list[Hit]", fmt: str, queries: Sequence[int] | None = None) -> None:
+    """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths; with
+    `queries` (the query row of each hit, for a batch) JSONL records and the table lead
+    with it."""
     fmt = pick_format(fmt, run.out, HitsFormat.JSONL.value)
     if fmt == HitsFormat.PATHS.value:
         run.out.binary(b"".join(os.fsencode(h.path) + b"\n" for h in hits))  # as `find` prints
         return
+    rows = queries if queries is not None else [None] * len(hits)
     if fmt == HitsFormat.JSONL.value:
         from bindcli.vectors import printed
 
         run.out.text(output.jsonl(
-            {"path": path_text(h.path), "modality": h.kind, "score": printed(h.score)} for h in hits
+            {**({} if row is None else {"query": row}), "path": path_text(h.path), "modality": h.kind,
+             "score": printed(h.score)}
+            for row, h in zip(rows, hits)
         ))
         return
     from rich.markup import escape
     from rich.table import Table
 
     table = Table()
+    if queries is not None:
+        table.add_column("query", justify="right")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("path", overflow="fold")  # a long path wraps rather than losing its name
     table.add_column("modality")
-    for n, hit in enumerate(hits, 1):
-        table.add_row(str(n), f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))), hit.kind)
+    n = 0
+    for i, (row, hit) in enumerate(zip(rows, hits)):
+        n = 1 if i == 0 or row != rows[i - 1] else n + 1
+        cells = [f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))), hit.kind]
+        table.add_row(*([str(row)] if queries is not None else []), str(n), *cells)
     run.out.table(table)
 
 

@@ -1,0 +1,316 @@
+"""Collections at scale: the mapped matrix and the HNSW graph against numpy, on clustered vectors.
+
+Vectors: a mixture of Gaussian clusters on the sphere (about one cluster per 300 items, sizes
+log-normal, each with its own spread: cosine to its centre 0.55-0.85), which is how real
+embeddings bunch; uniform random vectors would flatter nothing and mislead graph indices.
+Queries are fresh draws from the same mixture. Every figure is printed against a baseline
+measured in the same run:
+
+- exact, 1 query top-10, N x D float16 collection (bind's mapped matrix, in-process) against
+  numpy brute force over the same vectors as a float32 array in memory
+- exact, 16 queries at once, at `--batch-size` items, against the same numpy
+- `bind search --vector q.npy` as a whole process against a `python -c` that memory-maps the
+  same vectors as a float16 .npy and brute-forces them a chunk at a time
+- approximate (usearch HNSW) at each `--graph-sizes`: build time, query time against exact,
+  recall@10 against the exact answer, graph file size
+- memory: growth of anonymous RSS (/proc/self/status RssAnon) during a search, against the
+  matrix's size; re-opening the collection in a fresh process and answering the first query,
+  against a warm query
+- `--compare N`: usearch against faiss HNSW (build, query, recall, memory) at N items
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_index.py [--size 1000000]
+        [--batch-size 100000] [--graph-sizes 100000,1000000] [--compare 50000]
+
+On a shared machine, hold OpenBLAS to one thread (for numpy and bind alike): its threads spin
+waiting for each other when other work holds the cores, which made the numpy baseline 10-100x
+slower and erratic in one run on 2 busy cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
+
+from bindcli import collection_index, vector_index  # noqa: E402
+from bindcli.store import Item, Store  # noqa: E402
+
+K = 10
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clustered(n: int, dims: int, seed: int, centres: np.ndarray | None = None):
+    """`n` unit vectors from the mixture (and its centres, to draw queries from the same)."""
+    rng = np.random.default_rng(seed)
+    if centres is None:
+        centres = rng.standard_normal((max(n // 300, 8), dims)).astype(np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    weights = np.random.default_rng(1).lognormal(0, 1, len(centres))
+    spread = np.random.default_rng(2).uniform(0.6, 1.5, len(centres)).astype(np.float32)
+    label = rng.choice(len(centres), n, p=weights / weights.sum())
+    x = rng.standard_normal((n, dims), dtype=np.float32) * (spread[label, None] / float(np.sqrt(dims)))
+    x += centres[label]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert x.dtype == np.float32  # a float64 query would make numpy's baseline copy the matrix
+    return x, centres
+
+
+def build(parent: Path, name: str, n: int, dims: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    """In `parent / name`: a float16 collection of `n` clustered vectors, its index file, the
+    same vectors as a float32 array and as a float16 .npy (the baselines'), and the mixture's
+    centres."""
+    print(f"collection of {n} x {dims} float16:")
+    folder = parent / name
+    folder.mkdir()
+    db_path = folder / "bench.sqlite3"
+    matrix = np.empty((n, dims), dtype=np.float32)
+    centres = None
+    start = time.perf_counter()
+    with Store(db_path) as db:
+        coll = db.create_collection("bench", "bench-model", "clustered vectors", "float16")
+        step = 50_000
+        for at in range(0, n, step):
+            block, centres = clustered(min(step, n - at), dims, at + 1, centres)
+            matrix[at : at + len(block)] = block.astype(np.float16)  # what the collection holds
+            db.put_items(coll, [
+                Item(f"/bench/{at + i:07}.jpg", "image" if i % 5 else "audio", 1, 1, f"{at + i:x}", v)
+                for i, v in enumerate(block)
+            ])
+        fill_s = time.perf_counter() - start
+        start = time.perf_counter()
+        collection_index.refresh(db, coll)
+        index_s = time.perf_counter() - start
+    np.save(folder / "vectors_f16.npy", matrix.astype(np.float16))
+    print(f"  filled SQLite in {fill_s:.0f} s, wrote the index file in {index_s:.1f} s", flush=True)
+    return db_path, matrix, centres
+
+
+def fastest(fns, repeats: int) -> list[float]:
+    """Seconds of each of `fns`, run in turn `repeats` times, the fastest run of each: on a
+    shared machine, other work only ever adds time, and taking turns exposes both sides to
+    the same spells of it."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def numpy_top(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    scores = queries @ matrix.T
+    top = np.argpartition(-scores, K, axis=1)[:, :K]
+    return np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
+
+
+def exact_rows(db_path: Path, queries: np.ndarray) -> np.ndarray:
+    """Row numbers (id order = insertion order) of bind's exact answer."""
+    with Store(db_path) as db:
+        index = vector_index.index_for(db, db.require("bench"), "exact")
+        hits = index.search(queries, k=K)
+    return np.array([[int(Path(h.path).stem) for h in row] for row in hits])
+
+
+def bench_exact(db_path: Path, matrix: np.ndarray, centres: np.ndarray, repeats: int) -> None:
+    queries, _ = clustered(16, matrix.shape[1], 999, centres)
+    with Store(db_path) as db:
+        index = vector_index.index_for(db, db.require("bench"), "exact")
+        got = exact_rows(db_path, queries[:1])
+        assert (got == numpy_top(matrix, queries[:1])).mean() >= 0.9, "bind and numpy disagree"
+        for nq in (1, 16):
+            q = queries[:nq]
+            base, ours = fastest([lambda: numpy_top(matrix, q), lambda: index.search(q, k=K)], repeats)
+            print(f"  exact, {len(matrix)} x {matrix.shape[1]} float16, {nq:>2} quer{'y' if nq == 1 else 'ies'}: "
+                  f"numpy float32 in memory {base * 1e3:.1f} ms, bind {ours * 1e3:.1f} ms "
+                  f"(ratio {ours / base:.2f})", flush=True)
+
+
+def bench_process(folder: Path, db_path: Path, centres: np.ndarray, dims: int) -> None:
+    """`bind search --vector` end to end against a python -c mmap brute force."""
+    q, _ = clustered(1, dims, 1234, centres)
+    np.save(folder / "q.npy", q)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bind = [sys.executable, "-m", "bindcli", "search", "--vector", str(folder / "q.npy"),
+            "--db", str(db_path), "-c", "bench", "-k", str(K), "-f", "jsonl", "--exact"]
+    brute = [sys.executable, "-c", (
+        "import sys, numpy as np\n"
+        "m = np.load(sys.argv[1], mmap_mode='r'); q = np.load(sys.argv[2])[0]\n"
+        "s = np.empty(len(m), np.float32)\n"
+        "for i in range(0, len(m), 65536): s[i:i + 65536] = m[i:i + 65536].astype(np.float32) @ q\n"
+        "top = np.argpartition(-s, 10)[:10]; print(top[np.argsort(-s[top])])\n"
+    ), str(folder / "vectors_f16.npy"), str(folder / "q.npy")]
+
+    def run(cmd):
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr
+
+    run(bind), run(brute)  # page cache warm for both
+    base, ours = fastest([lambda: run(brute), lambda: run(bind)], 3)
+    print(f"  whole process, 1 query: python -c mmap float16 brute force {base:.2f} s, "
+          f"`bind search --vector` {ours:.2f} s (ratio {ours / base:.2f})", flush=True)
+
+
+REOPEN = """
+import sys, time, numpy as np
+def anon():
+    return [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("RssAnon")][0]
+from bindcli import vector_index
+from bindcli.store import Store
+q = np.load(sys.argv[2])
+before = anon()
+t1 = time.perf_counter()
+db = Store(sys.argv[1])
+index = vector_index.index_for(db, db.require("bench"), sys.argv[3])
+index.search(q, k=10)
+t2 = time.perf_counter()
+warm = []
+for _ in range(7):
+    s = time.perf_counter(); index.search(q, k=10); warm.append(time.perf_counter() - s)
+print(t2 - t1, min(warm), anon() - before, index.matrix.vectors.nbytes)
+"""
+
+
+def bench_reopen(folder: Path, db_path: Path, mode: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", REOPEN, str(db_path), str(folder / "q.npy"), mode],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    first, warm, anon, matrix_bytes = (float(x) for x in done.stdout.split())
+    print(f"  {mode}: re-open + first query {first * 1e3:.1f} ms, warm query {warm * 1e3:.1f} ms "
+          f"(ratio {first / warm:.2f}); RssAnon grew {anon / 2**20:.0f} MiB opening and searching "
+          f"a {matrix_bytes / 2**20:.0f} MiB matrix (ratio {anon / matrix_bytes:.3f})", flush=True)
+
+
+def bench_graph(db_path: Path, n: int, repeats: int) -> None:
+    """Build time, query time and recall@10 of the graph against exact at `n` items."""
+    with Store(db_path) as db:
+        coll = db.require("bench")
+        matrix = collection_index.open_matrix(db, coll)
+        start = time.perf_counter()
+        graph = vector_index.refresh_graph(db, coll, matrix)
+        build_s = time.perf_counter() - start
+        approx = vector_index.ApproximateIndex(matrix, graph)
+        exact = vector_index.ExactIndex(matrix)
+        queries = np.stack([matrix.vectors[i].astype(np.float32) for i in range(0, n, n // 100)][:100])
+        queries += np.random.default_rng(5).standard_normal(queries.shape).astype(np.float32) * 0.02
+        if not (db_path.parent / "q.npy").exists():  # for bench_reopen
+            np.save(db_path.parent / "q.npy", queries[:1])
+        truth = exact.search(queries, k=K)
+        got = [approx.search(q, k=K)[0] for q in queries]
+        recall = np.mean([len({h.path for h in a} & {h.path for h in b}) / K for a, b in zip(truth, got)])
+        exact_s, approx_s = fastest([
+            lambda: exact.search(queries[0], k=K),
+            lambda: [approx.search(q, k=K) for q in queries[:20]],
+        ], repeats)
+        approx_s /= 20
+        graph_file = vector_index._graph_files(db, coll)[0][1]
+        sweep = []
+        for expansion in (128, 256, 512, 1024):  # how the search-time expansion trades
+            graph.expansion_search = expansion
+            start = time.perf_counter()
+            found = [approx.search(q, k=K)[0] for q in queries]
+            took = (time.perf_counter() - start) / len(queries)
+            hit = np.mean([len({h.path for h in a} & {h.path for h in b}) / K for a, b in zip(truth, found)])
+            sweep.append(f"{expansion}: {hit:.3f} in {took * 1e3:.1f} ms")
+    print(f"  approximate at {n}: graph built in {build_s:.0f} s ({graph_file.stat().st_size / 2**20:.0f} "
+          f"MiB file); query {approx_s * 1e3:.2f} ms vs exact {exact_s * 1e3:.1f} ms "
+          f"({exact_s / approx_s:.0f}x faster), recall@10 {recall:.3f} (queries near stored items); "
+          f"by search expansion, recall@10 and query time: {'; '.join(sweep)}",
+          flush=True)
+
+
+def compare_libraries(n: int, dims: int) -> None:
+    """usearch and faiss HNSW side by side on the same clustered float16-rounded vectors."""
+    x, centres = clustered(n, dims, 11)
+    q, _ = clustered(100, dims, 12, centres)
+    truth = numpy_top(x, q)
+
+    def recall(found):
+        return np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)])
+
+    from usearch.index import Index
+
+    start = time.perf_counter()
+    u = Index(ndim=dims, metric="ip", dtype="f16", connectivity=vector_index.CONNECTIVITY,
+              expansion_add=vector_index.EXPANSION_ADD, expansion_search=vector_index.EXPANSION_SEARCH)
+    u.add(np.arange(n), x.astype(np.float16), threads=os.cpu_count())
+    build_u = time.perf_counter() - start
+    query_u = fastest([lambda: [u.search(v, K) for v in q]], 3)[0] / len(q)
+    rec_u = recall(np.stack([u.search(v, K).keys for v in q]))
+    print(f"  usearch HNSW M={vector_index.CONNECTIVITY} f16: build {build_u:.0f} s, query "
+          f"{query_u * 1e3:.2f} ms, recall@10 {rec_u:.3f}, {u.memory_usage / 2**20:.0f} MiB", flush=True)
+    try:
+        import faiss
+    except ImportError:
+        print("  faiss not installed: no comparison")
+        return
+    start = time.perf_counter()
+    f = faiss.IndexHNSWSQ(dims, faiss.ScalarQuantizer.QT_fp16, vector_index.CONNECTIVITY,
+                          faiss.METRIC_INNER_PRODUCT)
+    f.hnsw.efConstruction = vector_index.EXPANSION_ADD
+    f.train(x[:1000])
+    f.add(x)
+    build_f = time.perf_counter() - start
+    f.hnsw.efSearch = vector_index.EXPANSION_SEARCH
+    query_f = fastest([lambda: [f.search(v[None], K) for v in q]], 3)[0] / len(q)
+    rec_f = recall(np.stack([f.search(v[None], K)[1][0] for v in q]))
+    with tempfile.NamedTemporaryFile() as tmp:
+        faiss.write_index(f, tmp.name)
+        size_f = os.path.getsize(tmp.name)
+    print(f"  faiss IndexHNSWSQ fp16 M={vector_index.CONNECTIVITY}: build {build_f:.0f} s, query "
+          f"{query_f * 1e3:.2f} ms, recall@10 {rec_f:.3f}, {size_f / 2**20:.0f} MiB "
+          f"(usearch/faiss: build {build_u / build_f:.2f}, query {query_u / query_f:.2f})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1_000_000, help="exact, process, memory; 0 skips")
+    parser.add_argument("--batch-size", type=int, default=100_000, help="the 16-query batch; 0 skips")
+    parser.add_argument("--graph-sizes", default="100000,1000000", help="'' skips")
+    parser.add_argument("--compare", type=int, default=0, help="usearch vs faiss at N; 0 skips")
+    parser.add_argument("--dims", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="build collections here and keep them")
+    args = parser.parse_args()
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
+    print(f"machine: {describe()}; numpy {np.__version__}, OPENBLAS_NUM_THREADS={threads}")
+    with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
+        folder = Path(tmp)
+        built: dict[int, Path] = {}
+        if args.compare:
+            print(f"library comparison at {args.compare} x {args.dims}:")
+            compare_libraries(args.compare, args.dims)
+        if args.batch_size:
+            db_path, matrix, centres = build(folder, "batch", args.batch_size, args.dims)
+            bench_exact(db_path, matrix, centres, args.repeats)
+            del matrix
+            built[args.batch_size] = db_path
+        if args.size:
+            db_path, matrix, centres = build(folder, "big", args.size, args.dims)
+            sub = db_path.parent
+            bench_exact(db_path, matrix, centres, args.repeats)
+            del matrix
+            bench_process(sub, db_path, centres, args.dims)
+            bench_reopen(sub, db_path, "exact")
+            built[args.size] = db_path
+        for n in (int(s) for s in args.graph_sizes.split(",") if s):
+            if n not in built:
+                built[n] = build(folder, f"graph{n}", n, args.dims)[0]
+            bench_graph(built[n], n, args.repeats)
+            if (built[n].parent / "q.npy").exists():
+                bench_reopen(built[n].parent, built[n], "approximate")
+
+if __name__ == "__main__":
+    sys.exit(main())
