@@ -156,8 +156,9 @@ def _walk_objects(
         except InputError as exc:
             yield exc
         return
+    below = len(str(canonical(root))) + 1  # where a key's part below the prefix starts
     for obj in objects:
-        parts = obj.uri[len(str(canonical(root))) + 1 :].split("/")
+        parts = obj.uri[below:].split("/")
         kind = EXTENSIONS.get(Path(parts[-1]).suffix.lower())
         if kind is None or (not include_hidden and any(p.startswith(".") for p in parts)):
             continue
@@ -222,9 +223,9 @@ def index(
     Known content is reused from the collection; the rest goes to `embed`, each content once
     (what it already knew counts as reused). Objects named by URI are not read here: `embed`
     hashes them as it reads them (so their content is not matched before they are embedded).
-    Commits hold `batch_size` files. Items under
-    `roots` that were not found are marked deleted. Last, the collection's vector index files
-    are brought up to date (`vector_index.refresh`).
+    Commits hold `batch_size` files. Items under `roots` that were not found are marked
+    deleted. Last, the collection's vector index files are brought up to date
+    (`vector_index.refresh`).
     """
     report = Report()
     known = store.file_states(collection)

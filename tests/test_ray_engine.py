@@ -254,6 +254,8 @@ def test_index_of_an_s3_prefix_is_the_local_index_read_by_the_workers(cluster, f
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-6)
 
+    found = bind("search", "--text", "a car", "--db", db, "--under", f"{bucket}/deep/", "-f", "jsonl")
+    assert [r["path"] for r in jsonl(found.stdout)] == [f"{bucket}/deep/synthetic_0.mp4"], found.stderr
     again = bind("index", bucket, "s3://no-such-bucket/photos", "--db", db, "--engine", "ray")
     assert again.exit_code == 1
     summary = index_summary(again)
