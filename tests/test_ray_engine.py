@@ -237,7 +237,13 @@ def bucket(s3, folder):
     return f"s3://bind-media/{prefix}"
 
 
-def test_index_of_an_s3_prefix_is_the_local_index_read_by_the_workers(cluster, folder, bucket, tmp_path):
+def test_index_of_an_s3_prefix_is_the_local_index_read_by_the_workers(
+    cluster, folder, bucket, s3, tmp_path, monkeypatch
+):
+    def driver_reads(uri, copy):
+        raise AssertionError(f"the driver read {uri}")
+
+    monkeypatch.setattr("bindcli.object_store.fetch", driver_reads)  # the workers' own is intact
     db = tmp_path / "s3.sqlite3"
     remote = bind("index", bucket + "/", "--db", db, "--engine", "ray")
     local = bind("index", folder, "--db", tmp_path / "local.sqlite3")
@@ -256,10 +262,11 @@ def test_index_of_an_s3_prefix_is_the_local_index_read_by_the_workers(cluster, f
 
     found = bind("search", "--text", "a car", "--db", db, "--under", f"{bucket}/deep/", "-f", "jsonl")
     assert [r["path"] for r in jsonl(found.stdout)] == [f"{bucket}/deep/synthetic_0.mp4"], found.stderr
+    s3.delete_object(Bucket="bind-media", Key=f"{bucket.split('/', 3)[3]}/note.txt")
     again = bind("index", bucket, "s3://no-such-bucket/photos", "--db", db, "--engine", "ray")
     assert again.exit_code == 1
     summary = index_summary(again)
-    assert (summary["unchanged"], summary["embedded"], summary["removed"]) == (len(want), 0, 0)
+    assert (summary["unchanged"], summary["embedded"], summary["removed"]) == (len(want) - 1, 0, 1)
     assert [line for line in again.stderr.splitlines() if "no-such-bucket" in line] == [
         "bind: s3://no-such-bucket/photos: When listing objects under key 'photos/' in bucket "
         "'no-such-bucket': AWS Error NO_SUCH_BUCKET during ListObjectsV2 operation: The "
