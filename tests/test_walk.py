@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bindcli.errors import InputError
 from bindcli.indexer import walk
 from bindcli.modality import Kind
 from cli_support import MEDIA, bind
@@ -88,3 +89,22 @@ def test_a_uri_is_walked_by_the_rules_of_a_folder(tmp_path):
     assert [str(p) for p, _ in walk([f"{uri}/a.jpg", uri], exclude=["skip"])] == [f"{uri}/a.jpg", f"{uri}/sub/b.wav"]
     (missing,) = walk([f"{uri}/nothing-here"])
     assert str(missing) == f"{uri}/nothing-here: no such object or prefix"
+
+
+def test_a_scheme_pyarrow_lacks_is_read_through_fsspec_and_an_unknown_one_is_named():
+    fsspec = pytest.importorskip("fsspec")
+    pytest.importorskip("pyarrow")
+    from bindcli.object_store import fetch
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/bind-walk/a.jpg", b"abc")
+    memory.pipe("/bind-walk/sub/b.wav", b"abcd")
+    try:
+        found = [(str(p), k, p.stat().st_size) for p, k in walk(["memory://bind-walk"])]
+        assert found == [("memory://bind-walk/a.jpg", Kind.IMAGE, 3), ("memory://bind-walk/sub/b.wav", Kind.AUDIO, 4)]
+    finally:
+        memory.rm("/bind-walk", recursive=True)
+    (unknown,) = walk(["nosuchscheme://x/a.jpg"])
+    assert str(unknown).startswith("nosuchscheme://x/a.jpg: no filesystem for this URI")
+    with pytest.raises(InputError, match="^memory://bind-walk/gone.jpg: no such object or prefix$"):
+        fetch("memory://bind-walk/gone.jpg", "unused")
