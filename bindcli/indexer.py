@@ -25,17 +25,19 @@ import numpy as np
 from bindcli.errors import InputError
 from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli.hashing import sha256_file
-from bindcli.paths import canonical
+from bindcli.object_store import ObjectFile, listing
+from bindcli.paths import canonical, is_uri
 from bindcli.store import Collection, Item, Store
 from bindcli.vector_index import refresh
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Embedder
 
-#: embeds (path, kind, content sha256) triples in one run; yields (position, vector or
-#: InputError, whether the vector was known already) for each as it completes, in any order
+#: embeds (path, kind, content sha256 or "" where the embedder is to hash what it reads)
+#: triples in one run; yields (position, vector or InputError, whether the vector was known
+#: already, the content sha256) for each as it completes, in any order
 EmbedFn = Callable[
-    [Sequence[tuple[str, Kind, str]]], Iterable[tuple[int, "np.ndarray | InputError", bool]]
+    [Sequence[tuple[str, Kind, str]]], Iterable[tuple[int, "np.ndarray | InputError", bool, str]]
 ]
 
 
@@ -61,9 +63,10 @@ def walk(
     include_hidden: bool = False,
     as_kind: Kind | None = None,
     on_skip: Callable[[Path], None] = lambda path: None,
-) -> Iterator[tuple[Path, Kind] | InputError]:
+) -> Iterator[tuple[Path | ObjectFile, Kind] | InputError]:
     """Supported files under `roots`, sorted, as canonical paths (`bindcli.paths.canonical`)
-    with their kind (`as_kind` overrides the extension's).
+    with their kind (`as_kind` overrides the extension's). A root that is a URI is listed
+    through its filesystem (`bindcli.object_store`), a key's `/`-separated parts as folders.
 
     A file named directly is always taken (or reported if its kind is unknown); inside folders,
     files of unknown kind are passed over silently, hidden ones unless `include_hidden`, and
@@ -75,12 +78,19 @@ def walk(
     """
 
     def excluded(path: Path, root: Path) -> bool:
-        rel = path.relative_to(root).as_posix()
-        return any(fnmatch.fnmatch(path.name, g) or fnmatch.fnmatch(rel, g) for g in exclude)
+        return _excluded(path.relative_to(root).as_posix(), exclude)
 
     visited: set[str] = set()
-    found: set[Path] = set()  # a file named twice, or reached through a symlink too, once
+    found: set[Path | ObjectFile] = set()  # a file named twice, or reached by a symlink too: once
     for given in roots:
+        if is_uri(given):
+            for entry in _walk_objects(str(given), exclude, include_hidden, as_kind):
+                if isinstance(entry, InputError):
+                    yield entry
+                elif entry[0] not in found:
+                    found.add(entry[0])
+                    yield entry
+            continue
         root = Path(given).expanduser().absolute()
         if root.is_file():
             try:
@@ -124,6 +134,38 @@ def walk(
                     yield path, as_kind or kind
 
 
+def _excluded(rel: str, exclude: Sequence[str]) -> bool:
+    """Whether a file or folder, by its `/`-separated path below the root, matches a glob."""
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(rel, g) for g in exclude)
+
+
+def _walk_objects(
+    root: str, exclude: Sequence[str], include_hidden: bool, as_kind: Kind | None
+) -> Iterator[tuple[ObjectFile, Kind] | InputError]:
+    """What `walk` takes from a URI: the object it names, or the objects under the prefix by
+    the rules for a folder (each part of a key below the prefix counts as a folder's name)."""
+    try:
+        named, objects = listing(root)
+    except InputError as exc:
+        yield exc
+        return
+    if named:
+        try:
+            yield objects[0], detect(objects[0].uri, as_kind)
+        except InputError as exc:
+            yield exc
+        return
+    below = len(str(canonical(root))) + 1  # where a key's part below the prefix starts
+    for obj in objects:
+        parts = obj.uri[below:].split("/")
+        kind = EXTENSIONS.get(Path(parts[-1]).suffix.lower())
+        if kind is None or (not include_hidden and any(p.startswith(".") for p in parts)):
+            continue
+        if not any(_excluded("/".join(parts[: n + 1]), exclude) for n in range(len(parts))):
+            yield obj, as_kind or kind
+
+
 def _bind_outputs(folder: Path, files: list[str]) -> set[str]:
     """The names in `folder` that bind wrote: `.npy` arrays with their `.npy.json` manifest
     beside them, and the vectors an `--out-dir` manifest lists."""
@@ -146,15 +188,15 @@ def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
     """`index`'s embed function for the Embedder that `embedder()` returns, called only once
     something must be embedded (so an unchanged collection never builds one)."""
 
-    def embed(todo: Sequence[tuple[str, Kind, str]]) -> Iterator[tuple[int, object, bool]]:
+    def embed(todo: Sequence[tuple[str, Kind, str]]) -> Iterator[tuple[int, object, bool, str]]:
         from bindcli.runtime import Input
 
         inputs = [Input(path, kind) for path, kind, _ in todo]
-        for n, result in embedder().stream(inputs, hashes=[sha for *_, sha in todo]):
+        for n, result in embedder().stream(inputs, hashes=[sha or None for *_, sha in todo]):
             if isinstance(result, InputError):
-                yield n, result, False
+                yield n, result, False, ""
             else:
-                yield n, result.raw, result.cached
+                yield n, result.raw, result.cached, result.sha256
 
     return embed
 
@@ -169,7 +211,7 @@ def _under(path: str, roots: Sequence[Path]) -> bool:
 def index(
     store: Store,
     collection: Collection,
-    found: Iterable[tuple[Path, Kind] | InputError],
+    found: Iterable[tuple[Path | ObjectFile, Kind] | InputError],
     roots: Sequence[str | Path],
     embed: EmbedFn,
     *,
@@ -179,14 +221,17 @@ def index(
     """Bring `collection` up to date with `found` (what `walk(roots)` yields).
 
     Known content is reused from the collection; the rest goes to `embed`, each content once
-    (what it already knew counts as reused). Commits hold `batch_size` files. Items under
-    `roots` that were not found are marked deleted. Last, the collection's vector index files
-    are brought up to date (`vector_index.refresh`).
+    (what it already knew counts as reused). Objects named by URI are not read here: `embed`
+    hashes them as it reads them (so their content is not matched before they are embedded).
+    Commits hold `batch_size` files. Items under `roots` that were not found are marked
+    deleted. Last, the collection's vector index files are brought up to date
+    (`vector_index.refresh`).
     """
     report = Report()
     known = store.file_states(collection)
     seen: set[str] = set()
     pending: list[tuple[Path, Kind, os.stat_result]] = []
+    objects: list[tuple[ObjectFile, Kind, ObjectFile]] = []  # hashed where they are read
     for entry in found:
         if isinstance(entry, InputError):
             report.failed.append(entry)
@@ -204,7 +249,7 @@ def index(
             seen.add(str(path))
             report.unchanged[kind.value] += 1
             continue
-        pending.append((path, kind, stat))
+        (objects if isinstance(path, ObjectFile) else pending).append((path, kind, stat))
     commit = _Committer(store, collection, batch_size, seen, lambda: on_progress(report))
     waiting: dict[tuple[str, str], list[tuple[Path, os.stat_result]]] = {}
     for start in range(0, len(pending), batch_size):
@@ -218,12 +263,20 @@ def index(
             else:
                 waiting.setdefault(content, []).append((path, stat))
     todo = list(waiting)
-    results = embed([(str(waiting[c][0][0]), Kind(c[1]), c[0]) for c in todo]) if todo else ()
-    for n, result, known_already in results:
+    asked = [(str(waiting[c][0][0]), Kind(c[1]), c[0]) for c in todo]
+    asked += [(str(path), kind, "") for path, kind, _ in objects]
+    results = embed(asked) if asked else ()
+    for n, result, known_already, sha in results:
         if isinstance(result, InputError):
             report.failed.append(result)
             continue
-        (sha, kind), vector = todo[n], np.asarray(result, dtype=np.float32).ravel()
+        vector = np.asarray(result, dtype=np.float32).ravel()
+        if n >= len(todo):
+            path, kind, stat = objects[n - len(todo)]
+            (report.reused if known_already else report.embedded)[kind.value] += 1
+            commit.add(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, sha, vector))
+            continue
+        sha, kind = todo[n]
         for copy, (path, stat) in enumerate(waiting[todo[n]]):
             # duplicates are embedded once; cached content not at all
             (report.reused if copy or known_already else report.embedded)[kind] += 1

@@ -3,18 +3,31 @@
 The canonical form is the absolute path with `..` and symlinks resolved (`os.path.realpath`).
 Collections store it, and `search`/`arith` compare by it, so `bind index ../photos` and `bind
 index /home/me/photos` hold each file once, and a query never finds itself however it was
-spelt. And how a path is printed: POSIX names are bytes, which need not be UTF-8.
+spelt. A URI (`s3://bucket/key`) is no local path and keeps its own form. And how a path is
+printed: POSIX names are bytes, which need not be UTF-8.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
-def canonical(path: str | os.PathLike[str]) -> Path:
+
+def is_uri(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` names a file through a filesystem URI (`scheme://...`), not locally."""
+    return bool(_SCHEME.match(os.fspath(path)))
+
+
+def canonical(path: str | os.PathLike[str]) -> Path | str:
     """`path` made absolute, `~`, `..` and symlinks resolved (a missing path too, as far as it
-    exists)."""
+    exists). A URI (read through `bindcli.object_store`) stays as given, less trailing slashes,
+    and a str (a `Path` would fold its `//`)."""
+    if is_uri(path):
+        scheme, _, rest = os.fspath(path).partition("://")
+        return f"{scheme}://{rest.rstrip('/')}"
     return Path(os.path.realpath(os.path.expanduser(path)))
 
 

@@ -1,6 +1,7 @@
 """The Embedder's `embed` and `stream` on a Ray cluster, through Ray Data.
 
-Inputs become rows; CPU tasks read and decode them (hashing what the caller had not hashed);
+Inputs become rows; CPU tasks read and decode them (hashing what the caller had not hashed;
+an object named by URI they fetch through its filesystem, `bindcli.object_store`);
 an actor pool, one model per actor, encodes them; results stream back to the driver in
 whatever order they finish, so `bindcli.indexer.index` commits them a batch at a time exactly
 as it does for the local engine, and an interrupted job resumes from its last commit. Every
@@ -15,13 +16,18 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bindcli.errors import BindError, InputError, UsageError
 from bindcli.modality import Kind
+from bindcli.object_store import worker_environment
+from bindcli.paths import is_uri
 from bindcli.runtime import Embedder, Embedding, Input, loading_options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,22 +74,39 @@ class WorkerSpec:
 def decode(batch: dict[str, np.ndarray], options: "MediaOptions | None") -> dict[str, list]:
     """A Ray Data batch of inputs -> their tensors (as .npy bytes) and content hashes, decoded
     as the local Embedder decodes (`media.load_many`); an input that cannot be used keeps its
-    row with the reason, so the driver names it."""
+    row with the reason, so the driver names it. An object named by URI is fetched into a
+    scratch folder, hashed as it arrives, decoded from there and named by its URI."""
     from bindcli import media
     from bindcli.hashing import sha256_file, sha256_text
+    from bindcli.object_store import fetch
 
     rows = list(zip(batch["source"], batch["kind"], batch["literal"], batch["sha256"]))
     shas: list[str] = []
     results: list[object] = [None] * len(rows)
-    for i, (source, _, literal, sha) in enumerate(rows):
-        try:
-            shas.append(sha256_text(source) if literal else sha or sha256_file(source))
-        except OSError as exc:
-            shas.append("")
-            results[i] = InputError(source, exc.strerror or str(exc))
-    files = [i for i, (_, _, literal, _) in enumerate(rows) if not literal and results[i] is None]
-    for n, loaded in media.load_many(((rows[i][0], Kind(rows[i][1])) for i in files), options):
-        results[files[n]] = loaded
+    with tempfile.TemporaryDirectory(prefix="bind-fetch-") as scratch:
+        copies: dict[int, str] = {}  # row -> the local copy of the object it names
+        for i, (source, _, literal, sha) in enumerate(rows):
+            try:
+                if literal:
+                    shas.append(sha256_text(source))
+                elif is_uri(source):
+                    copies[i] = os.path.join(scratch, f"{i}{PurePosixPath(source).suffix}")
+                    shas.append(fetch(source, copies[i]))
+                else:
+                    shas.append(sha or sha256_file(source))
+            except InputError as exc:
+                shas.append("")
+                results[i] = exc
+            except OSError as exc:
+                shas.append("")
+                results[i] = InputError(source, exc.strerror or str(exc))
+        files = [i for i, (_, _, literal, _) in enumerate(rows) if not literal and results[i] is None]
+        local = ((copies.get(i, rows[i][0]), Kind(rows[i][1])) for i in files)
+        for n, loaded in media.load_many(local, options):
+            i = files[n]
+            if isinstance(loaded, InputError) and i in copies:  # named as the driver knows it
+                loaded = InputError(rows[i][0], loaded.reason.replace(copies[i], rows[i][0]))
+            results[i] = loaded
     texts = [i for i, (_, _, literal, _) in enumerate(rows) if literal]
     for i, tokens in zip(texts, media.tokenize([rows[i][0] for i in texts]) if texts else ()):
         results[i] = tokens
@@ -147,6 +170,13 @@ def _cluster_messages_to_stderr() -> None:
 
     to_stderr.bind_stderr = True  # type: ignore[attr-defined]
     worker.print_to_stdstream = to_stderr
+
+
+def _with_credentials(sources: list[str]) -> dict | None:
+    """The decoding tasks' runtime environment: the driver's credential variables for a job
+    that reads URIs (see `bindcli.object_store.worker_environment`), else the cluster's own."""
+    env = worker_environment(sources)
+    return {"env_vars": env} if env else None
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -297,6 +327,8 @@ class RayEmbedder:
             # half a core each: light work, and a resource ask unlike the actors' keeps Ray Data
             # from fusing this stage into them, where decoding would wait for the model
             num_cpus=0.5,
+            # what reads objects needs the driver's credentials (AWS_*, ...), if it has any
+            runtime_env=_with_credentials([r["source"] for r in rows]),
         )
         return decoded.map_batches(
             Encode, batch_size=batch, compute=ray.data.ActorPoolStrategy(size=workers),

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from bindcli.errors import BindError, InputError, UsageError
-from bindcli.runtime import Embedding, Embeds, loading_options
+from bindcli.paths import is_uri
+from bindcli.runtime import LOCAL_URI, Embedding, Embeds, loading_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
@@ -307,6 +308,8 @@ class RemoteEmbedder(Embeds):
         machine, else its bytes."""
         if inp.literal:
             return {"text": inp.source}
+        if is_uri(inp.source):
+            return InputError(inp.source, LOCAL_URI)
         if self.address.local:
             return {"path": os.path.abspath(inp.source), "modality": inp.kind.value}
         try:

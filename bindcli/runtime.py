@@ -29,6 +29,7 @@ from bindcli.files import not_a_file
 from bindcli.hashing import sha256_file, sha256_text
 from bindcli.modality import PREPROCESSING_VERSION, Kind, detect
 from bindcli.model.config import ModelConfig, load_config
+from bindcli.paths import is_uri
 from bindcli.placement import Placement, place
 from bindcli.store import CacheKey
 from bindcli.vectors import normalise
@@ -38,6 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media import MediaOptions
     from bindcli.store import Store
     from bindcli.weights import Notify
+
+#: why an Embedder in this process refuses a URI: reading object stores is the Ray engine's
+LOCAL_URI = "a URI: bind reads object stores on its Ray engine's workers (--engine ray)"
 
 # --- inputs and results --------------------------------------------------------------------
 
@@ -52,8 +56,9 @@ class Input:
 
     @classmethod
     def file(cls, path: str | Path, as_kind: Kind | str | None = None) -> "Input":
-        """A file input; raises InputError when it is missing or of unknown kind."""
-        if not Path(path).is_file():
+        """A file input; raises InputError when it is missing or of unknown kind. A URI
+        (`s3://bucket/key`) is taken as it is: whoever reads it finds whether it exists."""
+        if not is_uri(path) and not Path(path).is_file():
             raise InputError(path, not_a_file(path))
         return cls(str(path), detect(path, as_kind))
 
@@ -286,6 +291,8 @@ class Embedder(Embeds):
                 return sha
             if inp.literal:
                 return sha256_text(inp.source)
+            if is_uri(inp.source):
+                return InputError(inp.source, LOCAL_URI)
             try:
                 return sha256_file(inp.source)
             except OSError as exc:

@@ -4,7 +4,9 @@ bad files named, a worker killed mid-job, a killed driver resumed, and no Ray wi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -198,3 +200,104 @@ def test_a_pool_the_cluster_cannot_hold_is_refused_not_awaited(cluster):
 def test_ray_options_without_the_ray_engine_are_refused():
     result = bind("embed", str(MEDIA / "bird_image.jpg"), "--workers", "2")
     assert result.exit_code == 2 and "--engine ray" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3-compatible server (moto's) on 127.0.0.1 for the module, which pyarrow (on the
+    driver and, through the job's runtime environment, on the workers) and boto3 reach by
+    `AWS_ENDPOINT_URL`, with dummy credentials; yields a boto3 client."""
+    pytest.importorskip("pyarrow.fs")
+    server = pytest.importorskip("moto.server").ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    server.start()  # returns once the server listens
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bind-test",
+            "AWS_SECRET_ACCESS_KEY": "bind-test", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            env.setenv(name, value)
+        import boto3
+
+        yield boto3.client("s3")
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3, folder):
+    """`folder`'s files as objects under s3://bind-media/<test>/, in a sub-prefix too."""
+    prefix = f"t{time.monotonic_ns()}"
+    if "bind-media" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="bind-media")
+    for path in sorted(folder.iterdir()):
+        key = f"{prefix}/{'deep/' if path.suffix == '.mp4' else ''}{path.name}"
+        s3.upload_file(str(path), "bind-media", key)
+    return f"s3://bind-media/{prefix}"
+
+
+def test_index_of_an_s3_prefix_is_the_local_index_read_by_the_workers(
+    cluster, folder, bucket, s3, tmp_path, monkeypatch
+):
+    def driver_reads(uri, copy):
+        raise AssertionError(f"the driver read {uri}")
+
+    monkeypatch.setattr("bindcli.object_store.fetch", driver_reads)  # the workers' own is intact
+    db = tmp_path / "s3.sqlite3"
+    remote = bind("index", bucket + "/", "--db", db, "--engine", "ray")
+    local = bind("index", folder, "--db", tmp_path / "local.sqlite3")
+    assert remote.exit_code == local.exit_code == 1, remote.stderr
+    assert [line for line in remote.stderr.splitlines() if "broken.jpg" in line] == [
+        f"bind: {bucket}/broken.jpg: cannot read image: cannot identify image file '{bucket}/broken.jpg'"
+    ]
+    assert index_summary(remote) == index_summary(local)
+    with Store(db) as store:
+        paths = sorted(p for (p,) in store.db.execute("SELECT path FROM items"))
+    assert paths == sorted(f"{bucket}/{'deep/' if n.endswith('.mp4') else ''}{n}" for n in [*FILES, "note.txt"])
+    got, want = _vectors(db), _vectors(tmp_path / "local.sqlite3")
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-6)
+
+    found = bind("search", "--text", "a car", "--db", db, "--under", f"{bucket}/deep/", "-f", "jsonl")
+    assert [r["path"] for r in jsonl(found.stdout)] == [f"{bucket}/deep/synthetic_0.mp4"], found.stderr
+    s3.delete_object(Bucket="bind-media", Key=f"{bucket.split('/', 3)[3]}/note.txt")
+    again = bind("index", bucket, "s3://no-such-bucket/photos", "--db", db, "--engine", "ray")
+    assert again.exit_code == 1
+    summary = index_summary(again)
+    assert (summary["unchanged"], summary["embedded"], summary["removed"]) == (len(want) - 1, 0, 1)
+    assert [line for line in again.stderr.splitlines() if "no-such-bucket" in line] == [
+        "bind: s3://no-such-bucket/photos: When listing objects under key 'photos/' in bucket "
+        "'no-such-bucket': AWS Error NO_SUCH_BUCKET during ListObjectsV2 operation: The "
+        "specified bucket does not exist"
+    ], again.stderr
+
+
+def test_embed_of_s3_objects_gives_the_local_vectors(cluster, folder, bucket, tmp_path):
+    names = ["bird_image.jpg", "dog_audio.wav", "note.txt"]
+    uris = [f"{bucket}/{n}" for n in names] + [f"{bucket}/missing.jpg"]
+    remote = bind("embed", *uris, "--engine", "ray", "-o", tmp_path / "s3.npy")
+    local = bind("embed", *(folder / n for n in names), "--no-cache")
+    assert remote.exit_code == 1 and local.exit_code == 0
+    assert [line for line in remote.stderr.splitlines() if "missing.jpg" in line] == [
+        f"bind: {bucket}/missing.jpg: no such object or prefix"
+    ]
+    manifest = json.loads((tmp_path / "s3.npy.json").read_text())
+    want = jsonl(local.stdout)
+    assert [r["input"] for r in manifest["rows"]] == uris[:-1]
+    assert [r["sha256"] for r in manifest["rows"]] == [
+        hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names
+    ]
+    np.testing.assert_allclose(np.load(tmp_path / "s3.npy"), [r["embedding"] for r in want], rtol=0, atol=1e-6)
+
+
+def test_a_uri_without_the_ray_engine_is_one_usage_error(tmp_path):
+    for args in (["index", "s3://bucket/photos", "--db", tmp_path / "c.sqlite3"],
+                 ["embed", str(MEDIA / "bird_image.jpg"), "gs://bucket/dog.jpg"]):
+        result = bind(*args)
+        assert result.exit_code == 2, result.stderr
+        uri = args[1] if args[0] == "index" else args[2]
+        assert result.stderr.strip().splitlines() == [
+            f"bind: {uri}: URIs are read by the Ray engine's workers: add --engine ray"
+        ]

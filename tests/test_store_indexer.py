@@ -32,14 +32,14 @@ class CountingEncoder:
         for n, (path, kind, sha) in reversed(list(enumerate(inputs))):
             self.hashes[path] = sha
             if (sha, kind.value) in self.cache:
-                yield n, self.cache[(sha, kind.value)], True
+                yield n, self.cache[(sha, kind.value)], True, sha
                 continue
             self.calls.append(Path(path).name)
             if self.fail and self.fail in path:
-                yield n, InputError(path, "corrupt"), False
+                yield n, InputError(path, "corrupt"), False, ""
                 continue
             seed = int(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8], 16)
-            yield n, np.random.default_rng(seed).standard_normal(8).astype(np.float32), False
+            yield n, np.random.default_rng(seed).standard_normal(8).astype(np.float32), False, sha
 
 
 @pytest.fixture
@@ -152,9 +152,9 @@ def test_results_are_committed_as_they_arrive_from_one_embedder_run(tmp_path, fo
         committed_meanwhile = []
 
         def embed(inputs):
-            for n, result, known in CountingEncoder()(inputs):
+            for n, result, known, sha in CountingEncoder()(inputs):
                 committed_meanwhile.append(sum(db.counts(coll).values()))
-                yield n, result, known
+                yield n, result, known, sha
 
         progress = []
         found = list(walk([folder]))

@@ -8,8 +8,10 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from bindcli.errors import InputError
 from bindcli.indexer import walk
 from bindcli.modality import Kind
 from cli_support import MEDIA, bind
@@ -69,3 +71,40 @@ def test_a_file_reached_twice_is_found_once(tmp_path):
     assert found == [tmp_path / "dog.jpg"]
     result = bind("index", tmp_path, tmp_path / "latest.jpg", "--db", tmp_path / "c.sqlite3")
     assert result.exit_code == 0 and "1 files" in result.stderr, result.stderr
+
+
+def test_a_uri_is_walked_by_the_rules_of_a_folder(tmp_path):
+    """A URI root (here file://, listed through pyarrow as s3:// is) yields its objects as
+    URIs with the listing's size and mtime, hidden, excluded and unknown names left out."""
+    pytest.importorskip("pyarrow")
+    root = tmp_path / "media"
+    for rel in ("a.jpg", "notes.xyz", ".hidden.jpg", "sub/b.wav", "sub/.h/c.jpg", "skip/d.jpg"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * len(rel))
+    uri = root.as_uri()
+    found = list(walk([uri + "/"], exclude=["skip"]))
+    assert [(str(p), k) for p, k in found] == [(f"{uri}/a.jpg", Kind.IMAGE), (f"{uri}/sub/b.wav", Kind.AUDIO)]
+    stat = (root / "sub/b.wav").stat()
+    assert (found[1][0].stat().st_size, found[1][0].stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert [str(p) for p, _ in walk([f"{uri}/a.jpg", uri], exclude=["skip"])] == [f"{uri}/a.jpg", f"{uri}/sub/b.wav"]
+    (missing,) = walk([f"{uri}/nothing-here"])
+    assert str(missing) == f"{uri}/nothing-here: no such object or prefix"
+
+
+def test_a_scheme_pyarrow_lacks_is_read_through_fsspec_and_an_unknown_one_is_named():
+    fsspec = pytest.importorskip("fsspec")
+    pytest.importorskip("pyarrow")
+    from bindcli.object_store import fetch
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/bind-walk/a.jpg", b"abc")
+    memory.pipe("/bind-walk/sub/b.wav", b"abcd")
+    try:
+        found = [(str(p), k, p.stat().st_size) for p, k in walk(["memory://bind-walk"])]
+        assert found == [("memory://bind-walk/a.jpg", Kind.IMAGE, 3), ("memory://bind-walk/sub/b.wav", Kind.AUDIO, 4)]
+    finally:
+        memory.rm("/bind-walk", recursive=True)
+    (unknown,) = walk(["nosuchscheme://x/a.jpg"])
+    assert str(unknown).startswith("nosuchscheme://x/a.jpg: no filesystem for this URI")
+    with pytest.raises(InputError, match="^memory://bind-walk/gone.jpg: no such object or prefix$"):
+        fetch("memory://bind-walk/gone.jpg", "unused")

@@ -12,7 +12,8 @@ import typer
 from bindcli import output
 from bindcli.cli.common import Run, command, pick_format, table_labels
 from bindcli.cli.engine import (
-    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName, use_engine,
+    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName,
+    refuse_uris, use_engine,
 )
 from bindcli.paths import path_text
 
@@ -46,7 +47,8 @@ def embed(
     run: Run,
     files: Annotated[Optional[list[str]], typer.Argument(
         metavar="FILE", show_default=False,
-        help="Files to embed. '-' reads paths from stdin, one per line (or NUL-separated).",
+        help="Files to embed; with --engine ray also URIs (s3://bucket/key). '-' reads paths "
+        "from stdin, one per line (or NUL-separated).",
     )] = None,
     text: Annotated[Optional[list[str]], typer.Option(
         "--text", "-t", show_default=False, help="A text to embed (repeatable).",
@@ -93,6 +95,7 @@ def embed(
             "npy is binary: redirect stdout or use -o FILE.npy", param_hint="--format"
         )
     inputs = run.inputs(files or [], text or [])
+    refuse_uris(engine, (x.source for x in inputs if not getattr(x, "literal", False)))
     if not out_file and not out_dir:
         fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
     if fmt in _STREAMED and not out_dir and (out_file is None or output.is_stream(out_file)):

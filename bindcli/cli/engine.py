@@ -2,15 +2,20 @@
 
 `use_engine` tells a `Run` where to embed: `local` (the default) leaves it as it is; `ray`
 makes `run.embedder` a `bindcli.ray_engine.RayEmbedder`. Ray is imported only then.
+`refuse_uris` says that URIs (`s3://...`) need the Ray engine, whose workers read them.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+from bindcli.errors import UsageError
+from bindcli.paths import is_uri, path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.cli.common import Run
@@ -80,3 +85,13 @@ def use_engine(
         )
 
     run.engine = open_ray
+
+
+def refuse_uris(engine: EngineName, sources: Iterable[str]) -> None:
+    """A URI among the inputs without `--engine ray` is one usage error, before any work."""
+    if engine is EngineName.LOCAL:
+        for source in sources:
+            if is_uri(source):
+                raise UsageError(
+                    f"{path_text(source)}: URIs are read by the Ray engine's workers: add --engine ray"
+                )

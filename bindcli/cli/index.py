@@ -9,7 +9,8 @@ import typer
 
 from bindcli.cli.common import Run, command
 from bindcli.cli.engine import (
-    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName, use_engine,
+    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName,
+    refuse_uris, use_engine,
 )
 from bindcli.cli.shared import (
     COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, VectorType, open_store,
@@ -26,8 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 @command
 def index(
     run: Run,
-    paths: Annotated[list[Path], typer.Argument(
-        metavar="PATH...", show_default=False, help="Files and folders to index.",
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH...", show_default=False,
+        help="Files and folders to index; with --engine ray also URIs (s3://bucket/prefix).",
     )],
     db: DB_OPTION = None,
     collection: COLLECTION_OPTION = DEFAULT_COLLECTION,
@@ -58,7 +60,9 @@ def index(
       bind index ~/photos ~/recordings
       bind index . --db ./bind.sqlite3 --exclude '*.tmp' --collection trip
       bind index /shared/photos --engine ray --address auto --gpus-per-worker 1
+      bind index s3://bucket/photos --engine ray --address auto
     """
+    refuse_uris(engine, paths)
     use_engine(run, engine, address, workers, gpus_per_worker, cpus_per_worker)
     from bindcli.indexer import embedding_with, walk
     from bindcli.indexer import index as index_paths

@@ -42,9 +42,9 @@ def search(
         "--min-score", show_default=False,
         help="Drop results below this cosine. Scales differ per modality pair.",
     )] = None,
-    under: Annotated[Optional[list[Path]], typer.Option(
+    under: Annotated[Optional[list[str]], typer.Option(
         "--under", metavar="DIR", show_default=False,
-        help="Only files below this folder (repeatable).",
+        help="Only files below this folder or URI prefix (repeatable).",
     )] = None,
     glob: Annotated[Optional[list[str]], typer.Option(
         "--glob", metavar="GLOB", show_default=False,
