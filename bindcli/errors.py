@@ -45,6 +45,12 @@ class InputError(BindError):
         super().__init__(f"{path_text(self.source)}: {reason}")
 
 
+class UnlistedRoot(InputError):
+    """A folder or prefix whose listing failed for a reason other than its absence (a
+    permission error, a network blip): what it holds is unknown, so nothing under it may be
+    marked deleted."""
+
+
 class InputWarning(UserWarning):
     """An input that was used, though not as its file promised (a WAV cut short); names the
     input, and is a warning rather than an error because its vector is still made."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindcli.errors import InputError
+from bindcli.errors import InputError, UnlistedRoot
 from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli.hashing import sha256_file
 from bindcli.object_store import ObjectFile, listing
@@ -105,7 +105,9 @@ def walk(
         if not root.is_dir():
             yield InputError(root, "no such file or folder")
             continue
-        for folder, dirs, files in os.walk(root, followlinks=True):
+        unreadable: list[OSError] = []  # folders os.walk could not list, reported as such
+        for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable.append):
+            yield from _unlisted(unreadable)
             real = canonical(folder)
             if str(real) in visited:  # a loop, or a folder reached twice
                 dirs[:] = []
@@ -132,6 +134,14 @@ def walk(
                 if path not in found:
                     found.add(path)
                     yield path, as_kind or kind
+        yield from _unlisted(unreadable)
+
+
+def _unlisted(errors: list[OSError]) -> Iterator[UnlistedRoot]:
+    """The folders os.walk failed to list so far (emptied as they are yielded)."""
+    while errors:
+        exc = errors.pop(0)
+        yield UnlistedRoot(canonical(exc.filename), exc.strerror or str(exc))
 
 
 def _excluded(rel: str, exclude: Sequence[str]) -> bool:
@@ -201,7 +211,7 @@ def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
     return embed
 
 
-def _under(path: str, roots: Sequence[Path]) -> bool:
+def _under(path: str, roots: Sequence[str | Path]) -> bool:
     # canonical: collections made before paths were hold `..` and symlinked folders (only
     # paths this run did not see come here, so resolving them costs little)
     path = str(canonical(path))
@@ -232,9 +242,12 @@ def index(
     seen: set[str] = set()
     pending: list[tuple[Path, Kind, os.stat_result]] = []
     objects: list[tuple[ObjectFile, Kind, ObjectFile]] = []  # hashed where they are read
+    unlisted: set[str] = set()  # folders whose content is unknown: nothing under them is gone
     for entry in found:
         if isinstance(entry, InputError):
             report.failed.append(entry)
+            if isinstance(entry, UnlistedRoot):
+                unlisted.add(str(canonical(entry.source)))
             continue
         path, kind = entry
         try:
@@ -282,8 +295,11 @@ def index(
             (report.reused if copy or known_already else report.embedded)[kind] += 1
             commit.add(Item(str(path), kind, stat.st_size, stat.st_mtime_ns, sha, vector))
     commit.flush()
-    walked = [canonical(r) for r in roots]
-    gone = [p for p, s in known.items() if not s.deleted and p not in seen and _under(p, walked)]
+    walked, unknown = [canonical(r) for r in roots], sorted(unlisted)
+    gone = [
+        p for p, s in known.items()
+        if not s.deleted and p not in seen and _under(p, walked) and not _under(p, unknown)
+    ]
     store.mark_deleted(collection, gone)
     report.removed = len(gone)
     refresh(store, collection)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bindcli.errors import InputError
+from bindcli.errors import InputError, UnlistedRoot
 from bindcli.hashing import BLOCK
 from bindcli.paths import canonical, is_uri
 
@@ -82,8 +82,10 @@ def listing(root: str) -> tuple[bool, list[ObjectFile]]:
         if info.type == fs.FileType.File:
             return True, [_object(root, info)]
         infos = store.get_file_info(fs.FileSelector(path, recursive=True, allow_not_found=False))
-    except OSError as exc:
+    except FileNotFoundError as exc:
         raise InputError(root, reason(exc)) from None
+    except OSError as exc:
+        raise UnlistedRoot(root, reason(exc)) from None
     files = sorted((i for i in infos if i.type == fs.FileType.File), key=lambda i: i.path)
     return False, [_object(root + i.path[len(path.rstrip("/")):], i) for i in files]
 

@@ -162,3 +162,32 @@ def test_results_are_committed_as_they_arrive_from_one_embedder_run(tmp_path, fo
               on_progress=lambda r: progress.append(sum(r.done().values())))
         assert committed_meanwhile == [0, 0, 2, 2, 4]
         assert progress == [2, 4, 5] and sum(db.counts(coll).values()) == 5
+
+
+def test_a_folder_that_cannot_be_listed_keeps_its_items(tmp_path, folder, monkeypatch):
+    """A listing that fails (permissions, a network blip on a bucket) says nothing about what
+    the folder holds: its items stay; a folder that is gone loses them."""
+    import bindcli.indexer as indexer
+
+    with Store(tmp_path / "c.sqlite3") as db:
+        coll = db.create_collection("c", "model-a", "test")
+        _run(db, coll, [folder], CountingEncoder())
+        walk_folders = os.walk
+
+        def failing(top, *args, onerror=None, **kw):  # `sub` cannot be read
+            for entry in walk_folders(top, *args, onerror=onerror, **kw):
+                if Path(entry[0]).name == "sub":
+                    onerror(PermissionError(13, "Permission denied", entry[0]))
+                    continue
+                yield entry
+
+        monkeypatch.setattr(indexer.os, "walk", failing)
+        found = list(walk([folder]))
+        assert [e.reason for e in found if isinstance(e, InputError)] == ["Permission denied"]
+        report = index(db, coll, found, [folder], CountingEncoder(), batch_size=2)
+        assert report.removed == 0 and sum(db.counts(coll).values()) == 5
+        monkeypatch.undo()
+        (folder / "sub" / "e.png").unlink()
+        (folder / "sub").rmdir()
+        report = _run(db, coll, [folder / "sub"], CountingEncoder())
+        assert report.removed == 1 and sum(db.counts(coll).values()) == 4
