@@ -12,7 +12,7 @@ from bindcli.errors import DeviceError
 from bindcli.model import quantize
 from bindcli.model.factory import load_model, resolve_dtype
 from bindcli.model.layers import linear
-from bindcli.model.quantize import Int8Weight, quantize_int8
+from bindcli.model.quantize import Int8Weight
 from bindcli.placement import Precision, choose_precision, place
 from cli_support import bind, jsonl, media, reference
 

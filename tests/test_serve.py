@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import http.client
 import io
 import json
 import os
