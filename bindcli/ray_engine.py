@@ -18,7 +18,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from bindcli.errors import BindError, InputError, UsageError
 from bindcli.modality import Kind
 from bindcli.object_store import worker_environment
 from bindcli.paths import is_uri
-from bindcli.runtime import Embedder, Embedding, Input, loading_options
+from bindcli.runtime import Embedder, Embedding, Embeds, Input, loading_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
@@ -185,7 +185,7 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class RayEmbedder:
+class RayEmbedder(Embeds):
     """`Embedder.embed` and `Embedder.stream` with the work on a Ray cluster: what a command
     (or `bindcli.indexer.embedding_with`) uses in place of the local Embedder.
 
@@ -234,25 +234,14 @@ class RayEmbedder:
             ray.shutdown()
             self._started = False
 
-    embed = Embedder.embed  # the same results, in order, over this class's `stream`
-
-    def stream(
-        self,
-        inputs: Sequence[Input | InputError],
-        progress: Callable[[int], None] = lambda n: None,
-        *,
-        hashes: Sequence[str | None] = (),
+    def _results(
+        self, todo: list[tuple[int, Input, str | None]], progress: Callable[[int], None]
     ) -> Iterator[tuple[int, Embedding | InputError]]:
-        """(position, result) for every input as the cluster finishes it, in any order."""
-        refused = [(i, x) for i, x in enumerate(inputs) if isinstance(x, InputError)]
-        progress(len(refused))
-        yield from refused
-        todo = {i: x for i, x in enumerate(inputs) if isinstance(x, Input)}
-        if not todo:
-            return
-        known = dict(enumerate(hashes))
-        for batch in self._run(todo, known).iter_batches(batch_size=None, batch_format="numpy"):
-            done = [self._result(todo, batch, row) for row in range(len(batch["slot"]))]
+        """(position, result) for each input as the cluster finishes it, in any order."""
+        inputs = {i: x for i, x, _ in todo}
+        known = {i: sha for i, _, sha in todo}
+        for batch in self._run(inputs, known).iter_batches(batch_size=None, batch_format="numpy"):
+            done = [self._result(inputs, batch, row) for row in range(len(batch["slot"]))]
             progress(len(done))
             yield from done
 

@@ -18,7 +18,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -239,22 +239,13 @@ class RemoteEmbedder(Embeds):
         """The note a command prints when it uses the server."""
         return f"{self.config.name} on {self.placement.describe()}, served at {self.address}"
 
-    def stream(
-        self,
-        inputs: "Sequence[Input | InputError]",
-        progress: Callable[[int], None] = lambda n: None,
-        *,
-        hashes: Sequence[str | None] = (),
+    def _results(
+        self, todo: "list[tuple[int, Input, str | None]]", progress: Callable[[int], None]
     ) -> "Iterator[tuple[int, Embedding | InputError]]":
-        """As `Embedder.stream`: refusals first, then each chunk's results as the server
-        answers it (`hashes` are not needed: the server hashes what it reads)."""
-        refused = [(i, x) for i, x in enumerate(inputs) if isinstance(x, InputError)]
-        progress(len(refused))
-        yield from refused
-        todo = [(i, x) for i, x in enumerate(inputs) if not isinstance(x, InputError)]
-        chunks = [todo[s : s + CHUNK] for s in range(0, len(todo), CHUNK)]
-        if not chunks:
-            return
+        """Each chunk's results as the server answers it (known hashes are not needed: the
+        server hashes what it reads)."""
+        inputs = [(i, x) for i, x, _ in todo]
+        chunks = [inputs[s : s + CHUNK] for s in range(0, len(inputs), CHUNK)]
         clients: dict[int, Client] = {}
 
         def ask(chunk: list[tuple[int, "Input"]]) -> list[tuple[int, "Embedding | InputError"]]:

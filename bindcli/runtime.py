@@ -185,8 +185,37 @@ class Model:
 
 
 class Embeds:
-    """`embed` in terms of `stream`: what the Embedder and a server's client
-    (`bindcli.remote.RemoteEmbedder`) share, so the commands take either."""
+    """`embed` and `stream` in terms of `_results`: what the Embedder, a server's client
+    (`bindcli.remote.RemoteEmbedder`) and the Ray engine (`bindcli.ray_engine.RayEmbedder`)
+    share, so the commands take any of them."""
+
+    def stream(
+        self,
+        inputs: Sequence[Input | InputError],
+        progress: Callable[[int], None] = lambda n: None,
+        *,
+        hashes: Sequence[str | None] = (),
+    ) -> Iterator[tuple[int, Embedding | InputError]]:
+        """(position, result) for every input as soon as it is known: refusals first, then
+        what `_results` yields for the rest, in the order it finishes them.
+
+        `hashes[i]`, where given, is input i's content SHA-256 (a caller that hashed the
+        file already), which spares reading it again.
+        """
+        refused = [(i, x) for i, x in enumerate(inputs) if isinstance(x, InputError)]
+        progress(len(refused))
+        yield from refused
+        known = dict(enumerate(hashes))
+        todo = [(i, x, known.get(i)) for i, x in enumerate(inputs) if isinstance(x, Input)]
+        if todo:
+            yield from self._results(todo, progress)
+
+    def _results(
+        self, todo: list[tuple[int, Input, str | None]], progress: Callable[[int], None]
+    ) -> Iterator[tuple[int, Embedding | InputError]]:
+        """(position, result) for each (position, input, known hash or None), reporting to
+        `progress` as results come."""
+        raise NotImplementedError
 
     def embed(
         self,
@@ -249,24 +278,12 @@ class Embedder(Embeds):
         if close is not None:
             close()
 
-    def stream(
-        self,
-        inputs: Sequence[Input | InputError],
-        progress: Callable[[int], None] = lambda n: None,
-        *,
-        hashes: Sequence[str | None] = (),
+    def _results(
+        self, todo: list[tuple[int, Input, str | None]], progress: Callable[[int], None]
     ) -> Iterator[tuple[int, Embedding | InputError]]:
-        """(position, result) for every input as soon as it is known: refusals and cache hits
-        first, then each encoded batch, from one loader pipeline however many inputs.
-
-        `hashes[i]`, where given, is input i's content SHA-256 (a caller that hashed the
-        file already), which spares reading it again.
-        """
-        refused = [(i, x) for i, x in enumerate(inputs) if isinstance(x, InputError)]
-        progress(len(refused))
-        yield from refused
-        known = dict(enumerate(hashes))
-        jobs, failed = self._hash([(i, x, known.get(i)) for i, x in enumerate(inputs) if isinstance(x, Input)])
+        """Unreadable files, then cache hits, then each encoded batch, from one loader
+        pipeline however many inputs."""
+        jobs, failed = self._hash(todo)
         progress(len(failed))
         yield from failed
         jobs, hits = self._from_cache(jobs)
