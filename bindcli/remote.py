@@ -27,7 +27,7 @@ import numpy as np
 
 from bindcli.errors import BindError, InputError, UsageError
 from bindcli.paths import is_uri
-from bindcli.runtime import LOCAL_URI, Embedding, Embeds, loading_options
+from bindcli.runtime import LOCAL_URI, Embedding, Embeds
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
@@ -197,8 +197,7 @@ def connect(
     served = f"{info.get('id')} at {info.get('precision')} on {info.get('device')}"
     if info.get("id") != model.id:
         return None, f"the server at {address} serves {served}, not {model.id}"
-    wanted = loading_options(model.config, options)
-    if info.get("options") != (dataclasses.asdict(wanted) if wanted else None):
+    if info.get("vectors_id") != model.vectors_id(options):
         return None, f"the server at {address} loads files with other options (--audio-mix?)"
     if precision != "auto" and info.get("precision") != precision:
         return None, f"the server at {address} serves {served}, not {precision}"

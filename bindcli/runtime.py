@@ -169,16 +169,23 @@ class Model:
         return f"{self.config.name} ({self.weights.name})"
 
     def vectors_id(self, options: "MediaOptions | None" = None) -> str:
-        """What a collection is pinned to: this model's id, plus each loading option that
-        changes its vectors (`+audio_upstream_quirks=False` for `--audio-mix mono`), so one
-        collection never holds vectors made two ways. With upstream's loading, the model id."""
-        chosen = loading_options(self.config, options)
-        if chosen is None:
-            return self.id
-        usual = dataclasses.asdict(loading_options(self.config, None) or type(chosen)())
-        return self.id + "".join(
-            f"+{k}={v}" for k, v in dataclasses.asdict(chosen).items() if v != usual[k]
-        )
+        """What a collection of this model's vectors, loaded with `options`, is pinned to
+        (`vectors_id`)."""
+        return vectors_id(self.id, self.config, options)
+
+
+def vectors_id(model: str, config: ModelConfig, options: "MediaOptions | None") -> str:
+    """Names how vectors were made: the model id, plus each loading option that changes them
+    (`+audio_upstream_quirks=False` for `--audio-mix mono`), so one collection never holds
+    vectors made two ways and a server is used only when it makes them the run's way. With
+    upstream's loading, the model id."""
+    chosen = loading_options(config, options)
+    if chosen is None:
+        return model
+    usual = dataclasses.asdict(loading_options(config, None) or type(chosen)())
+    return model + "".join(
+        f"+{k}={v}" for k, v in dataclasses.asdict(chosen).items() if v != usual[k]
+    )
 
 
 # --- the embedder --------------------------------------------------------------------------
@@ -262,6 +269,11 @@ class Embedder(Embeds):
         self.encoder = encoder or LocalEncoder(config, weights, placement)
         self.model_id = known_id or model_id(config, weights)  # `Model.resolve` knows it
         self._owns_cache = owns_cache
+
+    @property
+    def vectors_id(self) -> str:
+        """How this embedder's vectors are made (`vectors_id`)."""
+        return vectors_id(self.model_id, self.config, self.options)
 
     def __enter__(self) -> "Embedder":
         return self

@@ -75,7 +75,7 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
             "config": e.config.name, "weights": e.weights.name,
             "towers": sorted(getattr(e.encoder, "towers", ())), "device": str(e.placement.device),
             "precision": e.placement.precision,
-            "options": dataclasses.asdict(e.options) if e.options else None,
+            "vectors_id": e.vectors_id,  # the model id and any loading option that changes it
         }
         return JSONResponse({"object": "list", "data": [entry]})
 
