@@ -1,25 +1,27 @@
-"""Collections at scale: the mapped matrix and the HNSW graph against numpy, on clustered vectors.
+"""Collections at scale: the mapped matrix and the inverted lists against numpy, on clustered vectors.
 
-Vectors: a mixture of Gaussian clusters on the sphere (about one cluster per 300 items, sizes
-log-normal, each with its own spread: cosine to its centre 0.55-0.85), which is how real
-embeddings bunch; uniform random vectors would flatter nothing and mislead graph indices.
-Queries are fresh draws from the same mixture. Every figure is printed against a baseline
-measured in the same run:
+Vectors: a mixture of Gaussian clusters on the sphere (one cluster per 300 items of the
+collection, sizes log-normal, each with its own spread: cosine to its centre 0.55-0.85), which
+is how real embeddings bunch; uniform random vectors would flatter nothing and mislead
+approximate indices. Queries are fresh draws from the same mixture, and for recall also the
+same moved along one shared direction (a text query among images: the modality gap). Every
+figure is printed against a baseline measured in the same run:
 
 - exact, 1 query top-10, N x D float16 collection (bind's mapped matrix, in-process) against
   numpy brute force over the same vectors as a float32 array in memory
 - exact, 16 queries at once, at `--batch-size` items, against the same numpy
 - `bind search --vector q.npy` as a whole process against a `python -c` that memory-maps the
   same vectors as a float16 .npy and brute-forces them a chunk at a time
-- approximate (usearch HNSW) at each `--graph-sizes`: build time, query time against exact,
-  recall@10 against the exact answer, graph file size
+- approximate (bind's inverted lists) at each `--lists-sizes`: build time, query time against
+  exact and recall@10 against the exact answer by how many lists a query reads, file size
 - memory: growth of anonymous RSS (/proc/self/status RssAnon) during a search, against the
   matrix's size; re-opening the collection in a fresh process and answering the first query,
-  against a warm query
-- `--compare N`: usearch against faiss HNSW (build, query, recall, memory) at N items
+  against a warm query, exact and approximate
+- `--compare N`: usearch's HNSW graph (what bind used before; `pip install usearch`) against
+  the inverted lists on the same vectors at N items
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_index.py [--size 1000000]
-        [--batch-size 100000] [--graph-sizes 100000,1000000] [--compare 50000]
+        [--batch-size 100000] [--lists-sizes 200000,1000000] [--compare 50000]
 
 On a shared machine, hold OpenBLAS to one thread (for numpy and bind alike): its threads spin
 waiting for each other when other work holds the cores, which made the numpy baseline 10-100x
@@ -41,19 +43,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
-from bindcli import collection_index, vector_index  # noqa: E402
+from bindcli import collection_index, inverted_lists, vector_index  # noqa: E402
 from bindcli.store import Item, Store  # noqa: E402
 
 K = 10
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def mixture(n: int, dims: int) -> np.ndarray:
+    """The centres of a mixture for `n` items: one per 300."""
+    centres = np.random.default_rng(0).standard_normal((max(n // 300, 8), dims)).astype(np.float32)
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+
 def clustered(n: int, dims: int, seed: int, centres: np.ndarray | None = None):
-    """`n` unit vectors from the mixture (and its centres, to draw queries from the same)."""
+    """`n` unit vectors from the mixture of `centres` (one for `n` items if None), and the
+    centres, to draw queries from the same."""
     rng = np.random.default_rng(seed)
     if centres is None:
-        centres = rng.standard_normal((max(n // 300, 8), dims)).astype(np.float32)
-        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        centres = mixture(n, dims)
     weights = np.random.default_rng(1).lognormal(0, 1, len(centres))
     spread = np.random.default_rng(2).uniform(0.6, 1.5, len(centres)).astype(np.float32)
     label = rng.choice(len(centres), n, p=weights / weights.sum())
@@ -73,7 +81,7 @@ def build(parent: Path, name: str, n: int, dims: int) -> tuple[Path, np.ndarray,
     folder.mkdir()
     db_path = folder / "bench.sqlite3"
     matrix = np.empty((n, dims), dtype=np.float32)
-    centres = None
+    centres = mixture(n, dims)  # for the whole collection, not per block
     start = time.perf_counter()
     with Store(db_path) as db:
         coll = db.create_collection("bench", "bench-model", "clustered vectors", "float16")
@@ -192,93 +200,100 @@ def bench_reopen(folder: Path, db_path: Path, mode: str) -> None:
           f"a {matrix_bytes / 2**20:.0f} MiB matrix (ratio {anon / matrix_bytes:.3f})", flush=True)
 
 
-def bench_graph(db_path: Path, n: int, repeats: int) -> None:
-    """Build time, query time and recall@10 of the graph against exact at `n` items."""
+def offset_queries(n: int, dims: int, centres: np.ndarray) -> np.ndarray:
+    """Draws from the mixture moved along one shared direction, so that their best items
+    score about 0.35 instead of 0.55: how a text query sits among images (the modality gap)."""
+    rng = np.random.default_rng(77)
+    gap = rng.standard_normal(dims).astype(np.float32)
+    q, _ = clustered(n, dims, 78, centres)
+    q = q + 2 * gap / np.linalg.norm(gap)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def recall_of(truth: list, got: list) -> float:
+    return float(np.mean([len({h.path for h in a} & {h.path for h in b}) / K for a, b in zip(truth, got)]))
+
+
+def bench_lists(db_path: Path, n: int, centres: np.ndarray, repeats: int) -> None:
+    """Build time, query time and recall@10 of the inverted lists against exact at `n` items,
+    by how many lists a query reads."""
     with Store(db_path) as db:
         coll = db.require("bench")
         matrix = collection_index.open_matrix(db, coll)
         start = time.perf_counter()
-        graph = vector_index.refresh_graph(db, coll, matrix)
+        lists = inverted_lists.refresh(db, coll, matrix)
         build_s = time.perf_counter() - start
-        approx = vector_index.ApproximateIndex(matrix, graph)
+        approx = vector_index.ApproximateIndex(matrix, lists)
         exact = vector_index.ExactIndex(matrix)
-        queries = np.stack([matrix.vectors[i].astype(np.float32) for i in range(0, n, n // 100)][:100])
-        queries += np.random.default_rng(5).standard_normal(queries.shape).astype(np.float32) * 0.02
-        if not (db_path.parent / "q.npy").exists():  # for bench_reopen
-            np.save(db_path.parent / "q.npy", queries[:1])
-        truth = exact.search(queries, k=K)
-        got = [approx.search(q, k=K)[0] for q in queries]
-        recall = np.mean([len({h.path for h in a} & {h.path for h in b}) / K for a, b in zip(truth, got)])
-        exact_s, approx_s = fastest([
-            lambda: exact.search(queries[0], k=K),
-            lambda: [approx.search(q, k=K) for q in queries[:20]],
-        ], repeats)
-        approx_s /= 20
-        graph_file = vector_index._graph_files(db, coll)[0][1]
+        fresh, _ = clustered(100, matrix.dims, 4321, centres)
+        np.save(db_path.parent / "q.npy", fresh[:1])  # for bench_reopen
+        sets = {"fresh draws": fresh, "offset draws": offset_queries(100, matrix.dims, centres)}
+        truths = {name: exact.search(q, k=K) for name, q in sets.items()}
+        cosine = {name: np.median([t[0].score for t in truth]) for name, truth in truths.items()}
+        exact_s = fastest([lambda: exact.search(fresh[0], k=K)], repeats)[0]
         sweep = []
-        for expansion in (128, 256, 512, 1024):  # how the search-time expansion trades
-            graph.expansion_search = expansion
-            start = time.perf_counter()
-            found = [approx.search(q, k=K)[0] for q in queries]
-            took = (time.perf_counter() - start) / len(queries)
-            hit = np.mean([len({h.path for h in a} & {h.path for h in b}) / K for a, b in zip(truth, found)])
-            sweep.append(f"{expansion}: {hit:.3f} in {took * 1e3:.1f} ms")
-    print(f"  approximate at {n}: graph built in {build_s:.0f} s ({graph_file.stat().st_size / 2**20:.0f} "
-          f"MiB file); query {approx_s * 1e3:.2f} ms vs exact {exact_s * 1e3:.1f} ms "
-          f"({exact_s / approx_s:.0f}x faster), recall@10 {recall:.3f} (queries near stored items); "
-          f"by search expansion, recall@10 and query time: {'; '.join(sweep)}",
-          flush=True)
+        for probes in (16, 32, 64, 128):
+            approx.probes = probes
+            took = fastest([lambda: [approx.search(q, k=K) for q in fresh[:20]]], repeats)[0] / 20
+            recalls = ", ".join(
+                f"{name} {recall_of(truths[name], [approx.search(q, k=K)[0] for q in qs]):.3f}"
+                for name, qs in sets.items()
+            )
+            mark = " (the default)" if probes == inverted_lists.probes_for(lists.count) else ""
+            sweep.append(f"    {probes} lists{mark}: {took * 1e3:.2f} ms a query ({exact_s / took:.0f}x "
+                         f"faster than exact), recall@10 {recalls}")
+    size = inverted_lists.lists_path(db, coll).stat().st_size
+    print(f"  inverted lists at {n}: {lists.count} lists trained and filled in {build_s:.0f} s "
+          f"({size / 2**20:.0f} MiB file); exact query {exact_s * 1e3:.1f} ms; best item's cosine "
+          f"(median): {', '.join(f'{k} {v:.2f}' for k, v in cosine.items())}; by lists read:", flush=True)
+    print("\n".join(sweep), flush=True)
 
 
-def compare_libraries(n: int, dims: int) -> None:
-    """usearch and faiss HNSW side by side on the same clustered float16-rounded vectors."""
-    x, centres = clustered(n, dims, 11)
+def compare_hnsw(n: int, dims: int) -> None:
+    """usearch's HNSW graph (what bind used first) and bind's inverted lists side by side on
+    the same clustered float16 vectors (needs `pip install usearch`, no longer one of bind's)."""
+    try:
+        from usearch.index import Index
+    except ImportError:
+        print("  usearch not installed: no comparison")
+        return
+    centres = mixture(n, dims)
+    x, _ = clustered(n, dims, 11, centres)
+    x = x.astype(np.float16)
     q, _ = clustered(100, dims, 12, centres)
-    truth = numpy_top(x, q)
+    truth = numpy_top(x.astype(np.float32), q)
 
     def recall(found):
         return np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)])
 
-    from usearch.index import Index
-
     start = time.perf_counter()
-    u = Index(ndim=dims, metric="ip", dtype="f16", connectivity=vector_index.CONNECTIVITY,
-              expansion_add=vector_index.EXPANSION_ADD, expansion_search=vector_index.EXPANSION_SEARCH)
-    u.add(np.arange(n), x.astype(np.float16), threads=os.cpu_count())
+    u = Index(ndim=dims, metric="ip", dtype="f16", connectivity=32, expansion_add=128, expansion_search=512)
+    u.add(np.arange(n), x, threads=os.cpu_count())
     build_u = time.perf_counter() - start
     query_u = fastest([lambda: [u.search(v, K) for v in q]], 3)[0] / len(q)
     rec_u = recall(np.stack([u.search(v, K).keys for v in q]))
-    print(f"  usearch HNSW M={vector_index.CONNECTIVITY} f16: build {build_u:.0f} s, query "
-          f"{query_u * 1e3:.2f} ms, recall@10 {rec_u:.3f}, {u.memory_usage / 2**20:.0f} MiB", flush=True)
-    try:
-        import faiss
-    except ImportError:
-        print("  faiss not installed: no comparison")
-        return
-    start = time.perf_counter()
-    f = faiss.IndexHNSWSQ(dims, faiss.ScalarQuantizer.QT_fp16, vector_index.CONNECTIVITY,
-                          faiss.METRIC_INNER_PRODUCT)
-    f.hnsw.efConstruction = vector_index.EXPANSION_ADD
-    f.train(x[:1000])
-    f.add(x)
-    build_f = time.perf_counter() - start
-    f.hnsw.efSearch = vector_index.EXPANSION_SEARCH
-    query_f = fastest([lambda: [f.search(v[None], K) for v in q]], 3)[0] / len(q)
-    rec_f = recall(np.stack([f.search(v[None], K)[1][0] for v in q]))
-    with tempfile.NamedTemporaryFile() as tmp:
-        faiss.write_index(f, tmp.name)
-        size_f = os.path.getsize(tmp.name)
-    print(f"  faiss IndexHNSWSQ fp16 M={vector_index.CONNECTIVITY}: build {build_f:.0f} s, query "
-          f"{query_f * 1e3:.2f} ms, recall@10 {rec_f:.3f}, {size_f / 2**20:.0f} MiB "
-          f"(usearch/faiss: build {build_u / build_f:.2f}, query {query_u / query_f:.2f})", flush=True)
+    print(f"  usearch HNSW (connectivity 32, expansion 128 / 512) f16: build {build_u:.0f} s, query "
+          f"{query_u * 1e3:.2f} ms, recall@10 {rec_u:.3f}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "c.sqlite3") as db:
+        coll = db.create_collection("bench", "bench-model", "clustered vectors", "float16")
+        db.put_items(coll, [Item(f"/b/{i:07}.jpg", "image", 1, 1, f"{i:x}", v) for i, v in enumerate(x)])
+        matrix = collection_index.refresh(db, coll)
+        start = time.perf_counter()
+        approx = vector_index.ApproximateIndex(matrix, inverted_lists.refresh(db, coll, matrix))
+        build_l = time.perf_counter() - start
+        query_l = fastest([lambda: [approx.search(v, k=K) for v in q]], 3)[0] / len(q)
+        rec_l = recall(np.stack([[int(Path(h.path).stem) for h in approx.search(v, k=K)[0]] for v in q]))
+    print(f"  bind inverted lists ({approx.lists.count} lists, {approx.probes} read): build {build_l:.0f} s, "
+          f"query {query_l * 1e3:.2f} ms, recall@10 {rec_l:.3f} (HNSW/lists: build "
+          f"{build_u / build_l:.1f}, query {query_u / query_l:.2f})", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="exact, process, memory; 0 skips")
     parser.add_argument("--batch-size", type=int, default=100_000, help="the 16-query batch; 0 skips")
-    parser.add_argument("--graph-sizes", default="100000,1000000", help="'' skips")
-    parser.add_argument("--compare", type=int, default=0, help="usearch vs faiss at N; 0 skips")
+    parser.add_argument("--lists-sizes", default="200000,1000000", help="'' skips")
+    parser.add_argument("--compare", type=int, default=0, help="usearch HNSW vs the lists at N; 0 skips")
     parser.add_argument("--dims", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="build collections here and keep them")
@@ -287,15 +302,15 @@ def main() -> None:
     print(f"machine: {describe()}; numpy {np.__version__}, OPENBLAS_NUM_THREADS={threads}")
     with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
         folder = Path(tmp)
-        built: dict[int, Path] = {}
+        built: dict[int, tuple[Path, np.ndarray]] = {}
         if args.compare:
-            print(f"library comparison at {args.compare} x {args.dims}:")
-            compare_libraries(args.compare, args.dims)
+            print(f"HNSW against inverted lists at {args.compare} x {args.dims}:")
+            compare_hnsw(args.compare, args.dims)
         if args.batch_size:
             db_path, matrix, centres = build(folder, "batch", args.batch_size, args.dims)
             bench_exact(db_path, matrix, centres, args.repeats)
             del matrix
-            built[args.batch_size] = db_path
+            built[args.batch_size] = db_path, centres
         if args.size:
             db_path, matrix, centres = build(folder, "big", args.size, args.dims)
             sub = db_path.parent
@@ -303,13 +318,15 @@ def main() -> None:
             del matrix
             bench_process(sub, db_path, centres, args.dims)
             bench_reopen(sub, db_path, "exact")
-            built[args.size] = db_path
-        for n in (int(s) for s in args.graph_sizes.split(",") if s):
+            built[args.size] = db_path, centres
+        for n in (int(s) for s in args.lists_sizes.split(",") if s):
             if n not in built:
-                built[n] = build(folder, f"graph{n}", n, args.dims)[0]
-            bench_graph(built[n], n, args.repeats)
-            if (built[n].parent / "q.npy").exists():
-                bench_reopen(built[n].parent, built[n], "approximate")
+                db_path, matrix, centres = build(folder, f"lists{n}", n, args.dims)
+                del matrix
+                built[n] = db_path, centres
+            bench_lists(built[n][0], n, built[n][1], args.repeats)
+            bench_reopen(built[n][0].parent, built[n][0], "approximate")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -171,32 +171,33 @@ class Matrix:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _read_header(path: Path) -> tuple[dict, int] | None:
-    """The header of an index file and the file's size; None if it is missing or torn."""
+def read_header(path: Path, magic: bytes = MAGIC, fmt: int = FORMAT) -> tuple[dict, int] | None:
+    """The header of an index file (of the kind `magic` marks) and the file's size; None if it
+    is missing or torn."""
     try:
         with open(path, "rb") as f:
             head = f.read(HEADER_BYTES)
             size = os.fstat(f.fileno()).st_size
     except OSError:
         return None
-    if len(head) < HEADER_BYTES or not head.startswith(MAGIC):
+    if len(head) < HEADER_BYTES or not head.startswith(magic):
         return None
     try:
-        header = json.loads(head[len(MAGIC):].rstrip(b"\0"))
+        header = json.loads(head[len(magic):].rstrip(b"\0"))
     except ValueError:
         return None
-    if header.get("format") != FORMAT or header.get("bytes") != size:
+    if header.get("format") != fmt or header.get("bytes") != size:
         return None
     return header, size
 
 
-def _belongs(header: dict, collection: Collection) -> bool:
+def belongs(header: dict, collection: Collection) -> bool:
     return header["collection"] == [collection.id, collection.created_at, collection.dtype]
 
 
 def open_file(path: Path) -> Matrix | None:
     """The index file at `path`, mapped read-only; None if it is missing or torn."""
-    found = _read_header(path)
+    found = read_header(path)
     if found is None:
         return None
     with open(path, "rb") as f:
@@ -209,8 +210,8 @@ def open_file(path: Path) -> Matrix | None:
 def state(store: Store, collection: Collection) -> str:
     """`fresh`, `stale` (behind SQLite: the next search or `bind index` patches it) or
     `missing` (none yet, or torn: rebuilt on next use). Writes nothing."""
-    found = _read_header(matrix_path(store, collection))
-    if found is None or not _belongs(found[0], collection):
+    found = read_header(matrix_path(store, collection))
+    if found is None or not belongs(found[0], collection):
         return "missing"
     return "fresh" if found[0]["generation"] == generation(store, collection) else "stale"
 
@@ -220,7 +221,7 @@ def open_matrix(store: Store, collection: Collection) -> Matrix:
     SQLite. Where the folder cannot be written (a read-only collection file), a matrix built
     in memory from SQLite instead."""
     current = open_file(matrix_path(store, collection))
-    if current is not None and _belongs(current.header, collection):
+    if current is not None and belongs(current.header, collection):
         if current.generation == generation(store, collection):
             return current
     try:
@@ -263,7 +264,7 @@ def refresh(store: Store, collection: Collection) -> Matrix:
     with writer_lock(path.with_suffix(".lock")):
         _remove_leftovers(path)
         old = open_file(path)
-        if old is not None and not _belongs(old.header, collection):
+        if old is not None and not belongs(old.header, collection):
             old = None
         if old is None or old.generation != generation(store, collection):
             with atomic_path(path) as tmp, snapshot(store.db):
@@ -277,10 +278,8 @@ def refresh(store: Store, collection: Collection) -> Matrix:
 def discard(store: Store, collection: Collection) -> None:
     """Remove the collection's index files (when the collection goes)."""
     folder = index_dir(store)
-    for name in (f"c{collection.id}.matrix", f"c{collection.id}.lock", f"c{collection.id}.graph.lock"):
-        (folder / name).unlink(missing_ok=True)
-    for stale in folder.glob(f"c{collection.id}-*"):
-        stale.unlink(missing_ok=True)
+    for suffix in ("matrix", "lock", "lists", "lists-lock"):
+        (folder / f"c{collection.id}.{suffix}").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -297,14 +296,14 @@ def snapshot(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("COMMIT")
 
 
-def _header_bytes(header: dict) -> bytes:
-    raw = MAGIC + json.dumps(header).encode()
+def header_bytes(header: dict, magic: bytes = MAGIC) -> bytes:
+    raw = magic + json.dumps(header).encode()
     if len(raw) > HEADER_BYTES:
         raise ValueError("index header too long")  # pragma: no cover - a few hundred bytes
     return raw.ljust(HEADER_BYTES, b"\0")
 
 
-def _aligned(offset: int) -> int:
+def aligned(offset: int) -> int:
     return -(-offset // _ALIGN) * _ALIGN
 
 
@@ -340,7 +339,7 @@ class _Layout:
             ("offsets", offsets.tobytes()),
             ("paths", b"".join(paths)),
         ):
-            start = _aligned(offset)
+            start = aligned(offset)
             f.write(b"\0" * (start - offset))
             f.write(data)
             sections[name] = start
@@ -358,7 +357,7 @@ class _Layout:
             "bytes": offset,
         }
         f.seek(0)
-        f.write(_header_bytes(header))
+        f.write(header_bytes(header))
         f.flush()
         os.fsync(f.fileno())
 

@@ -1,5 +1,5 @@
 """How a collection's vectors are searched: exactly over the mapped matrix, or approximately
-through an HNSW graph, chosen by `index_for`.
+through inverted lists, chosen by `index_for`.
 
 Exact search scores every live row of the memory-mapped matrix (`collection_index`) a chunk
 at a time: a float32 collection is multiplied where it lies in the page cache; a float16 one
@@ -7,40 +7,33 @@ is widened a few MiB at a time into one small buffer (or, for one query, scored 
 numkong and the close calls scored again exactly), so no float32 copy of the matrix ever
 lands in the process. Several queries share one pass over the matrix.
 
-Approximate search uses usearch's HNSW graph (the optional `bindcli[index]` extra), chosen over
-faiss by side-by-side measurement (benchmarks/bench_index.py: build time, query time and
-recall@10 on clustered vectors; float16 storage and a memory-mapped view of the saved graph;
-wheels for Linux, macOS and Windows). The graph is saved beside the matrix as
-`c<id>-<created>-g<generation>.usearch`, patched with what changed since its generation, and
-used by default from `APPROXIMATE_FROM` live items; `--exact` and `--approximate` override.
-Hits found through the graph are re-scored exactly, so a score never depends on the path.
+Approximate search reads the collection's inverted lists (`inverted_lists`): the query is
+scored against a few thousand k-means centres, then against the entries of the nearest lists
+only, the same way (numkong float16 scores, close calls re-scored exactly), so a score never
+depends on the path. They are used by default from `APPROXIMATE_FROM` live items once `bind
+index` has built them (training the centres needs the optional `bindcli[index]` extra);
+`--exact` and `--approximate` override.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from bindcli.collection_index import (
-    DEAD, Matrix, index_dir, matrix_path, open_matrix, state, writer_lock,
-)
+from bindcli import inverted_lists
+from bindcli.collection_index import Matrix, matrix_path, open_matrix, state
 from bindcli.collection_index import refresh as refresh_matrix
 from bindcli.errors import OutputError, UsageError
-from bindcli.output import atomic_path
+from bindcli.inverted_lists import INSTALL_HINT, Lists, probes_for
 from bindcli.store import Collection, Hit, Store
 from bindcli.vectors import at_least, normalise
 
-#: live items from which `auto` searches through the graph (measured: bench_index.py)
+#: live items from which `auto` searches through the lists (measured: bench_index.py)
 APPROXIMATE_FROM = 200_000
-INSTALL_HINT = "pip install 'bindcli[index]'"
 MODES = ("auto", "exact", "approximate")
-#: HNSW shape: neighbours per node and candidate lists while building and searching
-CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 32, 128, 512
-#: below this share of live items a filter makes the graph search exact over the survivors
+#: below this share of live items a filter makes an approximate search exact over the survivors
 EXACT_BELOW_SHARE = 0.05
 _CHUNK_ROWS = 65536
 #: twice the most a float16-rounded query moves a unit vector's score (2^-11), with room for
@@ -86,7 +79,7 @@ def _queries(queries: np.ndarray, dims: int) -> np.ndarray:
 
 
 def _numkong():
-    """numkong (SIMD float16 kernels; it comes with usearch), or None."""
+    """numkong (SIMD float16 kernels, in the `index` extra), or None."""
     try:
         import numkong
     except ImportError:
@@ -104,23 +97,30 @@ def _widen(part: np.ndarray, out: np.ndarray) -> None:
         numkong.astype(part, "float32", out=out)
 
 
+def _chunks(rows: int) -> list[tuple[int, int]]:
+    return [(start, min(start + _CHUNK_ROWS, rows)) for start in range(0, rows, _CHUNK_ROWS)]
+
+
 def _top_one_float16(
-    numkong, vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray | None
+    numkong, vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray | None,
+    spans: list[tuple[int, int]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`exact_top` of one query over float16 rows, through numkong's float16 dot products
-    (reading 2 bytes an element, widening nothing): the query rounded to float16 moves a score
-    by at most 2^-11 (unit vectors), so every row within `_FLOAT16_MARGIN` of the running k-th
-    best is kept, and those few are scored again exactly with the float32 query."""
+    """The best `k` rows of float16 `vectors` within `spans` ((start, end) row ranges; `keep`
+    runs along them in order) for one query, through numkong's float16 dot products (reading
+    2 bytes an element, widening nothing): the query rounded to float16 moves a score by at
+    most 2^-11 (unit vectors), so every row within `_FLOAT16_MARGIN` of the running k-th best
+    is kept, and those few are scored again exactly with the float32 query."""
     q16 = query.astype(np.float16)[None]
     threshold = -np.inf
     rows = np.empty(0, dtype=np.int64)
     approx = np.empty(0, dtype=np.float64)
-    for start in range(0, len(vectors), _CHUNK_ROWS):
-        block = vectors[start : start + _CHUNK_ROWS]
+    along = 0
+    for start, end in spans:
         # float64 out: numkong's float32 output path is many times slower
-        scores = np.asarray(numkong.cdist(q16, block, metric="dot"))[0]
+        scores = np.asarray(numkong.cdist(q16, vectors[start:end], metric="dot"))[0]
         if keep is not None:
-            scores[~keep[start : start + len(block)]] = -np.inf
+            scores[~keep[along : along + len(scores)]] = -np.inf
+        along += len(scores)
         near = np.flatnonzero(scores >= threshold)
         rows = np.concatenate([rows, near + start])
         approx = np.concatenate([approx, scores[near]])
@@ -132,6 +132,31 @@ def _top_one_float16(
     exact = vectors[rows].astype(np.float32) @ query
     order = np.argsort(-exact, kind="stable")[:k]
     return rows[order][None], exact[order][None]
+
+
+def span_top(
+    vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray, spans: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`exact_top` of one query over the rows in `spans` only (`keep` runs along them)."""
+    numkong = _numkong() if vectors.dtype == np.float16 else None
+    if numkong is not None:
+        return _top_one_float16(numkong, vectors, query, k, keep, spans)
+    rows = np.concatenate([np.arange(a, b) for a, b in spans])
+    scores = np.concatenate([
+        _scores(vectors[a:b], query[None], _buffer(vectors, b - a))[:, 0] for a, b in spans
+    ])
+    scores[~keep] = -np.inf
+    rows, scores = rows[np.isfinite(scores)], scores[np.isfinite(scores)]
+    order = np.argsort(-scores, kind="stable")[:k]
+    return rows[order][None], scores[order][None]
+
+
+def _buffer(vectors: np.ndarray, rows: int) -> np.ndarray | None:
+    """Where float16 rows are widened a few MiB at a time (None for float32 ones)."""
+    if vectors.dtype == np.float32:
+        return None
+    rows_per_widen = max(1, _WIDEN_BYTES // (4 * max(vectors.shape[1], 1)))
+    return np.empty((max(1, min(rows_per_widen, rows)), vectors.shape[1]), dtype=np.float32)
 
 
 def _scores(block: np.ndarray, queries: np.ndarray, buffer: np.ndarray | None) -> np.ndarray:
@@ -155,13 +180,10 @@ def exact_top(
     n = len(vectors)
     numkong = _numkong() if vectors.dtype == np.float16 and len(queries) == 1 else None
     if numkong is not None:
-        return _top_one_float16(numkong, vectors, queries[0], k, keep)
+        return _top_one_float16(numkong, vectors, queries[0], k, keep, _chunks(n))
     rows = np.empty((len(queries), 0), dtype=np.int64)
     scores = np.empty((len(queries), 0), dtype=np.float32)
-    rows_per_widen = max(1, _WIDEN_BYTES // (4 * max(vectors.shape[1], 1)))
-    buffer = None if vectors.dtype == np.float32 else np.empty(
-        (min(rows_per_widen, n), vectors.shape[1]), dtype=np.float32
-    )
+    buffer = _buffer(vectors, n)
     for start in range(0, n, _CHUNK_ROWS):
         chunk = _scores(vectors[start : start + _CHUNK_ROWS], queries, buffer)
         if keep is not None:
@@ -206,12 +228,13 @@ class ExactIndex:
 
 
 class ApproximateIndex:
-    """Candidates from the HNSW graph, filtered, re-scored exactly from the matrix."""
+    """The entries of the lists nearest each query, filtered, the best re-scored exactly."""
 
     method = "approximate"
 
-    def __init__(self, matrix: Matrix, graph: object) -> None:
-        self.matrix, self.graph = matrix, graph
+    def __init__(self, matrix: Matrix, lists: Lists) -> None:
+        self.matrix, self.lists = matrix, lists
+        self.probes = probes_for(lists.count)
 
     def search(
         self, queries: np.ndarray, *, k: int = 10, filters: Filters = Filters()
@@ -221,144 +244,62 @@ class ApproximateIndex:
         kept = int(np.count_nonzero(keep))
         if not kept:
             return [[] for _ in q]
-        share = kept / max(self.matrix.live, 1)
-        if share < EXACT_BELOW_SHARE:
+        if kept / max(self.matrix.live, 1) < EXACT_BELOW_SHARE:
             return ExactIndex(self.matrix).search(q, k=k, filters=filters)
-        want = min(len(self.graph), int(np.ceil(k / share)) + k)
-        matches = self.graph.search(q, want)
-        keys = np.atleast_2d(matches.keys)
-        counts = np.atleast_1d(getattr(matches, "counts", keys.shape[1]))  # one query: Matches
+        probes = min(self.probes, self.lists.count)
+        near = np.argpartition(-(q @ self.lists.centres.T), probes - 1, axis=1)[:, :probes]
         results = []
-        for i, query in enumerate(q):
-            rows = self.matrix.rows_of(keys[i, : counts[i]])
-            rows = rows[rows >= 0]
-            rows = rows[keep[rows]]
-            if len(rows) < min(k, kept):  # the filter left too few: the exact answer
+        for query, lists in zip(q, near):
+            spans = self.lists.spans(lists)
+            entries = np.concatenate([np.arange(a, b) for a, b in spans] or [np.empty(0, np.int64)])
+            rows = self.matrix.rows_of(self.lists.ids[entries])
+            passed = rows >= 0
+            passed[passed] = keep[rows[passed]]
+            if np.count_nonzero(passed) < min(k, kept):  # the filter left too few: exact
                 top_rows, top_scores = exact_top(self.matrix.vectors, query[None], k, keep)
                 results.append(_hits(self.matrix, top_rows[0], top_scores[0], filters.min_score))
                 continue
-            scores = self.matrix.vectors[rows].astype(np.float32) @ query
-            order = np.argsort(-scores, kind="stable")[:k]
-            results.append(_hits(self.matrix, rows[order], scores[order], filters.min_score))
+            found, scores = span_top(self.lists.vectors, query, k, passed, spans)
+            found_rows = rows[np.searchsorted(entries, found[0])]  # entries ascend
+            results.append(_hits(self.matrix, found_rows, scores[0], filters.min_score))
         return results
-
-
-# --- the graph file -------------------------------------------------------------------------
-
-
-def _usearch():
-    """usearch's Index class, or None when the `index` extra is not installed."""
-    try:
-        from usearch.index import Index
-    except ImportError:
-        return None
-    return Index
-
-
-def require_library():
-    """usearch's Index class, or the error that names the install."""
-    index_class = _usearch()
-    if index_class is None:
-        raise UsageError(f"approximate search needs the vector index library: {INSTALL_HINT}")
-    return index_class
-
-
-def _graph_prefix(collection: Collection) -> str:
-    return f"c{collection.id}-{int(collection.created_at * 1e6)}-g"
-
-
-def _graph_files(store: Store, collection: Collection) -> list[tuple[int, Path]]:
-    """The collection's saved graphs, newest generation first."""
-    prefix = _graph_prefix(collection)
-    found = []
-    for path in index_dir(store).glob(f"{prefix}*.usearch"):
-        digits = path.name[len(prefix) : -len(".usearch")]
-        if digits.isdigit():
-            found.append((int(digits), path))
-    return sorted(found, reverse=True)
-
-
-def _fill(graph: object, matrix: Matrix, rows: np.ndarray) -> None:
-    for start in range(0, len(rows), _CHUNK_ROWS):
-        part = rows[start : start + _CHUNK_ROWS]
-        graph.add(matrix.ids[part], matrix.vectors[part], threads=os.cpu_count() or 1)
-
-
-def refresh_graph(store: Store, collection: Collection, matrix: Matrix) -> object:
-    """The graph at `matrix`'s generation, opened as a read-only view of its file: as saved,
-    patched from an older one (changed items replaced by their rows in `matrix`), or built."""
-    index_class = require_library()
-    with writer_lock(index_dir(store) / f"c{collection.id}.graph.lock"):
-        saved = _graph_files(store, collection)
-        target = index_dir(store) / f"{_graph_prefix(collection)}{matrix.generation}.usearch"
-        if not saved or saved[0][0] != matrix.generation:
-            graph = index_class(
-                ndim=matrix.dims, metric="ip", dtype="f16" if matrix.vectors.dtype == np.float16 else "f32",
-                connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
-                expansion_search=EXPANSION_SEARCH,
-            )
-            if saved and saved[0][0] < matrix.generation:
-                graph.load(str(saved[0][1]))
-                changed = np.array([row[0] for row in store.db.execute(
-                    "SELECT id FROM items WHERE collection_id=? AND generation>?",
-                    (collection.id, saved[0][0]),
-                )], dtype=np.int64)
-                present = changed[np.asarray(graph.contains(changed), dtype=bool)] if len(changed) else changed
-                if len(present):
-                    graph.remove(present)
-                rows = matrix.rows_of(changed)
-                rows = rows[rows >= 0]
-                _fill(graph, matrix, rows[matrix.kinds[rows] != DEAD])
-            else:
-                _fill(graph, matrix, np.flatnonzero(matrix.kinds != DEAD))
-            with atomic_path(target) as tmp:
-                graph.save(str(tmp))
-            for _, old in saved:
-                old.unlink(missing_ok=True)
-        graph = index_class.restore(str(target), view=True)
-    graph.expansion_search = EXPANSION_SEARCH
-    return graph
-
-
-def _fresh_graph(store: Store, collection: Collection, matrix: Matrix) -> bool:
-    saved = _graph_files(store, collection)
-    return bool(saved) and saved[0][0] == matrix.generation
 
 
 # --- choosing ---------------------------------------------------------------------------------
 
 
 def index_for(store: Store, collection: Collection, mode: str = "auto") -> VectorIndex:
-    """The index to search `collection` with: `exact`, `approximate` (built or patched now
-    if need be), or `auto`: the graph from APPROXIMATE_FROM live items when the library is
-    installed and a graph was built (`bind index` builds it), else exact."""
+    """The index to search `collection` with: `exact`, `approximate` (the inverted lists,
+    built or patched now if need be), or `auto`: the lists from APPROXIMATE_FROM live items
+    when a lists file was built (`bind index` builds it), else exact."""
     if mode not in MODES:
         raise UsageError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
-    if mode == "approximate":
-        require_library()
     matrix = open_matrix(store, collection)
     if mode == "auto":
-        wanted = matrix.live >= APPROXIMATE_FROM and _usearch() is not None
-        mode = "approximate" if wanted and _graph_files(store, collection) else "exact"
-    if mode == "exact" or not matrix.rows:
+        wanted = matrix.live >= APPROXIMATE_FROM and inverted_lists.saved(store, collection)
+        mode = "approximate" if wanted else "exact"
+    if mode == "exact" or not matrix.live:
         return ExactIndex(matrix)
-    return ApproximateIndex(matrix, refresh_graph(store, collection, matrix))
+    current = inverted_lists.saved(store, collection)
+    if current is None or current.generation != matrix.generation:
+        inverted_lists.require_library()  # patching assigns with numpy; training needs faiss
+        current = inverted_lists.refresh(store, collection, matrix)
+    return ApproximateIndex(matrix, current)
 
 
 def refresh(store: Store, collection: Collection) -> None:
     """Bring the collection's index files up to date with SQLite (what `bind index` calls when
-    it is done): the matrix always; the graph when the collection is big enough for `auto` to
-    use it and the library is installed, or when one exists already. A folder that cannot be
+    it is done): the matrix always; the lists when the collection is big enough for `auto` to
+    use them and faiss is installed, or when there are lists already. A folder that cannot be
     written is no error: the files are derived, and searches then read SQLite instead."""
     try:
         matrix = refresh_matrix(store, collection)
     except (OSError, OutputError):
         return
-    if _usearch() is None:
+    if not inverted_lists.available() or not matrix.live:
         return
-    if matrix.live >= APPROXIMATE_FROM or _graph_files(store, collection):
-        if matrix.rows:
-            refresh_graph(store, collection, matrix)
+    if matrix.live >= APPROXIMATE_FROM or inverted_lists.saved(store, collection) is not None:
+        inverted_lists.refresh(store, collection, matrix)
 
 
 def describe(store: Store, collection: Collection) -> dict:
@@ -366,20 +307,23 @@ def describe(store: Store, collection: Collection) -> dict:
     nothing), for `bind collections info`."""
     path = matrix_path(store, collection)
     live = sum(store.counts(collection).values())
-    graphs = _graph_files(store, collection)
+    lists = inverted_lists.saved(store, collection)
     if live < APPROXIMATE_FROM:
         method = f"exact (approximate from {APPROXIMATE_FROM} items, or --approximate)"
-    elif _usearch() is None:
+    elif lists is None and not inverted_lists.available():
         method = f"exact (approximate needs {INSTALL_HINT})"
-    elif not graphs:
-        method = "exact (no graph yet: `bind index` or `bind search --approximate` builds it)"
+    elif lists is None:
+        method = "exact (no inverted lists yet: `bind index` or `bind search --approximate` builds them)"
     else:
-        method = "approximate (usearch HNSW; --exact for the exact answer)"
+        method = (f"approximate (inverted lists: {lists.count} lists, {probes_for(lists.count)} read "
+                  "a query; --exact for the exact answer)")
+    lists_file = inverted_lists.lists_path(store, collection)
     return {
         "search": method,
         "index": state(store, collection),
         "index_file": str(path),
         "index_bytes": path.stat().st_size if path.exists() else 0,
-        "graph_file": str(graphs[0][1]) if graphs else None,
-        "graph_bytes": graphs[0][1].stat().st_size if graphs else 0,
+        "lists_file": str(lists_file) if lists is not None else None,
+        "lists_bytes": lists_file.stat().st_size if lists is not None else 0,
+        "lists_generation": lists.generation if lists is not None else None,
     }

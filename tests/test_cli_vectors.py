@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bindcli import vector_index
+from bindcli import inverted_lists
 from bindcli.store import Item, Store
 from cli_support import MEDIA, bind, jsonl
 
@@ -178,10 +178,12 @@ def test_a_vector_query_of_another_model_or_shape_is_refused(embedded, tmp_path)
 def test_exact_or_approximate_and_the_missing_library(embedded, monkeypatch):
     _, _, npy, db = embedded
     exact = jsonl(bind("search", "--vector", npy, "--db", db, "--exact").stdout)
-    if vector_index._usearch() is not None:
-        approx = jsonl(bind("search", "--vector", npy, "--db", db, "--approximate").stdout)
-        assert [h["path"] for h in approx] == [h["path"] for h in exact]  # five items: all found
-    monkeypatch.setattr(vector_index, "_usearch", lambda: None)
+    pytest.importorskip("faiss")
+    approx = jsonl(bind("search", "--vector", npy, "--db", db, "--approximate").stdout)
+    assert [h["path"] for h in approx] == [h["path"] for h in exact]  # five items: all found
+    monkeypatch.setattr(inverted_lists, "_faiss", lambda: None)
+    for lists in Path(str(db) + ".vectors").glob("*.lists"):  # none to search, none to train
+        lists.unlink()
     done = bind("search", "--vector", npy, "--db", db, "--approximate")
     assert done.exit_code == 2 and "pip install 'bindcli[index]'" in done.stderr
     assert jsonl(bind("search", "--vector", npy, "--db", db).stdout) == exact

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bindcli import collection_index, vector_index
+from bindcli import collection_index, inverted_lists, vector_index
 from bindcli.errors import UsageError
 from bindcli.store import Item, Store
 from bindcli.vector_index import Filters, index_for
@@ -264,18 +264,22 @@ def test_a_batch_answers_as_its_queries_one_by_one(db):
         index.search(np.ones(8), k=1)
 
 
+def recall(truth, got) -> float:
+    return float(np.mean([len({h.path for h in a} & {h.path for h in b}) / 10 for a, b in zip(truth, got)]))
+
+
 def test_approximate_agrees_with_exact_on_clustered_vectors(db):
-    pytest.importorskip("usearch")
+    pytest.importorskip("faiss")
     coll = db.create_collection("c", "m", "m", "float16")
-    vectors = clustered(3000, 64, 60)
-    fill(db, coll, vectors)
+    vectors = clustered(3040, 64, 60)
+    queries = vectors[3000:]  # fresh draws from the same clusters
+    fill(db, coll, vectors[:3000])
     exact, approx = index_for(db, coll, "exact"), index_for(db, coll, "approximate")
     assert approx.method == "approximate"
-    queries = clustered(40, 64, 60, seed=7)
+    assert approx.probes < approx.lists.count  # it reads part of the collection, not all
     truth = exact.search(queries, k=10)
     got = approx.search(queries, k=10)
-    recall = np.mean([len({h.path for h in a} & {h.path for h in b}) / 10 for a, b in zip(truth, got)])
-    assert recall >= 0.95
+    assert recall(truth, got) >= 0.95
     for a, b in zip(truth, got):  # re-scored exactly: a hit found by both scores the same
         both = {h.path: h.score for h in a}
         for h in b:
@@ -284,44 +288,91 @@ def test_approximate_agrees_with_exact_on_clustered_vectors(db):
     only_audio = approx.search(queries[:5], k=10, filters=Filters(kinds=("audio",)))
     assert all(h.kind == "audio" for hits in only_audio for h in hits)
     assert all(len(hits) == 10 for hits in only_audio)
+    ten = Filters(globs=("/m/1?.x",))  # 10 of 3000: too few for the lists, answered exactly
+    for a, b in zip(approx.search(queries[:2], k=10, filters=ten), exact.search(queries[:2], k=10, filters=ten)):
+        same(found(a), found(b))
 
 
-def test_the_graph_is_patched_and_auto_uses_it_from_the_threshold(db, monkeypatch):
-    pytest.importorskip("usearch")
+def lists_header(db, coll) -> dict:
+    return inverted_lists.saved(db, coll).header
+
+
+def test_the_lists_are_patched_and_auto_uses_them_from_the_threshold(db, monkeypatch):
+    pytest.importorskip("faiss")
     coll = db.create_collection("c", "m", "m")
-    vectors = clustered(400, 16, 10)
-    fill(db, coll, vectors[:300])
-    monkeypatch.setattr(vector_index, "APPROXIMATE_FROM", 250)
+    vectors = clustered(800, 16, 10)
+    fill(db, coll, vectors[:600])
+    monkeypatch.setattr(vector_index, "APPROXIMATE_FROM", 500)
+    assert index_for(db, coll).method == "exact"
     vector_index.refresh(db, coll)  # what `bind index` does when it is done
     assert index_for(db, coll).method == "approximate"
-    assert vector_index.describe(db, coll)["search"].startswith("approximate")
-    fill(db, coll, vectors[300:], start=300)
+    assert vector_index.describe(db, coll)["search"].startswith("approximate (inverted lists")
+    trained = lists_header(db, coll)
+    fill(db, coll, vectors[600:], start=600)
+    db.put_items(coll, [Item("/m/7.x", "image", 1, 1, "changed", vectors[700])])  # moved
     db.mark_deleted(coll, ["/m/5.x"])
     index = index_for(db, coll)
-    files = sorted(p.name for p in collection_index.index_dir(db).glob("*.usearch"))
-    assert files == [f"c1-{int(coll.created_at * 1e6)}-g{collection_index.generation(db, coll)}.usearch"]
-    assert index.search(vectors[350], k=1)[0][0].path == "/m/350.x"
+    patched = lists_header(db, coll)
+    assert patched["generation"] == collection_index.generation(db, coll)
+    assert patched["trained_on"] == trained["trained_on"] == 600  # patched, not trained again
+    assert patched["rows"] == 799
+    assert index.search(vectors[650], k=1)[0][0].path == "/m/650.x"
+    assert {h.path for h in index.search(vectors[700], k=2)[0]} == {"/m/7.x", "/m/700.x"}
     assert "/m/5.x" not in [h.path for h in index.search(vectors[5], k=10)[0]]
     assert index_for(db, coll, "exact").method == "exact"
+    fill(db, coll, clustered(3000, 16, 10, seed=3), start=1000)  # five times the size
+    index_for(db, coll, "approximate")
+    assert lists_header(db, coll)["trained_on"] == 3799  # another number of lists: trained again
+    assert lists_header(db, coll)["lists"] != trained["lists"]
+
+
+def test_torn_lists_are_rebuilt_and_a_fresh_process_searches_them_without_faiss(db, tmp_path):
+    pytest.importorskip("faiss")
+    coll = db.create_collection("c", "m", "m", "float16")
+    vectors = clustered(1000, 32, 20)
+    fill(db, coll, vectors)
+    index_for(db, coll, "approximate")
+    path = inverted_lists.lists_path(db, coll)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    assert inverted_lists.saved(db, coll) is None
+    assert index_for(db, coll, "approximate").search(vectors[3], k=1)[0][0].path == "/m/3.x"
+    script = textwrap.dedent("""
+        import sys, numpy as np
+        from bindcli import vector_index
+        from bindcli.store import Store
+        vector_index.APPROXIMATE_FROM = 500
+        db = Store(sys.argv[1])
+        index = vector_index.index_for(db, db.require("c"))
+        print(index.method, index.search(np.load(sys.argv[2]), k=1)[0][0].path, "faiss" in sys.modules)
+    """)
+    np.save(tmp_path / "q.npy", vectors[3])
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(db.path), str(tmp_path / "q.npy")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+    )
+    assert done.stdout.split() == ["approximate", "/m/3.x", "False"], done.stderr
 
 
 def test_without_the_library_exact_works_and_approximate_names_the_install(db, monkeypatch):
-    monkeypatch.setattr(vector_index, "_usearch", lambda: None)
+    monkeypatch.setattr(inverted_lists, "_faiss", lambda: None)
     monkeypatch.setattr(vector_index, "APPROXIMATE_FROM", 10)
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(50, 16, 5)
     fill(db, coll, vectors)
+    vector_index.refresh(db, coll)
     assert index_for(db, coll).method == "exact"
     assert "bindcli[index]" in vector_index.describe(db, coll)["search"]
     with pytest.raises(UsageError, match=r"pip install 'bindcli\[index\]'"):
         index_for(db, coll, "approximate")
+    assert list(collection_index.index_dir(db).glob(".*.tmp")) == []
 
 
 def test_exact_search_keeps_the_matrix_out_of_anonymous_memory(tmp_path):
     """Searching a 32 MiB float16 matrix grows the process's anonymous memory by far less."""
     script = textwrap.dedent("""
         import sys, numpy as np
-        from bindcli import collection_index, vector_index
+        from bindcli import collection_index, inverted_lists, vector_index
         from bindcli.store import Store
 
         def anon():

@@ -62,8 +62,8 @@ def search(
         "--exact", help="Score every item, even where the approximate index would be used.",
     )] = False,
     approximate: Annotated[bool, typer.Option(
-        "--approximate", help="Search through the HNSW graph (built now if missing; needs "
-        "bindcli[index]).",
+        "--approximate", help="Read only the inverted lists nearest the query (built now if "
+        "missing; needs bindcli[index]).",
     )] = False,
     fmt: Annotated[HitsFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
