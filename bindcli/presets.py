@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -117,7 +118,7 @@ def _release_file(path: Path, what: str, *also: type[Exception]) -> Iterator[Non
         raise UsageError(f"{path}: cannot read it as {what} ({type(exc).__name__}: {exc})") from None
 
 
-def _matlab():
+def _matlab() -> tuple[ModuleType, ModuleType]:
     """h5py and scipy.io, which read NYU-D's MATLAB files: the `eval` extra, imported only here."""
     try:
         import h5py
@@ -146,19 +147,20 @@ def nyu_d(root: Path, progress: Progress = quiet) -> Dataset:
     with _release_file(splits, "NYU Depth v2's splits.mat", matlab.matlab.MatReadError):
         test = [int(i) for i in matlab.loadmat(splits)["testNdxs"].ravel()]  # 1-based
 
+    what = "NYU Depth v2's labelled set (MATLAB v7.3)"
+
     def write(folder: Path) -> None:
-        with _release_file(labelled, "NYU Depth v2's labelled set (MATLAB v7.3)"), h5py.File(labelled, "r") as mat:
-            depths, scenes = mat["depths"], mat["sceneTypes"]  # (N, W, H) metres; (1, N) references
-            with progress(len(test), "Converting NYU-D") as advance:
-                for index in test:
-                    scene = "".join(map(chr, mat[scenes[0][index - 1]][()].ravel()))  # MATLAB chars: uint16
-                    if scene not in scene_class:
-                        raise UsageError(
-                            f"{labelled}: image {index} has the scene type {scene!r}, not one of NYU Depth v2's 27"
-                        )
-                    depth = np.asarray(depths[index - 1], np.float32).T  # (H, W)
-                    np.savez_compressed(folder / f"{index:04d}_{scene}.npz", depth=depth)
-                    advance(1)
+        with _release_file(labelled, what):
+            mat = h5py.File(labelled, "r")
+        with mat, progress(len(test), "Converting NYU-D") as advance:
+            for index in test:
+                with _release_file(labelled, what):  # depths (N, W, H) metres; sceneTypes (1, N) references
+                    scene = "".join(map(chr, mat[mat["sceneTypes"][0][index - 1]][()].ravel()))  # uint16 chars
+                    depth = np.asarray(mat["depths"][index - 1], np.float32).T  # (H, W)
+                if scene not in scene_class:
+                    raise UsageError(f"{labelled}: image {index} has the scene type {scene!r}, not one of the 27")
+                np.savez_compressed(folder / f"{index:04d}_{scene}.npz", depth=depth)
+                advance(1)
 
     folder = converted("nyu-d", (labelled, splits), write)
     items = tuple(

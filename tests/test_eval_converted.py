@@ -32,18 +32,18 @@ def cache(tmp_path, monkeypatch):
     return folder
 
 
-def nyu_copy(root, images: int = 6):
+def nyu_copy(root, scenes: list[str] = SCENES):
     """`nyu_depth_v2_labeled.mat` as MATLAB v7.3 writes it (HDF5, arrays transposed: depths
     (N, W, H) float32 metres, sceneTypes a (1, N) array of references to uint16 char arrays)
     and `splits.mat` (MATLAB v5, 1-based column vectors). Returns the (N, H, W) depth maps."""
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    maps = rng.uniform(0.5, 9.0, (images, 24, 32)).astype(np.float32)
+    maps = rng.uniform(0.5, 9.0, (len(scenes), 24, 32)).astype(np.float32)
     with h5py.File(root / "nyu_depth_v2_labeled.mat", "w") as f:
         f["depths"] = maps.transpose(0, 2, 1)
         refs = f.create_group("#refs#")
         strings = []
-        for i, scene in enumerate(SCENES[:images]):
+        for i, scene in enumerate(scenes):
             refs[f"s{i}"] = np.array([[ord(c)] for c in scene], np.uint16)
             strings.append(refs[f"s{i}"].ref)
         f.create_dataset("sceneTypes", data=np.array([strings], dtype=h5py.ref_dtype))
@@ -135,6 +135,10 @@ def test_nyu_d_missing_or_corrupt_files_are_one_clear_message(tmp_path, cache):
     one_line_usage_error(bind("eval", "--preset", "nyu-d", root), "nyu_depth_v2_labeled.mat", "cannot read it as")
     (root / "splits.mat").write_bytes(b"garbage")
     one_line_usage_error(bind("eval", "--preset", "nyu-d", root), "splits.mat", "cannot read it as")
+    other = tmp_path / "other"
+    nyu_copy(other, ["bathroom", "patio"])
+    scipy_io.savemat(other / "splits.mat", {"testNdxs": np.array([[1], [2]])})
+    one_line_usage_error(bind("eval", "--preset", "nyu-d", other), "image 2", "'patio'", "not one of the 27")
     assert not (cache / "converted").exists() or list((cache / "converted").iterdir()) == []
 
 
