@@ -47,6 +47,7 @@ class Dataset:
     templates: tuple[str, ...] = ()  # a preset's protocol; empty: each modality's own
     paper: float | None = None  # the ImageBind paper's top-1 (%), for a preset
     kind: Kind | None = None  # how every file loads (LLVIP's .jpg crops are thermal), else by extension
+    protocol: str | None = None  # how a preset made its items and labels, where that is bind's own choice
 
 
 def label_of(folder: str) -> str:
@@ -219,6 +220,8 @@ class Report:
             ]
         if self.dataset.paper is not None:
             result["paper_top1"] = self.dataset.paper / 100
+        if self.dataset.protocol is not None:
+            result["protocol"] = self.dataset.protocol
         return result
 
 

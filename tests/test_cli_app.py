@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import update_completions  # noqa: E402
 
 #: the optional extras' packages (generate, ray, serve, the vector index): seconds to import
-EXTRAS = ("diffusers", "transformers", "ray", "uvicorn", "starlette", "faiss", "numkong")
+EXTRAS = (
+    "diffusers", "transformers", "ray", "uvicorn", "starlette", "faiss", "numkong", "h5py", "scipy",
+)
 #: runs bind's entry point in a fresh interpreter, then says which of the extras' packages and
 #: whether torch got imported
 PROBE = (

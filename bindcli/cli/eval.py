@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 #: the presets (kept here, beside the option, so `bind --help` imports no dataset code)
-PRESET_NAMES = ("esc50", "imagenet-val", "kinetics400", "llvip")
+PRESET_NAMES = ("esc50", "imagenet-val", "kinetics400", "llvip", "nyu-d", "ego4d")
 
 
 def _complete_preset(incomplete: str) -> list[str]:
@@ -42,8 +42,10 @@ def eval_(
         "columns, or with --preset the dataset's folder.",
     )],
     preset: Annotated[Optional[str], typer.Option(
-        "--preset", metavar="|".join(PRESET_NAMES), autocompletion=_complete_preset, show_default=False,
-        help="DATASET is this dataset in its release layout; the paper's protocol and figure.",
+        "--preset", metavar="NAME", autocompletion=_complete_preset, show_default=False,
+        help=f"DATASET is this dataset in its release layout ({', '.join(PRESET_NAMES)}); the "
+        "paper's protocol and figure. nyu-d and ego4d convert their release files once into "
+        "bind's cache; nyu-d needs pip install 'bindcli\\[eval]'.",
     )] = None,
     templates: Annotated[Optional[str], typer.Option(
         "--templates", metavar="paper|bind|FILE", show_default=False,
@@ -69,7 +71,7 @@ def eval_(
     confusion: Annotated[Optional[Path], typer.Option(
         "--confusion", metavar="FILE.png|FILE.html|FILE.csv", dir_okay=False, show_default=False,
         help="Write the confusion matrix: a heat map (.png needs matplotlib: "
-        "pip install 'bindcli[plot]'; .html) or a table (.csv).",
+        "pip install 'bindcli\\[plot]'; .html) or a table (.csv).",
     )] = None,
     fmt: Annotated[EvalFormat, typer.Option(
         "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
@@ -84,6 +86,7 @@ def eval_(
       bind eval sounds/ --per-class 20
       bind eval labels.csv --template "a photo of a {}." -f json
       bind eval --preset esc50 ESC-50-master/
+      bind eval --preset nyu-d nyu/ --limit 50
     """
     from bindcli import evaluate, presets
     from bindcli.vectors import printed
@@ -97,7 +100,7 @@ def eval_(
         from bindcli import confusion as matrix
 
         matrix.check(confusion)
-    data = presets.read_preset(preset, dataset) if preset else evaluate.read_dataset(dataset)
+    data = presets.read_preset(preset, dataset, run.out.progress) if preset else evaluate.read_dataset(dataset)
     if templates is not None:
         data = dataclasses.replace(data, templates=_template_set(templates))
     data = evaluate.subset(data, limit, per_class)
