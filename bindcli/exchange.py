@@ -19,7 +19,7 @@ from bindcli import output
 from bindcli.collection_index import snapshot
 from bindcli.errors import InputError, StoreError
 from bindcli.modality import Kind
-from bindcli.paths import path_text
+from bindcli.paths import path_from_text, path_text
 from bindcli.store import DTYPES, Collection, Item, Store, path_from_db
 
 _BATCH = 4096
@@ -110,7 +110,7 @@ def import_pair(
         for start in range(0, len(rows), _BATCH):
             block = np.asarray(vectors[start : start + _BATCH], dtype=np.float32)
             store.put_items(collection, [
-                Item(row["input"], row["modality"], 0, 0, str(row.get("sha256") or ""), vector)
+                Item(path_from_text(row["input"]), row["modality"], 0, 0, str(row.get("sha256") or ""), vector)
                 for row, vector in zip(rows[start : start + _BATCH], block)
             ])
     from bindcli.vector_index import refresh

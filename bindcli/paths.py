@@ -50,3 +50,33 @@ def path_text(path: str | os.PathLike[str]) -> str:
         else:
             quoted.append({"\\": "\\\\", "'": "\\'"}.get(char, char))
     return "$'" + "".join(quoted) + "'"
+
+
+_QUOTED = re.compile(r"\$'((?:[^'\\]|\\.)*)'", re.S)
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.S)
+
+
+def path_from_text(text: str) -> str:
+    """The path that `path_text` printed as `text` (a manifest's `input`, read back by `bind
+    collections import`): a `$'...'` quoting is undone only when it stands for bytes that are
+    not UTF-8, the one case `path_text` quotes, so a UTF-8 name that merely looks quoted
+    stays as it is."""
+    quoted = _QUOTED.fullmatch(text)
+    if quoted is None:
+        return text
+
+    def unescape(match: re.Match) -> str:
+        code = match.group(1)
+        if code[0] == "x" and len(code) == 3:
+            byte = int(code[1:], 16)
+            return chr(0xDC00 + byte) if byte >= 0x80 else chr(byte)
+        if code[0] == "u" and len(code) == 5:
+            return chr(int(code[1:], 16))
+        return code
+
+    path = _ESCAPE.sub(unescape, quoted.group(1))
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path
+    return text
