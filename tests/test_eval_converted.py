@@ -220,6 +220,8 @@ def test_ego4d_preset_labels_windows_with_their_videos_scenario(tmp_path, cache)
     limited = json.loads(bind("eval", "--preset", "ego4d", root, "--per-class", "1", "-f", "json").stdout)
     assert limited["n"] == 2
     assert json.loads(bind("eval", "--preset", "ego4d", root, "--limit", "3", "-f", "json").stdout)["n"] == 3
+    table = bind("eval", "--preset", "ego4d", root, "-f", "table")
+    assert "not the paper's" in " ".join(table.stdout.split())  # the protocol, under the table
 
 
 def test_ego4d_missing_layout_is_one_clear_message(tmp_path, cache):

@@ -167,7 +167,8 @@ def _table(run: Run, report: "Report") -> None:
     from rich.table import Table
 
     paper = report.dataset.paper
-    table = Table(title=escape(report.dataset.name))
+    protocol = report.dataset.protocol
+    table = Table(title=escape(report.dataset.name), caption=escape(protocol) if protocol else None)
     table.add_column("")
     for column in ("items", "failed", "top-1 %", "top-5 %", "mean recall %"):
         table.add_column(column, justify="right")
