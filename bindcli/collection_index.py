@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import mmap
 import os
@@ -95,8 +96,8 @@ class Matrix:
     def dims(self) -> int:
         return self.header["dims"]
 
-    @property
-    def live(self) -> int:
+    @functools.cached_property
+    def live(self) -> int:  # the mapping is read-only: counted once
         return int(np.count_nonzero(self.kinds != DEAD))
 
     def path(self, row: int) -> str:
@@ -171,6 +172,18 @@ class Matrix:
 # --- reading --------------------------------------------------------------------------------
 
 
+def _parse_header(head: bytes, size: int, magic: bytes, fmt: int) -> dict | None:
+    if len(head) < HEADER_BYTES or not head.startswith(magic):
+        return None
+    try:
+        header = json.loads(head[len(magic):HEADER_BYTES].rstrip(b"\0"))
+    except ValueError:
+        return None
+    if not isinstance(header, dict) or header.get("format") != fmt or header.get("bytes") != size:
+        return None
+    return header
+
+
 def read_header(path: Path, magic: bytes = MAGIC, fmt: int = FORMAT) -> tuple[dict, int] | None:
     """The header of an index file (of the kind `magic` marks) and the file's size; None if it
     is missing or torn."""
@@ -180,15 +193,24 @@ def read_header(path: Path, magic: bytes = MAGIC, fmt: int = FORMAT) -> tuple[di
             size = os.fstat(f.fileno()).st_size
     except OSError:
         return None
-    if len(head) < HEADER_BYTES or not head.startswith(magic):
-        return None
+    header = _parse_header(head, size, magic, fmt)
+    return None if header is None else (header, size)
+
+
+def map_file(path: Path, magic: bytes = MAGIC, fmt: int = FORMAT) -> tuple[dict, mmap.mmap] | None:
+    """An index file mapped read-only and the header read from that same mapping (so a file
+    replaced meanwhile cannot pair one file's header with another's arrays); None if it is
+    missing or torn."""
     try:
-        header = json.loads(head[len(magic):].rstrip(b"\0"))
-    except ValueError:
+        with open(path, "rb") as f:
+            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # missing, unreadable, or empty (nothing to map)
         return None
-    if header.get("format") != fmt or header.get("bytes") != size:
+    header = _parse_header(buffer[:HEADER_BYTES], len(buffer), magic, fmt)
+    if header is None:
+        buffer.close()
         return None
-    return header, size
+    return header, buffer
 
 
 def belongs(header: dict, collection: Collection) -> bool:
@@ -197,14 +219,8 @@ def belongs(header: dict, collection: Collection) -> bool:
 
 def open_file(path: Path) -> Matrix | None:
     """The index file at `path`, mapped read-only; None if it is missing or torn."""
-    found = read_header(path)
-    if found is None:
-        return None
-    with open(path, "rb") as f:
-        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    if len(buffer) != found[1]:  # replaced between the two opens: read it again
-        return open_file(path)
-    return Matrix(found[0], buffer)
+    found = map_file(path)
+    return None if found is None else Matrix(*found)
 
 
 def state(store: Store, collection: Collection) -> str:
@@ -250,7 +266,7 @@ def writer_lock(lock: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _remove_leftovers(path: Path) -> None:
+def remove_leftovers(path: Path) -> None:
     """Temporary files of writers that were killed (only called while holding the lock)."""
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         leftover.unlink(missing_ok=True)
@@ -262,7 +278,7 @@ def refresh(store: Store, collection: Collection) -> Matrix:
     path = matrix_path(store, collection)
     path.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(path.with_suffix(".lock")):
-        _remove_leftovers(path)
+        remove_leftovers(path)
         old = open_file(path)
         if old is not None and not belongs(old.header, collection):
             old = None
@@ -280,6 +296,8 @@ def discard(store: Store, collection: Collection) -> None:
     folder = index_dir(store)
     for suffix in ("matrix", "lock", "lists", "lists-lock"):
         (folder / f"c{collection.id}.{suffix}").unlink(missing_ok=True)
+    for leftover in folder.glob(f".c{collection.id}.*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

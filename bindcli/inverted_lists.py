@@ -10,8 +10,8 @@ took 38; and, being plain arrays in one file, they open as a memory map with not
 import or rebuild, so the first query of a fresh process costs about what a warm one does.
 
 `<db>.vectors/c<id>.lists` is a 4096-byte header (`MAGIC`, then JSON: which collection, the
-generation it holds, dims, dtype, how many lists, rows, how many items the centres were
-trained on, where each section starts, the file's size), the centres (lists x dims float32,
+generation it holds, dims, dtype, how many lists, rows, how many live items the collection
+had when the centres were trained, where each section starts, the file's size), the centres (lists x dims float32,
 unit length), `offsets` (lists + 1: where each list starts), then list by list each entry's
 item id and vector (a copy of its row of the matrix, in the collection's dtype, so that a list
 is one contiguous read). It is patched, written and replaced like the matrix file
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from bindcli.collection_index import (
-    DEAD, HEADER_BYTES, Matrix, aligned, belongs, header_bytes, index_dir, read_header,
-    writer_lock,
+    DEAD, HEADER_BYTES, Matrix, aligned, belongs, header_bytes, index_dir, map_file,
+    remove_leftovers, writer_lock,
 )
 from bindcli.errors import UsageError
 from bindcli.output import atomic_path
@@ -43,23 +43,35 @@ from bindcli.store import DTYPES, Collection, Store
 MAGIC = b"BINDIVF1"
 FORMAT = 1
 INSTALL_HINT = "pip install 'bindcli[index]'"
-#: items per list the lists aim at: about 4 sqrt(n) lists (4096 at a million items)
+#: how many lists a collection of n items gets: about 4 sqrt(n) (4096 at a million items)
 LISTS_PER_SQRT_ITEM = 4
-#: share of the lists a query reads (at least `MIN_PROBES`): 64 of 4096 at a million items
-PROBE_SHARE = 1 / 64
+#: share of the lists a query reads (at least `MIN_PROBES`): 32 of 4096 at a million items
+PROBE_SHARE = 1 / 128
 MIN_PROBES = 16
 #: k-means sample per centre, and iterations (faiss warns below 39 points a centre)
 TRAIN_PER_LIST, TRAIN_ITERATIONS = 64, 10
 _CHUNK_ROWS = 65536
+#: float32 bytes of centre scores assigning a chunk of items to lists
+_SCORES_BYTES = 64 << 20
+
+
+def _target(items: int) -> float:
+    """About 4 sqrt(n) lists, with enough points per centre (39) for k-means to place them."""
+    return max(1.0, min(LISTS_PER_SQRT_ITEM * math.sqrt(max(items, 0)), items / 39))
 
 
 def lists_for(items: int) -> int:
-    """How many lists suit `items` items: a power of two near 4 sqrt(n), with enough points
-    per centre for k-means to place them."""
-    if items <= 0:
-        return 1
-    target = 2 ** round(math.log2(max(1.0, LISTS_PER_SQRT_ITEM * math.sqrt(items))))
-    return int(max(1, min(target, items // 39)))
+    """How many lists a collection of `items` items is built with: the power of two nearest
+    the target, at most the items / 39 k-means needs."""
+    return int(max(1, min(2 ** round(math.log2(_target(items))), items // 39)))
+
+
+def fits(lists: Lists, matrix: Matrix) -> bool:
+    """Whether `lists`' centres still suit the collection `matrix` holds: the same dims, and a
+    target number of lists within a factor of two of theirs (measured unrounded, so a size
+    hovering at a power-of-two step does not train again and again)."""
+    target = _target(matrix.live)
+    return lists.header["dims"] == matrix.dims and lists.count / 2 < target < lists.count * 2
 
 
 def probes_for(lists: int) -> int:
@@ -103,14 +115,8 @@ def lists_path(store: Store, collection: Collection) -> Path:
 
 def open_file(path: Path) -> Lists | None:
     """The lists file at `path`, mapped read-only; None if it is missing or torn."""
-    found = read_header(path, MAGIC, FORMAT)
-    if found is None:
-        return None
-    with open(path, "rb") as f:
-        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    if len(buffer) != found[1]:  # replaced between the two opens: read it again
-        return open_file(path)
-    return Lists(found[0], buffer)
+    found = map_file(path, MAGIC, FORMAT)
+    return None if found is None else Lists(*found)
 
 
 def saved(store: Store, collection: Collection) -> Lists | None:
@@ -141,30 +147,24 @@ def require_library():
 
 
 def refresh(store: Store, collection: Collection, matrix: Matrix) -> Lists:
-    """The lists at `matrix`'s generation, opened read-only: as saved, patched from older
-    ones (items changed since leave their lists and join their nearest centre's), or trained
-    and built afresh when there are none or the collection's size now calls for another
-    number of lists."""
+    """The lists at `matrix`'s generation (or newer ones: they are never written back to an
+    older matrix's), opened read-only: as saved, patched from older ones (items changed since
+    leave their lists and join their nearest centre's; numpy only), or trained afresh (faiss)
+    when there are none or the collection's size calls for another number of lists. Raises
+    OSError or OutputError where the folder cannot be written."""
     path = lists_path(store, collection)
     with writer_lock(path.with_suffix(".lists-lock")):
+        remove_leftovers(path)
         old = saved(store, collection)
-        if old is None or old.generation != matrix.generation:
-            live = np.flatnonzero(matrix.kinds != DEAD)
+        if old is None or old.generation < matrix.generation:
             with atomic_path(path) as tmp:
-                if old is not None and _fits(old, matrix, len(live)):
+                if old is not None and fits(old, matrix):
                     _patch(store, collection, old, matrix, tmp)
                 else:
-                    _build(collection, matrix, live, tmp)
+                    _build(collection, matrix, np.flatnonzero(matrix.kinds != DEAD), tmp)
         fresh = open_file(path)
     assert fresh is not None, f"{path} vanished after it was written"
     return fresh
-
-
-def _fits(old: Lists, matrix: Matrix, live: int) -> bool:
-    """Whether `old`'s centres still suit the collection: same dims, and a number of lists
-    within a factor of two of what its size calls for."""
-    wanted = lists_for(live)
-    return old.header["dims"] == matrix.dims and old.count / 2 < wanted < old.count * 2
 
 
 def _train(matrix: Matrix, live: np.ndarray, count: int) -> np.ndarray:
@@ -174,7 +174,9 @@ def _train(matrix: Matrix, live: np.ndarray, count: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     take = min(len(live), count * TRAIN_PER_LIST)
     sample = np.sort(rng.choice(live, take, replace=False)) if take < len(live) else live
-    points = np.ascontiguousarray(matrix.vectors[sample], dtype=np.float32)
+    points = np.empty((len(sample), matrix.dims), dtype=np.float32)  # widened a chunk at a time
+    for start in range(0, len(sample), _CHUNK_ROWS):
+        points[start : start + _CHUNK_ROWS] = matrix.vectors[sample[start : start + _CHUNK_ROWS]]
     kmeans = faiss.Kmeans(
         matrix.dims, count, niter=TRAIN_ITERATIONS, spherical=True, seed=1234, verbose=False,
         max_points_per_centroid=TRAIN_PER_LIST,
@@ -185,10 +187,12 @@ def _train(matrix: Matrix, live: np.ndarray, count: int) -> np.ndarray:
 
 
 def nearest_list(centres: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The list (nearest centre) of each of `rows` of `vectors`, a chunk at a time."""
+    """The list (nearest centre) of each of `rows` of `vectors`, in chunks whose scores take
+    about `_SCORES_BYTES`."""
     out = np.empty(len(rows), dtype=np.int64)
-    for start in range(0, len(rows), _CHUNK_ROWS):
-        block = np.asarray(vectors[rows[start : start + _CHUNK_ROWS]], dtype=np.float32)
+    step = max(1, _SCORES_BYTES // (4 * len(centres)))
+    for start in range(0, len(rows), step):
+        block = np.asarray(vectors[rows[start : start + step]], dtype=np.float32)
         out[start : start + len(block)] = np.argmax(block @ centres.T, axis=1)
     return out
 

@@ -58,9 +58,10 @@ _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.S)
 
 def path_from_text(text: str) -> str:
     """The path that `path_text` printed as `text` (a manifest's `input`, read back by `bind
-    collections import`): a `$'...'` quoting is undone only when it stands for bytes that are
-    not UTF-8, the one case `path_text` quotes, so a UTF-8 name that merely looks quoted
-    stays as it is."""
+    collections import`). A `$'...'` quoting is undone only where it stands for bytes that
+    are not UTF-8, the one case `path_text` quotes; other text stays as written. (`path_text`
+    prints a UTF-8 name spelt `$'a\\xe9'` like the non-UTF-8 name `a` + byte E9; such a name
+    is read back as the latter.)"""
     quoted = _QUOTED.fullmatch(text)
     if quoted is None:
         return text
@@ -78,5 +79,9 @@ def path_from_text(text: str) -> str:
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
+        try:
+            path.encode("utf-8", "surrogateescape")  # bytes a file name can have
+        except UnicodeEncodeError:
+            return text  # a lone surrogate no name holds: not path_text's
         return path
     return text

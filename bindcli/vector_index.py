@@ -18,6 +18,7 @@ index` has built them (training the centres needs the optional `bindcli[index]` 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Protocol
 
 import numpy as np
@@ -135,9 +136,10 @@ def _top_one_float16(
 
 
 def span_top(
-    vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray, spans: list[tuple[int, int]]
+    vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray | None,
+    spans: list[tuple[int, int]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`exact_top` of one query over the rows in `spans` only (`keep` runs along them)."""
+    """`exact_top` of one query over the rows in `spans` only (`keep`, if any, runs along them)."""
     numkong = _numkong() if vectors.dtype == np.float16 else None
     if numkong is not None:
         return _top_one_float16(numkong, vectors, query, k, keep, spans)
@@ -145,7 +147,8 @@ def span_top(
     scores = np.concatenate([
         _scores(vectors[a:b], query[None], _buffer(vectors, b - a))[:, 0] for a, b in spans
     ])
-    scores[~keep] = -np.inf
+    if keep is not None:
+        scores[~keep] = -np.inf
     rows, scores = rows[np.isfinite(scores)], scores[np.isfinite(scores)]
     order = np.argsort(-scores, kind="stable")[:k]
     return rows[order][None], scores[order][None]
@@ -240,29 +243,45 @@ class ApproximateIndex:
         self, queries: np.ndarray, *, k: int = 10, filters: Filters = Filters()
     ) -> list[list[Hit]]:
         q = _queries(queries, self.matrix.dims)
-        keep = filters.keep(self.matrix)
-        kept = int(np.count_nonzero(keep))
-        if not kept:
+        filtered = bool(filters.kinds or filters.under or filters.globs)
+        keep = filters.keep(self.matrix) if filtered else None
+        kept = int(np.count_nonzero(keep)) if filtered else self.matrix.live
+        if not kept or k <= 0:
             return [[] for _ in q]
-        if kept / max(self.matrix.live, 1) < EXACT_BELOW_SHARE:
+        share = kept / max(self.matrix.live, 1)
+        if share < EXACT_BELOW_SHARE:
             return ExactIndex(self.matrix).search(q, k=k, filters=filters)
-        probes = min(self.probes, self.lists.count)
+        # a filter keeping a share of the items reads that many times more lists
+        probes = min(self.lists.count, math.ceil(self.probes / share))
         near = np.argpartition(-(q @ self.lists.centres.T), probes - 1, axis=1)[:, :probes]
-        results = []
-        for query, lists in zip(q, near):
-            spans = self.lists.spans(lists)
+        results: list[list[Hit] | None] = [self._one(query, lists, k, keep, kept) for query, lists in zip(q, near)]
+        short = [i for i, hits in enumerate(results) if hits is None]
+        if short:  # too few candidates in their lists: the exact answer, in one pass for all
+            rows, scores = exact_top(self.matrix.vectors, q[short], k, keep)
+            for i, r, s in zip(short, rows, scores):
+                results[i] = _hits(self.matrix, r, s, None)
+        return [[h for h in hits if filters.min_score is None or at_least(h.score, filters.min_score)]
+                for hits in results]
+
+    def _one(
+        self, query: np.ndarray, lists: np.ndarray, k: int, keep: np.ndarray | None, kept: int,
+    ) -> list[Hit] | None:
+        """The best of the entries of `lists`, or None when they hold fewer than `k` (that
+        pass). Every entry is a live row of the matrix (the lists are at its generation), so
+        only a filter needs each entry's row looked up."""
+        spans = self.lists.spans(lists)
+        passed = None
+        if keep is None:
+            candidates = sum(b - a for a, b in spans)
+        else:
             entries = np.concatenate([np.arange(a, b) for a, b in spans] or [np.empty(0, np.int64)])
             rows = self.matrix.rows_of(self.lists.ids[entries])
-            passed = rows >= 0
-            passed[passed] = keep[rows[passed]]
-            if np.count_nonzero(passed) < min(k, kept):  # the filter left too few: exact
-                top_rows, top_scores = exact_top(self.matrix.vectors, query[None], k, keep)
-                results.append(_hits(self.matrix, top_rows[0], top_scores[0], filters.min_score))
-                continue
-            found, scores = span_top(self.lists.vectors, query, k, passed, spans)
-            found_rows = rows[np.searchsorted(entries, found[0])]  # entries ascend
-            results.append(_hits(self.matrix, found_rows, scores[0], filters.min_score))
-        return results
+            passed = keep[rows] & (rows >= 0)
+            candidates = int(np.count_nonzero(passed))
+        if candidates < min(k, kept):
+            return None
+        found, scores = span_top(self.lists.vectors, query, k, passed, spans)
+        return _hits(self.matrix, self.matrix.rows_of(self.lists.ids[found[0]]), scores[0], None)
 
 
 # --- choosing ---------------------------------------------------------------------------------
@@ -270,36 +289,55 @@ class ApproximateIndex:
 
 def index_for(store: Store, collection: Collection, mode: str = "auto") -> VectorIndex:
     """The index to search `collection` with: `exact`, `approximate` (the inverted lists,
-    built or patched now if need be), or `auto`: the lists from APPROXIMATE_FROM live items
-    when a lists file was built (`bind index` builds it), else exact."""
+    patched or trained now if need be), or `auto`: the lists from APPROXIMATE_FROM live items
+    when `bind index` has built them, patched now if they are behind (numpy's work, seconds at
+    most), never trained here (that is `bind index`'s minutes); else exact. Where the lists
+    cannot be written, `auto` searches exactly and `approximate` names the folder."""
     if mode not in MODES:
         raise UsageError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
     matrix = open_matrix(store, collection)
+    lists = inverted_lists.saved(store, collection)
+    if lists is not None and lists.generation > matrix.generation:  # written since: catch up
+        matrix = open_matrix(store, collection)
+    asked = mode
     if mode == "auto":
-        wanted = matrix.live >= APPROXIMATE_FROM and inverted_lists.saved(store, collection)
+        wanted = matrix.live >= APPROXIMATE_FROM and lists is not None and inverted_lists.fits(lists, matrix)
         mode = "approximate" if wanted else "exact"
     if mode == "exact" or not matrix.live:
         return ExactIndex(matrix)
-    current = inverted_lists.saved(store, collection)
-    if current is None or current.generation != matrix.generation:
-        inverted_lists.require_library()  # patching assigns with numpy; training needs faiss
-        current = inverted_lists.refresh(store, collection, matrix)
-    return ApproximateIndex(matrix, current)
+    if lists is None or lists.generation != matrix.generation:
+        try:
+            lists = inverted_lists.refresh(store, collection, matrix)
+        except OSError as exc:
+            if asked == "auto":
+                return ExactIndex(matrix)
+            path = inverted_lists.lists_path(store, collection)
+            raise OutputError(path, f"cannot write the inverted lists ({exc.strerror or exc})") from None
+        except OutputError:
+            if asked == "auto":
+                return ExactIndex(matrix)
+            raise
+    if lists.generation != matrix.generation:  # still apart (a writer in between): exact
+        return ExactIndex(matrix)
+    return ApproximateIndex(matrix, lists)
 
 
 def refresh(store: Store, collection: Collection) -> None:
     """Bring the collection's index files up to date with SQLite (what `bind index` calls when
-    it is done): the matrix always; the lists when the collection is big enough for `auto` to
-    use them and faiss is installed, or when there are lists already. A folder that cannot be
-    written is no error: the files are derived, and searches then read SQLite instead."""
+    it is done): the matrix always; the lists when there are some (patching needs numpy only),
+    or when the collection is big enough for `auto` to use them and faiss is installed to
+    train them. A folder that cannot be written is no error: the files are derived, and
+    searches then read SQLite or search exactly instead."""
     try:
         matrix = refresh_matrix(store, collection)
+        if not matrix.live:
+            return
+        lists = inverted_lists.saved(store, collection)
+        trainable = inverted_lists.available() and matrix.live >= APPROXIMATE_FROM
+        if (lists is not None and inverted_lists.fits(lists, matrix)) or trainable:
+            inverted_lists.refresh(store, collection, matrix)
     except (OSError, OutputError):
         return
-    if not inverted_lists.available() or not matrix.live:
-        return
-    if matrix.live >= APPROXIMATE_FROM or inverted_lists.saved(store, collection) is not None:
-        inverted_lists.refresh(store, collection, matrix)
 
 
 def describe(store: Store, collection: Collection) -> dict:

@@ -150,15 +150,15 @@ def test_import_stores_the_bytes_of_a_quoted_non_utf8_name(tmp_path):
     bytes, so export prints the same text and `--format paths` the raw name, while a UTF-8
     name that only looks quoted stays as written."""
     npy, db = tmp_path / "odd.npy", tmp_path / "c.sqlite3"
-    np.save(npy, np.eye(3, 8, dtype=np.float32))
-    inputs = ["$'/m/caf\\xe9.jpg'", "$'/m/looks quoted.jpg'", "/m/plain.jpg"]
+    np.save(npy, np.eye(4, 8, dtype=np.float32))
+    inputs = ["$'/m/caf\\xe9.jpg'", "$'/m/looks quoted.jpg'", "/m/plain.jpg", "$'/m/\\ud800.jpg'"]
     npy.with_name("odd.npy.json").write_text(json.dumps({
         "model": "m", "rows": [{"input": i, "modality": "image", "sha256": "s"} for i in inputs],
     }))
     assert bind("collections", "import", "c", npy, "--db", db).exit_code == 0
     with Store(db) as store:
-        paths = {os.fsencode(h.path) for h in store.search(store.require("c"), np.ones(8, np.float32), k=3)}
-    assert paths == {b"/m/caf\xe9.jpg", b"$'/m/looks quoted.jpg'", b"/m/plain.jpg"}
+        paths = {os.fsencode(h.path) for h in store.search(store.require("c"), np.ones(8, np.float32), k=4)}
+    assert paths == {b"/m/caf\xe9.jpg", b"$'/m/looks quoted.jpg'", b"/m/plain.jpg", b"$'/m/\\ud800.jpg'"}
     out = tmp_path / "back.npy"
     assert bind("collections", "export", "c", out, "--db", db).exit_code == 0
     back = json.loads(out.with_name("back.npy.json").read_text())

@@ -11,12 +11,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from bindcli import collection_index, inverted_lists, vector_index
-from bindcli.errors import UsageError
+from bindcli.errors import OutputError, UsageError
 from bindcli.store import Item, Store
 from bindcli.vector_index import Filters, index_for
 
@@ -285,9 +286,11 @@ def test_approximate_agrees_with_exact_on_clustered_vectors(db):
         for h in b:
             if h.path in both:
                 assert h.score == pytest.approx(both[h.path], abs=1e-6)
-    only_audio = approx.search(queries[:5], k=10, filters=Filters(kinds=("audio",)))
+    audio = Filters(kinds=("audio",))  # a third of the items: three times the lists are read
+    only_audio = approx.search(queries, k=10, filters=audio)
     assert all(h.kind == "audio" for hits in only_audio for h in hits)
     assert all(len(hits) == 10 for hits in only_audio)
+    assert recall(exact.search(queries, k=10, filters=audio), only_audio) >= 0.95
     ten = Filters(globs=("/m/1?.x",))  # 10 of 3000: too few for the lists, answered exactly
     for a, b in zip(approx.search(queries[:2], k=10, filters=ten), exact.search(queries[:2], k=10, filters=ten)):
         same(found(a), found(b))
@@ -366,6 +369,67 @@ def test_without_the_library_exact_works_and_approximate_names_the_install(db, m
     with pytest.raises(UsageError, match=r"pip install 'bindcli\[index\]'"):
         index_for(db, coll, "approximate")
     assert list(collection_index.index_dir(db).glob(".*.tmp")) == []
+
+
+def test_stale_lists_are_patched_without_faiss_and_never_written_back(db, monkeypatch):
+    """Patching is numpy's work: without faiss, lists that fall behind are still brought up to
+    date and searched. Lists newer than a matrix a searcher still holds are left as they are,
+    and a killed writer's temporary file is removed by the next one."""
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(vector_index, "APPROXIMATE_FROM", 500)
+    coll = db.create_collection("c", "m", "m")
+    vectors = clustered(900, 16, 10)
+    fill(db, coll, vectors[:800])
+    vector_index.refresh(db, coll)
+    monkeypatch.setattr(inverted_lists, "_faiss", lambda: None)
+    held = collection_index.open_matrix(db, coll)  # a searcher's, at the generation now
+    fill(db, coll, vectors[800:], start=800)
+    vector_index.refresh(db, coll)  # `bind index` without faiss: the lists are patched
+    assert lists_header(db, coll)["generation"] == collection_index.generation(db, coll)
+    assert index_for(db, coll).search(vectors[850], k=1)[0][0].path == "/m/850.x"
+    newer = lists_header(db, coll)["generation"]
+    leftover = collection_index.index_dir(db) / ".c1.lists.0123456789ab.tmp"
+    leftover.write_bytes(b"half a file")
+    back = inverted_lists.refresh(db, coll, held)  # the searcher's older matrix
+    assert back.generation == newer == lists_header(db, coll)["generation"]
+    assert not leftover.exists()
+    db.mark_deleted(coll, ["/m/850.x"])
+    index = index_for(db, coll, "approximate")
+    assert "/m/850.x" not in [h.path for h in index.search(vectors[850], k=5)[0]]
+
+
+def test_the_number_of_lists_is_kept_near_a_power_of_two_step():
+    """A size hovering at the step where the built number of lists doubles trains nothing."""
+    def fake(count, live):
+        lists = SimpleNamespace(count=count, header={"dims": 8})
+        return lists, SimpleNamespace(live=live, dims=8)
+
+    step = next(n for n in range(100_000, 1_000_000, 1000) if inverted_lists.lists_for(n) == 4096)
+    assert inverted_lists.lists_for(step - 1000) == 2048
+    assert inverted_lists.fits(*fake(2048, step)) and inverted_lists.fits(*fake(4096, step - 1000))
+    assert not inverted_lists.fits(*fake(2048, 4 * step))
+    assert not inverted_lists.fits(*fake(2048, step // 16))
+
+
+def test_lists_that_cannot_be_written_leave_auto_exact_and_name_the_folder(db, monkeypatch):
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(vector_index, "APPROXIMATE_FROM", 100)
+    coll = db.create_collection("c", "m", "m")
+    vectors = clustered(300, 16, 6)
+    fill(db, coll, vectors)
+    vector_index.refresh(db, coll)
+    fill(db, coll, clustered(5, 16, 6, seed=9), start=300)  # the lists fall behind
+
+    def unwritable(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(inverted_lists, "refresh", unwritable)
+    vector_index.refresh(db, coll)  # no error: the files are derived
+    index = index_for(db, coll)
+    assert index.method == "exact"
+    same(found(index.search(vectors[9], k=3)[0]), brute(db, coll, vectors[9], 3))
+    with pytest.raises(OutputError, match=r"c1\.lists: cannot write the inverted lists \(Permission denied\)"):
+        index_for(db, coll, "approximate")
 
 
 def test_exact_search_keeps_the_matrix_out_of_anonymous_memory(tmp_path):
