@@ -10,9 +10,9 @@ lands in the process. Several queries share one pass over the matrix.
 Approximate search reads the collection's inverted lists (`inverted_lists`): the query is
 scored against a few thousand k-means centres, then against the entries of the nearest lists
 only, the same way (numkong float16 scores, close calls re-scored exactly), so a score does
-not depend on the path (to float32 rounding). They are used by default from `APPROXIMATE_FROM` live items once `bind
-index` has built them (training the centres needs the optional `bindcli[index]` extra);
-`--exact` and `--approximate` override.
+not depend on the path (to float32 rounding). They are used by default from
+`APPROXIMATE_FROM` live items once `bind index` has built them (training the centres needs
+the optional `bindcli[index]` extra); `--exact` and `--approximate` override.
 """
 
 from __future__ import annotations
