@@ -1,8 +1,9 @@
 """IMU recordings -> the IMU tower's (windows, 6, 2000) input. Upstream ships no loader.
 
 Convention (ours, from the paper's Ego4D setup): 6 channels, accelerometer xyz then
-gyroscope xyz (Ego4D's order and units: m/s^2 and rad/s; no normalisation is known, so none
-is applied), 2000 samples per window, which the paper describes as 5 s, i.e. 400 Hz.
+gyroscope xyz, in the units of Ego4D's IMU tables, which the IMU tower was trained on (Ego4D
+does not document them; accelerometers report m/s^2 and gyroscopes rad/s by convention, and
+no normalisation is known, so none is applied), 2000 samples per window, which the paper describes as 5 s, i.e. 400 Hz.
 
   * Files: `.npy`, `.npz` (array `imu`, or the only one) or `.csv` (comma-separated numbers,
     an optional header line), in (6, T) or (T, 6) layout: the axis of length 6 is the
