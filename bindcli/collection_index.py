@@ -6,9 +6,9 @@ mapped matrix costs what the page cache holds, and a search reads it without cop
 the process.
 
 `<db>.vectors/c<id>.matrix` is a 4096-byte header (`MAGIC`, then JSON: which collection, the
-generation of the collection it holds, dtype, dims, rows, where each section starts, the
-file's size), the matrix (rows x dims, the collection's little-endian dtype, so float16 stays
-float16), then per row the item id (int64), a kind code (uint8, `DEAD` for a deleted item),
+generation of the collection it holds, dtype, dims, rows and how many are live, where each
+section starts, the file's size), the matrix (rows x dims, the collection's little-endian
+dtype, so float16 stays float16), then per row the item id (int64), a kind code (uint8, `DEAD` for a deleted item),
 and the path (int64 offsets into UTF-8 bytes, surrogateescape).
 
 Every change to a collection's items bumps its generation in SQLite (triggers, schema v3) and
@@ -97,7 +97,10 @@ class Matrix:
         return self.header["dims"]
 
     @functools.cached_property
-    def live(self) -> int:  # the mapping is read-only: counted once
+    def live(self) -> int:
+        """Rows not deleted: the header says (a file from before it did is counted once)."""
+        if "live" in self.header:
+            return self.header["live"]
         return int(np.count_nonzero(self.kinds != DEAD))
 
     def path(self, row: int) -> str:
@@ -370,6 +373,7 @@ class _Layout:
             "dims": self.dims,
             "rows": rows,
             "kinds": self.kind_names,
+            "live": int(np.count_nonzero(kinds != DEAD)),
             "path_bytes": int(offsets[-1]),
             "sections": sections,
             "bytes": offset,

@@ -31,6 +31,12 @@ from bindcli.inverted_lists import INSTALL_HINT, Lists, probes_for
 from bindcli.store import Collection, Hit, Store
 from bindcli.vectors import at_least, normalise
 
+try:  # numkong's SIMD float16 kernels (the `index` extra): loaded with this module, which only
+    # searching processes import, so that their first search does not wait for it
+    import numkong as _simd
+except ImportError:  # float16 is widened by numpy instead, several times slower
+    _simd = None
+
 #: live items from which `auto` searches through the lists (measured: bench_index.py)
 APPROXIMATE_FROM = 200_000
 MODES = ("auto", "exact", "approximate")
@@ -79,19 +85,10 @@ def _queries(queries: np.ndarray, dims: int) -> np.ndarray:
     return np.ascontiguousarray(normalise(q))
 
 
-def _numkong():
-    """numkong (SIMD float16 kernels, in the `index` extra), or None."""
-    try:
-        import numkong
-    except ImportError:
-        return None
-    return numkong
-
-
 def _widen(part: np.ndarray, out: np.ndarray) -> None:
     """float16 rows into float32 `out`: numkong's SIMD cast where installed, else numpy's
     (several times slower on float16)."""
-    numkong = _numkong()
+    numkong = _simd
     if numkong is None:
         np.copyto(out, part)
     else:
@@ -140,7 +137,7 @@ def span_top(
     spans: list[tuple[int, int]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """`exact_top` of one query over the rows in `spans` only (`keep`, if any, runs along them)."""
-    numkong = _numkong() if vectors.dtype == np.float16 else None
+    numkong = _simd if vectors.dtype == np.float16 else None
     if numkong is not None:
         return _top_one_float16(numkong, vectors, query, k, keep, spans)
     rows = np.concatenate([np.arange(a, b) for a, b in spans])
@@ -181,7 +178,7 @@ def exact_top(
     """Rows and scores (queries x at most k, best first) of the best rows where `keep`;
     a row that fell short (fewer than k kept) has score -inf."""
     n = len(vectors)
-    numkong = _numkong() if vectors.dtype == np.float16 and len(queries) == 1 else None
+    numkong = _simd if vectors.dtype == np.float16 and len(queries) == 1 else None
     if numkong is not None:
         return _top_one_float16(numkong, vectors, queries[0], k, keep, _chunks(n))
     rows = np.empty((len(queries), 0), dtype=np.int64)
