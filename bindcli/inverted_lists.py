@@ -2,25 +2,26 @@
 k-means centres, so that a query scores the centres, then only the lists of the nearest few:
 a percent or two of the collection instead of all of it.
 
-Chosen over HNSW graphs (usearch's, then faiss's) by side-by-side measurement on clustered
-vectors (benchmarks/bench_index.py, figures in benchmarks/README.md): at a million 1024-d
-float16 items the lists answer 30-60x faster than exact search at recall@10 0.98-0.99, where
-the best graph setting gave 15x at 0.965; they are built in about 2 minutes where the graph
-took 38; and, being plain arrays in one file, they open as a memory map with nothing to
-import or rebuild, so the first query of a fresh process costs about what a warm one does.
+Chosen over HNSW graphs (usearch's, then faiss's) and over faiss's own IVF index by
+side-by-side measurement on clustered vectors (benchmarks/bench_index.py, figures in
+benchmarks/README.md): at a million 1024-d float16 items the lists answer about 60x faster
+than exact search at recall@10 0.99-1.00, where the best graph setting gave 15x at 0.965; they
+are built in under 3 minutes where the graph took 38; and, being plain arrays in one file,
+they open as a memory map with nothing to import or rebuild, so the first query of a fresh
+process costs about 1.6 times a warm one.
 
 `<db>.vectors/c<id>.lists` is a 4096-byte header (`MAGIC`, then JSON: which collection, the
 generation it holds, dims, dtype, how many lists, rows, how many live items the collection
-had when the centres were trained, where each section starts, the file's size), the centres (lists x dims float32,
-unit length), `offsets` (lists + 1: where each list starts), then list by list each entry's
-item id and vector (a copy of its row of the matrix, in the collection's dtype, so that a list
-is one contiguous read). It is patched, written and replaced like the matrix file
-(`collection_index`): changed items leave their lists and join the list of their nearest
-centre; the centres are trained again when the collection has grown (or shrunk) so much that
-another number of lists fits it better.
+had when the centres were trained, where each section starts, the file's size), the centres
+(lists x dims float32, unit length), `offsets` (lists + 1: where each list starts), then list
+by list each entry's item id and vector (a copy of its row of the matrix, in the
+collection's dtype, so that a list is one contiguous read). It is patched, written and
+replaced like the matrix file (`collection_index`): changed items leave their lists and join
+the list of their nearest centre; the centres are trained again when the collection has
+grown (or shrunk) so much that another number of lists fits it better.
 
-Training the centres needs faiss's k-means (the optional `bindcli[index]` extra); searching
-needs only numpy.
+Training the centres needs faiss's k-means (the optional `bindcli[index]` extra); patching
+and searching need only numpy (numkong, in the same extra, makes float16 scoring faster).
 """
 
 from __future__ import annotations
