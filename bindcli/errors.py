@@ -103,5 +103,15 @@ class WeightsError(BindError):
     """Weights could not be found, downloaded or verified."""
 
 
+class WeightsNotDownloaded(WeightsError):
+    """The cache has no checkpoint and nothing names another, so resolving would download it;
+    raised where downloading was not allowed (`Model.resolve(download=False)`), so that a
+    caller with a server to ask can take the model from it instead."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
 class StoreError(BindError):
     """The collection file cannot be used as asked (newer schema, unknown collection, ...)."""
