@@ -108,8 +108,8 @@ class WeightsNotDownloaded(WeightsError):
     raised where downloading was not allowed (`Model.resolve(download=False)`), so that a
     caller with a server to ask can take the model from it instead."""
 
-    def __init__(self, path: Path, message: str) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, message: str) -> None:
+        self.path = path  # where the download would go; None when no URL is known for the config
         super().__init__(message)
 
 

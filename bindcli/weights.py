@@ -184,8 +184,12 @@ def resolve(
 
 def find(weights: str | Path | None = None, config: str = DEFAULT_CONFIG) -> Path:
     """The checkpoint `resolve` would load, without downloading; a WeightsError if it is not
-    there (`WeightsNotDownloaded` where `resolve` would download it)."""
-    path, source = locate(weights, config)
+    there (`WeightsNotDownloaded` where `resolve` would download it, or could not: no URL is
+    known for `config`)."""
+    try:
+        path, source = locate(weights, config)
+    except WeightsError as err:  # only `weights_url` raises: the cache cannot hold them either
+        raise WeightsNotDownloaded(None, str(err)) from None
     if source is Source.CACHE and not path.is_file():
         raise WeightsNotDownloaded(path, _missing(path, _HINTS[source]))
     return existing(path, _HINTS[source])

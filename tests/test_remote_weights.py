@@ -72,6 +72,14 @@ def test_embed_and_compare_take_the_model_from_the_server(server, no_weights):
             assert_close_json(json.loads(served.stdout), json.loads(here.stdout))
 
 
+def test_a_json_config_without_a_download_url_takes_the_model_from_the_server(server, no_weights):
+    done = bind("embed", "-t", "x", "-f", "jsonl", "--server", f"unix:{server.sock}",
+                env={**no_weights, "BIND_WEIGHTS_URL": None})
+    assert done.exit_code == 0 and "is the server's (no local weights)" in done.stderr, done.stderr
+    alone = bind("embed", "-t", "x", "--no-server", env={**no_weights, "BIND_WEIGHTS_URL": None})
+    assert alone.exit_code == 1 and "no published weights are known" in alone.stderr
+
+
 def test_the_local_socket_is_asked_too(server, no_weights, monkeypatch):
     monkeypatch.setenv("BIND_DATA_DIR", str(Path(server.sock).parent))  # where serve.sock would be
     link = Path(server.sock).with_name("serve.sock")

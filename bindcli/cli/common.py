@@ -336,10 +336,11 @@ class Run:
         socket = server_socket()
         return Address(unix=str(socket)) if socket.exists() else None
 
-    def _borrowed(self, missing: Path) -> "Model | None":
-        """Without local weights (nothing at `missing`), the model of the server `_address`
-        names, so that nothing is downloaded; its embedder becomes this run's. None when no
-        server answers (or the encoder must run here: the Ray engine, `needs_weights`)."""
+    def _borrowed(self, missing: Path | None) -> "Model | None":
+        """Without local weights (nothing at `missing`; None: no URL is known to fetch them),
+        the model of the server `_address` names, so that nothing is downloaded; its embedder
+        becomes this run's. None when no server answers (or the encoder must run here: the
+        Ray engine, `needs_weights`)."""
         address = self._address()
         if address is None or self.engine is not None or self.needs_weights:
             return None
@@ -356,8 +357,8 @@ class Run:
             self._pass_over(why)
             return None
         self._embedder = self._configured(embedder)
-        self.out.note(f"{embedder.describe()}; the model id {embedder.model_id} is the server's "
-                      f"(no weights at {path_text(str(missing))})")
+        where = f"no weights at {path_text(str(missing))}" if missing else "no local weights"
+        self.out.note(f"{embedder.describe()}; the model id {embedder.model_id} is the server's ({where})")
         return embedder.model
 
     def _served(self) -> "RemoteEmbedder | None":
