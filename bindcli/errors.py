@@ -103,5 +103,15 @@ class WeightsError(BindError):
     """Weights could not be found, downloaded or verified."""
 
 
+class WeightsNotDownloaded(WeightsError):
+    """The cache has no checkpoint and nothing names another, so resolving would download it;
+    raised where downloading was not allowed (`Model.resolve(download=False)`), so that a
+    caller with a server to ask can take the model from it instead."""
+
+    def __init__(self, path: Path | None, message: str) -> None:
+        self.path = path  # where the download would go; None when no URL is known for the config
+        super().__init__(message)
+
+
 class StoreError(BindError):
     """The collection file cannot be used as asked (newer schema, unknown collection, ...)."""

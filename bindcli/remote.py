@@ -27,11 +27,12 @@ import numpy as np
 
 from bindcli.errors import BindError, InputError, UsageError
 from bindcli.paths import is_uri
-from bindcli.runtime import LOCAL_URI, Embedding, Embeds
+from bindcli.runtime import LOCAL_URI, Embedding, Embeds, Model, config_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
-    from bindcli.runtime import Input, Model
+    from bindcli.model.config import ModelConfig
+    from bindcli.runtime import Input
 
 #: inputs per request: enough to fill the server's batches, small enough to stream results
 CHUNK = 32
@@ -178,22 +179,31 @@ def model_info(client: Client) -> dict:
     return body["data"][0]
 
 
-def connect(
-    address: Address, model: "Model", *, precision: str, device: str, token: str | None = None,
-    options: "MediaOptions | None" = None,
-) -> "tuple[RemoteEmbedder | None, str]":
-    """(an embedder through the server at `address`, "") when it is up and computes what
-    this run would (the same model id and loading options; the same precision and device
-    kind unless `auto`), else (None, why not)."""
-    probe = Client(address, token, timeout=PROBE_TIMEOUT)
+def probe(address: Address, token: str | None = None) -> tuple[dict | None, str]:
+    """(the server's `/v1/models` entry, "") when a server answers at `address`, else
+    (None, why not)."""
+    client = Client(address, token, timeout=PROBE_TIMEOUT)
     try:
-        info = model_info(probe)
+        return model_info(client), ""
     except (OSError, http.client.HTTPException) as exc:
         return None, f"no server answers at {address} ({_os_reason(exc)})"
     except (ServerError, KeyError, IndexError, TypeError) as exc:
         return None, str(exc) if isinstance(exc, ServerError) else f"server at {address}: unexpected answer"
     finally:
-        probe.close()
+        client.close()
+
+
+def connect(
+    address: Address, model: Model, *, precision: str, device: str, token: str | None = None,
+    options: "MediaOptions | None" = None, info: dict | None = None,
+) -> "tuple[RemoteEmbedder | None, str]":
+    """(an embedder through the server at `address`, "") when it is up and computes what
+    this run would (the same model id and loading options; the same precision and device
+    kind unless `auto`), else (None, why not). `info`: its `probe` answer, when known."""
+    if info is None:
+        info, why = probe(address, token)
+        if info is None:
+            return None, why
     served = f"{info.get('id')} at {info.get('precision')} on {info.get('device')}"
     if info.get("id") != model.id:
         return None, f"the server at {address} serves {served}, not {model.id}"
@@ -207,15 +217,56 @@ def connect(
     return RemoteEmbedder(address, model, placement, token=token), ""
 
 
+def served_model(address: Address, info: dict, config: "ModelConfig") -> Model:
+    """The model a server runs, on its word (`info`: its `probe` answer), for a client that
+    has no weights to compute the id from: the server's id then names the vectors, so a
+    collection indexed through it stays pinned to it. The config the client asked for must
+    be the server's, by name and by shape, or a UsageError says so."""
+    served, model_id = str(info.get("config")), str(info.get("id"))
+    if served != config.name:
+        raise UsageError(
+            f"--model-config {config.name}: the server at {address} serves {served}, and "
+            f"without local weights {config.name} cannot run in-process"
+        )
+    if not model_id.startswith(config_id(config) + ":"):
+        raise UsageError(
+            f"--model-config {config.name}: the server at {address} serves a {served} of "
+            f"another shape ({model_id}, not {config_id(config)}:...)"
+        )
+    return Model(config, Path(str(info.get("weights") or config.name)), model_id, server=str(address))
+
+
+def borrow(
+    address: Address, config: "ModelConfig", *, precision: str, device: str,
+    token: str | None = None, options: "MediaOptions | None" = None,
+) -> "tuple[RemoteEmbedder | None, str]":
+    """For a client without local weights: (an embedder through the server at `address`,
+    its model the server's, see `served_model`; "") when a server answers there, else
+    (None, why not), and the weights must come the usual way. A server that answers but
+    computes otherwise than the run asks (another config, precision, device or loading
+    options) is an error: there is nothing to fall back on without downloading."""
+    info, why = probe(address, token)
+    if info is None:
+        return None, why
+    model = served_model(address, info, config)
+    embedder, why = connect(address, model, precision=precision, device=device, token=token,
+                            options=options, info=info)
+    if embedder is None:
+        raise ServerError(f"{why}, and without local weights it cannot run in-process "
+                          "(`bind weights download` fetches them)")
+    return embedder, ""
+
+
 class RemoteEmbedder(Embeds):
     """`Embedder.embed` and `Embedder.stream` answered by a server: the same `Embedding`s
     (the same raw float32 vectors, content hashes and cache flags) for the same inputs."""
 
     def __init__(
-        self, address: Address, model: "Model", placement: ServedPlacement, *,
+        self, address: Address, model: Model, placement: ServedPlacement, *,
         token: str | None = None, use_cache: bool = True, batch_size: int = 8,
     ) -> None:
         self.address = address
+        self.model = model
         self.config = model.config
         self.weights = model.weights
         self.model_id = model.id

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from bindcli.encoder import Encoder, LocalEncoder
-from bindcli.errors import InputError
+from bindcli.errors import InputError, WeightsError
 from bindcli.files import not_a_file
 from bindcli.hashing import sha256_file, sha256_text
 from bindcli.modality import PREPROCESSING_VERSION, Kind, detect
@@ -126,12 +126,18 @@ def model_id(config: ModelConfig, weights: Path) -> str:
     (their recorded SHA-256 when `bind weights` fetched them, else size and mtime)."""
     from bindcli.weights import identifies, read_record
 
-    shape = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     stat = weights.stat()
     what = identifies(read_record(weights), stat.st_size)
     if what is None:
         what = hashlib.sha256(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-    return f"{config.name}:{shape[:8]}:{what[:12]}"
+    return f"{config_id(config)}:{what[:12]}"
+
+
+def config_id(config: ModelConfig) -> str:
+    """The start of a model id that names the config, its name and a hash of its shape: what
+    a client without the weights can check of a server's model (`bindcli.remote.served_model`)."""
+    shape = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    return f"{config.name}:{shape[:8]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +151,9 @@ class Model:
     config: ModelConfig
     weights: Path
     id: str
+    #: the server whose word the id is, for a client without the weights
+    #: (`bindcli.remote.served_model`); `weights` is then only the name of the server's file
+    server: str | None = None
 
     @classmethod
     def resolve(
@@ -152,16 +161,24 @@ class Model:
         model_config: "str | Path | ModelConfig" = "imagebind_huge",
         weights: str | Path | None = None,
         *,
+        download: bool = True,
         progress: "Progress | None" = None,
         notify: "Notify | None" = None,
     ) -> "Model":
         """The config by name or file, and the weights: `weights`, else `$BIND_WEIGHTS`,
         else the cached download of the config's published weights (fetched now if missing
-        and allowed; `progress` and `notify` hear it, see `bindcli.weights.download`)."""
+        and allowed; `progress` and `notify` hear it, see `bindcli.weights.download`).
+
+        `download=False` raises `WeightsNotDownloaded` instead of fetching them: a caller that
+        can ask a server for the model (`bindcli.remote.borrow`) need not download it first.
+        """
         from bindcli import weights as weight_files
 
         config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
-        path = weight_files.resolve(weights, config=config.name, progress=progress, notify=notify)
+        if download:
+            path = weight_files.resolve(weights, config=config.name, progress=progress, notify=notify)
+        else:
+            path = weight_files.find(weights, config.name)
         return cls(config, path, model_id(config, path))
 
     def describe(self) -> str:
@@ -461,6 +478,9 @@ def open_embedder(
 
     if model is None:  # the config first: a typo fails before torch loads or weights download
         config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
+    elif model.server is not None:
+        raise WeightsError(f"{model.describe()} is the model of the server at {model.server}; "
+                           "there are no local weights to load it from")
     placement = place(device, precision)
     model = model or Model.resolve(config, weights, progress=progress, notify=notify)
     owns = cache is True or isinstance(cache, (str, Path))

@@ -33,7 +33,7 @@ from typing import IO, Any, Optional
 import filelock
 
 from bindcli import __version__, output
-from bindcli.errors import WeightsError
+from bindcli.errors import WeightsError, WeightsNotDownloaded
 from bindcli.hashing import Progress, update_from_file
 from bindcli.locations import cache_dir
 from bindcli.model.pretrained import REGISTRY
@@ -183,17 +183,28 @@ def resolve(
 
 
 def find(weights: str | Path | None = None, config: str = DEFAULT_CONFIG) -> Path:
-    """The checkpoint `resolve` would load, without downloading; a WeightsError if it is not there."""
-    path, source = locate(weights, config)
+    """The checkpoint `resolve` would load, without downloading; a WeightsError if it is not
+    there (`WeightsNotDownloaded` where `resolve` would download it, or could not: no URL is
+    known for `config`)."""
+    try:
+        path, source = locate(weights, config)
+    except WeightsError as err:  # only `weights_url` raises: the cache cannot hold them either
+        raise WeightsNotDownloaded(None, str(err)) from None
+    if source is Source.CACHE and not path.is_file():
+        raise WeightsNotDownloaded(path, _missing(path, _HINTS[source]))
     return existing(path, _HINTS[source])
 
 
 def existing(path: Path, hint: str = "") -> Path:
     """`path` if it is a file, else a WeightsError naming it (and `hint`, what to do about it)."""
     if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise WeightsError(f"the weights file {path} {what}" + (f"; {hint}." if hint else "."))
+        raise WeightsError(_missing(path, hint))
     return path
+
+
+def _missing(path: Path, hint: str) -> str:
+    what = "is not a file" if path.exists() else "does not exist"
+    return f"the weights file {path} {what}" + (f"; {hint}." if hint else ".")
 
 
 def _expected(given: str | None, config: str | None = None) -> str | None:

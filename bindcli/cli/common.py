@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query
-    from bindcli.remote import RemoteEmbedder
+    from bindcli.remote import Address, RemoteEmbedder
     from bindcli.runtime import Embedder, Embedding, Input, Model
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
@@ -269,6 +269,10 @@ class Run:
         self._model: Model | None = None
         self._embedder: Embedder | RemoteEmbedder | None = None
         self._local: Embedder | None = None
+        self._unserved = ""  # why no server answered `_borrowed`, once it asked
+        #: the command runs the encoder itself (`locate`'s crops): its model comes from local
+        #: weights, never from a server's word
+        self.needs_weights = False
         #: builds the embedder elsewhere than in this process (`--engine ray`, cli/engine.py)
         self.engine: Callable[[Run], Embedder] | None = None
 
@@ -289,16 +293,23 @@ class Run:
 
     @property
     def model(self) -> "Model":
-        """The config and weights the options name, resolved (downloaded if need be) without
-        importing torch: enough to check a collection's model or compute cache keys' ids."""
+        """The config and weights the options name, resolved without importing torch: enough
+        to check a collection's model or compute cache keys' ids. Weights not downloaded yet
+        are not, while a server answers (`_borrowed`): the model is then the server's."""
         if self._model is None:
+            from bindcli.errors import WeightsNotDownloaded
             from bindcli.runtime import Model
 
             c = self.common
-            with self.out.byte_progress() as progress:
-                self._model = Model.resolve(
-                    c.model_config, c.weights, progress=progress, notify=self.out.warn
-                )
+            try:
+                self._model = Model.resolve(c.model_config, c.weights, download=False)
+            except WeightsNotDownloaded as missing:
+                self._model = self._borrowed(missing.path)
+            if self._model is None:
+                with self.out.byte_progress() as progress:
+                    self._model = Model.resolve(
+                        c.model_config, c.weights, progress=progress, notify=self.out.warn
+                    )
         return self._model
 
     @property
@@ -311,24 +322,71 @@ class Run:
             self._embedder = self._served() or self.local_embedder
         return self._embedder
 
-    def _served(self) -> "RemoteEmbedder | None":
-        """The embedder of the server --server names or of the local socket, if it is fit."""
+    def _address(self) -> "Address | None":
+        """The server to ask: --server's, else the local socket if there is one; None with
+        --no-server."""
         c = self.common
         if c.no_server:
             return None
         from bindcli.locations import server_socket
-        from bindcli.remote import Address, connect
+        from bindcli.remote import Address
 
-        address = Address.parse(c.server) if c.server else Address(unix=str(server_socket()))
-        if not c.server and not os.path.exists(address.unix or ""):
-            return None  # no local server: nothing to say
-        embedder, why = connect(address, self.model, precision=c.precision.value, device=c.device,
+        if c.server:
+            return Address.parse(c.server)
+        socket = server_socket()
+        return Address(unix=str(socket)) if socket.exists() else None
+
+    def _borrowed(self, missing: Path | None) -> "Model | None":
+        """Without local weights (nothing at `missing`; None: no URL is known to fetch them),
+        the model of the server `_address` names, so that nothing is downloaded; its embedder
+        becomes this run's. None when no server answers (or the encoder must run here: the
+        Ray engine, `needs_weights`)."""
+        address = self._address()
+        if address is None or self.engine is not None or self.needs_weights:
+            return None
+        from bindcli.model.config import load_config
+        from bindcli.remote import borrow
+
+        c = self.common
+        embedder, why = borrow(
+            address, load_config(c.model_config), precision=c.precision.value, device=c.device,
+            token=os.environ.get("BIND_TOKEN"), options=self.media_options,
+        )
+        if embedder is None:
+            self._unserved = why
+            self._pass_over(why)
+            return None
+        self._embedder = self._configured(embedder)
+        where = f"no weights at {path_text(str(missing))}" if missing else "no local weights"
+        self.out.note(f"{embedder.describe()}; the model id {embedder.model_id} is the server's ({where})")
+        return embedder.model
+
+    def _served(self) -> "RemoteEmbedder | None":
+        """The embedder of the server --server names or of the local socket, if it is fit."""
+        address = self._address()
+        if address is None:
+            return None  # --no-server, or no local server: nothing to say
+        from bindcli.remote import connect
+
+        c = self.common
+        model = self.model  # without local weights this asks the server first (`_borrowed`)
+        if self._unserved:
+            return None  # it found none there, and said so
+        embedder, why = connect(address, model, precision=c.precision.value, device=c.device,
                                 token=os.environ.get("BIND_TOKEN"), options=self.media_options)
         if embedder is None:
-            (self.out.warn if c.server else self.out.note)(f"{why}; running in-process")
+            self._pass_over(why)
             return None
-        embedder.use_cache, embedder.batch_size = not c.no_cache, c.batch_size
-        self.out.note(embedder.describe())
+        self.out.note(self._configured(embedder).describe())
+        return embedder
+
+    def _pass_over(self, why: str) -> None:
+        """Say why the server is not used: a warning for the one --server named, else a note."""
+        (self.out.warn if self.common.server else self.out.note)(f"{why}; running in-process")
+
+    def _configured(self, embedder: "RemoteEmbedder") -> "RemoteEmbedder":
+        """`embedder` with this run's cache use and batch size."""
+        embedder.use_cache, embedder.batch_size = not self.common.no_cache, self.common.batch_size
         return embedder
 
     @property

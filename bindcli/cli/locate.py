@@ -102,6 +102,7 @@ def locate(
         raise UsageError("use either -o FILE or --out-dir DIR")
     if len(images) > 1 and (out_image or heatmap):
         raise UsageError("-o and --heatmap draw one image; with several, use --out-dir")
+    run.needs_weights = True  # the crops go through the encoder here, whatever embeds the query
     tokens = [w for value in query or [] for w in (_words(value))]
     parsed = Query.parse(tokens, text or [])
     boxes_for = _read_proposals(proposals) if proposals else None
