@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bindcli.errors import StoreError
+from bindcli.paths import path_text
 from bindcli.vectors import at_least, normalise
 
 #: vector BLOB encodings, by the name stored in `collections.dtype`
@@ -291,14 +292,14 @@ class Store:
             version = _retry_while_busy(lambda: self._setup(self.db))
         except sqlite3.OperationalError as exc:
             if _busy(exc):
-                raise StoreError(f"{self.path}: {exc} (another process holds it)") from None
-            raise StoreError(f"{self.path}: not a bind collection file ({exc})") from None
+                raise StoreError(f"{path_text(self.path)}: {exc} (another process holds it)") from None
+            raise StoreError(f"{path_text(self.path)}: not a bind collection file ({exc})") from None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a bind collection file ({exc})") from None
+            raise StoreError(f"{path_text(self.path)}: not a bind collection file ({exc})") from None
         if version > SCHEMA_VERSION:
             self.db.close()
             raise StoreError(
-                f"{self.path} was written by a newer bind (schema v{version}; this bind reads "
+                f"{path_text(self.path)} was written by a newer bind (schema v{version}; this bind reads "
                 f"up to v{SCHEMA_VERSION}). Upgrade bind to use it, or pass --db for another file."
             )
         # NORMAL is crash-safe in WAL mode: a killed process loses at most its open batch.
@@ -344,7 +345,7 @@ class Store:
         found = self.collection(name)
         if found is None:
             names = ", ".join(c.name for c in self.collections()) or "none yet"
-            raise StoreError(f"no collection {name!r} in {self.path} (collections: {names})")
+            raise StoreError(f"no collection {name!r} in {path_text(self.path)} (collections: {names})")
         return found
 
     def create_collection(

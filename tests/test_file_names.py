@@ -169,6 +169,18 @@ def test_errors_name_a_non_utf8_path_in_the_shell_form(tmp_path):
     assert result.stderr == f"bind: $'{tmp_path}/caf\\xe9.png.d/v.jsonl': Not a directory\n"
 
 
+def test_a_collection_file_with_a_non_utf8_name_is_named_in_the_shell_form(tmp_path):
+    bad = tmp_path / (LATIN1 + ".sqlite3")
+    bad.write_bytes(b"not a database at all, " * 100)
+    result = bind("search", "--text", "x", "--db", bad)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"bind: $'{tmp_path}/caf\\xe9.png.sqlite3': not a bind collection file")
+    missing = tmp_path / (LATIN1 + ".none")
+    result = bind("collections", "info", "c", "--db", missing)
+    assert result.exit_code == 1
+    assert result.stderr == f"bind: $'{tmp_path}/caf\\xe9.png.none': no such collection file (`bind index` creates it)\n"
+
+
 def test_paths_stored_before_they_were_canonical_are_replaced_on_reindex(tmp_path, photos):
     db = tmp_path / "c.sqlite3"
     assert bind("index", photos, "--db", db).exit_code == 0

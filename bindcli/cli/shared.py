@@ -75,7 +75,7 @@ def open_store(db: Path | None, *, create: bool = True) -> "Store":
 
     path = db or default_db_path()
     if not create and not path.expanduser().exists():
-        raise StoreError(f"{path}: no such collection file (`bind index` creates it)")
+        raise StoreError(f"{path_text(path)}: no such collection file (`bind index` creates it)")
     return Store(path)
 
 
