@@ -202,6 +202,14 @@ def test_a_failing_input_fails_alone_and_is_named_as_given(server, tmp_path):
     assert [r["input"] for r in jsonl(done.stdout)] == [IMG]
 
 
+def test_a_text_over_the_servers_limit_fails_naming_that_limit_and_embeds_in_process(server):
+    long = "a dog " * 40  # 240 characters, over the fixture server's 200
+    served = bind("embed", "--text", long, "-f", "jsonl", "--server", f"unix:{server.sock}")
+    assert served.exit_code == 1
+    assert "over this server's 200-character limit (bind serve --max-text-chars)" in served.stderr
+    assert bind("embed", "--text", long, "-f", "jsonl", "--no-server").exit_code == 0
+
+
 def test_the_default_socket_is_found_and_a_mismatch_runs_in_process(server, monkeypatch):
     monkeypatch.setenv("BIND_DATA_DIR", str(Path(server.sock).parent))  # where serve.sock would be
     link = Path(server.sock).with_name("serve.sock")
@@ -336,7 +344,8 @@ def test_bad_and_degenerate_inputs_fail_alone_and_the_server_keeps_answering(ser
     results = json.loads(answer)["results"]
     assert status == 200 and len(results) == 7
     assert all("error" in r for r in (results[0], results[2], results[3], results[4], results[5])), results
-    assert "200-character limit" in results[4]["error"] and "unknown extension" in results[3]["error"]
+    assert "this server's 200-character limit (bind serve --max-text-chars)" in results[4]["error"]
+    assert "unknown extension" in results[3]["error"]
     assert "decompression-bomb" in results[5]["error"]
     assert results[1]["input"] == "tiny.png"  # a 1x1 image is upscaled like any other, or fails alone
     assert "embedding" in results[6]

@@ -263,7 +263,8 @@ def _text(text: object, limits: Limits) -> "Input":
     if not isinstance(text, str):
         raise HTTPException(400, "a text input must be a string")
     if len(text) > limits.max_text_chars:
-        raise _Refused(f"text of {len(text)} characters, over the {limits.max_text_chars}-character limit")
+        raise _Refused(f"text of {len(text)} characters, over this server's {limits.max_text_chars}-character "
+                       "limit (bind serve --max-text-chars)")
     return Input.text(text)
 
 
