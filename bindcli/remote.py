@@ -367,7 +367,7 @@ class RemoteEmbedder(Embeds):
                 "modality": inp.kind.value}
 
 
-def _warn(inp: "Input", relayed: "Iterable[dict]") -> None:
+def _warn(inp: "Input", relayed: Iterable[dict]) -> None:
     """The server's warnings about `inp` (see `bindcli.serve.caught`), raised as the loaders
     raise them in-process: an `InputWarning` of this run's name for it, any other attributed
     to it."""
