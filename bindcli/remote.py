@@ -4,28 +4,33 @@ run would, and embed through it with the `Embedder`'s own `embed`/`stream` inter
 Standard library only (`http.client` over a Unix socket or TCP) and no torch, so a command
 that talks to a warm server starts as fast as `bind --help`. Files go as paths when the server
 shares this machine (a Unix socket or loopback: it reads them itself), else as their bytes.
+The warnings the server raised while decoding an input are raised again here, naming the
+input as this run does, so a command prints what it prints in-process.
 """
 
 from __future__ import annotations
 
 import base64
+import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import http.client
 import ipaddress
 import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from bindcli.errors import BindError, InputError, UsageError
+from bindcli.errors import BindError, InputError, InputWarning, UsageError, attributed_to
 from bindcli.paths import is_uri
 from bindcli.runtime import LOCAL_URI, Embedding, Embeds, Model, config_id
 
@@ -337,6 +342,7 @@ class RemoteEmbedder(Embeds):
         if status != 200:
             raise ServerError(f"server at {self.address}: {_error_text(answer, status)}")
         for (slot, inp, _), result in zip(sent, answer["results"]):
+            _warn(inp, result.get("warnings", ()))
             if "error" in result:
                 out.append((slot, InputError(inp.source, result["error"])))
             else:
@@ -359,6 +365,31 @@ class RemoteEmbedder(Embeds):
             return InputError(inp.source, exc.strerror or str(exc))
         return {"data": base64.b64encode(data).decode("ascii"), "filename": Path(inp.source).name,
                 "modality": inp.kind.value}
+
+
+def _warn(inp: "Input", relayed: Iterable[dict]) -> None:
+    """The server's warnings about `inp` (see `bindcli.serve.caught`), raised as the loaders
+    raise them in-process: an `InputWarning` of this run's name for it, any other attributed
+    to it."""
+    for w in relayed:
+        category, message = _category(str(w.get("category"))), str(w.get("message"))
+        if category is InputWarning:
+            warnings.warn(InputWarning(inp.source, message), stacklevel=2)
+        else:
+            with attributed_to(inp.source):
+                warnings.warn(message, category, stacklevel=2)
+
+
+@functools.cache
+def _category(name: str) -> type[Warning]:
+    """The class of a relayed warning: bind's and Python's own by name; another (Pillow's)
+    a UserWarning of its name, which is all the CLI reads of it."""
+    if name == InputWarning.__name__:
+        return InputWarning
+    known = getattr(builtins, name, None)
+    if isinstance(known, type) and issubclass(known, Warning):
+        return known
+    return type(name, (UserWarning,), {"__module__": __name__})
 
 
 def _error_text(body: dict, status: int) -> str:

@@ -28,6 +28,26 @@ SMALL = {
 }
 
 
+CUT_SHORT = (
+    "cut short: its header promises 32000 samples (2.00 s), the file holds 16000 (1.00 s); "
+    "using what is there"
+)
+
+
+def cut_short_wav(folder: Path) -> tuple[Path, Path]:
+    """A WAV whose header promises 2 s at 16 kHz but that holds only the first second, as a
+    download cut off leaves it (its `CUT_SHORT` warning), and that first second written whole."""
+    import soundfile
+
+    sound = (0.5 * np.sin(np.arange(32000) / 7)).astype(np.float32)
+    whole, first = folder / "whole.wav", folder / "first.wav"
+    soundfile.write(whole, sound, 16000, subtype="PCM_16")
+    soundfile.write(first, sound[:16000], 16000, subtype="PCM_16")
+    cut = folder / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:-16000 * 2])
+    return cut, first
+
+
 def bind(*args: str | Path, input: str | bytes | None = None, env: dict | None = None) -> Result:
     """`bind ARGS` with the small model; stdout and stderr kept apart."""
     environ = {**SMALL, "NO_COLOR": "1", "COLUMNS": "120", **(env or {})}

@@ -10,11 +10,10 @@ import warnings
 
 import numpy as np
 import pytest
-import soundfile
 
 from bindcli.errors import InputWarning
 from bindcli.media import load
-from cli_support import FIXTURES, bind, jsonl, media, reference
+from cli_support import CUT_SHORT, FIXTURES, bind, cut_short_wav, jsonl, media, reference
 
 
 def test_jsonl_matches_upstream_and_is_unit_length():
@@ -153,21 +152,7 @@ def test_a_custom_config_without_weights_says_how_to_name_them():
 
 @pytest.fixture
 def cut_wav(tmp_path):
-    """A WAV whose header promises 2 s at 16 kHz but that holds only the first second, as a
-    download cut off leaves it, and that first second written whole."""
-    sound = (0.5 * np.sin(np.arange(32000) / 7)).astype(np.float32)
-    whole, first = tmp_path / "whole.wav", tmp_path / "first.wav"
-    soundfile.write(whole, sound, 16000, subtype="PCM_16")
-    soundfile.write(first, sound[:16000], 16000, subtype="PCM_16")
-    cut = tmp_path / "cut.wav"
-    cut.write_bytes(whole.read_bytes()[:-16000 * 2])
-    return cut, first
-
-
-CUT_SHORT = (
-    "cut short: its header promises 32000 samples (2.00 s), the file holds 16000 (1.00 s); "
-    "using what is there"
-)
+    return cut_short_wav(tmp_path)
 
 
 def test_a_wav_cut_short_is_embedded_from_what_it_holds_with_a_warning(cut_wav):

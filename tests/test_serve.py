@@ -16,13 +16,16 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cli_support import MEDIA, SMALL, bind, jsonl, media
+from bindcli.errors import InputWarning
+from bindcli.modality import Kind
+from cli_support import CUT_SHORT, MEDIA, SMALL, bind, cut_short_wav, jsonl, media
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"bind: serving (\S+) .* on unix:(\S+)(?: and http://127\.0\.0\.1:(\d+))?")
@@ -199,6 +202,14 @@ def test_a_failing_input_fails_alone_and_is_named_as_given(server, tmp_path):
     assert [r["input"] for r in jsonl(done.stdout)] == [IMG]
 
 
+def test_a_text_over_the_servers_limit_fails_naming_that_limit_and_embeds_in_process(server):
+    long = "a dog " * 40  # 240 characters, over the fixture server's 200
+    served = bind("embed", "--text", long, "-f", "jsonl", "--server", f"unix:{server.sock}")
+    assert served.exit_code == 1
+    assert "over this server's 200-character limit (bind serve --max-text-chars)" in served.stderr
+    assert bind("embed", "--text", long, "-f", "jsonl", "--no-server").exit_code == 0
+
+
 def test_the_default_socket_is_found_and_a_mismatch_runs_in_process(server, monkeypatch):
     monkeypatch.setenv("BIND_DATA_DIR", str(Path(server.sock).parent))  # where serve.sock would be
     link = Path(server.sock).with_name("serve.sock")
@@ -333,7 +344,8 @@ def test_bad_and_degenerate_inputs_fail_alone_and_the_server_keeps_answering(ser
     results = json.loads(answer)["results"]
     assert status == 200 and len(results) == 7
     assert all("error" in r for r in (results[0], results[2], results[3], results[4], results[5])), results
-    assert "200-character limit" in results[4]["error"] and "unknown extension" in results[3]["error"]
+    assert "this server's 200-character limit (bind serve --max-text-chars)" in results[4]["error"]
+    assert "unknown extension" in results[3]["error"]
     assert "decompression-bomb" in results[5]["error"]
     assert results[1]["input"] == "tiny.png"  # a 1x1 image is upscaled like any other, or fails alone
     assert "embedding" in results[6]
@@ -437,6 +449,90 @@ def test_a_server_on_another_machine_gets_the_files_bytes(server, monkeypatch):
     sent = bind(*args, "--server", f"http://127.0.0.1:{server.port}")
     assert "served at http://127.0.0.1" in sent.stderr
     assert_close_json(json.loads(sent.stdout), json.loads(bind(*args, "--no-server").stdout))
+
+
+def _warning_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("bind: warning:")]
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["by-path", "by-bytes"])
+@pytest.mark.parametrize("quiet", [(), ("-q",)], ids=["plain", "quiet"])
+def test_a_wav_cut_short_warns_through_the_server_as_in_process(server, tmp_path, monkeypatch, remote, quiet):
+    """The same warning line (an InputWarning shows even with -q, as in-process), naming the
+    file as given, also when the server only saw its bytes under a name of its own."""
+    import bindcli.remote
+
+    if remote:
+        monkeypatch.setattr(bindcli.remote, "is_loopback", lambda host: False)
+    cut, _ = cut_short_wav(tmp_path)
+    args = ("embed", cut, "--raw", "-f", "jsonl", "--no-cache", *quiet)
+    served = bind(*args, "--server", f"http://127.0.0.1:{server.port}")
+    here = bind(*args, "--no-server")
+    assert served.exit_code == here.exit_code == 0, served.stderr + here.stderr
+    assert _warning_lines(served.stderr) == _warning_lines(here.stderr) == [f"bind: warning: {cut}: {CUT_SHORT}"]
+    assert ("served at" in served.stderr) != bool(quiet)
+    assert_close_json(jsonl(served.stdout), jsonl(here.stdout))
+
+
+def test_warnings_reach_only_the_client_whose_input_raised_them(server, tmp_path):
+    """Inputs of two clients decoded and batched together: each answer carries its own."""
+    cut, first = cut_short_wav(tmp_path)
+
+    def ask(path: Path) -> list[dict]:
+        status, answer = post_json(server, "/v1/embed", {"inputs": [{"path": str(path)}], "cache": False})
+        assert status == 200, answer
+        return answer["results"]
+
+    batches_before = metric(server, "bind_batch_size_count")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, [cut, first] * 4))
+    assert metric(server, "bind_batch_size_count") - batches_before < 8  # some were batched
+    expected = [{"category": "InputWarning", "message": CUT_SHORT}]
+    assert [r[0].get("warnings") for r in answers] == [expected, None] * 4
+    body, kind = multipart([("file", "first.wav", first.read_bytes()), ("file", "cut.wav", cut.read_bytes())])
+    status, _, answer = request(server, "POST", "/v1/embed?cache=false", body, {"Content-Type": kind})
+    assert status == 200 and [r.get("warnings") for r in json.loads(answer)["results"]] == [None, expected]
+
+
+def test_the_openai_client_keeps_the_warnings_field(server, tmp_path):
+    openai = pytest.importorskip("openai")
+    cut, first = cut_short_wav(tmp_path)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="none", timeout=60, max_retries=0)
+    urls = ["data:audio/wav;base64," + base64.b64encode(p.read_bytes()).decode() for p in (cut, first)]
+    got = client.embeddings.create(model=server.model, input=urls)  # first sent: no cache hit
+    assert got.data[0].model_extra == {"warnings": [{"category": "InputWarning", "message": CUT_SHORT}]}
+    assert got.data[1].model_extra == {} and len(got.data[1].embedding) == len(got.data[0].embedding)
+
+
+def test_other_relayed_warnings_are_notes_naming_the_input_as_in_process(capsys):
+    """A decoder's warning (Pillow's) the server relays: one note naming the input, none with
+    -q; the decompression-bomb warning dropped, as the CLI drops it in-process."""
+    import threading
+
+    from bindcli.output import Output
+    from bindcli.remote import _warn
+    from bindcli.runtime import Input
+    from bindcli.serve.caught import caught
+
+    def decode() -> None:  # on a loader thread of the server
+        with caught() as found:
+            warnings.warn("odd palette", UserWarning)
+            warnings.warn(InputWarning("/tmp/bind-serve-x/0.png", "cut short"))
+        relayed.extend(w.answer() for w in found)
+
+    relayed: list[dict] = []
+    worker = threading.Thread(target=decode)
+    worker.start()
+    worker.join()
+    assert relayed == [{"category": "UserWarning", "message": "odd palette"},
+                       {"category": "InputWarning", "message": "cut short"}]
+    relayed.append({"category": "DecompressionBombWarning", "message": "big"})
+    for quiet in (False, True):
+        with Output(quiet=quiet).input_warnings():
+            _warn(Input("a.png", Kind.IMAGE), relayed)
+    assert capsys.readouterr().err.splitlines() == [
+        "bind: warning: a.png: odd palette", "bind: warning: a.png: cut short", "bind: warning: a.png: cut short",
+    ]
 
 
 def test_path_inputs_stay_under_allow_dir(tmp_path):

@@ -3,7 +3,9 @@
 
 Requests only parse, check and answer: every input becomes a Future of the `Batcher`, so
 requests share batches, an input that fails fails alone, and a client that goes away before
-its answer is ready has its inputs dropped from the queue.
+its answer is ready has its inputs dropped from the queue. The warnings raised while an
+input was decoded come back with it (`warnings`: category and message), which is how
+`RemoteEmbedder` warns as an in-process run would.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from bindcli.serve.limits import Limits
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.runtime import Embedding, Input
     from bindcli.serve.batching import Batcher
+    from bindcli.serve.caught import Caught
 
 NPY = "application/x-npy"
 CLIENT_GONE = 499  # nginx's status for a client that closed the connection first
@@ -89,15 +92,16 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
                 named, options = await _multipart(request, settings, Path(spool))
             else:
                 named, options = _json_inputs(await _json_body(request), request, settings, Path(spool))
-            results = await _results(request, batcher, named, use_cache=options["cache"])
-        if results is None:
+            answered = await _results(request, batcher, named, use_cache=options["cache"])
+        if answered is None:
             return Response(status_code=CLIENT_GONE)
+        results, warned = answered
         if NPY in request.headers.get("accept", ""):
-            return _npy(named, results, raw=options["raw"])
+            return _npy(named, results, warned, raw=options["raw"])
         return JSONResponse({
             "model": batcher.embedder.model_id,
-            "results": [_result(name, r, raw=options["raw"], b64=options["base64"])
-                        for (name, _), r in zip(named, results)],
+            "results": [_result(name, r, w, raw=options["raw"], b64=options["base64"])
+                        for (name, _), r, w in zip(named, results, warned)],
         })
 
     async def embeddings(request: Request) -> Response:
@@ -107,9 +111,10 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
             raise HTTPException(400, "encoding_format must be float or base64")
         with tempfile.TemporaryDirectory(prefix="bind-serve-") as spool:
             named = _openai_inputs(body, settings, Path(spool))
-            results = await _results(request, batcher, named, use_cache=True)
-        if results is None:
+            answered = await _results(request, batcher, named, use_cache=True)
+        if answered is None:
             return Response(status_code=CLIENT_GONE)
+        results, warned = answered
         for n, ((name, _), r) in enumerate(zip(named, results)):
             if isinstance(r, InputError):
                 raise HTTPException(400, f"input {n} ({name}): {r.reason}")
@@ -117,8 +122,9 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
         tokens = await asyncio.to_thread(_token_count, texts)
         data = [
             {"object": "embedding", "index": n,
-             "embedding": _vector(r.unit, b64=fmt == "base64")}  # type: ignore[union-attr]
-            for n, r in enumerate(results)
+             "embedding": _vector(r.unit, b64=fmt == "base64"),  # type: ignore[union-attr]
+             **_warnings(w)}  # an extra field, which OpenAI's clients keep and ignore
+            for n, (r, w) in enumerate(zip(results, warned))
         ]
         return JSONResponse({"object": "list", "data": data, "model": batcher.embedder.model_id,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
@@ -257,7 +263,8 @@ def _text(text: object, limits: Limits) -> "Input":
     if not isinstance(text, str):
         raise HTTPException(400, "a text input must be a string")
     if len(text) > limits.max_text_chars:
-        raise _Refused(f"text of {len(text)} characters, over the {limits.max_text_chars}-character limit")
+        raise _Refused(f"text of {len(text)} characters, over this server's {limits.max_text_chars}-character "
+                       "limit (bind serve --max-text-chars)")
     return Input.text(text)
 
 
@@ -405,12 +412,14 @@ def _data_url(spool: Path, n: int, url: str, kind: Kind | None, limits: Limits) 
 
 async def _results(
     request: Request, batcher: "Batcher", named: list, *, use_cache: bool
-) -> "list[Embedding | InputError] | None":
-    """Each input's result, in order; None when the client went away first (its inputs are
-    then cancelled, which drops those still queued)."""
+) -> "tuple[list[Embedding | InputError], list[list[Caught]]] | None":
+    """Each input's result and the warnings raised while it was decoded, in order; None
+    when the client went away first (its inputs are then cancelled, which drops those still
+    queued)."""
     slots = [n for n, (_, x) in enumerate(named) if not isinstance(x, _Refused)]
     futures = batcher.submit([(named[n][1], named[n][0]) for n in slots], use_cache=use_cache)
     results: list = [InputError(name, str(x)) if isinstance(x, _Refused) else None for name, x in named]
+    warned: list[list[Caught]] = [[] for _ in named]
     if futures:
         answered = asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         gone = asyncio.ensure_future(_disconnected(request))
@@ -421,9 +430,9 @@ async def _results(
                 future.cancel()
             return None
         gone.cancel()
-        for n, result in zip(slots, answered.result()):
-            results[n] = result
-    return results
+        for n, future, result in zip(slots, futures, answered.result()):
+            results[n], warned[n] = result, future.warned
+    return results, warned
 
 
 async def _disconnected(request: Request) -> None:
@@ -438,17 +447,22 @@ def _vector(v: np.ndarray, *, b64: bool) -> "list[float] | str":
     return base64.b64encode(v.tobytes()).decode("ascii") if b64 else v.tolist()
 
 
-def _result(name: str, r: "Embedding | InputError", *, raw: bool, b64: bool) -> dict:
+def _warnings(warned: "list[Caught]") -> dict:
+    """The `warnings` field of one input's answer, absent when there were none."""
+    return {"warnings": [w.answer() for w in warned]} if warned else {}
+
+
+def _result(name: str, r: "Embedding | InputError", warned: "list[Caught]", *, raw: bool, b64: bool) -> dict:
     if isinstance(r, InputError):
-        return {"input": name, "error": r.reason}
+        return {"input": name, "error": r.reason, **_warnings(warned)}
     return {"input": name, "modality": r.input.kind.value,
             "embedding": _vector(r.raw if raw else r.unit, b64=b64),
-            "sha256": r.sha256, "cached": r.cached}
+            "sha256": r.sha256, "cached": r.cached, **_warnings(warned)}
 
 
-def _npy(named: Sequence, results: list, *, raw: bool) -> Response:
+def _npy(named: Sequence, results: list, warned: list, *, raw: bool) -> Response:
     """The vectors of the inputs that succeeded, one row each, as `.npy`; failures are named
-    in the `X-Bind-Errors` header (JSON)."""
+    in the `X-Bind-Errors` header (JSON), warnings in `X-Bind-Warnings`."""
     from bindcli.output import npy_bytes
 
     rows = [(r.raw if raw else r.unit) for r in results if not isinstance(r, InputError)]
@@ -456,7 +470,10 @@ def _npy(named: Sequence, results: list, *, raw: bool) -> Response:
     if not rows:
         raise HTTPException(422, "; ".join(f"{e['input']}: {e['error']}" for e in errors))
     body = npy_bytes(np.stack(rows).astype(np.float32))
-    headers = {"X-Bind-Errors": json.dumps(errors, ensure_ascii=True)} if errors else None
+    notes = [{"input": name, **w.answer()} for (name, _), ws in zip(named, warned) for w in ws]
+    headers = {"X-Bind-Errors": json.dumps(errors, ensure_ascii=True)} if errors else {}
+    if notes:
+        headers["X-Bind-Warnings"] = json.dumps(notes, ensure_ascii=True)
     return Response(body, media_type=NPY, headers=headers)
 
 

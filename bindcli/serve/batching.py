@@ -5,6 +5,8 @@ on the one model thread, a batch as soon as it is full or its oldest input has w
 
 Every input has its own `Future`: a bad input settles only its own; a request whose client
 went away cancels its futures, and inputs not yet encoded are then dropped where they stand.
+The warnings raised while an input is decoded travel with its Future (`Answer.warned`), so
+that they reach the client that sent it, and no other.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from bindcli.errors import InputError
 from bindcli.hashing import sha256_file, sha256_text
+from bindcli.serve.caught import Caught, caught
 from bindcli.serve.metrics import Metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,12 +36,21 @@ if TYPE_CHECKING:  # pragma: no cover
 _STOP = object()
 
 
+class Answer(concurrent.futures.Future):
+    """The Future of one input's Embedding (or InputError), and the warnings raised while it
+    was decoded, complete once it is settled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warned: list[Caught] = []
+
+
 @dataclasses.dataclass
 class _Item:
     input: "Input"
     name: str  # how errors name the input (the client's name, not a temporary file)
     use_cache: bool
-    future: concurrent.futures.Future
+    future: Answer
     arrived: float = dataclasses.field(default_factory=time.monotonic)
     sha256: str = ""
 
@@ -86,9 +98,9 @@ class Batcher:
         """The model thread still takes work (what `/health` reports)."""
         return self._model_thread.is_alive()
 
-    def submit(self, inputs: Sequence[tuple["Input", str]], *, use_cache: bool = True) -> list[concurrent.futures.Future]:
+    def submit(self, inputs: Sequence[tuple["Input", str]], *, use_cache: bool = True) -> list[Answer]:
         """One Future per (input, name), in order; cancel one to drop its input."""
-        items = [_Item(inp, name, use_cache and self._cache is not None, concurrent.futures.Future())
+        items = [_Item(inp, name, use_cache and self._cache is not None, Answer())
                  for inp, name in inputs]
         if items:
             self.metrics.queue(len(items))
@@ -159,12 +171,13 @@ class Batcher:
                 return self._settle(item, self._embedding(item, np.asarray(found[key], np.float32), cached=True))
         self._room.acquire()  # released when the model takes it, or here if it never will
         try:
-            if item.future.cancelled():
-                tensor = None
-            elif inp.literal:
-                tensor = media.tokenize([inp.source])[0]
-            else:
-                tensor = media.load_or_error(inp.source, inp.kind, self.embedder.options)
+            with caught() as item.future.warned:
+                if item.future.cancelled():
+                    tensor = None
+                elif inp.literal:
+                    tensor = media.tokenize([inp.source])[0]
+                else:
+                    tensor = media.load_or_error(inp.source, inp.kind, self.embedder.options)
         except BaseException:
             self._room.release()
             raise
