@@ -48,7 +48,8 @@ class DeviceReport:
 class WeightsReport:
     """Where the checkpoint is and how far it was checked: `check` is `none` (no file, or a
     record that cannot be read), `size` (the file's size against its record, the recorded
-    SHA-256 against `BIND_WEIGHTS_SHA256`) or `sha256` (the whole file hashed)."""
+    SHA-256 against the reference hash: `BIND_WEIGHTS_SHA256` or the published one, see
+    `weights.reference`) or `sha256` (the whole file hashed, against both)."""
 
     path: Path | None
     #: `--weights`, `BIND_WEIGHTS` or `cache`, as `weights.locate` says
@@ -88,7 +89,7 @@ class Report:
 def diagnose(
     weights_path: str | Path | None = None,
     *,
-    config: str = weights.DEFAULT_CONFIG,
+    config: weights.Config = weights.DEFAULT_CONFIG,
     verify: bool = False,
     progress: Progress | None = None,
 ) -> Report:
@@ -180,7 +181,7 @@ def _why_device(kind: str, gpus: tuple[str, ...]) -> str:
 def check_weights(
     weights_path: str | Path | None = None,
     *,
-    config: str = weights.DEFAULT_CONFIG,
+    config: weights.Config = weights.DEFAULT_CONFIG,
     verify: bool = False,
     progress: Progress | None = None,
 ) -> WeightsReport:
@@ -200,46 +201,42 @@ def check_weights(
     except WeightsError as err:
         return WeightsReport(path, chosen_by, str(err), present=True, size_bytes=size, ok=False)
     if not verify:
-        return _size_check(path, chosen_by, size, record)
-    found = weights.verify(path, progress=progress)
+        return _size_check(path, chosen_by, size, record, weights.reference(path, config))
+    found = weights.verify(path, config=config, progress=progress)
     if not found.checked:
-        detail = "hashed, but there is no record or BIND_WEIGHTS_SHA256 to compare it with"
+        detail = "hashed, but there is no record, BIND_WEIGHTS_SHA256 or published SHA-256 to compare it with"
     else:
-        detail = "; ".join(found.problems) or f"SHA-256 matches {_against(found.record, found.expected_sha256)}"
+        detail = "; ".join(found.problems) or f"SHA-256 matches {weights.against(found.record, found.expected_by)}"
     return WeightsReport(
         path, chosen_by, detail, present=True, size_bytes=size, check="sha256",
         ok=not found.problems if found.checked else None, sha256=found.sha256,
     )
 
 
-def _size_check(path: Path, chosen_by: str, size: int, record: dict | None) -> WeightsReport:
+def _size_check(
+    path: Path, chosen_by: str, size: int, record: dict | None, reference: tuple[str, str] | None
+) -> WeightsReport:
     """The check that costs nothing: the file's size against the record made at download, and
-    the recorded hash against `BIND_WEIGHTS_SHA256` where that is set."""
+    the recorded hash against the `reference` one (`weights.reference`) where there is one."""
     if record is None:
         return WeightsReport(
             path, chosen_by, "no record beside it to compare with; --verify hashes it",
             present=True, size_bytes=size, check="size",
         )
     recorded = record.get("sha256")
-    expected = (os.environ.get("BIND_WEIGHTS_SHA256") or "").strip().lower() or None
+    expected, by = reference or (None, None)
     problems = []
     if record.get("size") != size:
         problems.append(f"size is {size} bytes, the record says {record.get('size')}")
     if expected is not None and recorded != expected:
-        problems.append(f"the recorded SHA-256 is {recorded}, BIND_WEIGHTS_SHA256 says {expected}")
+        problems.append(f"the recorded SHA-256 is {recorded}, {by} says {expected}")
     detail = "; ".join(problems) or (
-        f"size matches {_against(record, expected)}; SHA-256 not recomputed (--verify does)"
+        f"size matches {weights.against(record, by)}; SHA-256 not recomputed (--verify does)"
     )
     return WeightsReport(
         path, chosen_by, detail, present=True, size_bytes=size, check="size", ok=not problems,
         sha256=recorded,
     )
-
-
-def _against(record: dict | None, expected: str | None) -> str:
-    """What a check compared with: the record, BIND_WEIGHTS_SHA256, or both."""
-    what = [f"the record of {record.get('created', 'an unknown date')}"] if record else []
-    return " and ".join(what + (["BIND_WEIGHTS_SHA256"] if expected else []))
 
 
 def folder(path: Path) -> FolderReport:

@@ -176,9 +176,9 @@ class Model:
 
         config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
         if download:
-            path = weight_files.resolve(weights, config=config.name, progress=progress, notify=notify)
+            path = weight_files.resolve(weights, config=config, progress=progress, notify=notify)
         else:
-            path = weight_files.find(weights, config.name)
+            path = weight_files.find(weights, config)
         return cls(config, path, model_id(config, path))
 
     def describe(self) -> str:

@@ -4,9 +4,11 @@ Upstream downloads to `.checkpoints/` under whatever directory you happen to be 
 any file it finds there (`imagebind_model.imagebind_huge`). Here the file lives in one
 per-user cache, arrives through a locked, resumable download into `<name>.part`, and gets a
 record beside it (`<name>.json`: size, SHA-256, source) that `verify` checks again later.
-Where a config's weights are published is `bindcli.model.pretrained`'s registry. Nothing here
-imports torch, so resolving a path stays cheap, and nothing draws: progress goes to a
-callback, and so do messages (to stderr unless one is given), for the CLI to show them.
+Where a config's weights are published is `bindcli.model.pretrained`'s registry, or a JSON
+config's own `"weights"`; `verify` checks a published checkpoint against the published hash
+too, so a corrupted file that was never recorded does not pass. Nothing here imports torch,
+so resolving a path stays cheap, and nothing draws: progress goes to a callback, and so do
+messages (to stderr unless one is given), for the CLI to show them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
 import filelock
 
@@ -36,10 +38,15 @@ from bindcli import __version__, output
 from bindcli.errors import WeightsError, WeightsNotDownloaded
 from bindcli.hashing import Progress, update_from_file
 from bindcli.locations import cache_dir
-from bindcli.model.pretrained import REGISTRY
+from bindcli.model.pretrained import REGISTRY, Pretrained
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.model.config import ModelConfig
 
 #: the config whose weights `bind weights` and `resolve()` fetch unless told otherwise
 DEFAULT_CONFIG = "imagebind_huge"
+#: a config as `--model-config` names it (a built-in name or a JSON file's path), or loaded
+Config = Union[str, "ModelConfig"]
 OFFLINE_VARS = ("BIND_OFFLINE", "HF_HUB_OFFLINE")
 #: seconds to wait for a connection or for the next bytes of a response
 NETWORK_TIMEOUT = 30.0
@@ -74,15 +81,34 @@ _HINTS = {
 }
 
 
-def weights_url(config: str = DEFAULT_CONFIG) -> str:
-    """`BIND_WEIGHTS_URL` (a mirror), else where the registry says `config`'s weights are."""
+def published(config: Config = DEFAULT_CONFIG) -> Pretrained | None:
+    """Where `config`'s weights are published: its JSON file's `"weights"`, else the registry's
+    entry for its name; None where neither says."""
+    if isinstance(config, str):
+        if config in REGISTRY:
+            return REGISTRY[config]
+        if not Path(config).expanduser().is_file():
+            return None
+        from bindcli.model.config import load_config  # only for a JSON file: doctor imports no model code
+
+        config = load_config(config)
+    return config.weights or REGISTRY.get(config.name)
+
+
+def _name(config: Config) -> str:
+    return config if isinstance(config, str) else config.name
+
+
+def weights_url(config: Config = DEFAULT_CONFIG) -> str:
+    """`BIND_WEIGHTS_URL` (a mirror), else where `config`'s weights are published."""
     if os.environ.get("BIND_WEIGHTS_URL"):
         return os.environ["BIND_WEIGHTS_URL"]
-    entry = REGISTRY.get(config)
+    entry = published(config)
     if entry is None:
         raise WeightsError(
-            f"no published weights are known for the model config {config!r}; pass --weights "
-            "PATH or set BIND_WEIGHTS to its checkpoint (or BIND_WEIGHTS_URL to download one)."
+            f"no published weights are known for the model config {_name(config)!r}; pass --weights "
+            "PATH or set BIND_WEIGHTS to its checkpoint (or BIND_WEIGHTS_URL to download one, or "
+            'give a JSON config a "weights": {"url": ...}).'
         )
     return entry.url
 
@@ -151,7 +177,7 @@ def write_record(path: Path, *, sha256: str, source: str) -> None:
     output.write_file(record_path(path), json.dumps(record, indent=2) + "\n")
 
 
-def locate(weights: str | Path | None = None, config: str = DEFAULT_CONFIG) -> tuple[Path, Source]:
+def locate(weights: str | Path | None = None, config: Config = DEFAULT_CONFIG) -> tuple[Path, Source]:
     """Where the checkpoint is or would be, and who said so: --weights, BIND_WEIGHTS or the cache.
 
     Never downloads; the path may not exist yet.
@@ -166,7 +192,7 @@ def locate(weights: str | Path | None = None, config: str = DEFAULT_CONFIG) -> t
 def resolve(
     weights: str | Path | None = None,
     *,
-    config: str = DEFAULT_CONFIG,
+    config: Config = DEFAULT_CONFIG,
     progress: Progress | None = None,
     notify: Notify | None = None,
 ) -> Path:
@@ -182,7 +208,7 @@ def resolve(
     return existing(path, _HINTS[source])
 
 
-def find(weights: str | Path | None = None, config: str = DEFAULT_CONFIG) -> Path:
+def find(weights: str | Path | None = None, config: Config = DEFAULT_CONFIG) -> Path:
     """The checkpoint `resolve` would load, without downloading; a WeightsError if it is not
     there (`WeightsNotDownloaded` where `resolve` would download it, or could not: no URL is
     known for `config`)."""
@@ -207,18 +233,50 @@ def _missing(path: Path, hint: str) -> str:
     return f"the weights file {path} {what}" + (f"; {hint}." if hint else ".")
 
 
-def _expected(given: str | None, config: str | None = None) -> str | None:
-    """The hash a file must have: `given`, else `BIND_WEIGHTS_SHA256`, else the published one."""
-    entry = REGISTRY.get(config) if config else None
-    published = entry.sha256 if entry else None
-    return (given or os.environ.get("BIND_WEIGHTS_SHA256") or published or "").strip().lower() or None
+def _given(given: str | None) -> tuple[str, str] | None:
+    """The hash the user asked for and who: `given` (`--sha256`), else `BIND_WEIGHTS_SHA256`."""
+    for sha256, by in ((given, "--sha256"), (os.environ.get("BIND_WEIGHTS_SHA256"), "BIND_WEIGHTS_SHA256")):
+        if sha256 and sha256.strip():
+            return sha256.strip().lower(), by
+    return None
+
+
+def _expected(given: str | None, config: Config) -> str | None:
+    """The hash a download must have: `given`, else `BIND_WEIGHTS_SHA256`, else the published one."""
+    asked = _given(given)
+    entry = published(config)
+    return asked[0] if asked else entry.sha256 if entry else None
+
+
+def reference(path: Path, config: Config = DEFAULT_CONFIG, given: str | None = None) -> tuple[str, str] | None:
+    """The SHA-256 `path` must have and who says so: `given` (`--sha256`), else
+    `BIND_WEIGHTS_SHA256`, else the published hash where `path` is `config`'s published
+    checkpoint (at the cache path, or under the published file's name); None where none says.
+
+    Not the size: the registry's is the tensors' share of the file, not the file's.
+    """
+    asked = _given(given)
+    entry = published(config)
+    if asked or entry is None or entry.sha256 is None:
+        return asked
+    here = Path(path).expanduser().resolve()
+    cached = {cached_path(entry.url).resolve(), cached_path(weights_url(config)).resolve()}
+    if here.name != entry.file_name and here not in cached:
+        return None
+    return entry.sha256, f"the published SHA-256 of {_name(config)}"
+
+
+def against(record: dict[str, Any] | None, by: str | None) -> str:
+    """What a check compared with: the record, the reference hash (`reference`'s who), or both."""
+    what = [f"the record of {record.get('created', 'an unknown date')}"] if record else []
+    return " and ".join(what + ([by] if by else []))
 
 
 def download(
     url: str | None = None,
     dest: Path | None = None,
     *,
-    config: str = DEFAULT_CONFIG,
+    config: Config = DEFAULT_CONFIG,
     expected_sha256: str | None = None,
     force: bool = False,
     progress: Progress | None = None,
@@ -247,8 +305,8 @@ def download(
     with _download_lock(dest, notify):
         if dest.is_file() and not force:
             return dest
-        entry = REGISTRY.get(config)
-        if entry is not None:
+        entry = published(config)
+        if entry is not None and entry.notice:
             notify(entry.notice)
         with output.atomic_path(dest, partial=".part") as tmp:
             part = _Partial(tmp)
@@ -267,7 +325,8 @@ def download(
 
 @dataclasses.dataclass(frozen=True)
 class Verification:
-    """What `verify` found: the file's size and hash, and each disagreement with its record."""
+    """What `verify` found: the file's size and hash, and each disagreement with its record
+    and the reference hash."""
 
     path: Path
     size: int
@@ -275,6 +334,8 @@ class Verification:
     record: dict[str, Any] | None
     expected_sha256: str | None
     problems: tuple[str, ...]
+    #: who says the file must have `expected_sha256` (see `reference`)
+    expected_by: str | None = None
 
     @property
     def checked(self) -> bool:
@@ -287,12 +348,17 @@ class Verification:
 
 
 def verify(
-    path: Path, *, expected_sha256: str | None = None, progress: Progress | None = None
+    path: Path,
+    *,
+    expected_sha256: str | None = None,
+    config: Config = DEFAULT_CONFIG,
+    progress: Progress | None = None,
 ) -> Verification:
-    """Recompute size and SHA-256 of `path` and compare them with its record and the expected
-    hash (`expected_sha256`, else `BIND_WEIGHTS_SHA256`); `progress` hears the bytes hashed."""
+    """Recompute size and SHA-256 of `path` and compare them with its record and the reference
+    hash (`expected_sha256`, else `BIND_WEIGHTS_SHA256`, else `config`'s published one if it is
+    that checkpoint: see `reference`); `progress` hears the bytes hashed."""
     path = existing(Path(path).expanduser(), "nothing to verify")
-    expected = _expected(expected_sha256)
+    expected, by = reference(path, config, expected_sha256) or (None, None)
     record = read_record(path)
     hasher = hashlib.sha256()
     size = update_from_file(hasher, path, progress)
@@ -303,8 +369,8 @@ def verify(
     if record is not None and record.get("sha256") != sha256:
         problems.append(f"SHA-256 is {sha256}, the record says {record.get('sha256')}")
     if expected is not None and expected != sha256:
-        problems.append(f"SHA-256 is {sha256}, expected {expected}")
-    return Verification(path, size, sha256, record, expected, tuple(problems))
+        problems.append(f"SHA-256 is {sha256}, expected {expected} ({by})")
+    return Verification(path, size, sha256, record, expected, tuple(problems), by)
 
 
 def _named(progress: Progress | None, name: str) -> _Report:
@@ -314,9 +380,9 @@ def _named(progress: Progress | None, name: str) -> _Report:
     return lambda done, total: progress(name, done, total)
 
 
-def _offline_message(url: str, dest: Path, config: str) -> str:
-    entry = REGISTRY.get(config)
-    size = f" ({entry.size_text})" if entry and url == entry.url else ""
+def _offline_message(url: str, dest: Path, config: Config) -> str:
+    entry = published(config)
+    size = f" ({entry.size_text})" if entry and entry.size and url == entry.url else ""
     return (
         f"no model weights at {dest}, and offline mode is on ({offline_var()}=1), so they were "
         f"not downloaded. Download {url}{size} on a machine with network access and put it at "

@@ -137,3 +137,26 @@ def test_on_a_bf16_gpu_auto_picks_it_and_says_why(monkeypatch):
     assert (found.device, found.precision) == ("cuda", "bf16")
     assert found.why == "torch sees 1 CUDA GPU; the GPU supports bf16"
     assert found.gpus == ("cuda:0 NVIDIA H200 (140 GiB, compute capability 9.0)",)
+
+
+def test_the_hash_a_json_config_publishes_fails_a_changed_checkpoint_without_a_record(tmp_path):
+    path = tmp_path / "public.pth"
+    shutil.copyfile(FIXTURES / "public.pth", path)
+    published = hashlib.sha256(path.read_bytes()).hexdigest()
+    mine = tmp_path / "mine.json"
+    shape = json.loads((FIXTURES / "public_config.json").read_text())
+    mine.write_text(json.dumps({**shape, "weights": {"url": "http://127.0.0.1:9/public.pth", "sha256": published}}))
+    given = ("--weights", str(path), "--model-config", str(mine))
+    code, report = doctor("--verify", *given)
+    assert (code, report["weights"]["ok"]) == (0, True)
+    assert report["weights"]["detail"] == f"SHA-256 matches the published SHA-256 of {mine}"
+    with open(path, "r+b") as f:
+        f.write(b"\1")
+    changed = hashlib.sha256(path.read_bytes()).hexdigest()
+    code, report = doctor("--verify", *given)
+    assert (code, report["weights"]["ok"]) == (1, False)
+    assert report["weights"]["detail"] == f"SHA-256 is {changed}, expected {published} (the published SHA-256 of {mine})"
+    weights.write_record(path, sha256=changed, source="test")
+    code, report = doctor(*given)
+    assert (code, report["weights"]["check"]) == (1, "size")
+    assert f"the recorded SHA-256 is {changed}, the published SHA-256 of {mine} says {published}" in report["weights"]["detail"]

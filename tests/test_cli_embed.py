@@ -146,7 +146,8 @@ def test_a_custom_config_without_weights_says_how_to_name_them():
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "bind: no published weights are known for the model config 'public_config'; pass "
-        "--weights PATH or set BIND_WEIGHTS to its checkpoint (or BIND_WEIGHTS_URL to download one)."
+        "--weights PATH or set BIND_WEIGHTS to its checkpoint (or BIND_WEIGHTS_URL to download one, "
+        'or give a JSON config a "weights": {"url": ...}).'
     ]
 
 

@@ -100,6 +100,20 @@ def test_builtin_and_unknown_configs(tmp_path):
         load_config(bad)
 
 
+def test_a_json_config_names_its_weights_apart_from_the_shape(tmp_path):
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"vision_num_blocks": 2, "weights": {"url": "http://127.0.0.1/m.pth", "sha256": "AB" * 32}}))
+    config = load_config(mine)
+    assert (config.weights.url, config.weights.sha256, config.weights.notice) == ("http://127.0.0.1/m.pth", "ab" * 32, None)
+    assert "weights" not in config.to_dict() and config == ModelConfig(vision_num_blocks=2)
+    for weights, wrong in (({"sha256": "ab" * 32}, 'must be an object with a "url"'),
+                           ({"url": "http://x/m.pth", "md5": "x"}, "unknown key.*md5"),
+                           ({"url": "http://x/m.pth", "sha256": "abc"}, "64 hex digits")):
+        mine.write_text(json.dumps({"weights": weights}))
+        with pytest.raises(ConfigError, match=f"'mine'.*{wrong}"):
+            load_config(mine)
+
+
 def test_second_config_round_trips_through_json(tmp_path):
     config_path = tmp_path / "second.json"
     config_path.write_text(json.dumps(SECOND_CONFIG))

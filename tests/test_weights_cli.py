@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from bindcli import weights
 from bindcli.cli.weights import app
 from bindcli.model.pretrained import REGISTRY
+from cli_support import FIXTURES
 from test_weights_download import PAYLOAD, PAYLOAD_SHA, Server
 
 runner = CliRunner()
@@ -22,7 +24,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    for var in ("BIND_WEIGHTS", "BIND_WEIGHTS_SHA256", "BIND_OFFLINE", "HF_HUB_OFFLINE", "BIND_WEIGHTS_URL"):
+    for var in ("BIND_WEIGHTS", "BIND_WEIGHTS_SHA256", "BIND_OFFLINE", "HF_HUB_OFFLINE", "BIND_WEIGHTS_URL",
+                "BIND_MODEL_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("BIND_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
@@ -151,3 +154,113 @@ def test_verify_records_the_hash_of_a_file_without_a_record(tmp_path, cache, sma
     again = runner.invoke(app, ["verify", str(placed)])
     assert again.exit_code == 0 and "matching the record" in again.stderr
     assert model_id(config, placed) == before  # collections built with it still match
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _corrupt(path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+
+
+def _publish(monkeypatch, sha256: str) -> None:
+    """As if Meta published `sha256` for `imagebind_huge.pth`."""
+    monkeypatch.setitem(REGISTRY, "imagebind_huge", dataclasses.replace(REGISTRY["imagebind_huge"], sha256=sha256))
+
+
+@pytest.fixture
+def published(cache, monkeypatch):
+    """The small checkpoint at the cache path of `imagebind_huge`, no record, its hash published."""
+    _publish(monkeypatch, PAYLOAD_SHA)
+    cache.mkdir()
+    path = cache / "imagebind_huge.pth"
+    path.write_bytes(PAYLOAD)
+    return path
+
+
+def test_verify_checks_the_published_hash_of_a_file_without_a_record(published):
+    ok = runner.invoke(app, ["verify"])
+    assert ok.exit_code == 0, ok.output
+    assert "matching the published SHA-256 of imagebind_huge" in ok.stderr
+    weights.record_path(published).unlink()
+    _corrupt(published)
+    bad = runner.invoke(app, ["verify"])
+    assert bad.exit_code == 1
+    [line] = bad.stderr.splitlines()
+    assert str(published) in line
+    assert f"SHA-256 is {_sha(published)}, expected {PAYLOAD_SHA} (the published SHA-256 of imagebind_huge)" in line
+    assert not weights.record_path(published).exists()  # a failed check records nothing
+
+
+def test_the_published_hash_applies_elsewhere_only_under_the_published_name(published, tmp_path):
+    _corrupt(published)
+    upstream = tmp_path / ".checkpoints" / "imagebind_huge.pth"
+    upstream.parent.mkdir()
+    shutil.copyfile(published, upstream)
+    assert runner.invoke(app, ["verify", str(upstream)]).exit_code == 1
+    renamed = tmp_path / "fine-tuned.pth"
+    shutil.copyfile(published, renamed)
+    other = runner.invoke(app, ["verify", str(renamed)])
+    assert other.exit_code == 0 and "nothing to compare with" in other.stderr
+
+
+def test_bind_weights_sha256_and_the_option_override_the_published_hash(published, monkeypatch):
+    _publish(monkeypatch, "0" * 64)
+    wrong = runner.invoke(app, ["verify"])
+    assert wrong.exit_code == 1 and f"expected {'0' * 64} (the published SHA-256 of imagebind_huge)" in wrong.stderr
+    monkeypatch.setenv("BIND_WEIGHTS_SHA256", PAYLOAD_SHA)
+    ok = runner.invoke(app, ["verify"])
+    assert ok.exit_code == 0 and "matching BIND_WEIGHTS_SHA256" in ok.stderr
+    given = runner.invoke(app, ["verify", "--sha256", "1" * 64])
+    assert given.exit_code == 1 and f"expected {'1' * 64} (--sha256)" in given.stderr
+
+
+def _own_config(tmp_path, url: str, sha256: str) -> str:
+    """The small model's config, with its weights published at `url` with `sha256`."""
+    shape = json.loads((FIXTURES / "public_config.json").read_text())
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({**shape, "weights": {"url": url, "sha256": sha256}}))
+    return str(path)
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def test_model_config_names_a_json_configs_weights_to_path_download_info_and_verify(cache, server, tmp_path):
+    mine = _own_config(tmp_path, server.url, PAYLOAD_SHA)
+    where = runner.invoke(app, ["path", "--model-config", mine])
+    assert where.stdout == f"{cache / 'public.pth'}\n" and "not downloaded yet" in where.stderr
+    assert runner.invoke(app, ["verify", "--model-config", mine]).exit_code == 1
+    got = runner.invoke(app, ["download", "--model-config", mine])
+    assert got.exit_code == 0, got.output
+    assert got.stdout == f"{cache / 'public.pth'}\n" and (cache / "public.pth").read_bytes() == PAYLOAD
+    info = runner.invoke(app, ["info", "--json", "--model-config", mine])
+    assert json.loads(info.stdout)["path"] == str(cache / "public.pth")
+    weights.record_path(cache / "public.pth").unlink()
+    ok = runner.invoke(app, ["verify", "--model-config", mine])
+    assert ok.exit_code == 0 and "matching the published SHA-256 of mine" in ok.stderr
+    weights.record_path(cache / "public.pth").unlink()
+    _corrupt(cache / "public.pth")
+    bad = runner.invoke(app, ["verify", "--model-config", mine])
+    assert bad.exit_code == 1 and f"expected {PAYLOAD_SHA} (the published SHA-256 of mine)" in bad.stderr
+    assert runner.invoke(app, ["path"]).stdout == f"{cache / 'imagebind_huge.pth'}\n"
+
+
+def test_download_insists_on_a_json_configs_sha256(cache, server, tmp_path):
+    bad = runner.invoke(app, ["download", "--model-config", _own_config(tmp_path, server.url, "0" * 64)])
+    assert bad.exit_code == 1 and f"not the expected {'0' * 64}" in bad.stderr
+    assert not (cache / "public.pth").exists()
+
+
+def test_an_unknown_model_config_is_a_usage_error(cache):
+    result = runner.invoke(app, ["path", "--model-config", "imagebind_tiny"])
+    assert result.exit_code == 2 and "'imagebind_tiny' is neither a built-in" in result.stderr

@@ -347,3 +347,17 @@ def test_a_published_sha256_is_insisted_on(env, server, monkeypatch):
         weights.download(config="mine")
     monkeypatch.setitem(REGISTRY, "mine", Pretrained(server.url, 1, "us", "MIT", "any use", "", PAYLOAD_SHA))
     assert weights.download(config="mine").read_bytes() == PAYLOAD
+
+
+def test_the_first_run_of_a_json_config_downloads_the_weights_it_names(env, server, monkeypatch, tmp_path):
+    from bindcli.runtime import Model
+
+    monkeypatch.delenv("BIND_WEIGHTS_URL")
+    shape = json.loads((Path(__file__).parent / "fixtures" / "imagebind-reference" / "public_config.json").read_text())
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({**shape, "weights": {"url": server.url, "sha256": "0" * 64}}))
+    with pytest.raises(WeightsError, match=f"not the expected {'0' * 64}"):
+        Model.resolve(mine, notify=lambda message: None)
+    mine.write_text(json.dumps({**shape, "weights": {"url": server.url, "sha256": PAYLOAD_SHA}}))
+    assert Model.resolve(mine, notify=lambda message: None).weights == env / NAME
+    assert (env / NAME).read_bytes() == PAYLOAD

@@ -56,7 +56,7 @@ def test_verify_without_a_record_checks_an_expected_hash(tmp_path, small_weights
     assert unchecked.ok and not unchecked.checked
     assert weights.verify(path, expected_sha256=unchecked.sha256).ok
     monkeypatch.setenv("BIND_WEIGHTS_SHA256", "f" * 64)
-    assert weights.verify(path).problems == (f"SHA-256 is {unchecked.sha256}, expected {'f' * 64}",)
+    assert weights.verify(path).problems == (f"SHA-256 is {unchecked.sha256}, expected {'f' * 64} (BIND_WEIGHTS_SHA256)",)
 
 
 def test_verify_of_a_missing_file_names_it(tmp_path):

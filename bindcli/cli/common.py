@@ -75,6 +75,15 @@ class Common:
     no_server: bool = False
 
 
+#: `--model-config`, spelled once for the commands that take the common options and for those
+#: that only find weights (`bind weights`, `bind doctor`)
+ModelConfigOption = Annotated[str, typer.Option(
+    "--model-config", metavar="NAME|PATH", envvar="BIND_MODEL_CONFIG",
+    autocompletion=_complete_config, rich_help_panel=OPTIONS_PANEL,
+    help="Model shape: a built-in name or a JSON file of upstream's constructor arguments "
+    '(and its "weights": where they are published).',
+)]
+
 _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
     "weights": (
         Annotated[Optional[Path], typer.Option(
@@ -84,14 +93,7 @@ _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
         )],
         None,
     ),
-    "model_config": (
-        Annotated[str, typer.Option(
-            "--model-config", metavar="NAME|PATH", envvar="BIND_MODEL_CONFIG",
-            autocompletion=_complete_config, rich_help_panel=OPTIONS_PANEL,
-            help="Model shape: a built-in name or a JSON file of upstream's constructor arguments.",
-        )],
-        "imagebind_huge",
-    ),
+    "model_config": (ModelConfigOption, "imagebind_huge"),
     "device": (
         Annotated[str, typer.Option(
             "--device", metavar="auto|cpu|cuda[:N]|mps", envvar="BIND_DEVICE",

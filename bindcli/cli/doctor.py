@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli import output
+from bindcli.cli.common import ModelConfigOption
 from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen
 from bindcli.output import Output
 
@@ -24,10 +25,7 @@ def doctor(
         "--weights", metavar="PATH", show_default=False,
         help="Check this checkpoint. Default: $BIND_WEIGHTS, else the cached download.",
     )] = None,
-    model_config: Annotated[str, typer.Option(
-        "--model-config", metavar="NAME|PATH", envvar="BIND_MODEL_CONFIG",
-        help="Whose published weights the cache holds, as for the other commands.",
-    )] = "imagebind_huge",
+    model_config: ModelConfigOption = "imagebind_huge",
     fmt: FORMAT_OPTION = InfoFormat.AUTO,
 ) -> None:
     """Versions, the device and precision `auto` picks here and why, where the weights are and

@@ -1,21 +1,26 @@
 """`bind weights …`: where the checkpoint is, fetching it, checking it, describing and converting it.
 
-Data (paths, hashes, tables) goes to stdout so it can be piped; notes go to stderr. Errors are
+Data (paths, hashes, tables) goes to stdout so it can be piped; notes go to stderr.
+`--model-config` says whose weights: a JSON config's own `"weights"` (URL, SHA-256) or a
+built-in's published ones, as for the commands that embed. Errors are
 raised as BindError subclasses, which the error boundary (`common.guarded`) reports in one line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from bindcli import output, weights
-from bindcli.cli.common import guarded
+from bindcli.cli.common import ModelConfigOption, guarded
 from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen, show_record
 from bindcli.errors import OutputError, WeightsError
 from bindcli.output import Output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.model.config import ModelConfig
 
 app = typer.Typer(
     name="weights",
@@ -26,16 +31,27 @@ app = typer.Typer(
 _PATH_ARG = typer.Argument(
     None, help="Checkpoint file (default: BIND_WEIGHTS, else the cached download).", show_default=False
 )
-_SHA_OPT = typer.Option(None, "--sha256", help="Expected SHA-256 (default: BIND_WEIGHTS_SHA256).", show_default=False)
+_SHA_OPT = typer.Option(
+    None, "--sha256", help="Expected SHA-256 (default: BIND_WEIGHTS_SHA256, else the published one).",
+    show_default=False,
+)
 _QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr.")
+
+
+def _config(model_config: str) -> "ModelConfig":
+    """The config `--model-config` names, loaded here (not at import: `bind doctor` and
+    `--help` import no model code), so that a wrong one stops with exit status 2."""
+    from bindcli.model.config import load_config
+
+    return load_config(model_config)
 
 
 @app.command("path")
 @guarded
-def path_command() -> None:
+def path_command(model_config: ModelConfigOption = weights.DEFAULT_CONFIG) -> None:
     """Print where the checkpoint is, or where `bind weights download` would put it."""
     out = Output()
-    located, source = weights.locate()
+    located, source = weights.locate(config=_config(model_config))
     out.text(f"{located}\n")
     if located.is_file():
         out.note(f"present ({'named by BIND_WEIGHTS' if source is weights.Source.ENV else 'in the cache'})")
@@ -52,29 +68,40 @@ def download_command(
     sha256: Optional[str] = _SHA_OPT,
     force: bool = typer.Option(False, "--force", help="Download again even if the file is there."),
     quiet: bool = _QUIET_OPT,
+    model_config: ModelConfigOption = weights.DEFAULT_CONFIG,
 ) -> None:
     """Download the checkpoint into the cache (resumable) and record its SHA-256; print its path."""
     out = Output(quiet)
-    url = url or weights.weights_url()
+    config = _config(model_config)
+    url = url or weights.weights_url(config)
     dest = weights.cached_path(url)
     if dest.is_file() and not force:
         out.note(f"already downloaded: {dest} (use --force to fetch it again)")
     with out.byte_progress() as progress:
         done = weights.download(
-            url, dest, expected_sha256=sha256, force=force, progress=progress, notify=out.warn
+            url, dest, config=config, expected_sha256=sha256, force=force, progress=progress,
+            notify=out.warn,
         )
     out.text(f"{done}\n")
 
 
 @app.command("verify")
 @guarded
-def verify_command(path: Optional[Path] = _PATH_ARG, sha256: Optional[str] = _SHA_OPT, quiet: bool = _QUIET_OPT) -> None:
-    """Recompute the SHA-256 and size and compare them with the record made at download time."""
+def verify_command(
+    path: Optional[Path] = _PATH_ARG,
+    sha256: Optional[str] = _SHA_OPT,
+    quiet: bool = _QUIET_OPT,
+    model_config: ModelConfigOption = weights.DEFAULT_CONFIG,
+) -> None:
+    """Recompute the SHA-256 and size and compare them with the record made at download time
+    and with the expected hash: --sha256, else BIND_WEIGHTS_SHA256, else the published one
+    (for the config's published checkpoint)."""
     from rich.filesize import decimal
 
     out = Output(quiet)
+    config = _config(model_config)
     with out.byte_progress("hashing {}") as progress:
-        result = weights.verify(weights.find(path), expected_sha256=sha256, progress=progress)
+        result = weights.verify(weights.find(path, config), expected_sha256=sha256, config=config, progress=progress)
     out.text(f"{result.sha256}  {result.path}\n")
     if not result.ok:
         raise WeightsError(
@@ -82,12 +109,11 @@ def verify_command(path: Optional[Path] = _PATH_ARG, sha256: Optional[str] = _SH
             "Delete it and run `bind weights download` again."
         )
     if result.checked:
-        against = f"the record of {result.record['created']}" if result.record else "the expected SHA-256"
-        out.note(f"ok: {decimal(result.size)} matching {against}")
+        out.note(f"ok: {decimal(result.size)} matching {weights.against(result.record, result.expected_by)}")
     else:
         out.note(
-            f"no record beside {result.path} and no expected hash, so nothing to compare with; "
-            "pass --sha256 or set BIND_WEIGHTS_SHA256 to check it"
+            f"no record beside {result.path}, no expected hash and none published for it, so "
+            "nothing to compare with; pass --sha256 or set BIND_WEIGHTS_SHA256 to check it"
         )
     if result.record is None:
         try:
@@ -102,6 +128,7 @@ def info_command(
     path: Optional[Path] = _PATH_ARG,
     fmt: FORMAT_OPTION = InfoFormat.AUTO,
     as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
+    model_config: ModelConfigOption = weights.DEFAULT_CONFIG,
 ) -> None:
     """Show the towers in a checkpoint, their parameter counts, dtype, file size and hash."""
     from rich.filesize import decimal
@@ -111,7 +138,7 @@ def info_command(
     from bindcli.model.checkpoint import info
 
     out = Output()
-    result = info(weights.find(path))
+    result = info(weights.find(path, _config(model_config)))
     data = {
         "path": str(result.path),
         "file_size": result.file_size,
@@ -148,6 +175,7 @@ def convert_command(
         None, "--output", "-o", help="Where to write (default: beside the source, named after the dtype).", show_default=False
     ),
     dtype: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: keep the source's).", show_default=False),
+    model_config: ModelConfigOption = weights.DEFAULT_CONFIG,
 ) -> None:
     """Write a safetensors copy (optionally bf16/fp16: half the size) that loads faster; print its path."""
     from rich.filesize import decimal
@@ -155,7 +183,7 @@ def convert_command(
     from bindcli.model.checkpoint import convert
 
     out = Output()
-    src = weights.find(path)
+    src = weights.find(path, _config(model_config))
     dst = output_path or src.with_name(f"{src.stem}-{dtype or 'copy'}.safetensors")
     out.note(f"converting {src} to {dst} ...")
     written = convert(src, dst, dtype)

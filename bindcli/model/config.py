@@ -11,8 +11,15 @@ import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bindcli.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.model.pretrained import Pretrained
+
+#: fields that are bind's, not upstream's constructor arguments
+OWN_FIELDS = ("name", "weights")
 
 # Fixed by the architecture, not by the constructor: input sizes every released model uses.
 IMAGE_SIZE = 224
@@ -60,6 +67,9 @@ class ModelConfig:
     imu_drop_path: float = 0.7
     #: a label for messages, caches and manifests; not an upstream argument
     name: str = dataclasses.field(default="custom", compare=False)
+    #: where a JSON config's weights are published (its `"weights"` object); not an upstream
+    #: argument, and not part of the shape
+    weights: Pretrained | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel_size", tuple(self.kernel_size))
@@ -74,19 +84,26 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict, name: str = "custom") -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)} - {"name"}
+        data = dict(data)
+        published = data.pop("weights", None)
+        known = {f.name for f in dataclasses.fields(cls)} - set(OWN_FIELDS)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(
                 f"config {name!r}: unknown key(s) {', '.join(unknown)}; keys are upstream "
-                "ImageBindModel constructor arguments"
+                "ImageBindModel constructor arguments (and \"weights\")"
             )
-        return cls(**data, name=name)
+        if published is None:
+            return cls(**data, name=name)
+        from bindcli.model.pretrained import from_json  # only then: the media loaders import this module
+
+        return cls(**data, name=name, weights=from_json(published, name))
 
     def to_dict(self) -> dict:
         """Upstream's keyword arguments (JSON-ready), without our label."""
         data = dataclasses.asdict(self)
-        del data["name"]
+        for field in OWN_FIELDS:
+            del data[field]
         data["kernel_size"] = list(self.kernel_size)
         return data
 

@@ -20,7 +20,7 @@ import torch
 from bindcli import weights
 from bindcli.modality import TOWERS
 from bindcli.model.checkpoint import check_state_dict, read_state_dict
-from bindcli.model.config import ModelConfig, load_config
+from bindcli.model.config import OWN_FIELDS, ModelConfig, load_config
 from bindcli.model.imagebind import ImageBind
 
 ModalityType = SimpleNamespace(**{tower.upper(): tower for tower in TOWERS})
@@ -31,7 +31,7 @@ HUGE = "imagebind_huge"
 _ARGUMENTS = [
     inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default)
     for f in dataclasses.fields(ModelConfig)
-    if f.name != "name"
+    if f.name not in OWN_FIELDS
 ]
 _SIGNATURE = inspect.Signature(_ARGUMENTS)
 
