@@ -88,11 +88,10 @@ def _queries(queries: np.ndarray, dims: int) -> np.ndarray:
 def _widen(part: np.ndarray, out: np.ndarray) -> None:
     """float16 rows into float32 `out`: numkong's SIMD cast where installed, else numpy's
     (several times slower on float16)."""
-    numkong = _simd
-    if numkong is None:
+    if _simd is None:
         np.copyto(out, part)
     else:
-        numkong.astype(part, "float32", out=out)
+        _simd.astype(part, "float32", out=out)
 
 
 def _chunks(rows: int) -> list[tuple[int, int]]:
@@ -100,7 +99,7 @@ def _chunks(rows: int) -> list[tuple[int, int]]:
 
 
 def _top_one_float16(
-    numkong, vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray | None,
+    vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray | None,
     spans: list[tuple[int, int]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best `k` rows of float16 `vectors` within `spans` ((start, end) row ranges; `keep`
@@ -115,7 +114,7 @@ def _top_one_float16(
     along = 0
     for start, end in spans:
         # float64 out: numkong's float32 output path is many times slower
-        scores = np.asarray(numkong.cdist(q16, vectors[start:end], metric="dot"))[0]
+        scores = np.asarray(_simd.cdist(q16, vectors[start:end], metric="dot"))[0]
         if keep is not None:
             scores[~keep[along : along + len(scores)]] = -np.inf
         along += len(scores)
@@ -137,13 +136,11 @@ def span_top(
     spans: list[tuple[int, int]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """`exact_top` of one query over the rows in `spans` only (`keep`, if any, runs along them)."""
-    numkong = _simd if vectors.dtype == np.float16 else None
-    if numkong is not None:
-        return _top_one_float16(numkong, vectors, query, k, keep, spans)
+    if _simd is not None and vectors.dtype == np.float16:
+        return _top_one_float16(vectors, query, k, keep, spans)
     rows = np.concatenate([np.arange(a, b) for a, b in spans])
-    scores = np.concatenate([
-        _scores(vectors[a:b], query[None], _buffer(vectors, b - a))[:, 0] for a, b in spans
-    ])
+    buffer = _buffer(vectors, max(b - a for a, b in spans))  # one, for every span
+    scores = np.concatenate([_scores(vectors[a:b], query[None], buffer)[:, 0] for a, b in spans])
     if keep is not None:
         scores[~keep] = -np.inf
     rows, scores = rows[np.isfinite(scores)], scores[np.isfinite(scores)]
@@ -178,9 +175,8 @@ def exact_top(
     """Rows and scores (queries x at most k, best first) of the best rows where `keep`;
     a row that fell short (fewer than k kept) has score -inf."""
     n = len(vectors)
-    numkong = _simd if vectors.dtype == np.float16 and len(queries) == 1 else None
-    if numkong is not None:
-        return _top_one_float16(numkong, vectors, queries[0], k, keep, _chunks(n))
+    if _simd is not None and vectors.dtype == np.float16 and len(queries) == 1:
+        return _top_one_float16(vectors, queries[0], k, keep, _chunks(n))
     rows = np.empty((len(queries), 0), dtype=np.int64)
     scores = np.empty((len(queries), 0), dtype=np.float32)
     buffer = _buffer(vectors, n)
@@ -251,17 +247,17 @@ class ApproximateIndex:
         # a filter keeping a share of the items reads that many times more lists
         probes = min(self.lists.count, math.ceil(self.probes / share))
         near = np.argpartition(-(q @ self.lists.centres.T), probes - 1, axis=1)[:, :probes]
-        results: list[list[Hit] | None] = [self._one(query, lists, k, keep, kept) for query, lists in zip(q, near)]
+        results = [self._one(query, lists, k, keep, kept, filters.min_score) for query, lists in zip(q, near)]
         short = [i for i, hits in enumerate(results) if hits is None]
         if short:  # too few candidates in their lists: the exact answer, in one pass for all
             rows, scores = exact_top(self.matrix.vectors, q[short], k, keep)
             for i, r, s in zip(short, rows, scores):
-                results[i] = _hits(self.matrix, r, s, None)
-        return [[h for h in hits if filters.min_score is None or at_least(h.score, filters.min_score)]
-                for hits in results]
+                results[i] = _hits(self.matrix, r, s, filters.min_score)
+        return results
 
     def _one(
         self, query: np.ndarray, lists: np.ndarray, k: int, keep: np.ndarray | None, kept: int,
+        min_score: float | None,
     ) -> list[Hit] | None:
         """The best of the entries of `lists`, or None when they hold fewer than `k` (that
         pass). Every entry is a live row of the matrix (the lists are at its generation), so
@@ -278,7 +274,7 @@ class ApproximateIndex:
         if candidates < min(k, kept):
             return None
         found, scores = span_top(self.lists.vectors, query, k, passed, spans)
-        return _hits(self.matrix, self.matrix.rows_of(self.lists.ids[found[0]]), scores[0], None)
+        return _hits(self.matrix, self.matrix.rows_of(self.lists.ids[found[0]]), scores[0], min_score)
 
 
 # --- choosing ---------------------------------------------------------------------------------
@@ -305,15 +301,13 @@ def index_for(store: Store, collection: Collection, mode: str = "auto") -> Vecto
     if lists is None or lists.generation != matrix.generation:
         try:
             lists = inverted_lists.refresh(store, collection, matrix)
-        except OSError as exc:
+        except (OSError, OutputError) as exc:
             if asked == "auto":
                 return ExactIndex(matrix)
+            if isinstance(exc, OutputError):
+                raise
             path = inverted_lists.lists_path(store, collection)
             raise OutputError(path, f"cannot write the inverted lists ({exc.strerror or exc})") from None
-        except OutputError:
-            if asked == "auto":
-                return ExactIndex(matrix)
-            raise
     if lists.generation != matrix.generation:  # still apart (a writer in between): exact
         return ExactIndex(matrix)
     return ApproximateIndex(matrix, lists)
