@@ -49,7 +49,9 @@ LISTS_PER_SQRT_ITEM = 4
 #: share of the lists a query reads (at least `MIN_PROBES`): 32 of 4096 at a million items
 PROBE_SHARE = 1 / 128
 MIN_PROBES = 16
-#: k-means sample per centre, and iterations (faiss warns below 39 points a centre)
+#: the fewest items a centre may have: faiss's k-means warns below it
+MIN_PER_LIST = 39
+#: k-means sample per centre, and iterations
 TRAIN_PER_LIST, TRAIN_ITERATIONS = 64, 10
 _CHUNK_ROWS = 65536
 #: float32 bytes of centre scores assigning a chunk of items to lists
@@ -57,14 +59,14 @@ _SCORES_BYTES = 64 << 20
 
 
 def _target(items: int) -> float:
-    """About 4 sqrt(n) lists, with enough points per centre (39) for k-means to place them."""
-    return max(1.0, min(LISTS_PER_SQRT_ITEM * math.sqrt(max(items, 0)), items / 39))
+    """About 4 sqrt(n) lists, with enough points per centre for k-means to place them."""
+    return max(1.0, min(LISTS_PER_SQRT_ITEM * math.sqrt(max(items, 0)), items / MIN_PER_LIST))
 
 
 def lists_for(items: int) -> int:
     """How many lists a collection of `items` items is built with: the power of two nearest
-    the target, at most the items / 39 k-means needs."""
-    return int(max(1, min(2 ** round(math.log2(_target(items))), items // 39)))
+    the target, with at least MIN_PER_LIST items a list."""
+    return int(max(1, min(2 ** round(math.log2(_target(items))), items // MIN_PER_LIST)))
 
 
 def fits(lists: Lists, matrix: Matrix) -> bool:
