@@ -272,14 +272,23 @@ class RemoteEmbedder(Embeds):
     ) -> None:
         self.address = address
         self.model = model
-        self.config = model.config
-        self.weights = model.weights
-        self.model_id = model.id
         self.placement = placement
         self.token = token
         self.use_cache = use_cache
         self.batch_size = batch_size
         self.options = None  # the server decodes with its own options
+
+    @property
+    def config(self) -> "ModelConfig":
+        return self.model.config
+
+    @property
+    def weights(self) -> Path:
+        return self.model.weights
+
+    @property
+    def model_id(self) -> str:
+        return self.model.id
 
     def __enter__(self) -> "RemoteEmbedder":
         return self
