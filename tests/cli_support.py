@@ -102,6 +102,16 @@ PACED_BIND = (
 )
 
 
+def write_notes(folder: Path, count: int, event: str, digits: int = 3) -> list[Path]:
+    """`count` small distinct text files `n000.txt`... in `folder` (made if need be), each
+    "note I: EVENT I times": inputs that embed fast and never share a cache entry."""
+    folder.mkdir(parents=True, exist_ok=True)
+    notes = [folder / f"n{i:0{digits}}.txt" for i in range(count)]
+    for i, note in enumerate(notes):
+        note.write_text(f"note {i}: {event} {i} times", encoding="utf-8")
+    return notes
+
+
 def killed_after_commits(args: list[str], db: Path, items: int, env: dict | None = None) -> None:
     """Runs paced `bind ARGS` in a subprocess (the small model) and SIGKILLs it once `db`
     holds `items` items (or after two minutes, or when it ended by itself)."""

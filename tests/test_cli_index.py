@@ -15,7 +15,7 @@ import pytest
 import bindcli.model.factory as factory
 from bindcli.locations import default_db_path
 from bindcli.store import Store
-from cli_support import MEDIA, SMALL, bind, copy_media, jsonl, killed_after_commits
+from cli_support import MEDIA, SMALL, bind, copy_media, jsonl, killed_after_commits, write_notes
 from cli_support import index_summary as _summary
 
 MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
@@ -173,10 +173,8 @@ def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, enco
     """SIGKILL part-way (after a few committed batches), then run again: the file is intact,
     committed files are not re-embedded, and every file ends up indexed exactly once."""
     folder = tmp_path / "notes"
-    folder.mkdir()
     total = 120
-    for i in range(total):
-        (folder / f"n{i:03}.txt").write_text(f"note {i}: a bird sang {i} times", encoding="utf-8")
+    write_notes(folder, total, "a bird sang")
     db = tmp_path / "c.sqlite3"
     killed_after_commits(["index", str(folder), "--db", str(db), "-b", "1", "-q"], db, 8)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_support import MEDIA, SMALL, bind, index_summary, jsonl, killed_after_commits
+from cli_support import MEDIA, SMALL, bind, index_summary, jsonl, killed_after_commits, write_notes
 from bindcli.store import Store, decode_vector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,10 +103,7 @@ def _encoding_actors() -> list:
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes(cluster, tmp_path):
-    notes = []
-    for i in range(60):
-        notes.append(tmp_path / f"n{i:02}.txt")
-        notes[-1].write_text(f"note {i}: a bird sang {i} times", encoding="utf-8")
+    notes = write_notes(tmp_path, 60, "a bird sang", digits=2)
     result: dict = {}
     job = threading.Thread(target=lambda: result.update(
         run=bind("embed", *notes, "--engine", "ray", "-b", "1")
@@ -135,10 +132,8 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes(cluster, tmp_
 
 def test_a_killed_driver_resumes_without_re_embedding_what_was_committed(cluster, tmp_path):
     folder = tmp_path / "notes"
-    folder.mkdir()
     total = 60
-    for i in range(total):
-        (folder / f"n{i:03}.txt").write_text(f"note {i}: a dog barked {i} times", encoding="utf-8")
+    write_notes(folder, total, "a dog barked")
     db = tmp_path / "c.sqlite3"
     args = ["index", str(folder), "--db", str(db), "-b", "1", "-q", "--engine", "ray", "--address", cluster]
     killed_after_commits(args, db, 8, env={"PYTHONPATH": PYTHONPATH})
