@@ -44,8 +44,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
-from bindcli import collection_index, inverted_lists, vector_index  # noqa: E402
-from bindcli.store import Item, Store  # noqa: E402
+from bindcli.collections import _matrix
+from bindcli.collections import _ivf
+from bindcli.collections import nearest  # noqa: E402
+from bindcli.collections.store import Item, Store  # noqa: E402
 
 K = 10
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +98,7 @@ def build(parent: Path, name: str, n: int, dims: int) -> tuple[Path, np.ndarray,
             ])
         fill_s = time.perf_counter() - start
         start = time.perf_counter()
-        collection_index.refresh(db, coll)
+        _matrix.refresh(db, coll)
         index_s = time.perf_counter() - start
     np.save(folder / "vectors_f16.npy", matrix.astype(np.float16))
     print(f"  filled SQLite in {fill_s:.0f} s, wrote the index file in {index_s:.1f} s", flush=True)
@@ -125,7 +127,7 @@ def numpy_top(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def exact_rows(db_path: Path, queries: np.ndarray) -> np.ndarray:
     """Row numbers (id order = insertion order) of bind's exact answer."""
     with Store(db_path) as db:
-        index = vector_index.index_for(db, db.require("bench"), "exact")
+        index = nearest.index_for(db, db.require("bench"), "exact")
         hits = index.search(queries, k=K)
     return np.array([[int(Path(h.path).stem) for h in row] for row in hits])
 
@@ -133,7 +135,7 @@ def exact_rows(db_path: Path, queries: np.ndarray) -> np.ndarray:
 def bench_exact(db_path: Path, matrix: np.ndarray, centres: np.ndarray, repeats: int) -> None:
     queries, _ = clustered(16, matrix.shape[1], 999, centres)
     with Store(db_path) as db:
-        index = vector_index.index_for(db, db.require("bench"), "exact")
+        index = nearest.index_for(db, db.require("bench"), "exact")
         got = exact_rows(db_path, queries[:1])
         assert (got == numpy_top(matrix, queries[:1])).mean() >= 0.9, "bind and numpy disagree"
         for nq in (1, 16):
@@ -173,13 +175,13 @@ REOPEN = """
 import sys, time, numpy as np
 def anon():
     return [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("RssAnon")][0]
-from bindcli import vector_index
-from bindcli.store import Store
+from bindcli.collections import nearest
+from bindcli.collections.store import Store
 q = np.load(sys.argv[2])
 before = anon()
 t1 = time.perf_counter()
 db = Store(sys.argv[1])
-index = vector_index.index_for(db, db.require("bench"), sys.argv[3])
+index = nearest.index_for(db, db.require("bench"), sys.argv[3])
 index.search(q[0], k=10)
 t2 = time.perf_counter()
 warm = []
@@ -228,12 +230,12 @@ def bench_lists(db_path: Path, n: int, centres: np.ndarray, repeats: int) -> Non
     by how many lists a query reads."""
     with Store(db_path) as db:
         coll = db.require("bench")
-        matrix = collection_index.open_matrix(db, coll)
+        matrix = _matrix.open_matrix(db, coll)
         start = time.perf_counter()
-        lists = inverted_lists.refresh(db, coll, matrix)
+        lists = _ivf.refresh(db, coll, matrix)
         build_s = time.perf_counter() - start
-        approx = vector_index.ApproximateIndex(matrix, lists)
-        exact = vector_index.ExactIndex(matrix)
+        approx = nearest.ApproximateIndex(matrix, lists)
+        exact = nearest.ExactIndex(matrix)
         fresh, _ = clustered(100, matrix.dims, 4321, centres)
         np.save(db_path.parent / "q.npy", fresh[-8:])  # for bench_reopen: a first query, 7 warm ones
         sets = {"fresh draws": fresh, "offset draws": offset_queries(100, matrix.dims, centres)}
@@ -248,10 +250,10 @@ def bench_lists(db_path: Path, n: int, centres: np.ndarray, repeats: int) -> Non
                 f"{name} {recall_of(truths[name], [approx.search(q, k=K)[0] for q in qs]):.3f}"
                 for name, qs in sets.items()
             )
-            mark = " (the default)" if probes == inverted_lists.probes_for(lists.count) else ""
+            mark = " (the default)" if probes == _ivf.probes_for(lists.count) else ""
             sweep.append(f"    {probes} lists{mark}: {took * 1e3:.2f} ms a query ({exact_s / took:.0f}x "
                          f"faster than exact), recall@10 {recalls}")
-    size = inverted_lists.lists_path(db, coll).stat().st_size
+    size = _ivf.lists_path(db, coll).stat().st_size
     print(f"  inverted lists at {n}: {lists.count} lists trained and filled in {build_s:.0f} s "
           f"({size / 2**20:.0f} MiB file); exact query {exact_s * 1e3:.1f} ms; best item's cosine "
           f"(median): {', '.join(f'{k} {v:.2f}' for k, v in cosine.items())}; by lists read:", flush=True)
@@ -286,9 +288,9 @@ def compare_hnsw(n: int, dims: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "c.sqlite3") as db:
         coll = db.create_collection("bench", "bench-model", "clustered vectors", "float16")
         db.put_items(coll, [Item(f"/b/{i:07}.jpg", "image", 1, 1, f"{i:x}", v) for i, v in enumerate(x)])
-        matrix = collection_index.refresh(db, coll)
+        matrix = _matrix.refresh(db, coll)
         start = time.perf_counter()
-        approx = vector_index.ApproximateIndex(matrix, inverted_lists.refresh(db, coll, matrix))
+        approx = nearest.ApproximateIndex(matrix, _ivf.refresh(db, coll, matrix))
         build_l = time.perf_counter() - start
         query_l = fastest([lambda: [approx.search(v, k=K) for v in q]], 3)[0] / len(q)
         rec_l = recall(np.stack([[int(Path(h.path).stem) for h in approx.search(v, k=K)[0]] for v in q]))

@@ -1,6 +1,6 @@
 """Indexing throughput: `bind index`'s pipeline against plain embedding, in one process.
 
-`bindcli.indexer.index` (walk, SHA-256, cache lookup, embed, commit per batch) with the small
+`bindcli.collections.ingest.index` (walk, SHA-256, cache lookup, embed, commit per batch) with the small
 fixture model on a folder of distinct images, against the same embedder called on the same
 files with the results stacked in a numpy array (no hashing, no SQLite): the ratio is the price
 of a persistent, incremental collection. Then an unchanged re-run. (Search at scale is
@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
-from bindcli.store import Store  # noqa: E402
+from bindcli.collections.store import Store  # noqa: E402
 
 
 def _noise_images(folder: Path, n: int) -> None:
@@ -36,10 +36,10 @@ def _noise_images(folder: Path, n: int) -> None:
 
 def bench_index(n_files: int, batch_size: int) -> dict[str, float]:
     """Files/s of `index` (hash, cache lookup, embed, commit) and of a plain embed into numpy."""
-    from bindcli.indexer import embedding_with, index, walk
+    from bindcli.collections.ingest import embedding_with, index, walk
     from bindcli.model.config import load_config
-    from bindcli.placement import place
-    from bindcli.runtime import Embedder, Input
+    from bindcli.model.placement import place
+    from bindcli.embed.embedder import Embedder, Input
 
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "imagebind-reference"
     config = load_config(fixtures / "public_config.json")

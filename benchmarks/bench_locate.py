@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bindcli.encoder import LocalEncoder
+from bindcli.embed.encoder import LocalEncoder
 from bindcli.locate import REFINE_ROUNDS, grid, locate, region
 from bindcli.media.image import vision_tensor
 from bindcli.model.config import load_config
 from bindcli.model.factory import create_model
-from bindcli.placement import place
-from bindcli.runtime import Embedder
+from bindcli.model.placement import place
+from bindcli.embed.embedder import Embedder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402

@@ -46,8 +46,8 @@ from machine import describe
 from bindcli.model.config import load_config
 from bindcli.model.factory import create_model, load_model
 from bindcli.model.imagebind import ImageBind
-from bindcli.placement import place
-from bindcli.runtime import Embedder, Input
+from bindcli.model.placement import place
+from bindcli.embed.embedder import Embedder, Input
 
 DTYPE = "bf16"
 TOWERS = ["vision", "audio"]

@@ -2,7 +2,7 @@
 worker does; and what the driver can commit, which bounds any number of machines.
 
 Writes `--images` distinct 1 MP JPEGs (smooth random colour, like photos) to a temp folder and
-indexes them into a fresh collection twice through `bindcli.indexer.index`, as `bind index`
+indexes them into a fresh collection twice through `bindcli.collections.ingest.index`, as `bind index`
 does: with the local engine (`open_embedder`, no cache) and with `RayEmbedder` on a Ray
 instance started here (`--workers` actors of `--cpus-per-worker` cores; decoding in CPU tasks
 beside them). Both pay for loading the model: it is part of a job. The model is the test
@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 from machine import describe
 
-from bindcli.hashing import sha256_file
-from bindcli.indexer import embedding_with, index, walk
+from bindcli._util.hashing import sha256_file
+from bindcli.collections.ingest import embedding_with, index, walk
 from bindcli.model.config import ModelConfig
-from bindcli.ray_engine import RayEmbedder, WorkerSpec, import_ray
-from bindcli.runtime import Model, open_embedder
-from bindcli.store import Item, Store
+from bindcli.embed.ray_engine import RayEmbedder, WorkerSpec, import_ray
+from bindcli.embed.embedder import Model, open_embedder
+from bindcli.collections.store import Item, Store
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "imagebind-reference"
 VIT_S = {"vision_embed_dim": 384, "vision_num_blocks": 12, "vision_num_heads": 6, "out_embed_dim": 512}

@@ -71,7 +71,7 @@ def rss_kib(pid: int) -> int:
 
 
 def encode_seconds(sock: str) -> float:
-    from bindcli.remote import Address
+    from bindcli.embed.remote import Address
 
     conn = Address(unix=sock).connection(30)
     conn.request("GET", "/metrics")
@@ -81,7 +81,7 @@ def encode_seconds(sock: str) -> float:
 
 
 def post_image(sock: str, path: Path) -> None:
-    from bindcli.remote import Address, Client
+    from bindcli.embed.remote import Address, Client
 
     client = Client(Address(unix=sock))
     status, body = client.request("POST", "/v1/embed", {"inputs": [{"path": str(path)}], "cache": False})
@@ -147,7 +147,7 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=120)
 
-        from bindcli.runtime import open_embedder
+        from bindcli.embed.embedder import open_embedder
 
         with open_embedder("imagebind_huge", weights, device="cpu", precision=args.precision, cache=False) as emb:
             emb.encoder.prepare(frozenset({"vision"}))

@@ -5,6 +5,21 @@ cache) that turns files and texts into `Embedding`s; `bindcli.vectors` compares 
 them, `bindcli.zeroshot` classifies, `bindcli.query` parses `a.jpg + 0.5:b.wav` expressions.
 Lower down, `load_model` builds the encoders (only the towers you ask for) and `bindcli.media`
 turns files into the tensors they expect. `bindcli.imagebind` is upstream's own API.
+
+The map, from the bottom up (each package's `__init__` says what it may import, and
+tests/test_layout.py holds the code to it):
+
+- `errors`, `modality`, `vectors`: the shared vocabulary (typed errors, the seven kinds, vector
+  maths); `_util`: hashing, paths, bind's folders.
+- `media/`: files -> tensors; `model/`: configs, towers, checkpoints, placement; `weights`:
+  where the checkpoint is, its download and record.
+- `embed/`: the one pipeline from inputs to `Embedding`s, in process, through a server or on Ray.
+- `collections/`: the SQLite collection file (the only SQL), ingest, search, exchange.
+- tasks: `query`, `zeroshot`, `locate`, `generate`, `eval/`, `doctor`.
+- `serve/`: `bind serve`; `cli/`: the `bind` command, the only user of Typer and Rich.
+
+Imports: bindcli.embed, bindcli.errors, bindcli.modality, bindcli.model, bindcli.query (each
+lazily, on first use of a name).
 """
 
 from __future__ import annotations
@@ -17,11 +32,11 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it, imported on first use so that `import bindcli`
 #: (and `bind --help`) never pays for torch
 _LAZY = {
-    "open_embedder": "bindcli.runtime",
-    "Embedder": "bindcli.runtime",
-    "Embedding": "bindcli.runtime",
-    "Input": "bindcli.runtime",
-    "Model": "bindcli.runtime",
+    "open_embedder": "bindcli.embed.embedder",
+    "Embedder": "bindcli.embed.embedder",
+    "Embedding": "bindcli.embed.embedder",
+    "Input": "bindcli.embed.embedder",
+    "Model": "bindcli.embed.embedder",
     "InputError": "bindcli.errors",
     "BindError": "bindcli.errors",
     "Kind": "bindcli.modality",
@@ -38,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.model.config import ModelConfig
     from bindcli.model.factory import load_model
     from bindcli.query import Query
-    from bindcli.runtime import Embedder, Embedding, Input, Model, open_embedder
+    from bindcli.embed.embedder import Embedder, Embedding, Input, Model, open_embedder
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,8 @@ out, and bind's folders with their sizes.
 
 torch is imported (only it can say what the device is); the model code is not, so this works
 where a model would fail to load, which is when it is needed most.
+
+Imports: bindcli._util, bindcli.errors, bindcli.model, bindcli.weights.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bindcli import __version__, locations, weights
+from bindcli import __version__, weights
+from bindcli._util import folders
 from bindcli.errors import WeightsError
-from bindcli.hashing import Progress
+from bindcli._util.hashing import Progress
 
 #: the packages whose versions decide how inputs decode and models run, by the names people
 #: know them by, and their distribution names
@@ -101,8 +104,8 @@ def diagnose(
         device=device(),
         weights=check_weights(weights_path, config=config, verify=verify, progress=progress),
         folders={
-            "cache": folder(locations.cache_dir()),
-            "data": folder(locations.data_dir()),
+            "cache": folder(folders.cache_dir()),
+            "data": folder(folders.data_dir()),
         },
         environment={
             name: value for name, value in sorted(os.environ.items())
@@ -140,7 +143,7 @@ def device() -> DeviceReport:
     """What `auto` picks for device and precision, with the reasons for both."""
     import torch
 
-    from bindcli.placement import cpu_bf16_units, place
+    from bindcli.model.placement import cpu_bf16_units, place
 
     placement = place("auto", "auto")
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0

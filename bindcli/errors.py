@@ -4,6 +4,8 @@
 for something that cannot be: the CLI exits 2 for them. Everything else that bind expects is
 a `BindError` (exit 1). `InputWarning` goes through Python's `warnings` instead, so a library
 user sees it as any warning and the CLI as one `bind: warning: FILE: ...` line.
+
+Imports: bindcli._util.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from bindcli.paths import path_text
+from bindcli._util.paths import path_text
 
 
 class BindError(Exception):

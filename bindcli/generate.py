@@ -18,6 +18,8 @@ the loaded pipeline at run time (right for any unCLIP checkpoint, without runnin
 
 Everything heavy (torch, diffusers, transformers) is imported inside the functions: they are
 the optional extra `bindcli[generate]`, and no other command may pay for them.
+
+Imports: bindcli._util, bindcli.errors, bindcli.model, bindcli.weights, bindcli.query.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from bindcli import __version__, output
 from bindcli.errors import UsageError, WeightsError
-from bindcli.placement import Placement, Precision, place
+from bindcli.model.placement import Placement, Precision, place
 from bindcli.weights import offline_var
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,6 +7,8 @@ to the query (the recipe of Grounded-Segment-Anything's ImageBind_SAM playground
 come from a proposal source: a multi-scale grid of windows by default, or any detector's
 boxes; a mask generator (Segment Anything) is a later proposal source whose masks would blank
 what lies outside the object inside its box.
+
+Imports: bindcli.errors, bindcli.vectors, bindcli.media, bindcli.embed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bindcli.vectors import normalise
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from bindcli.runtime import Embedder
+    from bindcli.embed.embedder import Embedder
 
 #: (x0, y0, x1, y1) in pixels of the upright image, x1 and y1 exclusive
 BoxXY = tuple[int, int, int, int]

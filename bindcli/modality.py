@@ -4,6 +4,8 @@ Images and video share the vision tower, so the kind (how to load) and the tower
 encoder) are kept apart. Everything that differs per kind lives in its `Modality` record, the
 way timm registers models: a new kind is one record, and a record missing a field fails at
 import instead of as a KeyError deep in some command.
+
+Imports: bindcli.errors, bindcli.media (lazily: each kind's loader).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ One sink per command run, so every command looks and behaves the same in a termi
 pipe: people get Rich tables, scripts get JSONL/JSON/CSV/npy, and no message, warning or
 progress bar ever lands in the data stream. Files are written atomically (a temporary file
 beside the target, then a rename), so an interrupted run never leaves half a file behind.
+
+Imports: bindcli._util, bindcli.errors.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bindcli.errors import InputError, InputWarning, OutputError, input_being_loaded
-from bindcli.hashing import Progress
-from bindcli.paths import path_text
+from bindcli._util.hashing import Progress
+from bindcli._util.paths import path_text
 
 #: significant digits that round-trip every float32 exactly
 _FLOAT32_DIGITS = ".9g"
@@ -113,7 +115,7 @@ class Output:
 
     @contextlib.contextmanager
     def byte_progress(self, describe: str = "{}") -> Iterator[Progress]:
-        """Yields a `bindcli.hashing.Progress`: a bar of bytes for each file it hears of, named
+        """Yields a `bindcli._util.hashing.Progress`: a bar of bytes for each file it hears of, named
         `describe.format(file name)`, drawn from the first report on (so a download that does
         not happen draws nothing); nothing with -q or when stderr is not a terminal."""
         if self.quiet or not self.err.is_terminal:

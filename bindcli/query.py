@@ -7,7 +7,9 @@ starts with a backslash, which is dropped (`\\0.5:dog` is the text `0.5:dog`, `0
 `3 dogs`). The combination is the ImageBind paper's (`vectors.combine`).
 `arith`, `search` and anything else that takes a query share this, including one rule for
 leaving the query's own files out of its results: two paths are the same file when their
-canonical forms (`bindcli.paths.canonical`) are.
+canonical forms (`bindcli._util.paths.canonical`) are.
+
+Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from bindcli.errors import InputError, QueryError
-from bindcli.paths import canonical
+from bindcli._util.paths import canonical
 from bindcli.vectors import combine
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.modality import Kind
-    from bindcli.runtime import Embedder, Embedding, Input
+    from bindcli.embed.embedder import Embedder, Embedding, Input
 
 OPERATORS = {"+": 1.0, "-": -1.0}
 #: `W:` then a character that is no space and no digit; `nan` and `inf` are caught to refuse them
@@ -125,7 +127,7 @@ class Query:
 
     def inputs(self, as_kind: "Kind | str | None" = None) -> "list[Input | InputError]":
         """One input per term, in term order."""
-        from bindcli.runtime import gather
+        from bindcli.embed.embedder import gather
 
         return gather(self.files, self.texts, as_kind)
 

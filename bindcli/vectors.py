@@ -2,6 +2,8 @@
 
 No torch here, so a program that only ranks stored vectors (a search, a server answering from
 its cache) never pays for importing it.
+
+Imports: bindcli.errors.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ config's own `"weights"`; `verify` checks a published checkpoint against the pub
 too, so a corrupted file that was never recorded does not pass. Nothing here imports torch,
 so resolving a path stays cheap, and nothing draws: progress goes to a callback, and so do
 messages (to stderr unless one is given), for the CLI to show them.
+
+Imports: bindcli._util, bindcli.errors, bindcli.model.config, bindcli.model.pretrained (the
+registry of published weights; no torch).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ import filelock
 
 from bindcli import __version__, output
 from bindcli.errors import WeightsError, WeightsNotDownloaded
-from bindcli.hashing import Progress, update_from_file
-from bindcli.locations import cache_dir
+from bindcli._util.hashing import Progress, update_from_file
+from bindcli._util.folders import cache_dir
 from bindcli.model.pretrained import REGISTRY, Pretrained
 
 if TYPE_CHECKING:  # pragma: no cover

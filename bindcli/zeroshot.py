@@ -6,6 +6,8 @@ templates suit the input's modality ("a photo of a dog." for an image, "the soun
 for audio; `bindcli.modality`). Probabilities are the softmax of the cosines times the text
 tower's learned logit scale: CLIP's zero-shot rule, and for images exactly upstream's softmax
 of vision x text outputs.
+
+Imports: bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bindcli.modality import Kind
 from bindcli.vectors import normalise, softmax_rows, top_k
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.runtime import Embedder, Embedding
+    from bindcli.embed.embedder import Embedder, Embedding
 
 
 class LabelScore(NamedTuple):
@@ -118,7 +120,7 @@ def classify(
 ) -> "list[list[LabelScore] | InputError]":
     """Zero-shot labels for each file, then each text: its ranked labels, or the InputError
     that stopped it. Inputs and prompts go through the embedder in one run."""
-    from bindcli.runtime import Input, gather
+    from bindcli.embed.embedder import Input, gather
 
     if not labels:
         raise UsageError("give the candidate labels")

@@ -25,7 +25,7 @@ from bindcli.cli.shared import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.query import Query
-    from bindcli.store import Collection
+    from bindcli.collections.store import Collection
 
 
 @command
@@ -65,8 +65,8 @@ def arith(
     import numpy as np
 
     from bindcli.query import Query
-    from bindcli.store import Hit
-    from bindcli.vector_index import index_for
+    from bindcli.collections.store import Hit
+    from bindcli.collections.nearest import index_for
 
     parsed = Query.parse(expression or [], text or [])
     inputs = parsed.inputs(run.common.as_kind)
@@ -120,8 +120,8 @@ def _split_gallery(
 def _gallery(run: Run, roots: Sequence[str], query: "Query") -> list:
     """Gallery inputs: every supported file under the roots, minus the query's own files
     (a query image would otherwise always rank first)."""
-    from bindcli.indexer import walk
-    from bindcli.runtime import Input
+    from bindcli.collections.ingest import walk
+    from bindcli.embed.embedder import Input
 
     items: list = []
     for found in walk(roots):

@@ -18,7 +18,7 @@ from bindcli.cli.shared import (
     DB_OPTION, FORMAT_OPTION, InfoFormat, compaction_text, open_store, show_record, store_exists,
     when,
 )
-from bindcli.locations import default_db_path
+from bindcli._util.folders import default_db_path
 from bindcli.output import Output
 
 SECONDS_PER_DAY = 86400
@@ -35,7 +35,7 @@ app = typer.Typer(
 @guarded
 def info_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """Cached vectors: how many, their size, per model and precision, oldest and newest."""
-    from bindcli.store import CacheStats
+    from bindcli.collections.store import CacheStats
 
     path, size, stats = db or default_db_path(), 0, CacheStats(0, 0, None, None, ())
     if store_exists(db):  # else nothing is cached yet, and looking must not make the file

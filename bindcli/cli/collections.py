@@ -17,7 +17,7 @@ from bindcli.cli.shared import (
     DB_OPTION, FORMAT_OPTION, InfoFormat, VectorType, chosen, compaction_text, open_store,
     show_record, store_exists, when,
 )
-from bindcli.locations import default_db_path
+from bindcli._util.folders import default_db_path
 from bindcli.output import Output
 
 app = typer.Typer(
@@ -70,7 +70,7 @@ def info_command(
 ) -> None:
     """Files per modality, model, vector format, size on disk, where the file is, and how a
     search runs (exact or approximate) and whether its index files are up to date."""
-    from bindcli.vector_index import describe
+    from bindcli.collections.nearest import describe
 
     with open_store(db, create=False) as store:
         coll = store.require(name)
@@ -99,7 +99,7 @@ def info_command(
 def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
     """Remove a collection (its files on disk are untouched; the embedding cache stays), then
     compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""
-    from bindcli.collection_index import discard
+    from bindcli.collections._matrix import discard
 
     with open_store(db, create=False) as store:
         discard(store, store.require(name))
@@ -122,7 +122,7 @@ def import_command(
     """Add the vectors `bind embed -o FILE.npy` wrote (FILE.npy + FILE.npy.json) to a
     collection, created for the manifest's model if new. The rows' paths need not exist here;
     a collection of another model is refused."""
-    from bindcli.exchange import import_pair
+    from bindcli.collections.exchange import import_pair
 
     with open_store(db) as store:
         coll, count = import_pair(store, name, npy, vectors.value)
@@ -135,7 +135,7 @@ def import_command(
 def export_command(name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
     """Write a collection's vectors as `bind embed -o` does: FILE.npy (float32, unit length)
     and the manifest FILE.npy.json (model, and per row input path, modality, sha256)."""
-    from bindcli.exchange import export_pair, manifest_path
+    from bindcli.collections.exchange import export_pair, manifest_path
 
     with open_store(db) as store:
         count = export_pair(store, store.require(name), npy)

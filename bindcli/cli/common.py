@@ -24,16 +24,16 @@ import typer
 from bindcli.errors import BindError, InputError, QueryError, UsageError
 from bindcli.modality import Kind
 from bindcli.output import Output
-from bindcli.paths import path_text
-from bindcli.placement import Precision
+from bindcli._util.paths import path_text
+from bindcli.model.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query
-    from bindcli.remote import Address, RemoteEmbedder
-    from bindcli.runtime import Embedder, Embedding, Input, Model
+    from bindcli.embed.remote import Address, RemoteEmbedder
+    from bindcli.embed.embedder import Embedder, Embedding, Input, Model
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -282,7 +282,7 @@ class Run:
         self, paths: Sequence[str] = (), texts: Sequence[str] = ()
     ) -> "list[Input | InputError]":
         """Files (`-` reads a list of paths from stdin) then texts, kinds detected or --as."""
-        from bindcli.runtime import gather
+        from bindcli.embed.embedder import gather
 
         if paths.count("-") > 1:
             raise typer.BadParameter("'-' (read paths from stdin) may be given once")
@@ -300,7 +300,7 @@ class Run:
         are not, while a server answers (`_borrowed`): the model is then the server's."""
         if self._model is None:
             from bindcli.errors import WeightsNotDownloaded
-            from bindcli.runtime import Model
+            from bindcli.embed.embedder import Model
 
             c = self.common
             try:
@@ -330,8 +330,8 @@ class Run:
         c = self.common
         if c.no_server:
             return None
-        from bindcli.locations import server_socket
-        from bindcli.remote import Address
+        from bindcli._util.folders import server_socket
+        from bindcli.embed.remote import Address
 
         if c.server:
             return Address.parse(c.server)
@@ -347,7 +347,7 @@ class Run:
         if address is None or self.engine is not None or self.needs_weights:
             return None
         from bindcli.model.config import load_config
-        from bindcli.remote import borrow
+        from bindcli.embed.remote import borrow
 
         c = self.common
         embedder, why = borrow(
@@ -368,7 +368,7 @@ class Run:
         address = self._address()
         if address is None:
             return None  # --no-server, or no local server: nothing to say
-        from bindcli.remote import connect
+        from bindcli.embed.remote import connect
 
         c = self.common
         model = self.model  # without local weights this asks the server first (`_borrowed`)
@@ -396,7 +396,7 @@ class Run:
         """This process's embedder, built on first use through `open_embedder`, with a note
         of what `auto` chose (what `locate` uses, which scores crops with the encoder)."""
         if self._local is None:
-            from bindcli.runtime import open_embedder
+            from bindcli.embed.embedder import open_embedder
 
             c = self.common
             with self.out.byte_progress() as progress:

@@ -15,12 +15,12 @@ from bindcli.cli.engine import (
     ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName,
     refuse_uris, use_engine,
 )
-from bindcli.paths import path_text
+from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from bindcli.runtime import Embedding
+    from bindcli.embed.embedder import Embedding
 
 
 class EmbedFormat(str, enum.Enum):

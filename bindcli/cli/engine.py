@@ -1,7 +1,7 @@
 """`--engine local|ray` and its options, shared by `bind index` and `bind embed`.
 
 `use_engine` tells a `Run` where to embed: `local` (the default) leaves it as it is; `ray`
-makes `run.embedder` a `bindcli.ray_engine.RayEmbedder`. Ray is imported only then.
+makes `run.embedder` a `bindcli.embed.ray_engine.RayEmbedder`. Ray is imported only then.
 `refuse_uris` says that URIs (`s3://...`) need the Ray engine, whose workers read them.
 """
 
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli.errors import UsageError
-from bindcli.paths import is_uri, path_text
+from bindcli._util.paths import is_uri, path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.cli.common import Run
-    from bindcli.ray_engine import RayEmbedder
+    from bindcli.embed.ray_engine import RayEmbedder
 
 ENGINE_PANEL = "Engine"
 
@@ -66,12 +66,12 @@ def use_engine(
                 param_hint="--engine",
             )
         return
-    from bindcli.ray_engine import import_ray
+    from bindcli.embed.ray_engine import import_ray
 
     import_ray()  # a missing extra is named before anything else happens
 
     def open_ray(run: "Run") -> "RayEmbedder":
-        from bindcli.ray_engine import RayEmbedder, WorkerSpec
+        from bindcli.embed.ray_engine import RayEmbedder, WorkerSpec
 
         c = run.common
         weights = c.weights or os.environ.get("BIND_WEIGHTS")

@@ -1,4 +1,4 @@
-"""`bind eval`: zero-shot accuracy on a labelled dataset (`bindcli.evaluate` does the work)."""
+"""`bind eval`: zero-shot accuracy on a labelled dataset (`bindcli.eval.evaluate` does the work)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bindcli.cli.shared import check_templates
 from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.evaluate import Report
+    from bindcli.eval.evaluate import Report
 
 
 #: the presets (kept here, beside the option, so `bind --help` imports no dataset code)
@@ -88,7 +88,8 @@ def eval_(
       bind eval --preset esc50 ESC-50-master/
       bind eval --preset nyu-d nyu/ --limit 50
     """
-    from bindcli import evaluate, presets
+    from bindcli.eval import evaluate
+    from bindcli.eval import presets
     from bindcli.vectors import printed
 
     if template and templates is not None:
@@ -97,7 +98,7 @@ def eval_(
     if errors is not None:
         _check_writable(errors, "--errors")
     if confusion is not None:
-        from bindcli import confusion as matrix
+        from bindcli.eval import confusion as matrix
 
         matrix.check(confusion)
     data = presets.read_preset(preset, dataset, run.out.progress) if preset else evaluate.read_dataset(dataset)
@@ -143,7 +144,8 @@ def _check_writable(path: Path, param_hint: str) -> None:
 
 def _template_set(choice: str) -> tuple[str, ...]:
     """The templates `--templates` names; empty for bind's own per modality."""
-    from bindcli import presets, zeroshot
+    from bindcli import zeroshot
+    from bindcli.eval import presets
 
     if choice == "bind":
         return ()

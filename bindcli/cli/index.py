@@ -15,12 +15,12 @@ from bindcli.cli.engine import (
 from bindcli.cli.shared import (
     COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, VectorType, open_store,
 )
-from bindcli.paths import path_text
+from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.indexer import Report
-    from bindcli.runtime import Model
-    from bindcli.store import Collection, Store
+    from bindcli.collections.ingest import Report
+    from bindcli.embed.embedder import Model
+    from bindcli.collections.store import Collection, Store
 
 
 
@@ -64,8 +64,8 @@ def index(
     """
     refuse_uris(engine, paths)
     use_engine(run, engine, address, workers, gpus_per_worker, cpus_per_worker)
-    from bindcli.indexer import embedding_with, walk
-    from bindcli.indexer import index as index_paths
+    from bindcli.collections.ingest import embedding_with, walk
+    from bindcli.collections.ingest import index as index_paths
 
     with open_store(db) as store:
         coll = _collection_for(store, collection, run.model, run.vectors_id, vectors.value)

@@ -14,7 +14,7 @@ from bindcli.cli.shared import (
     show_hits, wanted,
 )
 from bindcli.modality import Kind
-from bindcli.paths import canonical
+from bindcli._util.paths import canonical
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -86,7 +86,7 @@ def search(
       bind search --vector queries.npy --glob '*.jpg' --format jsonl
     """
     from bindcli.query import Query, leave_out_each
-    from bindcli.vector_index import Filters, index_for
+    from bindcli.collections.nearest import Filters, index_for
 
     if exact and approximate:
         raise typer.BadParameter("use either --exact or --approximate", param_hint="--approximate")
@@ -96,7 +96,7 @@ def search(
     with open_store(db, create=False) as store:
         coll = store.require(collection)  # before loading a model for nothing
         if vector:
-            from bindcli.exchange import read_queries
+            from bindcli.collections.exchange import read_queries
 
             vectors, owns, rows = read_queries(vector, coll), None, None
         else:

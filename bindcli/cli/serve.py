@@ -79,7 +79,7 @@ def serve(
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise UsageError(f"bind serve needs the server extra ({exc.name} is missing): {EXTRA}") from None
-    from bindcli.locations import server_socket
+    from bindcli._util.folders import server_socket
     from bindcli.serve import server
     from bindcli.serve.app import Settings, build_app
     from bindcli.serve.batching import Batcher

@@ -19,10 +19,10 @@ from bindcli import output
 from bindcli.cli.common import Run, pick_format
 from bindcli.errors import StoreError, UsageError
 from bindcli.output import Output
-from bindcli.paths import path_text
+from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.store import Collection, Compaction, Hit, Store
+    from bindcli.collections.store import Collection, Compaction, Hit, Store
 
 DB_OPTION = Annotated[Optional[Path], typer.Option(
     "--db", metavar="FILE", dir_okay=False, show_default=False,
@@ -70,8 +70,8 @@ def open_store(db: Path | None, *, create: bool = True) -> "Store":
     """The collection file named by --db, else the default one. Commands that only read pass
     `create=False`: a missing file is then an error naming it, and no file is made (a typo in
     --db must not leave an empty collection file behind)."""
-    from bindcli.locations import default_db_path
-    from bindcli.store import Store
+    from bindcli._util.folders import default_db_path
+    from bindcli.collections.store import Store
 
     path = db or default_db_path()
     if not create and not path.expanduser().exists():
@@ -82,7 +82,7 @@ def open_store(db: Path | None, *, create: bool = True) -> "Store":
 def store_exists(db: Path | None) -> bool:
     """Whether the collection file named by --db (else the default one) exists yet: where it
     does not, a listing is empty rather than an error."""
-    from bindcli.locations import default_db_path
+    from bindcli._util.folders import default_db_path
 
     return (db or default_db_path()).expanduser().exists()
 

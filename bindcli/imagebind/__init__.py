@@ -3,6 +3,9 @@
 Scripts written for upstream run after `from imagebind ...` becomes `from bindcli.imagebind ...`:
 the same names, signatures and defaults, backed by `bindcli.media` and `bindcli.model`, so
 without upstream's install (pytorchvideo, decord). Nothing else in bind imports this package.
+
+Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.media, bindcli.model,
+bindcli.weights.
 """
 
 from bindcli.imagebind import data

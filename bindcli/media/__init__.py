@@ -4,6 +4,9 @@
 many inputs on a few threads, ahead of the consumer, so decoding overlaps encoding;
 `tokenize` turns strings into CLIP token rows. This package knows files and transforms, not
 the model.
+
+Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.model.config (the sizes the
+towers take).
 """
 
 from __future__ import annotations

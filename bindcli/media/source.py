@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bindcli.errors import InputError
-from bindcli.files import not_a_file
+from bindcli._util.paths import not_a_file
 
 
 def existing_file(source: str | Path) -> Path:

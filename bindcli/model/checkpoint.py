@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from bindcli.errors import CheckpointError, WeightsError
-from bindcli.hashing import sha256_file
+from bindcli._util.hashing import sha256_file
 from bindcli.modality import TOWERS
 from bindcli.output import atomic_path
 from bindcli.weights import existing, read_record, write_record

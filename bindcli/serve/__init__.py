@@ -1,5 +1,8 @@
 """`bind serve`: one warm embedder behind an HTTP API (`app`), with batching across requests
 (`batching`), its limits (`limits`), counters (`metrics`) and the sockets and signals of the
 process (`server`). Needs the `bindcli[serve]` extra; the commands' light client is
-`bindcli.remote`, which imports none of this.
+`bindcli.embed.remote`, which imports none of this.
+
+Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.media,
+bindcli.model, bindcli.embed.
 """

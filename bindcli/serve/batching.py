@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bindcli.errors import InputError
-from bindcli.hashing import sha256_file, sha256_text
+from bindcli._util.hashing import sha256_file, sha256_text
 from bindcli.serve.caught import Caught, caught
 from bindcli.serve.metrics import Metrics
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.runtime import Embedder, Embedding, Input
-    from bindcli.store import Store
+    from bindcli.embed.embedder import Embedder, Embedding, Input
+    from bindcli.collections.store import Store
 
 _STOP = object()
 
@@ -266,7 +266,7 @@ class Batcher:
     # --- settling ------------------------------------------------------------------------------
 
     def _embedding(self, item: _Item, vector: np.ndarray, *, cached: bool = False) -> "Embedding":
-        from bindcli.runtime import Embedding
+        from bindcli.embed.embedder import Embedding
 
         return Embedding(item.input, item.sha256, vector, cached=cached)
 
@@ -288,6 +288,6 @@ class Batcher:
 
 
 def _open_store(path: Path) -> "Store":
-    from bindcli.store import Store
+    from bindcli.collections.store import Store
 
     return Store(path)

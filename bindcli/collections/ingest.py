@@ -1,0 +1,342 @@
+"""Bring a collection up to date with folders on disk, embedding only what is new.
+
+A file is unchanged while its path, size and mtime are; anything else is hashed, and a content
+hash already known (a rename, a duplicate, or a file another command embedded) reuses its
+vector. New content is embedded in one run of the embedder (one loader pipeline, which answers
+from the embedding cache first), and results are committed a batch at a time as they arrive, so
+an interrupted run keeps every finished batch (and the embedding cache what was encoded but not
+yet committed) and a re-run picks up where it stopped. Nothing here imports torch: a re-run
+over unchanged files costs the `stat` calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bindcli.errors import InputError, UnlistedRoot
+from bindcli.modality import EXTENSIONS, Kind, detect
+from bindcli._util.hashing import sha256_file
+from bindcli.embed.object_store import ObjectFile, listing
+from bindcli._util.paths import canonical, is_uri
+from bindcli.collections.store import Collection, Item, Store
+from bindcli.collections.nearest import refresh
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.embed.embedder import Embedder
+
+#: embeds (path, kind, content sha256 or "" where the embedder is to hash what it reads)
+#: triples in one run; yields (position, vector or InputError, whether the vector was known
+#: already, the content sha256) for each as it completes, in any order
+EmbedFn = Callable[
+    [Sequence[tuple[str, Kind, str]]], Iterable[tuple[int, "np.ndarray | InputError", bool, str]]
+]
+
+
+@dataclasses.dataclass
+class Report:
+    """What one run did, per kind; `failed` names every file that was skipped."""
+
+    embedded: Counter = dataclasses.field(default_factory=Counter)
+    reused: Counter = dataclasses.field(default_factory=Counter)
+    unchanged: Counter = dataclasses.field(default_factory=Counter)
+    removed: int = 0
+    failed: list[InputError] = dataclasses.field(default_factory=list)
+
+    def done(self) -> Counter:
+        """Files now in the collection from this run's walk, per kind."""
+        return self.embedded + self.reused + self.unchanged
+
+
+def walk(
+    roots: Iterable[str | Path],
+    *,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+    as_kind: Kind | None = None,
+    on_skip: Callable[[Path], None] = lambda path: None,
+) -> Iterator[tuple[Path | ObjectFile, Kind] | InputError]:
+    """Supported files under `roots`, sorted, as canonical paths (`bindcli._util.paths.canonical`)
+    with their kind (`as_kind` overrides the extension's). A root that is a URI is listed
+    through its filesystem (`bindcli.embed.object_store`), a key's `/`-separated parts as folders.
+
+    A file named directly is always taken (or reported if its kind is unknown); inside folders,
+    files of unknown kind are passed over silently, hidden ones unless `include_hidden`, and
+    anything whose name or path relative to the root matches an `exclude` glob. bind's own
+    outputs (`bind embed -o X.npy` beside its `X.npy.json`, `--out-dir` vectors listed in the
+    folder's `manifest.json`) are not inputs: each goes to `on_skip`. Symlinked folders are
+    followed, each real folder walked once (which also ends symlink loops), and each file is
+    yielded once however many ways lead to it.
+    """
+
+    def excluded(path: Path, root: Path) -> bool:
+        return _excluded(path.relative_to(root).as_posix(), exclude)
+
+    visited: set[str] = set()
+    found: set[Path | ObjectFile] = set()  # a file named twice, or reached by a symlink too: once
+    for given in roots:
+        if is_uri(given):
+            for entry in _walk_objects(str(given), exclude, include_hidden, as_kind):
+                if isinstance(entry, InputError):
+                    yield entry
+                elif entry[0] not in found:
+                    found.add(entry[0])
+                    yield entry
+            continue
+        root = Path(given).expanduser().absolute()
+        if root.is_file():
+            try:
+                kind = detect(root, as_kind)
+            except InputError as exc:
+                yield exc
+                continue
+            if (path := canonical(root)) not in found:
+                found.add(path)
+                yield path, kind
+            continue
+        if not root.is_dir():
+            yield InputError(root, "no such file or folder")
+            continue
+        unreadable: list[OSError] = []  # folders os.walk could not list, reported as such
+        for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable.append):
+            yield from _unlisted(unreadable)
+            real = canonical(folder)
+            if str(real) in visited:  # a loop, or a folder reached twice
+                dirs[:] = []
+                continue
+            visited.add(str(real))
+            base = Path(folder)
+            dirs[:] = sorted(
+                d for d in dirs
+                if (include_hidden or not d.startswith(".")) and not excluded(base / d, root)
+            )
+            outputs = _bind_outputs(real, files)
+            for name in sorted(files):
+                path = base / name
+                kind = EXTENSIONS.get(path.suffix.lower())
+                if kind is None or (name.startswith(".") and not include_hidden):
+                    continue
+                if excluded(path, root):
+                    continue
+                if name in outputs:
+                    on_skip(real / name)
+                    continue
+                # the folder is real already; only a symlinked file needs resolving
+                path = canonical(path) if os.path.islink(path) else real / name
+                if path not in found:
+                    found.add(path)
+                    yield path, as_kind or kind
+        yield from _unlisted(unreadable)
+
+
+def _unlisted(errors: list[OSError]) -> Iterator[UnlistedRoot]:
+    """The folders os.walk failed to list so far (emptied as they are yielded)."""
+    while errors:
+        exc = errors.pop(0)
+        yield UnlistedRoot(canonical(exc.filename), exc.strerror or str(exc))
+
+
+def _excluded(rel: str, exclude: Sequence[str]) -> bool:
+    """Whether a file or folder, by its `/`-separated path below the root, matches a glob."""
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(rel, g) for g in exclude)
+
+
+def _walk_objects(
+    root: str, exclude: Sequence[str], include_hidden: bool, as_kind: Kind | None
+) -> Iterator[tuple[ObjectFile, Kind] | InputError]:
+    """What `walk` takes from a URI: the object it names, or the objects under the prefix by
+    the rules for a folder (each part of a key below the prefix counts as a folder's name)."""
+    try:
+        named, objects = listing(root)
+    except InputError as exc:
+        yield exc
+        return
+    if named:
+        try:
+            yield objects[0], detect(objects[0].uri, as_kind)
+        except InputError as exc:
+            yield exc
+        return
+    below = len(str(canonical(root))) + 1  # where a key's part below the prefix starts
+    for obj in objects:
+        parts = obj.uri[below:].split("/")
+        kind = EXTENSIONS.get(Path(parts[-1]).suffix.lower())
+        if kind is None or (not include_hidden and any(p.startswith(".") for p in parts)):
+            continue
+        if not any(_excluded("/".join(parts[: n + 1]), exclude) for n in range(len(parts))):
+            yield obj, as_kind or kind
+
+
+def _bind_outputs(folder: Path, files: list[str]) -> set[str]:
+    """The names in `folder` that bind wrote: `.npy` arrays with their `.npy.json` manifest
+    beside them, and the vectors an `--out-dir` manifest lists."""
+    names = set(files)
+    found = {n for n in files if n.endswith(".npy") and f"{n}.json" in names}
+    if "manifest.json" in names:
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            found.update(
+                name for row in manifest.get("rows", ())
+                if isinstance(row, dict) and isinstance(name := row.get("file"), str)
+                and name in names
+            )
+        except (OSError, ValueError, AttributeError):
+            pass  # someone else's manifest.json
+    return found
+
+
+def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
+    """`index`'s embed function for the Embedder that `embedder()` returns, called only once
+    something must be embedded (so an unchanged collection never builds one)."""
+
+    def embed(todo: Sequence[tuple[str, Kind, str]]) -> Iterator[tuple[int, object, bool, str]]:
+        from bindcli.embed.embedder import Input
+
+        inputs = [Input(path, kind) for path, kind, _ in todo]
+        for n, result in embedder().stream(inputs, hashes=[sha or None for *_, sha in todo]):
+            if isinstance(result, InputError):
+                yield n, result, False, ""
+            else:
+                yield n, result.raw, result.cached, result.sha256
+
+    return embed
+
+
+def _under(path: str, roots: Sequence[str | Path]) -> bool:
+    # canonical: collections made before paths were hold `..` and symlinked folders (only
+    # paths this run did not see come here, so resolving them costs little)
+    path = str(canonical(path))
+    return any(path == str(r) or path.startswith(str(r) + os.sep) for r in roots)
+
+
+def index(
+    store: Store,
+    collection: Collection,
+    found: Iterable[tuple[Path | ObjectFile, Kind] | InputError],
+    roots: Sequence[str | Path],
+    embed: EmbedFn,
+    *,
+    batch_size: int = 32,
+    on_progress: Callable[[Report], None] = lambda report: None,
+) -> Report:
+    """Bring `collection` up to date with `found` (what `walk(roots)` yields).
+
+    Known content is reused from the collection; the rest goes to `embed`, each content once
+    (what it already knew counts as reused). Objects named by URI are not read here: `embed`
+    hashes them as it reads them (so their content is not matched before they are embedded).
+    Commits hold `batch_size` files. Items under `roots` that were not found are marked
+    deleted. Last, the collection's vector index files are brought up to date
+    (`vector_index.refresh`).
+    """
+    report = Report()
+    known = store.file_states(collection)
+    seen: set[str] = set()
+    pending: list[tuple[Path, Kind, os.stat_result]] = []
+    objects: list[tuple[ObjectFile, Kind, ObjectFile]] = []  # hashed where they are read
+    unlisted: set[str] = set()  # folders whose content is unknown: nothing under them is gone
+    for entry in found:
+        if isinstance(entry, InputError):
+            report.failed.append(entry)
+            if isinstance(entry, UnlistedRoot):
+                unlisted.add(str(canonical(entry.source)))
+            continue
+        path, kind = entry
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            report.failed.append(InputError(path, exc.strerror or str(exc)))
+            continue
+        state = known.get(str(path))
+        if state and not state.deleted and (state.size, state.mtime_ns) == (
+            stat.st_size, stat.st_mtime_ns
+        ):
+            seen.add(str(path))
+            report.unchanged[kind.value] += 1
+            continue
+        (objects if isinstance(path, ObjectFile) else pending).append((path, kind, stat))
+    commit = _Committer(store, collection, batch_size, seen, lambda: on_progress(report))
+    waiting: dict[tuple[str, str], list[tuple[Path, os.stat_result]]] = {}
+    for start in range(0, len(pending), batch_size):
+        hashed = _hash(pending[start : start + batch_size], report)
+        vectors = store.vectors_by_content(collection, {(h, k.value) for _, k, _, h in hashed})
+        for path, kind, stat, sha in hashed:
+            content = (sha, kind.value)
+            if content in vectors:
+                report.reused[kind.value] += 1
+                commit.add(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, sha, vectors[content]))
+            else:
+                waiting.setdefault(content, []).append((path, stat))
+    todo = list(waiting)
+    asked = [(str(waiting[c][0][0]), Kind(c[1]), c[0]) for c in todo]
+    asked += [(str(path), kind, "") for path, kind, _ in objects]
+    results = embed(asked) if asked else ()
+    for n, result, known_already, sha in results:
+        if isinstance(result, InputError):
+            report.failed.append(result)
+            continue
+        vector = np.asarray(result, dtype=np.float32).ravel()
+        if n >= len(todo):
+            path, kind, stat = objects[n - len(todo)]
+            (report.reused if known_already else report.embedded)[kind.value] += 1
+            commit.add(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, sha, vector))
+            continue
+        sha, kind = todo[n]
+        for copy, (path, stat) in enumerate(waiting[todo[n]]):
+            # duplicates are embedded once; cached content not at all
+            (report.reused if copy or known_already else report.embedded)[kind] += 1
+            commit.add(Item(str(path), kind, stat.st_size, stat.st_mtime_ns, sha, vector))
+    commit.flush()
+    walked, unknown = [canonical(r) for r in roots], sorted(unlisted)
+    gone = [
+        p for p, s in known.items()
+        if not s.deleted and p not in seen and _under(p, walked) and not _under(p, unknown)
+    ]
+    store.mark_deleted(collection, gone)
+    report.removed = len(gone)
+    refresh(store, collection)
+    return report
+
+
+def _hash(
+    batch: Sequence[tuple[Path, Kind, os.stat_result]], report: Report
+) -> list[tuple[Path, Kind, os.stat_result, str]]:
+    """Content hashes; a file that cannot be read is reported and left out."""
+    hashed = []
+    for path, kind, stat in batch:
+        try:
+            hashed.append((path, kind, stat, sha256_file(path)))
+        except OSError as exc:
+            report.failed.append(InputError(path, exc.strerror or str(exc)))
+    return hashed
+
+
+class _Committer:
+    """Items written `size` at a time, each batch in one transaction, reporting progress."""
+
+    def __init__(
+        self, store: Store, collection: Collection, size: int, seen: set[str],
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.store, self.collection, self.size = store, collection, size
+        self.seen, self.on_commit = seen, on_commit
+        self.items: list[Item] = []
+
+    def add(self, item: Item) -> None:
+        self.items.append(item)
+        if len(self.items) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        self.store.put_items(self.collection, self.items)
+        self.seen.update(item.path for item in self.items)
+        self.items = []
+        self.on_commit()

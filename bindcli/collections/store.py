@@ -1,0 +1,611 @@
+"""The SQLite collection file: indexed media, their vectors, and the embedding cache.
+
+One file holds every collection plus a cache of embeddings keyed by content, so a file seen
+once is never encoded again by any command. The format is meant to be read by other tools
+(README, "Collections and search"): vectors are unit-length little-endian float32 (`<f4`) or
+float16 (`<f2`) BLOBs. The schema is versioned with `PRAGMA user_version` and upgraded step
+by step; a file written by a newer bind is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from bindcli.errors import StoreError
+from bindcli._util.paths import path_text
+from bindcli.vectors import at_least, normalise
+
+#: vector BLOB encodings, by the name stored in `collections.dtype`
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+
+
+# --- vector BLOBs ------------------------------------------------------------------------
+
+
+def encode_vector(vector: np.ndarray, dtype: str = "float32") -> bytes:
+    """The BLOB for one vector: little-endian, `dtype` as named in `DTYPES`."""
+    return np.ascontiguousarray(vector, dtype=DTYPES[dtype]).tobytes()
+
+
+def decode_vector(blob: bytes, dtype: str = "float32") -> np.ndarray:
+    """One vector from its BLOB, as float32."""
+    return np.frombuffer(blob, dtype=DTYPES[dtype]).astype(np.float32)
+
+
+# --- paths -------------------------------------------------------------------------------
+
+
+def db_path(path: str) -> str | bytes:
+    """How `items.path` holds a path: TEXT when it is UTF-8 (nearly always), else a BLOB of
+    its bytes, since POSIX names are bytes and SQLite TEXT must be UTF-8. Lossless both ways,
+    and the same path always maps to the same value, so lookups and UNIQUE still hold."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def path_from_db(value: str | bytes) -> str:
+    """The path `db_path` stored (a BLOB decodes as `os.fsdecode` does)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+# --- schema ----------------------------------------------------------------------------
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            dtype TEXT NOT NULL,
+            created_at REAL NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            indexed_at REAL NOT NULL,
+            UNIQUE (collection_id, path))"""
+    )
+    db.execute("CREATE INDEX items_by_content ON items (collection_id, sha256)")
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # The cache serves every command, not only collections: keyed by everything that changes
+    # the numbers, so another model, preprocessing or precision never returns a stale vector.
+    db.execute(
+        """CREATE TABLE embedding_cache (
+            sha256 TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            preprocessing TEXT NOT NULL,
+            precision TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            options TEXT NOT NULL,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (sha256, model_id, preprocessing, precision, kind, options))
+            WITHOUT ROWID"""
+    )
+
+
+def _v3(db: sqlite3.Connection) -> None:
+    # A generation per collection, bumped by every change to its items, and on each item the
+    # generation that last changed it: the vector index beside the file (collection_index)
+    # records the generation it holds and patches in only what changed since.
+    db.execute("ALTER TABLE collections ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE items ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX items_by_generation ON items (collection_id, generation)")
+    bump = """BEGIN
+        UPDATE collections SET generation = generation + 1 WHERE id = NEW.collection_id;
+        UPDATE items SET generation =
+            (SELECT generation FROM collections WHERE id = NEW.collection_id) WHERE id = NEW.id;
+        END"""
+    db.execute(f"CREATE TRIGGER items_added AFTER INSERT ON items {bump}")
+    db.execute(
+        f"CREATE TRIGGER items_changed AFTER UPDATE OF path, kind, deleted, vector ON items {bump}"
+    )
+
+
+#: step i upgrades a file at version i to version i + 1; append, never edit
+MIGRATIONS = (_v1, _v2, _v3)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
+    """Upgrade `db` step by step to `target`, each step in its own transaction.
+
+    The version is read only while holding the write lock (BEGIN IMMEDIATE): two processes
+    opening a fresh file at once would otherwise both see version 0 and both create tables.
+    """
+    while True:
+        with _transaction(db):
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= target:
+                return
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _retry_while_busy(step: Callable[[], int], seconds: float = 30.0) -> int:
+    """`step()`, again while the file is locked: switching a fresh file to WAL answers
+    "database is locked" at once, without waiting as other statements do, when another process
+    is creating it at the same moment (a bounded back-off, up to `seconds`)."""
+    deadline, pause = time.monotonic() + seconds, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    if db.in_transaction:  # nested: the outer transaction commits
+        yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """A named set of indexed files, pinned to the model that embedded them."""
+
+    id: int
+    name: str
+    model_id: str
+    model: str
+    dtype: str
+    created_at: float
+
+    def check_model(self, model_id: str, described: str) -> None:
+        """Refuse to mix vectors of two models: their scores would be meaningless."""
+        if self.model_id != model_id:
+            raise StoreError(
+                f"collection {self.name!r} was built with model {self.model} "
+                f"[{self.model_id}]; this run uses {described} [{model_id}]. Use the same "
+                "--model-config, --weights and --audio-mix, another collection, or `bind collections "
+                "remove` first"
+            )
+
+
+class FileState(NamedTuple):
+    """What the collection last saw of a path: enough to tell whether it changed."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+    deleted: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One indexed file and its unit-length embedding."""
+
+    path: str
+    kind: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    vector: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    path: str
+    kind: str
+    score: float
+
+
+class CacheGroup(NamedTuple):
+    """Cache entries of one model at one precision (vectors of other ones are never used)."""
+
+    model_id: str
+    precision: str
+    entries: int
+    vector_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheStats:
+    """What the embedding cache holds, to decide whether clearing it is worth it."""
+
+    entries: int
+    vector_bytes: int
+    oldest: float | None
+    newest: float | None
+    groups: tuple[CacheGroup, ...]
+
+
+class Compaction(NamedTuple):
+    """Bytes on disk (file plus its WAL) before and after `Store.compact`."""
+
+    before: int
+    after: int
+
+    @property
+    def reclaimed(self) -> int:
+        return self.before - self.after
+
+
+class CacheKey(NamedTuple):
+    """Everything that decides an embedding's numbers."""
+
+    sha256: str
+    model_id: str
+    preprocessing: str
+    precision: str
+    kind: str
+    options: str = ""
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class Store:
+    """An open collection file. Writes go through `transaction()` so a batch commits whole."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            version = _retry_while_busy(lambda: self._setup(self.db))
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise StoreError(f"{path_text(self.path)}: {exc} (another process holds it)") from None
+            raise StoreError(f"{path_text(self.path)}: not a bind collection file ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path_text(self.path)}: not a bind collection file ({exc})") from None
+        if version > SCHEMA_VERSION:
+            self.db.close()
+            raise StoreError(
+                f"{path_text(self.path)} was written by a newer bind (schema v{version}; this bind reads "
+                f"up to v{SCHEMA_VERSION}). Upgrade bind to use it, or pass --db for another file."
+            )
+        # NORMAL is crash-safe in WAL mode: a killed process loses at most its open batch.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        migrate(self.db)
+
+    @staticmethod
+    def _setup(db: sqlite3.Connection) -> int:
+        """Page size and WAL mode (no-ops on a file that has them); returns the schema version."""
+        # Big pages hold whole 1024-d rows instead of chaining overflow pages, which
+        # halves search time; it only takes effect when the file is created.
+        db.execute("PRAGMA page_size=65536")
+        db.execute("PRAGMA journal_mode=WAL")
+        return db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic batch of writes; nested calls join the outer batch."""
+        with _transaction(self.db):
+            yield
+
+    # collections
+
+    def collection(self, name: str) -> Collection | None:
+        row = self.db.execute(
+            "SELECT id, name, model_id, model, dtype, created_at FROM collections WHERE name=?",
+            (name,),
+        ).fetchone()
+        return Collection(*row) if row else None
+
+    def require(self, name: str) -> Collection:
+        """The collection `name`, or an error that lists the ones that exist."""
+        found = self.collection(name)
+        if found is None:
+            names = ", ".join(c.name for c in self.collections()) or "none yet"
+            raise StoreError(f"no collection {name!r} in {path_text(self.path)} (collections: {names})")
+        return found
+
+    def create_collection(
+        self, name: str, model_id: str, model: str, dtype: str = "float32"
+    ) -> Collection:
+        """A new, empty collection pinned to `model_id` (`model` is its human description).
+
+        If another process made `name` meanwhile (two `bind index` starting together), that
+        one is returned as it is: check its model (`Collection.check_model`) before use.
+        """
+        if dtype not in DTYPES:
+            raise StoreError(f"unknown vector dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO collections (name, model_id, model, dtype, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, model_id, model, dtype, time.time()),
+            )
+        return self.require(name)
+
+    def collections(self) -> list[Collection]:
+        rows = self.db.execute(
+            "SELECT id, name, model_id, model, dtype, created_at FROM collections ORDER BY name"
+        )
+        return [Collection(*row) for row in rows]
+
+    def remove_collection(self, name: str) -> None:
+        """Drop the collection and its items (the embedding cache keeps the vectors).
+
+        The file does not shrink: SQLite keeps freed pages for reuse until `compact()`.
+        """
+        found = self.require(name)
+        with self.transaction():
+            self.db.execute("DELETE FROM items WHERE collection_id=?", (found.id,))
+            self.db.execute("DELETE FROM collections WHERE id=?", (found.id,))
+
+    def counts(self, collection: Collection) -> dict[str, int]:
+        """Live (not deleted) items per kind."""
+        rows = self.db.execute(
+            "SELECT kind, COUNT(*) FROM items WHERE collection_id=? AND deleted=0 "
+            "GROUP BY kind ORDER BY kind",
+            (collection.id,),
+        )
+        return dict(rows.fetchall())
+
+    def stats(self, collection: Collection) -> dict[str, int | None]:
+        """Deleted-item count, vector bytes, dims and last indexing time of a collection."""
+        deleted, vector_bytes, dims, updated = self.db.execute(
+            "SELECT SUM(deleted), SUM(LENGTH(vector)), MAX(dims), MAX(indexed_at) "
+            "FROM items WHERE collection_id=?",
+            (collection.id,),
+        ).fetchone()
+        return {
+            "deleted": deleted or 0,
+            "vector_bytes": vector_bytes or 0,
+            "dims": dims,
+            "updated_at": updated,
+        }
+
+    # items
+
+    def file_states(self, collection: Collection) -> dict[str, FileState]:
+        """Every path the collection knows, with what was last seen of it."""
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, sha256, deleted FROM items WHERE collection_id=?",
+            (collection.id,),
+        )
+        return {path_from_db(p): FileState(s, m, h, bool(d)) for p, s, m, h, d in rows}
+
+    def vectors_by_content(
+        self, collection: Collection, contents: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], np.ndarray]:
+        """Vectors already in the collection for these (sha256, kind): renames, duplicates."""
+        wanted = set(contents)
+        found: dict[tuple[str, str], np.ndarray] = {}
+        for chunk in _chunks(sorted({sha for sha, _ in wanted}), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT sha256, kind, vector FROM items "
+                f"WHERE collection_id=? AND sha256 IN ({marks})",
+                (collection.id, *chunk),
+            )
+            for sha, kind, blob in rows:
+                if (sha, kind) in wanted:
+                    found.setdefault((sha, kind), decode_vector(blob, collection.dtype))
+        return found
+
+    def put_items(self, collection: Collection, items: Sequence[Item]) -> None:
+        """Insert or replace items by path, vectors stored unit-length (cosine = dot)."""
+        now = time.time()
+        rows = []
+        for item in items:
+            vector = normalise(np.asarray(item.vector, dtype=np.float32).ravel())
+            rows.append(
+                (
+                    collection.id, db_path(item.path), item.kind, item.size, item.mtime_ns, item.sha256,
+                    vector.size, encode_vector(vector, collection.dtype), now,
+                )
+            )
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO items (collection_id, path, kind, size, mtime_ns, sha256, dims, "
+                "vector, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (collection_id, path) DO UPDATE SET kind=excluded.kind, "
+                "size=excluded.size, mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, "
+                "deleted=0, dims=excluded.dims, vector=excluded.vector, "
+                "indexed_at=excluded.indexed_at",
+                rows,
+            )
+
+    def mark_deleted(self, collection: Collection, paths: Iterable[str]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE items SET deleted=1 WHERE collection_id=? AND path=?",
+                ((collection.id, db_path(p)) for p in paths),
+            )
+
+    # search
+
+    def search(
+        self,
+        collection: Collection,
+        query: np.ndarray,
+        *,
+        k: int = 10,
+        kinds: Iterable[str] | None = None,
+        min_score: float | None = None,
+        chunk_rows: int = 2048,
+    ) -> list[Hit]:
+        """The `k` best items by cosine with `query`, exact, reading `chunk_rows` at a time;
+        `min_score` as `vectors.at_least` reads it.
+
+        Memory stays at one chunk of vectors plus `k` candidates, whatever the collection size.
+        """
+        q = normalise(np.asarray(query, dtype=np.float32).ravel())
+        dtype = DTYPES[collection.dtype]
+        where, args = _live_filter(collection, kinds)
+        cursor = self.db.execute(f"SELECT id, vector FROM items WHERE {where}", args)
+        best_ids = np.empty(0, dtype=np.int64)
+        best_scores = np.empty(0, dtype=np.float32)
+        while rows := cursor.fetchmany(chunk_rows):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype)
+            scores = matrix.reshape(len(rows), -1).astype(np.float32, copy=False) @ q
+            if min_score is not None:
+                keep = at_least(scores, min_score)
+                ids, scores = ids[keep], scores[keep]
+            best_ids = np.concatenate([best_ids, ids])
+            best_scores = np.concatenate([best_scores, scores])
+            if best_scores.size > k:
+                top = np.argpartition(-best_scores, k)[:k]
+                best_ids, best_scores = best_ids[top], best_scores[top]
+        order = np.argsort(-best_scores, kind="stable")
+        hits = []
+        for i in order:
+            path, kind = self.db.execute(
+                "SELECT path, kind FROM items WHERE id=?", (int(best_ids[i]),)
+            ).fetchone()
+            hits.append(Hit(path_from_db(path), kind, float(best_scores[i])))
+        return hits
+
+    # embedding cache
+
+    def cache_get(self, keys: Iterable[CacheKey]) -> dict[CacheKey, np.ndarray]:
+        """Cached vectors for the keys that have one."""
+        found = {}
+        for key in dict.fromkeys(keys):
+            row = self.db.execute(
+                "SELECT vector FROM embedding_cache WHERE sha256=? AND model_id=? AND "
+                "preprocessing=? AND precision=? AND kind=? AND options=?",
+                tuple(key),
+            ).fetchone()
+            if row:
+                found[key] = decode_vector(row[0])
+        return found
+
+    def cache_put(self, entries: Iterable[tuple[CacheKey, np.ndarray]]) -> None:
+        """Remember vectors (float32, as given) under their keys."""
+        now = time.time()
+        rows = [
+            (*key, np.asarray(v).size, encode_vector(np.asarray(v).ravel()), now)
+            for key, v in entries
+        ]
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO embedding_cache (sha256, model_id, preprocessing, "
+                "precision, kind, options, dims, vector, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def cache_stats(self) -> CacheStats:
+        """Entries, vector bytes and age of the cache, with counts per model and precision:
+        entries of a model no longer used are dead weight, since nothing else reads them."""
+        entries, vector_bytes, oldest, newest = self.db.execute(
+            "SELECT COUNT(*), SUM(LENGTH(vector)), MIN(created_at), MAX(created_at) "
+            "FROM embedding_cache"
+        ).fetchone()
+        groups = self.db.execute(
+            "SELECT model_id, precision, COUNT(*), SUM(LENGTH(vector)) FROM embedding_cache "
+            "GROUP BY model_id, precision ORDER BY model_id, precision"
+        )
+        return CacheStats(
+            entries, vector_bytes or 0, oldest, newest, tuple(CacheGroup(*g) for g in groups)
+        )
+
+    def clear_cache(self, older_than: float | None = None) -> int:
+        """Forget cached vectors: all of them, or those created before the Unix time
+        `older_than`. Returns how many were removed. Only recomputable data goes (collections
+        keep their own vectors), but the file keeps its size until `compact()`."""
+        with self.transaction():
+            if older_than is None:
+                cursor = self.db.execute("DELETE FROM embedding_cache")
+            else:
+                cursor = self.db.execute(
+                    "DELETE FROM embedding_cache WHERE created_at < ?", (older_than,)
+                )
+        return cursor.rowcount
+
+    def file_bytes(self) -> int:
+        """Bytes on disk: the file plus its write-ahead log (which can hold most of the data)."""
+        return sum(
+            p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()
+        )
+
+    def compact(self) -> Compaction:
+        """Rewrite the file without its free pages, so it shrinks after rows were removed.
+
+        Deleting rows only puts their pages on SQLite's free list, for later inserts to reuse;
+        the file never gets smaller by itself (auto_vacuum is off, and turning it on takes a
+        VACUUM anyway). `VACUUM` copies the live data into a new file and swaps it in. It
+        cannot run inside a transaction (SQLite refuses), so this must not be called within
+        `transaction()`. It needs free disk space about the size of the file (the temporary
+        copy, in SQLite's temp folder), and as much again briefly for the WAL; other
+        processes' writes wait for it. The WAL is checkpointed before measuring and after the
+        rewrite, since in WAL mode the main file only shrinks when the log is copied back.
+        """
+        if self.db.in_transaction:
+            raise StoreError("cannot compact the collection file inside a transaction")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = self.file_bytes()
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return Compaction(before, self.file_bytes())
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _live_filter(
+    collection: Collection, kinds: Iterable[str] | None
+) -> tuple[str, tuple]:
+    where, args = "collection_id=? AND deleted=0", (collection.id,)
+    if kinds:
+        kinds = tuple(kinds)
+        where += f" AND kind IN ({','.join('?' * len(kinds))})"
+        args += kinds
+    return where, args
+
+
+def _chunks(values: list, size: int) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,277 @@
+"""Named datasets for `bind eval`, read in their official release layouts, with the ImageBind
+paper's protocol (arXiv 2305.05665, appendix): CLIP's 80 ImageNet templates for every
+modality, and the paper's imagebind_huge top-1 beside what is measured. NYU-D's and Ego4D's
+release files are converted once into bind's cache (`bindcli.eval._convert`).
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from bindcli.eval._convert import Progress, converted, quiet
+from bindcli.errors import InputError, UsageError
+from bindcli.eval.evaluate import Dataset, Item, label_of, read_folder, visible
+from bindcli.media.imu import MODEL_RATE_HZ, WINDOW
+from bindcli.modality import Kind
+from bindcli.zeroshot import read_lines
+
+DATA = Path(__file__).parent / "data"
+
+#: imagebind_huge's zero-shot top-1 (%), the paper's Table 2
+PAPER_TOP1 = {
+    "esc50": 66.9, "imagenet-val": 77.7, "kinetics400": 50.0, "llvip": 63.4, "nyu-d": 54.0, "ego4d": 25.0,
+}
+
+EVAL_EXTRA = "pip install 'bindcli[eval]'"
+
+#: 5 s windows taken from each Ego4D video, spread evenly over its IMU recording
+EGO4D_WINDOWS = 4
+#: an Ego4D IMU table's columns, in the order the IMU tower takes them: accelerometer, gyroscope
+EGO4D_CHANNELS = ("accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
+EGO4D_TIME = "canonical_timestamp_ms"
+
+#: the paper's names for LLVIP's two classes; a class scores its best name
+LLVIP_NAMES = {"person": ("person", "man", "woman", "people"), "background": ("street", "road", "car", "light", "tree")}
+
+
+def paper_templates() -> tuple[str, ...]:
+    return read_lines(DATA / "clip_imagenet_templates.txt")
+
+
+def esc50(root: Path) -> Dataset:
+    """ESC-50 as released (`meta/esc50.csv`, `audio/*.wav`): 2000 clips, 50 classes, 5 folds
+    reported apart and averaged, as the paper does."""
+    meta = root / "meta" / "esc50.csv"
+    if not meta.is_file():
+        raise UsageError(f"{root}: no meta/esc50.csv (expected the ESC-50 release: meta/, audio/)")
+    try:
+        with open(meta, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{meta}: cannot read it as a UTF-8 CSV table ({exc})") from None
+    names = {int(r["target"]): label_of(r["category"]) for r in rows}
+    items = tuple(Item(str(root / "audio" / r["filename"]), label_of(r["category"]), r["fold"]) for r in rows)
+    items = tuple(sorted(items, key=lambda i: (int(i.fold or 0), i.path)))
+    classes = {names[t]: (names[t],) for t in sorted(names)}
+    return Dataset("esc50", items, classes, paper_templates(), PAPER_TOP1["esc50"])
+
+
+def imagenet_val(root: Path) -> Dataset:
+    """ILSVRC2012 val in one folder per WordNet id (`n01440764/*.JPEG`), scored against all
+    1000 classes by their readable names."""
+    wnids = [line.split("\t") for line in read_lines(DATA / "imagenet_classes.tsv")]
+    counts = Counter(name for _, name in wnids)
+    # a few synsets share a readable name ("missile", "sunglasses"): their labels add the id
+    label = {w: name if counts[name] == 1 else f"{name} ({w})" for w, name in wnids}
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and visible(p.name)) if root.is_dir() else []
+    unknown = [p.name for p in folders if p.name not in label]
+    if not folders or unknown:
+        what = f"unknown class folder {unknown[0]!r}" if unknown else "no class folders"
+        raise UsageError(f"{root}: {what} (expected ILSVRC2012 val in WordNet-id folders: n01440764/...)")
+    items = tuple(
+        Item(str(f), label[p.name]) for p in folders for f in sorted(p.iterdir()) if f.is_file() and visible(f.name)
+    )
+    classes = {label[w]: (name,) for w, name in wnids}
+    return Dataset("imagenet-val", items, classes, paper_templates(), PAPER_TOP1["imagenet-val"])
+
+
+def kinetics400(root: Path) -> Dataset:
+    """Kinetics-400 val clips sorted into one folder per class (`abseiling/*.mp4`)."""
+    data = read_folder(root)
+    if len(data.classes) != 400:
+        raise UsageError(f"{root}: {len(data.classes)} class folders, Kinetics-400 has 400")
+    return dataclasses.replace(
+        data, name="kinetics400", templates=paper_templates(), paper=PAPER_TOP1["kinetics400"],
+    )
+
+
+def llvip(root: Path) -> Dataset:
+    """LLVIP infrared crops in `person/` and `background/`, read as thermal, each class
+    scored by the best of the paper's names for it."""
+    folders = {p.name for p in root.iterdir() if p.is_dir() and visible(p.name)} if root.is_dir() else set()
+    if folders != set(LLVIP_NAMES):
+        raise UsageError(f"{root}: expected exactly the folders person/ and background/ of infrared crops")
+    data = read_folder(root)
+    return dataclasses.replace(
+        data, name="llvip", classes=LLVIP_NAMES, templates=paper_templates(), paper=PAPER_TOP1["llvip"],
+        kind=Kind.THERMAL,
+    )
+
+
+@contextlib.contextmanager
+def _release_file(path: Path, what: str, *also: type[Exception]) -> Iterator[None]:
+    """A release file that does not hold what it should is one clear UsageError."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, IndexError, TypeError, NotImplementedError, *also) as exc:
+        raise UsageError(f"{path}: cannot read it as {what} ({type(exc).__name__}: {exc})") from None
+
+
+def _matlab() -> tuple[ModuleType, ModuleType]:
+    """h5py and scipy.io, which read NYU-D's MATLAB files: the `eval` extra, imported only here."""
+    try:
+        import h5py
+        import scipy.io
+    except ImportError:
+        raise UsageError(f"the nyu-d preset reads MATLAB files with h5py and scipy: {EVAL_EXTRA}") from None
+    return h5py, scipy.io
+
+
+def nyu_d(root: Path, progress: Progress = quiet) -> Dataset:
+    """NYU Depth v2's labelled set as released (`nyu_depth_v2_labeled.mat`, `splits.mat`): the
+    654 official test depth maps in 10 scene classes, "other" scored by the best of its 18
+    scene types. The maps are converted once to `.npz` files of float32 metres (exact; the
+    depth loader's Kinect v1 defaults are NYU's camera)."""
+    labelled, splits = root / "nyu_depth_v2_labeled.mat", root / "splits.mat"
+    missing = [p.name for p in (labelled, splits) if not p.is_file()]
+    if missing:
+        raise UsageError(
+            f"{root}: no {' or '.join(missing)} (expected NYU Depth v2's nyu_depth_v2_labeled.mat and splits.mat)"
+        )
+    h5py, matlab = _matlab()
+    table = [line.split("\t") for line in read_lines(DATA / "nyud_scene_classes.tsv")]
+    scene_class = {scene: label for scene, label, _ in table}
+    classes = {label: (name,) for _, label, name in table if label != "other"}
+    classes["other"] = tuple(name for _, label, name in table if label == "other")
+    with _release_file(splits, "NYU Depth v2's splits.mat", matlab.matlab.MatReadError):
+        test = [int(i) for i in matlab.loadmat(splits)["testNdxs"].ravel()]  # 1-based
+
+    what = "NYU Depth v2's labelled set (MATLAB v7.3)"
+
+    def write(folder: Path) -> None:
+        with _release_file(labelled, what):
+            mat = h5py.File(labelled, "r")
+        with mat, progress(len(test), "Converting NYU-D") as advance:
+            for index in test:
+                with _release_file(labelled, what):  # depths (N, W, H) metres; sceneTypes (1, N) references
+                    scene = "".join(map(chr, mat[mat["sceneTypes"][0][index - 1]][()].ravel()))  # uint16 chars
+                    depth = np.asarray(mat["depths"][index - 1], np.float32).T  # (H, W)
+                if scene not in scene_class:
+                    raise UsageError(f"{labelled}: image {index} has the scene type {scene!r}, not one of the 27")
+                np.savez_compressed(folder / f"{index:04d}_{scene}.npz", depth=depth)
+                advance(1)
+
+    folder = converted("nyu-d", (labelled, splits), write)
+    items = tuple(
+        Item(str(f), scene_class[f.stem.split("_", 1)[1]]) for f in sorted(folder.glob("*.npz"))
+    )
+    return Dataset(
+        "nyu-d", items, classes, paper_templates(), PAPER_TOP1["nyu-d"], Kind.DEPTH,
+        protocol="NYU Depth v2 official test split; 10 classes, 'other' scored by the best of the 18 scene "
+        "types the 10-class protocol folds into it (derived from the count; the paper does not list them)",
+    )
+
+
+def _number(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:  # empty, NULL
+        return math.nan
+
+
+def ego4d_windows(table: Path, duration_s: float | None) -> np.ndarray:
+    """(EGO4D_WINDOWS, 6, 2000) float32 from one Ego4D IMU table: rows sorted by canonical
+    timestamp (those without one, or outside the video, dropped; see Ego4D's "Known Issues"),
+    missing values as 0 (as IMU2CLIP reads them), each window sampled at 400 Hz by linear
+    interpolation between timestamps. Ego4D's units are kept: no normalisation is known."""
+    try:
+        with open(table, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            header = next(rows)
+            at = [header.index(c) for c in (EGO4D_TIME, *EGO4D_CHANNELS)]
+            flat = array.array("d")  # 8 bytes a value: an hour at 200 Hz is 40 MB, not a list's 300
+            for r in rows:
+                if r:
+                    flat.extend(_number(r[i]) for i in at)
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration, ValueError, IndexError) as exc:
+        raise InputError(str(table), f"cannot read it as an Ego4D IMU table ({exc})") from None
+    values = np.frombuffer(flat, np.float64).reshape(-1, len(at))
+    stamps = values[:, 0]
+    inside = np.isfinite(stamps) & (stamps >= 0) & (stamps <= (duration_s or math.inf) * 1000)
+    stamps, first = np.unique(stamps[inside], return_index=True)
+    samples = np.nan_to_num(values[inside][first, 1:], nan=0.0)
+    window_ms = 1000 * WINDOW / MODEL_RATE_HZ
+    span = float(stamps[-1] - stamps[0]) if stamps.size else 0.0
+    if span < window_ms:
+        raise InputError(str(table), f"{span / 1000:.1f} s of IMU, under one {window_ms / 1000:g} s window")
+    starts = stamps[0] + (span - window_ms) * (np.arange(EGO4D_WINDOWS) + 0.5) / EGO4D_WINDOWS
+    times = starts[:, None] + np.arange(WINDOW) * (1000 / MODEL_RATE_HZ)
+    return np.stack([
+        np.stack([np.interp(t, stamps, samples[:, c]) for c in range(len(EGO4D_CHANNELS))]) for t in times
+    ]).astype(np.float32)
+
+
+def ego4d(root: Path, progress: Progress = quiet) -> Dataset:
+    """Ego4D's IMU as its CLI downloads it (`ego4d.json`, `imu/<video_uid>.csv`), under bind's
+    own protocol (the paper's clip list is unpublished): each video with one scenario gives
+    EGO4D_WINDOWS 5 s windows labelled with it, converted once to `.npy`; the classes are every
+    scenario of the videos with IMU. A video of several scenarios is left out: scoring it
+    right for any of them would favour such videos, and its windows have no one truth."""
+    meta, tables = root / "ego4d.json", root / "imu"
+    if not meta.is_file() or not tables.is_dir():
+        raise UsageError(f"{root}: expected Ego4D's download folder with ego4d.json and imu/<video_uid>.csv")
+    with _release_file(meta, "Ego4D's metadata (ego4d.json)"):
+        videos = {v["video_uid"]: v for v in json.loads(meta.read_text(encoding="utf-8"))["videos"]}
+    found = {p.stem: p for p in sorted(tables.glob("*.csv")) if videos.get(p.stem, {}).get("scenarios")}
+    if not found:
+        raise UsageError(f"{tables}: no IMU table of a video that {meta.name} gives a scenario")
+    single = {uid: videos[uid]["scenarios"][0] for uid in found if len(set(videos[uid]["scenarios"])) == 1}
+
+    def write(folder: Path) -> None:
+        skipped = []
+        with progress(len(single), "Converting Ego4D IMU") as advance:
+            for uid in single:
+                try:
+                    clips = ego4d_windows(found[uid], videos[uid].get("duration_sec"))
+                except InputError as exc:
+                    skipped.append(f"{uid}\t{exc.reason}\n")
+                    clips = np.empty((0, len(EGO4D_CHANNELS), WINDOW), np.float32)
+                for k, clip in enumerate(clips):
+                    np.save(folder / f"{uid}_{k}.npy", clip)
+                advance(1)
+        (folder / "skipped.tsv").write_text("".join(skipped), encoding="utf-8")
+
+    folder = converted("ego4d", (meta, *(found[uid] for uid in single)), write)
+    items = tuple(
+        Item(str(f), single[f.stem.rsplit("_", 1)[0]]) for f in sorted(folder.glob("*.npy"))
+    )
+    skipped = len((folder / "skipped.tsv").read_text(encoding="utf-8").splitlines())
+    scenarios = sorted({s for uid in found for s in videos[uid]["scenarios"]})
+    return Dataset(
+        "ego4d", items, {s: (s,) for s in scenarios}, paper_templates(), PAPER_TOP1["ego4d"], Kind.IMU,
+        protocol=f"bind's own, not the paper's (its clips are unpublished): {EGO4D_WINDOWS} evenly spread 5 s "
+        f"windows of each video with IMU and one scenario, at 400 Hz by timestamp, accelerometer then "
+        f"gyroscope; left out: {len(found) - len(single)} videos of several scenarios, {skipped} without "
+        f"5 s of readable IMU ({folder / 'skipped.tsv'})",
+    )
+
+
+def _plain(reader: Callable[[Path], Dataset]) -> Callable[[Path, Progress], Dataset]:
+    """A preset that converts nothing, so shows no progress."""
+    return lambda root, progress: reader(root)
+
+
+PRESETS: dict[str, Callable[[Path, Progress], Dataset]] = {
+    "esc50": _plain(esc50), "imagenet-val": _plain(imagenet_val), "kinetics400": _plain(kinetics400),
+    "llvip": _plain(llvip), "nyu-d": nyu_d, "ego4d": ego4d,
+}
+
+
+def read_preset(name: str, root: str | Path, progress: Progress = quiet) -> Dataset:
+    """The named preset's dataset at `root`; a conversion it needs first shows `progress`."""
+    try:
+        reader = PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+    return reader(Path(root), progress)
