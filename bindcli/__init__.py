@@ -18,7 +18,7 @@ tests/test_layout.py holds the code to it):
 - tasks: `query`, `zeroshot`, `locate`, `generate`, `eval/`, `doctor`.
 - `serve/`: `bind serve`; `cli/`: the `bind` command, the only user of Typer and Rich.
 
-Imports: bindcli.embed, bindcli.errors, bindcli.modality, bindcli.model, bindcli.query (each
+Imports: bindcli._util, bindcli.embed, bindcli.errors, bindcli.modality, bindcli.model, bindcli.query (each
 lazily, on first use of a name).
 """
 
@@ -43,17 +43,19 @@ _LAZY = {
     "ModelConfig": "bindcli.model.config",
     "load_model": "bindcli.model.factory",
     "Query": "bindcli.query",
+    "default_db_path": "bindcli._util.folders",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli._util.folders import default_db_path
+    from bindcli.embed.embedder import Embedder, Embedding, Input, Model, open_embedder
     from bindcli.errors import BindError, InputError
     from bindcli.modality import Kind
     from bindcli.model.config import ModelConfig
     from bindcli.model.factory import load_model
     from bindcli.query import Query
-    from bindcli.embed.embedder import Embedder, Embedding, Input, Model, open_embedder
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 COLUMNS = 100

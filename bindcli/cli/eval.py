@@ -1,4 +1,4 @@
-"""`bind eval`: zero-shot accuracy on a labelled dataset (`bindcli.eval.evaluate` does the work)."""
+"""`bind eval`: zero-shot accuracy on a labelled dataset (`bindcli.eval.accuracy` does the work)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bindcli.cli.shared import check_templates
 from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.eval.evaluate import Report
+    from bindcli.eval.accuracy import Report
 
 
 #: the presets (kept here, beside the option, so `bind --help` imports no dataset code)
@@ -88,7 +88,7 @@ def eval_(
       bind eval --preset esc50 ESC-50-master/
       bind eval --preset nyu-d nyu/ --limit 50
     """
-    from bindcli.eval import evaluate
+    from bindcli.eval import accuracy
     from bindcli.eval import presets
     from bindcli.vectors import printed
 
@@ -101,13 +101,13 @@ def eval_(
         from bindcli.eval import confusion as matrix
 
         matrix.check(confusion)
-    data = presets.read_preset(preset, dataset, run.out.progress) if preset else evaluate.read_dataset(dataset)
+    data = presets.read_preset(preset, dataset, run.out.progress) if preset else accuracy.read_dataset(dataset)
     if templates is not None:
         data = dataclasses.replace(data, templates=_template_set(templates))
-    data = evaluate.subset(data, limit, per_class)
+    data = accuracy.subset(data, limit, per_class)
     embedder = run.embedder
     with run.out.progress(len(data.items), "Evaluating") as advance:
-        report = evaluate.evaluate(
+        report = accuracy.evaluate(
             embedder, data, template or (), as_kind=run.common.as_kind, progress=advance,
         )
     run.failed += run.out.failed(report.failed)

@@ -1,6 +1,7 @@
-"""`bind eval`: zero-shot accuracy on labelled data (`evaluate`), the paper's datasets in
+"""`bind eval`: zero-shot accuracy on labelled data (`accuracy`), the paper's datasets in
 their release layouts (`presets`, converted once by `_convert` where they cannot be read as
-they are) and the confusion matrix as a file (`confusion`).
+they are) and the confusion matrix as a file (`confusion`); `data/` holds the class names and
+templates the presets read.
 
 Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed,
 bindcli.media, bindcli.zeroshot.

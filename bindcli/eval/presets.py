@@ -21,7 +21,7 @@ import numpy as np
 
 from bindcli.eval._convert import Progress, converted, quiet
 from bindcli.errors import InputError, UsageError
-from bindcli.eval.evaluate import Dataset, Item, label_of, read_folder, visible
+from bindcli.eval.accuracy import Dataset, Item, label_of, read_folder, visible
 from bindcli.media.imu import MODEL_RATE_HZ, WINDOW
 from bindcli.modality import Kind
 from bindcli.zeroshot import read_lines

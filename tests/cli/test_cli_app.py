@@ -45,6 +45,7 @@ def test_help_does_not_import_torch(args):
     assert "Usage" in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_commands_import_no_extra_they_do_not_use():
     """The extras (diffusers, Ray, the server, the vector index) take seconds to import: a
     command that embeds, with the whole app loaded, must not pull them in."""
@@ -121,6 +122,7 @@ def test_version_and_no_args():
     assert "Commands" in bind().stdout
 
 
+@pytest.mark.slow
 def test_pipe_stdin_paths_stdout_json_stderr_apart_exit_1(tmp_path):
     paths = f"{MEDIA / 'dog_image.jpg'}\n{tmp_path / 'gone.wav'}\n{MEDIA / 'car_audio.wav'}\n"
     done = subprocess.run([str(BIND), "embed", "-"], input=paths, capture_output=True, text=True,
@@ -133,6 +135,7 @@ def test_pipe_stdin_paths_stdout_json_stderr_apart_exit_1(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_nul_separated_paths_and_quiet(tmp_path):
     paths = f"{MEDIA / 'dog_image.jpg'}\0{MEDIA / 'bird_image.jpg'}\0"
     done = subprocess.run([str(BIND), "compare", "-", "-q", "-f", "json"], input=paths,

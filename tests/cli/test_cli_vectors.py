@@ -198,7 +198,6 @@ def test_a_vector_query_of_another_model_or_shape_is_refused(embedded, tmp_path)
 def test_exact_or_approximate_and_the_missing_library(embedded, monkeypatch):
     _, _, npy, db = embedded
     exact = jsonl(bind("search", "--vector", npy, "--db", db, "--exact").stdout)
-    pytest.importorskip("faiss")
     approx = jsonl(bind("search", "--vector", npy, "--db", db, "--approximate").stdout)
     assert [h["path"] for h in approx] == [h["path"] for h in exact]  # five items: all found
     monkeypatch.setattr(_ivf, "_faiss", lambda: None)

@@ -272,7 +272,6 @@ def recall(truth, got) -> float:
 
 
 def test_approximate_agrees_with_exact_on_clustered_vectors(db):
-    pytest.importorskip("faiss")
     coll = db.create_collection("c", "m", "m", "float16")
     vectors = clustered(3040, 64, 60)
     queries = vectors[3000:]  # fresh draws from the same clusters
@@ -303,7 +302,6 @@ def lists_header(db, coll) -> dict:
 
 
 def test_the_lists_are_patched_and_auto_uses_them_from_the_threshold(db, monkeypatch):
-    pytest.importorskip("faiss")
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(800, 16, 10)
     fill(db, coll, vectors[:600])
@@ -332,7 +330,6 @@ def test_the_lists_are_patched_and_auto_uses_them_from_the_threshold(db, monkeyp
 
 
 def test_torn_lists_are_rebuilt_and_a_fresh_process_searches_them_without_faiss(db, tmp_path):
-    pytest.importorskip("faiss")
     coll = db.create_collection("c", "m", "m", "float16")
     vectors = clustered(1000, 32, 20)
     fill(db, coll, vectors)
@@ -377,7 +374,6 @@ def test_stale_lists_are_patched_without_faiss_and_never_written_back(db, monkey
     """Patching is numpy's work: without faiss, lists that fall behind are still brought up to
     date and searched. Lists newer than a matrix a searcher still holds are left as they are,
     and a killed writer's temporary file is removed by the next one."""
-    pytest.importorskip("faiss")
     monkeypatch.setattr(nearest, "APPROXIMATE_FROM", 500)
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(900, 16, 10)
@@ -414,7 +410,6 @@ def test_the_number_of_lists_is_kept_near_a_power_of_two_step():
 
 
 def test_lists_that_cannot_be_written_leave_auto_exact_and_name_the_folder(db, monkeypatch):
-    pytest.importorskip("faiss")
     monkeypatch.setattr(nearest, "APPROXIMATE_FROM", 100)
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(300, 16, 6)

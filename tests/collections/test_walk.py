@@ -76,7 +76,6 @@ def test_a_file_reached_twice_is_found_once(tmp_path):
 def test_a_uri_is_walked_by_the_rules_of_a_folder(tmp_path):
     """A URI root (here file://, listed through pyarrow as s3:// is) yields its objects as
     URIs with the listing's size and mtime, hidden, excluded and unknown names left out."""
-    pytest.importorskip("pyarrow")
     root = tmp_path / "media"
     for rel in ("a.jpg", "notes.xyz", ".hidden.jpg", "sub/b.wav", "sub/.h/c.jpg", "skip/d.jpg"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +91,7 @@ def test_a_uri_is_walked_by_the_rules_of_a_folder(tmp_path):
 
 
 def test_a_scheme_pyarrow_lacks_is_read_through_fsspec_and_an_unknown_one_is_named():
-    fsspec = pytest.importorskip("fsspec")
-    pytest.importorskip("pyarrow")
+    import fsspec
     from bindcli.embed.object_store import fetch
 
     memory = fsspec.filesystem("memory")

@@ -23,6 +23,8 @@ import pytest
 from cli_support import MEDIA, SMALL, bind, index_summary, jsonl, killed_after_commits, write_notes
 from bindcli.collections.store import Store, decode_vector
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 ROOT = Path(__file__).resolve().parents[2]
 #: this checkout first, for the subprocesses (and the cluster's workers they start)
 PYTHONPATH = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -33,7 +35,7 @@ FILES = ["bird_image.jpg", "dog_audio.wav", "synthetic_0.mp4", "car_image.jpg", 
 def cluster():
     """A two-CPU Ray instance for the module; its temp dir short (Unix socket paths are
     limited to 107 bytes)."""
-    ray = pytest.importorskip("ray")
+    import ray
     temp = tempfile.mkdtemp(prefix="bray", dir="/tmp")
     ray.init(
         num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False,
@@ -93,7 +95,7 @@ def test_index_gives_the_local_engines_collection(cluster, folder, tmp_path):
 
 def _encoding_actors() -> list:
     """The processes of the pool's actors (Ray titles them after the operator)."""
-    psutil = pytest.importorskip("psutil")
+    import psutil
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
@@ -202,8 +204,9 @@ def s3():
     """An S3-compatible server (moto's) on 127.0.0.1 for the module, which pyarrow (on the
     driver and, through the job's runtime environment, on the workers) and boto3 reach by
     `AWS_ENDPOINT_URL`, with dummy credentials; yields a boto3 client."""
-    pytest.importorskip("pyarrow.fs")
-    server = pytest.importorskip("moto.server").ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
     server.start()  # returns once the server listens
     host, port = server.get_host_and_port()

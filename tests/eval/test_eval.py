@@ -1,4 +1,4 @@
-"""`bind eval` and `bindcli.eval.evaluate`: accuracy computed independently from `bind embed`
+"""`bind eval` and `bindcli.eval.accuracy`: accuracy computed independently from `bind embed`
 vectors, agreement with `bind classify`, tables, subsets, bad files, several names a class."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bindcli.eval import evaluate
+from bindcli.eval import accuracy
 from bindcli.modality import Kind
 from cli_support import FIXTURES, bind, jsonl, media
 
@@ -141,12 +141,12 @@ def test_a_class_scores_its_best_name():
     from bindcli.embed.embedder import Input
     from bindcli.zeroshot import Classifier, prompts
 
-    items = (evaluate.Item(media("dog_image.jpg"), "animal"), evaluate.Item(media("car_image.jpg"), "thing"))
+    items = (accuracy.Item(media("dog_image.jpg"), "animal"), accuracy.Item(media("car_image.jpg"), "thing"))
     classes = {"animal": ("dog", "bird"), "thing": ("car", "road")}
-    data = evaluate.Dataset("mini", items, classes, templates=("a photo of a {}.",))
+    data = accuracy.Dataset("mini", items, classes, templates=("a photo of a {}.",))
     with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth",
                                device="cpu", precision="fp32", cache=False) as embedder:
-        report = evaluate.evaluate(embedder, data)
+        report = accuracy.evaluate(embedder, data)
         names = ["dog", "bird", "car", "road"]
         templates = {Kind.IMAGE: data.templates}
         asked = prompts(names, templates)
@@ -246,7 +246,6 @@ def test_confusion_matrix_as_csv_html_and_png(folder, tmp_path):
     assert [[int(x) for x in r[1:]] for r in rows[1:]] == report["confusion"]
     assert bind("eval", folder, "--confusion", page).exit_code == 0
     assert "<table>" in page.read_text() and "big bird" in page.read_text()
-    pytest.importorskip("matplotlib")
     assert bind("eval", folder, "--confusion", picture).exit_code == 0
     assert picture.read_bytes().startswith(b"\x89PNG")
     result = bind("eval", folder, "--confusion", tmp_path / "c.pdf")
@@ -288,14 +287,14 @@ def test_a_second_template_set_embeds_only_its_prompts(folder, tmp_path):
     """Items go through the shared cache: a re-run with other prompts encodes no file."""
     import bindcli
 
-    data = evaluate.read_folder(folder)
+    data = accuracy.read_folder(folder)
     with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth", device="cpu",
                                precision="fp32", cache=tmp_path / "cache.sqlite3") as embedder:
-        first = evaluate.evaluate(embedder, data)
+        first = accuracy.evaluate(embedder, data)
         encode, towers = embedder.encoder.encode, []
         embedder.encoder.encode = lambda tower, batch: towers.append(tower) or encode(tower, batch)
-        again = evaluate.evaluate(embedder, data)
-        other = evaluate.evaluate(embedder, data, ("a {}",))
+        again = accuracy.evaluate(embedder, data)
+        other = accuracy.evaluate(embedder, data, ("a {}",))
     assert towers == ["text"]  # the new prompts, nothing else
     assert again.total.confusion.tolist() == first.total.confusion.tolist() and other.total.n == 6
 
@@ -337,12 +336,12 @@ def test_a_table_or_templates_file_that_cannot_be_read_is_a_usage_error(folder, 
 
 
 def test_a_fold_whose_items_all_failed_is_left_out_of_the_mean():
-    data = evaluate.Dataset("d", (evaluate.Item("a", "x", "1"),), {"x": ("x",), "y": ("y",)})
-    scored, empty = evaluate.Tally.empty(2), evaluate.Tally.empty(2)
+    data = accuracy.Dataset("d", (accuracy.Item("a", "x", "1"),), {"x": ("x",), "y": ("y",)})
+    scored, empty = accuracy.Tally.empty(2), accuracy.Tally.empty(2)
     scored.add(0, np.array([0, 1]))
-    report = evaluate.Report(data, ("x", "y"), scored, {"1": scored, "2": empty}, [], [])
+    report = accuracy.Report(data, ("x", "y"), scored, {"1": scored, "2": empty}, [], [])
     assert report.figures()["top1"] == 1.0 and report.figures()["top5"] == 1.0
-    nothing = evaluate.Report(data, ("x", "y"), empty, {"1": empty, "2": empty}, [], [])
+    nothing = accuracy.Report(data, ("x", "y"), empty, {"1": empty, "2": empty}, [], [])
     assert nothing.figures() == {"top1": 0.0, "top5": 0.0, "mean_per_class_recall": 0.0}
 
 

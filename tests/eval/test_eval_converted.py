@@ -16,8 +16,8 @@ from bindcli.eval import presets
 from bindcli.errors import InputError, UsageError
 from cli_support import bind, jsonl
 
-h5py = pytest.importorskip("h5py")
-scipy_io = pytest.importorskip("scipy.io")
+import h5py
+import scipy.io as scipy_io
 
 #: the miniature NYU-D: image i (1-based) has scene SCENES[i - 1]; image 3 is a training one
 SCENES = ["bathroom", "kitchen", "study", "cafe", "excercise_room", "office"]

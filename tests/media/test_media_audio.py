@@ -172,6 +172,7 @@ def _whole_file(monkeypatch, path, options=MediaOptions()) -> torch.Tensor:
         return load(path, Kind.AUDIO, options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [MediaOptions(), CLEAN])
 def test_a_long_file_is_read_only_where_the_clips_fall(tmp_path, monkeypatch, options):
     seconds, rate = 75, 44100  # over WINDOWED_SECONDS; a rate that needs resampling
@@ -185,6 +186,7 @@ def test_a_long_file_is_read_only_where_the_clips_fall(tmp_path, monkeypatch, op
     assert _peak_traced_bytes(lambda: _whole_file(monkeypatch, tmp_path / "long.wav", options)) > decoded_bytes
 
 
+@pytest.mark.slow
 def test_a_long_video_sound_track_is_read_only_where_the_clips_fall(tmp_path, monkeypatch):
     seconds, rate = 75, 22050
     tone = _tone(seconds, rate)[:, 0] * np.linspace(0.2, 1.0, seconds * rate, dtype=np.float32)

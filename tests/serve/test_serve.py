@@ -27,6 +27,8 @@ from bindcli.errors import InputWarning
 from bindcli.modality import Kind
 from cli_support import CUT_SHORT, MEDIA, SMALL, bind, cut_short_wav, jsonl, media
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"bind: serving (\S+) .* on unix:(\S+)(?: and http://127\.0\.0\.1:(\d+))?")
 WAIT = 90  # seconds a server gets to start (it imports torch) on a loaded machine
@@ -282,7 +284,7 @@ def test_multipart_and_json_and_npy_give_the_vectors_of_the_commands(server):
 
 
 def test_openai_client_gets_the_same_vectors(server):
-    openai = pytest.importorskip("openai")
+    import openai
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="none", timeout=60, max_retries=0)
     texts = client.embeddings.create(model=server.model, input=["a dog", "a car"])
     expected = local_vectors("--text", "a dog", "--text", "a car", IMG, WAV)
@@ -495,7 +497,7 @@ def test_warnings_reach_only_the_client_whose_input_raised_them(server, tmp_path
 
 
 def test_the_openai_client_keeps_the_warnings_field(server, tmp_path):
-    openai = pytest.importorskip("openai")
+    import openai
     cut, first = cut_short_wav(tmp_path)
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="none", timeout=60, max_retries=0)
     urls = ["data:audio/wav;base64," + base64.b64encode(p.read_bytes()).decode() for p in (cut, first)]

@@ -11,9 +11,7 @@ import pytest
 
 from bindcli.errors import InputError
 from bindcli.embed.embedder import Input
-
-pytest.importorskip("starlette")
-from bindcli.serve.batching import Batcher  # noqa: E402
+from bindcli.serve.batching import Batcher
 
 
 class Recorder:

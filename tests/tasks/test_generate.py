@@ -21,8 +21,7 @@ from bindcli import generate as gen
 from bindcli.errors import UsageError
 from cli_support import bind, media
 
-pytest.importorskip("diffusers")
-pytest.importorskip("transformers")
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
 
 #: the small fixture model's embedding width (public_config.json out_embed_dim)
 WIDTH = 32

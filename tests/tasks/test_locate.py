@@ -31,6 +31,7 @@ def pasted(tmp_path_factory):
     return folder / "canvas.png", folder / "photo.png"
 
 
+@pytest.mark.slow
 def test_the_best_window_finds_the_pasted_photo(pasted):
     canvas, photo = pasted
     with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth",
@@ -82,6 +83,7 @@ def test_proposals_are_reranked_and_the_exact_region_wins(pasted, tmp_path):
         assert again[0]["boxes"] == [record["boxes"][0]]
 
 
+@pytest.mark.slow
 def test_audio_and_text_queries_draw_pictures_of_the_upright_image(tmp_path):
     rotated = tmp_path / "rotated.jpg"
     exif = Image.Exif()

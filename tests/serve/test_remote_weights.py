@@ -15,6 +15,8 @@ import pytest
 from cli_support import FIXTURES, MEDIA, bind, jsonl, media
 from test_serve import Served, assert_close_json, request, start
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 IMG, WAV = media("dog_image.jpg"), media("dog_audio.wav")
 
 
