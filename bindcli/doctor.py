@@ -55,7 +55,7 @@ class WeightsReport:
     `weights.reference`) or `sha256` (the whole file hashed, against both)."""
 
     path: Path | None
-    #: `--weights`, `BIND_WEIGHTS` or `cache`, as `weights.locate` says
+    #: `--weights`, `BIND_WEIGHTS` or `cache`, as `weights.named_path` says
     chosen_by: str
     detail: str
     present: bool = False
@@ -97,7 +97,7 @@ def diagnose(
     progress: Progress | None = None,
 ) -> Report:
     """The report for the checkpoint `weights_path` (else what `config` would use, as
-    `weights.locate` finds it). Checking the weights compares sizes unless `verify`, which
+    `weights.named_path` finds it). Checking the weights compares sizes unless `verify`, which
     hashes the whole file (a minute or more for 4.8 GB; `progress` hears the bytes)."""
     return Report(
         versions=versions(),
@@ -190,7 +190,7 @@ def check_weights(
 ) -> WeightsReport:
     """Where the checkpoint is, and whether it agrees with its record (see `WeightsReport`)."""
     try:
-        path, source = weights.locate(weights_path, config)
+        path, source = weights.named_path(weights_path, config)
     except WeightsError as err:  # a config without published weights, and none named
         return WeightsReport(None, "cache", str(err))
     chosen_by = source.value

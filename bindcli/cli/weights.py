@@ -51,7 +51,7 @@ def _config(model_config: str) -> "ModelConfig":
 def path_command(model_config: ModelConfigOption = weights.DEFAULT_CONFIG) -> None:
     """Print where the checkpoint is, or where `bind weights download` would put it."""
     out = Output()
-    located, source = weights.locate(config=_config(model_config))
+    located, source = weights.named_path(config=_config(model_config))
     out.text(f"{located}\n")
     if located.is_file():
         out.note(f"present ({'named by BIND_WEIGHTS' if source is weights.Source.ENV else 'in the cache'})")

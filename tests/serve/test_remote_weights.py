@@ -43,12 +43,12 @@ def empty_cache(tmp_path) -> dict:
 @pytest.fixture
 def no_weights(empty_cache, monkeypatch) -> dict:
     """`empty_cache`, where any download attempt fails the test."""
-    import bindcli.weights
+    from bindcli.weights import fetch
 
     def no_download(*args: object, **kwargs: object) -> None:
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(bindcli.weights, "download", no_download)
+    monkeypatch.setattr(fetch, "download", no_download)
     return empty_cache
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bindcli import weights
+from bindcli.weights import fetch
 from bindcli.errors import WeightsError
 from bindcli.model.pretrained import REGISTRY, Pretrained
 
@@ -109,7 +110,7 @@ def env(tmp_path, monkeypatch, server):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("BIND_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("BIND_WEIGHTS_URL", server.url)
-    monkeypatch.setattr(weights, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(fetch, "RETRY_DELAY", 0.0)
     return tmp_path / "cache"
 
 
@@ -142,7 +143,7 @@ def test_dropped_connection_is_resumed_with_range(env, server):
 
 
 def test_repeated_drops_keep_the_part_file_for_the_next_run(env, server, monkeypatch):
-    monkeypatch.setattr(weights, "ATTEMPTS", 3)
+    monkeypatch.setattr(fetch, "ATTEMPTS", 3)
     server.mode, server.drops = "drop", 3
     with pytest.raises(WeightsError, match=r"failed 3 times.*kept in .*public\.pth\.part"):
         weights.download()
@@ -185,7 +186,7 @@ def test_expected_checksum_accepts_the_right_file(env, server):
 
 
 def test_server_error_is_retried_then_reported(env, server, monkeypatch):
-    monkeypatch.setattr(weights, "ATTEMPTS", 3)
+    monkeypatch.setattr(fetch, "ATTEMPTS", 3)
     server.mode = "500"
     with pytest.raises(WeightsError, match=r"downloading http://127\.0\.0\.1:\d+/public\.pth failed 3 times.*HTTP 500"):
         weights.download()
@@ -204,7 +205,7 @@ def test_unreachable_server_gives_a_clear_error(env, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    monkeypatch.setattr(weights, "ATTEMPTS", 2)
+    monkeypatch.setattr(fetch, "ATTEMPTS", 2)
     with pytest.raises(WeightsError, match=r"failed 2 times \(last: cannot connect: .*refused") as err:
         weights.download(f"http://127.0.0.1:{port}/{NAME}")
     # nothing arrived, so there is no .part to resume: say where to put a file fetched elsewhere
@@ -220,8 +221,8 @@ def test_unresolvable_host_fails_at_once_without_retrying(env, monkeypatch):
         calls.append(request.full_url)
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr(weights.urllib.request, "urlopen", no_dns)
-    monkeypatch.setattr(weights, "RETRY_DELAY", 60.0)  # a retry would make this test hang
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", no_dns)
+    monkeypatch.setattr(fetch, "RETRY_DELAY", 60.0)  # a retry would make this test hang
     with pytest.raises(WeightsError, match="host name does not resolve") as err:
         weights.download(f"https://weights.example/{NAME}")
     assert len(calls) == 1
@@ -326,7 +327,7 @@ def test_the_registry_names_url_licence_and_size_of_the_default_config(monkeypat
     assert weights.weights_url() == huge.url == "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
     assert huge.sha256 is None  # Meta publishes none
     assert huge.size_text == "about 4.8 GB" and "CC BY-NC-SA 4.0" in huge.notice
-    assert weights.locate() == (tmp_path / "imagebind_huge.pth", weights.Source.CACHE)
+    assert weights.named_path() == (tmp_path / "imagebind_huge.pth", weights.Source.CACHE)
 
 
 def test_a_config_without_published_weights_needs_them_named(env, server, monkeypatch, tmp_path):
@@ -335,7 +336,7 @@ def test_a_config_without_published_weights_needs_them_named(env, server, monkey
         weights.resolve(config="mine")
     given = tmp_path / "mine.pth"
     given.write_bytes(b"x")
-    assert weights.locate(given, "mine") == (given, weights.Source.OPTION)
+    assert weights.named_path(given, "mine") == (given, weights.Source.OPTION)
     monkeypatch.setenv("BIND_WEIGHTS", str(given))
     assert weights.resolve(config="mine") == given
     assert server.requests == []
