@@ -45,6 +45,10 @@ EGO4D_TIME = "canonical_timestamp_ms"
 LLVIP_NAMES = {"person": ("person", "man", "woman", "people"), "background": ("street", "road", "car", "light", "tree")}
 
 
+#: the columns of ESC-50's meta/esc50.csv that the preset reads
+ESC50_COLUMNS = ("filename", "fold", "target", "category")
+
+
 def paper_templates() -> tuple[str, ...]:
     return read_lines(DATA / "clip_imagenet_templates.txt")
 
@@ -60,9 +64,20 @@ def esc50(root: Path) -> Dataset:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"{meta}: cannot read it as a UTF-8 CSV table ({exc})") from None
-    names = {int(r["target"]): label_of(r["category"]) for r in rows}
-    items = tuple(Item(str(root / "audio" / r["filename"]), label_of(r["category"]), r["fold"]) for r in rows)
-    items = tuple(sorted(items, key=lambda i: (int(i.fold or 0), i.path)))
+    missing = [c for c in ESC50_COLUMNS if c not in (rows[0] if rows else {})]
+    if not rows or missing:
+        what = f"no column {', '.join(missing)}" if rows else "no clips listed"
+        raise UsageError(f"{meta}: {what} (expected the ESC-50 release's {', '.join(ESC50_COLUMNS)} columns)")
+    names, items = {}, []
+    for line, r in enumerate(rows, start=2):
+        try:
+            target, fold = int(r["target"]), int(r["fold"])
+        except (TypeError, ValueError):
+            raise UsageError(f"{meta}:{line}: target and fold must be whole numbers, not "
+                             f"{r['target']!r} and {r['fold']!r}") from None
+        names[target] = label_of(r["category"])
+        items.append(Item(str(root / "audio" / r["filename"]), names[target], str(fold)))
+    items = tuple(sorted(items, key=lambda i: (int(i.fold), i.path)))
     classes = {names[t]: (names[t],) for t in sorted(names)}
     return Dataset("esc50", items, classes, paper_templates(), PAPER_TOP1["esc50"])
 

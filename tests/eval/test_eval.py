@@ -188,6 +188,20 @@ def test_esc50_preset_reports_each_fold_and_their_mean(tmp_path):
     assert "fold 5" in table and "66.9" in table and "mean of folds" in table
 
 
+@pytest.mark.parametrize("table, says", [
+    ("filename,fold,category\nx.wav,1,dog\n", "no column target (expected the ESC-50 release's"),
+    ("filename,fold,target,category\nx.wav,1,dog,dog\n", "esc50.csv:2: target and fold must be whole numbers, not 'dog' and '1'"),
+    ("filename,fold,target,category\nx.wav,one,0,dog\n", "esc50.csv:2: target and fold must be whole numbers"),
+    ("filename,fold,target,category\n", "no clips listed"),
+])
+def test_a_broken_esc50_table_is_one_usage_error_naming_what_is_wrong(tmp_path, table, says):
+    root = esc50_copy(tmp_path / "esc", folds=1)
+    (root / "meta" / "esc50.csv").write_text(table)
+    done = bind("eval", "--preset", "esc50", root)
+    assert done.exit_code == 2 and says in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_preset_uses_the_papers_templates_unless_told(tmp_path):
     """A preset scores as the same clips in class folders do under `--templates paper`, and
     `--templates bind` brings it back to bind's audio templates."""
