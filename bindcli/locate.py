@@ -93,18 +93,91 @@ def _starts(length: int, window: int) -> list[int]:
 
 
 def fixed(boxes: Sequence[Sequence[float]], source: str = "proposals") -> Proposals:
-    """A detector's boxes as a proposal source; each is checked against the image's size."""
+    """A detector's boxes as a proposal source. A box may overshoot the image by rounding
+    (`OVERSHOOT`) and is then clipped to it; one further out belongs to another image."""
 
     def proposals(width: int, height: int) -> list[BoxXY]:
         checked = []
         for box in boxes:
-            x0, y0, x1, y1 = (round(float(v)) for v in box)
-            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-                raise InputError(source, f"box {list(box)} is not inside the {width}x{height} image")
-            checked.append((x0, y0, x1, y1))
+            x0, y0, x1, y1 = (float(v) for v in box[:4])
+            slack_x, slack_y = _slack(width), _slack(height)
+            if not (-slack_x <= x0 < x1 <= width + slack_x and -slack_y <= y0 < y1 <= height + slack_y):
+                raise InputError(source, f"box {list(box[:4])} is not inside the {width}x{height} image")
+            clipped = (max(0, round(x0)), max(0, round(y0)), min(width, round(x1)), min(height, round(y1)))
+            if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
+                raise InputError(source, f"box {list(box[:4])} is less than a pixel of the {width}x{height} image")
+            checked.append(clipped)
         return checked
 
     return proposals
+
+
+#: how far a proposal may reach past the image's edge (a detector's rounding) and be clipped:
+#: this fraction of the side, at least two pixels
+OVERSHOOT = 0.01
+
+
+def _slack(side: int) -> float:
+    return max(2.0, OVERSHOOT * side)
+
+
+def read_proposals(path: Path) -> Callable[[str], Proposals]:
+    """A proposals file -> each image's proposal source. The file holds a list of boxes (for
+    every image), `{image: boxes}` (by path or file name), or what `bind locate -f json|jsonl`
+    printed; a box is `[x0, y0, x1, y1]` in pixels, or `[x0, y0, x1, y1, score]` as detectors
+    write them (the score is not used). Anything else is a UsageError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--proposals {path}: cannot read it ({exc})") from None
+    data = _json_or_lines(path, text)
+    if isinstance(data, dict) and "boxes" in data:  # one image's line of `-f jsonl`
+        data = [data]
+    if isinstance(data, list) and data and all(isinstance(r, dict) and "boxes" in r for r in data):
+        data = {r.get("image"): [b.get("box") if isinstance(b, dict) else b for b in r["boxes"]] for r in data}
+    if not data:
+        raise UsageError(f"--proposals {path}: holds no boxes")
+    if isinstance(data, list):
+        _check_boxes(path, data)
+        return lambda image: fixed(data, image)
+    if not isinstance(data, dict):
+        raise UsageError(f"--proposals {path}: expected a list of boxes or {{image: boxes}}")
+    for boxes in data.values():
+        _check_boxes(path, boxes)
+    by_name = {Path(str(k)).name: v for k, v in data.items()}
+
+    def proposals_for(image: str) -> Proposals:
+        boxes = data.get(image, by_name.get(Path(image).name))
+        if not boxes:
+            raise InputError(image, f"no boxes for it in {path}")
+        return fixed(boxes, image)
+
+    return proposals_for
+
+
+def _json_or_lines(path: Path, text: str) -> object:
+    """One JSON value, or one per line (`-f jsonl`)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError as whole:
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError:
+            raise UsageError(f"--proposals {path}: cannot read it as JSON ({whole})") from None
+
+
+def _check_boxes(path: Path, boxes: object) -> None:
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    ok = isinstance(boxes, list) and all(
+        isinstance(b, list) and len(b) in (4, 5) and all(number(v) for v in b) for b in boxes
+    )
+    if not ok:
+        raise UsageError(f"--proposals {path}: each box must be [x0, y0, x1, y1] (or with a score "
+                         "after them) in pixels, as finite numbers")
 
 
 def iou(a: BoxXY, b: BoxXY) -> float:

@@ -8,9 +8,7 @@ it (`--query a.wav --query + --query 0.5:b.jpg`), or several words in one value 
 from __future__ import annotations
 
 import enum
-import json
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -23,7 +21,7 @@ from bindcli.errors import InputError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from bindcli.locate import Located, Proposals
+    from bindcli.locate import Located
 
 
 class LocateFormat(str, enum.Enum):
@@ -93,7 +91,7 @@ def locate(
       bind locate park.jpg --text "a dog" --query "- 0.5:grass.jpg" --heatmap heat.png
       bind locate shots/*.jpg --query bark.wav --proposals boxes.json -f json
     """
-    from bindcli.locate import locate as find
+    from bindcli.locate import locate as find, read_proposals
     from bindcli.media.image import open_image
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query
@@ -105,7 +103,7 @@ def locate(
     run.needs_weights = True  # the crops go through the encoder here, whatever embeds the query
     tokens = [w for value in query or [] for w in (_words(value))]
     parsed = Query.parse(tokens, text or [])
-    boxes_for = _read_proposals(proposals) if proposals else None
+    boxes_for = read_proposals(proposals) if proposals else None
     vector = run.query_vector(parsed, "Embedding the query")
     if vector is None:
         return  # the failed term is named on stderr (exit 1)
@@ -138,43 +136,6 @@ def _words(value: str) -> list[str]:
         return shlex.split(value)
     except ValueError as exc:
         raise UsageError(f"--query {value!r}: {exc}") from None
-
-
-def _read_proposals(path: Path) -> "Callable[[str], Proposals]":
-    """`FILE.json` -> a function from an image's path to its proposal source."""
-    from bindcli.locate import fixed
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--proposals {path}: cannot read it as JSON ({exc})") from None
-    if not data:
-        raise UsageError(f"--proposals {path}: holds no boxes")
-    if isinstance(data, list):
-        _check_boxes(path, data)
-        return lambda image: fixed(data, image)
-    if not isinstance(data, dict):
-        raise UsageError(f"--proposals {path}: expected a list of boxes or {{image: boxes}}")
-    for boxes in data.values():
-        _check_boxes(path, boxes)
-    by_name = {Path(k).name: v for k, v in data.items()}
-
-    def proposals_for(image: str) -> "Proposals":
-        boxes = data.get(image, by_name.get(Path(image).name))
-        if not boxes:
-            raise InputError(image, f"no boxes for it in {path}")
-        return fixed(boxes, image)
-
-    return proposals_for
-
-
-def _check_boxes(path: Path, boxes: object) -> None:
-    ok = isinstance(boxes, list) and all(
-        isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)
-        for b in boxes
-    )
-    if not ok:
-        raise UsageError(f"--proposals {path}: each box must be [x0, y0, x1, y1] in pixels")
 
 
 def _record(located: "Located") -> dict:

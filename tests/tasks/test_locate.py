@@ -83,6 +83,34 @@ def test_proposals_are_reranked_and_the_exact_region_wins(pasted, tmp_path):
         assert again[0]["boxes"] == [record["boxes"][0]]
 
 
+def test_locates_own_output_and_scored_boxes_are_proposals_and_an_edge_overshoot_is_clipped(pasted, tmp_path):
+    canvas, photo = pasted
+    scored = tmp_path / "scored.json"  # a detector's [x0, y0, x1, y1, score], one reaching past the edge
+    scored.write_text(json.dumps([[0, 0, 200, 150, 0.9], [*PLACE, 0.4], [250.4, 150, 481.5, 361, 0.8]]))
+    first = bind("locate", canvas, "-Q", photo, "--proposals", scored, "-f", "jsonl", "--no-cache")
+    assert first.exit_code == 0, first.stderr
+    [record] = jsonl(first.stdout)
+    assert sorted(b["box"] for b in record["boxes"]) == [[0, 0, 200, 150], list(PLACE), [250, 150, 480, 360]]
+    again = tmp_path / "again.jsonl"
+    again.write_text(first.stdout)  # what locate printed, fed back as proposals
+    second = jsonl(bind("locate", canvas, "-Q", photo, "--proposals", again, "--no-cache").stdout)
+    assert second == [record]
+    far = tmp_path / "far.json"  # a box meant for a larger image is not clipped into this one
+    far.write_text(json.dumps([[0, 0, 200, 150], [300, 200, 520, 360]]))
+    outside = bind("locate", canvas, "-Q", photo, "--proposals", far, "--no-cache")
+    assert outside.exit_code == 1 and "box [300, 200, 520, 360] is not inside the 480x360 image" in outside.stderr
+
+
+@pytest.mark.parametrize("box", ["[0, 0, 1e309, 10]", "[0, 0, NaN, 10]", "[0, 0, 10, true]", "[0, 0, 10]"])
+def test_a_proposal_that_is_not_four_finite_numbers_is_one_usage_error(pasted, tmp_path, box):
+    canvas, photo = pasted
+    bad = tmp_path / "bad.json"
+    bad.write_text(f"[{box}]")
+    done = bind("locate", canvas, "-Q", photo, "--proposals", bad)
+    assert done.exit_code == 2 and "Traceback" not in done.stderr
+    assert "each box must be [x0, y0, x1, y1]" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_audio_and_text_queries_draw_pictures_of_the_upright_image(tmp_path):
     rotated = tmp_path / "rotated.jpg"
