@@ -85,6 +85,11 @@ def require_extra() -> None:
         raise UsageError(f"bind generate needs {' and '.join(missing)}: {INSTALL}")
 
 
+#: the largest side `--size` takes: past it a few steps need tens of GB, and SD 2.1 unCLIP,
+#: trained at 768, draws repeated fragments rather than a larger picture
+MAX_SIDE = 2048
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """`768` or `768x512` (width x height), each a positive multiple of 8 (the VAE's)."""
     parts = text.lower().split("x")
@@ -94,7 +99,17 @@ def parse_size(text: str) -> tuple[int, int]:
         width = height = 0
     if width <= 0 or height <= 0 or width % 8 or height % 8:
         raise UsageError(f"--size {text}: give N or WxH in pixels, multiples of 8 (e.g. 768)")
+    if max(width, height) > MAX_SIDE:
+        raise UsageError(f"--size {text}: at most {MAX_SIDE} pixels a side (the model was trained at 768)")
     return width, height
+
+
+def check_output(path: str | Path) -> None:
+    """The image is a PNG (its text chunks record how it was made): a name that promises
+    another format is refused before anything is loaded, rather than holding PNG bytes."""
+    if Path(path).suffix.lower() != ".png":
+        raise UsageError(f"-o {path}: bind generate writes PNG files (they record how the image was "
+                         "made); name it .png, and convert it afterwards for another format")
 
 
 def _looks_local(model: str) -> bool:

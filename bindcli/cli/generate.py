@@ -94,6 +94,7 @@ def generate(
     from bindcli.query import Query
 
     gen.require_extra()
+    gen.check_output(out_file)
     parsed = Query.parse(expression or [], text or [])
     settings = gen.Settings(
         steps=steps, guidance=guidance, noise_level=noise_level,

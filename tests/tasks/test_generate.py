@@ -388,6 +388,7 @@ def test_without_the_extra_it_names_the_pip_install(tmp_path, monkeypatch):
 @pytest.mark.parametrize("size, args, message", [
     (SIZE, ["--noise-level", "1000"], "--noise-level 1000: use 0..999"),
     ("20x16", [], "--size 20x16: give N or WxH in pixels, multiples of 8 (e.g. 768)"),
+    ("8x100000", [], "--size 8x100000: at most 2048 pixels a side (the model was trained at 768)"),
     (SIZE, ["--embedding-scale", "0"], "--embedding-scale 0.0: use a positive norm"),
     (SIZE, ["--offload", "model"], "--offload model moves weights between CPU and GPU; there "
                                    "is no GPU here (use --offload none)"),
@@ -395,6 +396,14 @@ def test_without_the_extra_it_names_the_pip_install(tmp_path, monkeypatch):
 def test_settings_the_pipeline_cannot_run_are_usage_errors(unclip, tmp_path, size, args, message):
     done = run(unclip, tmp_path / "x.png", media("dog_audio.wav"), *args, size=size)
     assert done.exit_code == 2 and done.stderr.splitlines() == [f"bind: {message}"]
+
+
+def test_an_output_name_that_is_not_png_is_refused_before_loading(tmp_path):
+    done = bind("generate", media("dog_audio.wav"), "-o", tmp_path / "g.jpg")
+    assert done.exit_code == 2 and not (tmp_path / "g.jpg").exists()
+    assert done.stderr.splitlines() == [f"bind: -o {tmp_path / 'g.jpg'}: bind generate writes PNG files (they "
+                                        "record how the image was made); name it .png, and convert it "
+                                        "afterwards for another format"]
 
 
 def test_sizes_and_names():
