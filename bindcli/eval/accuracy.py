@@ -113,19 +113,28 @@ def _dataset(name: str, items: list[Item]) -> Dataset:
 
 
 def subset(dataset: Dataset, limit: int | None = None, per_class: int | None = None) -> Dataset:
-    """At most `per_class` items of each class, then the first `limit`: a quick estimate."""
+    """At most `per_class` items of each class, then at most `limit` in all: a quick estimate.
+    Each pick is spread evenly over what it picks from, so every fold (ESC-50's are listed one
+    after another) and every class keeps its share instead of the first ones filling it."""
     items = list(dataset.items)
     if per_class:
-        taken: dict[str, int] = {}
-        kept = []
-        for item in items:
-            taken[item.label] = taken.get(item.label, 0) + 1
-            if taken[item.label] <= per_class:
-                kept.append(item)
-        items = kept
+        keep: set[int] = set()
+        by_label: dict[str, list[int]] = {}
+        for n, item in enumerate(items):
+            by_label.setdefault(item.label, []).append(n)
+        for positions in by_label.values():
+            keep.update(_spread(positions, per_class))
+        items = [item for n, item in enumerate(items) if n in keep]
     if limit:
-        items = items[:limit]
+        items = _spread(items, limit)
     return dataclasses.replace(dataset, items=tuple(items))
+
+
+def _spread(values: list, count: int) -> list:
+    """`count` of `values`, evenly spaced over them, in their order (all when there are fewer)."""
+    if count >= len(values):
+        return values
+    return [values[i] for i in np.linspace(0, len(values) - 1, count).round().astype(int)]
 
 
 # --- scoring -------------------------------------------------------------------------------

@@ -188,6 +188,20 @@ def test_esc50_preset_reports_each_fold_and_their_mean(tmp_path):
     assert "fold 5" in table and "66.9" in table and "mean of folds" in table
 
 
+def test_a_subset_keeps_every_folds_share(tmp_path):
+    """ESC-50 lists its folds one after another: a subset spreads over them, not fold 1 alone."""
+    from bindcli.eval import presets
+
+    data = presets.read_preset("esc50", esc50_copy(tmp_path / "esc"))
+    two_each = accuracy.subset(data, per_class=2)
+    assert sorted((i.label, i.fold) for i in two_each.items) == [
+        ("crackling fire", "1"), ("crackling fire", "5"), ("dog", "1"), ("dog", "5")]
+    assert [i.fold for i in accuracy.subset(data, limit=3).items] == ["1", "3", "5"]
+    assert accuracy.subset(data, limit=50).items == data.items
+    report = json.loads(bind("eval", "--preset", "esc50", tmp_path / "esc", "--per-class", "2", "-f", "json").stdout)
+    assert [f["fold"] for f in report["folds"]] == ["1", "5"]
+
+
 @pytest.mark.parametrize("table, says", [
     ("filename,fold,category\nx.wav,1,dog\n", "no column target (expected the ESC-50 release's"),
     ("filename,fold,target,category\nx.wav,1,dog,dog\n", "esc50.csv:2: target and fold must be whole numbers, not 'dog' and '1'"),
