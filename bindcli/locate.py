@@ -73,22 +73,43 @@ class Located:
 
 def grid(width: int, height: int, scales: Sequence[float] = SCALES,
          aspects: Sequence[float] = ASPECTS) -> list[BoxXY]:
-    """Windows of several sizes and shapes, overlapping by half, edges always covered."""
+    """Windows of several sizes and shapes, overlapping by half, edges always covered.
+
+    Window sides follow the short side, so a long thin image (a 2000x30 banner) would need
+    thousands of tiny windows: sides under one patch of the vision tower (`MIN_SIDE`) are left
+    out, and past `MAX_WINDOWS` the stride widens until the grid fits (about four ordinary
+    photos' worth)."""
     short = min(width, height)
-    found: dict[BoxXY, None] = {}
+    shapes = []
     for scale in scales:
         for aspect in aspects:
             w = min(width, max(1, round(scale * short * math.sqrt(aspect))))
             h = min(height, max(1, round(scale * short / math.sqrt(aspect))))
-            for y in _starts(height, h):
-                for x in _starts(width, w):
+            if min(w, h) >= min(MIN_SIDE, short):
+                shapes.append((w, h))
+    shapes = shapes or [(width, height)]
+    stride = 0.5
+    while True:
+        found: dict[BoxXY, None] = {}
+        for w, h in shapes:
+            for y in _starts(height, h, stride):
+                for x in _starts(width, w, stride):
                     found[(x, y, x + w, y + h)] = None
-    return list(found)
+        if len(found) <= MAX_WINDOWS:
+            return list(found)
+        stride *= 1.5
 
 
-def _starts(length: int, window: int) -> list[int]:
-    """Offsets of windows at half-window stride, spread to end exactly at `length`."""
-    steps = math.ceil((length - window) / (window / 2)) if length > window else 0
+#: the smallest window side: one patch of the vision tower (14 px); a smaller crop is one
+#: patch scaled up, which says nothing
+MIN_SIDE = 14
+#: the most windows `grid` proposes; an ordinary photo gets 250-500
+MAX_WINDOWS = 1200
+
+
+def _starts(length: int, window: int, stride: float = 0.5) -> list[int]:
+    """Offsets of windows at `stride` windows apart, spread to end exactly at `length`."""
+    steps = math.ceil((length - window) / (window * stride)) if length > window else 0
     return sorted({round(i * (length - window) / steps) for i in range(steps + 1)} if steps else {0})
 
 

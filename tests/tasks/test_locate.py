@@ -11,7 +11,7 @@ from PIL import Image
 
 import bindcli
 from bindcli.errors import UsageError
-from bindcli.locate import Box, fixed, grid, iou, locate, nms
+from bindcli.locate import MAX_WINDOWS, MIN_SIDE, Box, fixed, grid, iou, locate, nms
 from cli_support import FIXTURES, bind, jsonl, media
 
 #: where the photo lies in the noise canvas (a quarter of it)
@@ -64,6 +64,13 @@ def test_grid_covers_the_edges_and_nms_drops_overlaps():
     assert all(0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 200 for x0, y0, x1, y1 in windows)
     kept = nms([Box((0, 0, 10, 10), 0.5), Box((1, 0, 11, 10), 0.9), Box((20, 20, 30, 30), 0.1)])
     assert [b.box for b in kept] == [(1, 0, 11, 10), (20, 20, 30, 30)]
+
+
+def test_a_long_thin_image_gets_a_bounded_grid_of_windows_a_patch_or_more():
+    banner = grid(2000, 30)  # was 17,804 windows, some 7 px wide: about an hour on imagebind_huge
+    assert len(banner) <= MAX_WINDOWS and min(min(x1 - x0, y1 - y0) for x0, y0, x1, y1 in banner) >= MIN_SIDE
+    assert max(w[2] for w in banner) == 2000 and max(w[3] for w in banner) == 30
+    assert len(grid(480, 360)) == 351  # an ordinary photo's grid is as it was
 
 
 def test_proposals_are_reranked_and_the_exact_region_wins(pasted, tmp_path):
