@@ -127,7 +127,12 @@ def subset(dataset: Dataset, limit: int | None = None, per_class: int | None = N
         items = [item for n, item in enumerate(items) if n in keep]
     if limit:
         items = _spread(items, limit)
-    return dataclasses.replace(dataset, items=tuple(items))
+    if len(items) == len(dataset.items):
+        return dataset
+    part = f"a subset, {len(items)} of {len(dataset.items)} items" + (
+        ": not comparable with the paper's figure" if dataset.paper is not None else "")
+    protocol = f"{dataset.protocol}; {part}" if dataset.protocol else part
+    return dataclasses.replace(dataset, items=tuple(items), protocol=protocol)
 
 
 def _spread(values: list, count: int) -> list:

@@ -200,6 +200,7 @@ def test_a_subset_keeps_every_folds_share(tmp_path):
     assert accuracy.subset(data, limit=50).items == data.items
     report = json.loads(bind("eval", "--preset", "esc50", tmp_path / "esc", "--per-class", "2", "-f", "json").stdout)
     assert [f["fold"] for f in report["folds"]] == ["1", "5"]
+    assert report["protocol"] == "a subset, 4 of 10 items: not comparable with the paper's figure"
 
 
 @pytest.mark.parametrize("table, says", [
@@ -306,9 +307,19 @@ def test_llvip_preset_reads_thermal_crops_under_the_papers_names(tmp_path):
     assert bind("eval", "--preset", "llvip", tmp_path / "llvip").exit_code == 2
 
 
-def test_kinetics400_preset_wants_its_400_classes(folder):
-    result = bind("eval", "--preset", "kinetics400", folder)
-    assert result.exit_code == 2 and "3 class folders" in result.stderr
+def test_kinetics400_preset_scores_a_partial_download_saying_it_is_one(folder, tmp_path):
+    result = bind("eval", "--preset", "kinetics400", folder, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["paper_top1"] == pytest.approx(0.5) and report["protocol"] == (
+        "3 of Kinetics-400's 400 classes, scored among themselves: not comparable with the paper's figure")
+    table = bind("eval", "--preset", "kinetics400", folder, "-f", "table").stdout
+    assert "not comparable" in " ".join(table.split())
+    for n in range(401):
+        (tmp_path / "k" / f"class{n}").mkdir(parents=True)
+        shutil.copy(media("dog_image.jpg"), tmp_path / "k" / f"class{n}" / "a.jpg")
+    too_many = bind("eval", "--preset", "kinetics400", tmp_path / "k")
+    assert too_many.exit_code == 2 and "401 class folders, Kinetics-400 has 400" in too_many.stderr
 
 
 def test_a_second_template_set_embeds_only_its_prompts(folder, tmp_path):
