@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from bindcli import output
-from bindcli.collections._matrix import snapshot
 from bindcli.errors import InputError, StoreError
 from bindcli.modality import Kind
 from bindcli._util.paths import path_from_text, path_text
-from bindcli.collections.store import DTYPES, Collection, Item, Store, path_from_db
+from bindcli.collections.store import DTYPES, CollectionRecord, Item, Store
 
 _BATCH = 4096
 
@@ -61,7 +60,7 @@ def _manifest(npy: Path, required: bool) -> dict | None:
     return manifest
 
 
-def _check_model(collection: Collection, manifest: dict, source: Path) -> None:
+def _check_model(collection: CollectionRecord, manifest: dict, source: Path) -> None:
     if manifest["model"] != collection.model_id:
         raise StoreError(
             f"{source}: vectors of model [{manifest['model']}]; collection {collection.name!r} "
@@ -69,7 +68,7 @@ def _check_model(collection: Collection, manifest: dict, source: Path) -> None:
         )
 
 
-def read_queries(npy: str | Path, collection: Collection) -> np.ndarray:
+def read_queries(npy: str | Path, collection: CollectionRecord) -> np.ndarray:
     """Query vectors from a `.npy` (one row or many), refused when a manifest beside it names
     another model than the collection's. No model is loaded."""
     npy = Path(npy)
@@ -82,7 +81,7 @@ def read_queries(npy: str | Path, collection: Collection) -> np.ndarray:
 
 def import_pair(
     store: Store, name: str, npy: str | Path, dtype: str = "float32"
-) -> tuple[Collection, int]:
+) -> tuple[CollectionRecord, int]:
     """Add the pair's rows to collection `name` (created for the manifest's model if new;
     one of another model is refused). Rows replace items of the same path. Returns the
     collection and how many rows went in."""
@@ -113,38 +112,31 @@ def import_pair(
                 Item(path_from_text(row["input"]), row["modality"], 0, 0, str(row.get("sha256") or ""), vector)
                 for row, vector in zip(rows[start : start + _BATCH], block)
             ])
-    from bindcli.collections.nearest import refresh
+    from bindcli.collections.nearest import update_index_files
 
-    refresh(store, collection)
+    update_index_files(store, collection)
     return collection, len(rows)
 
 
-def export_pair(store: Store, collection: Collection, npy: str | Path) -> int:
+def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> int:
     """Write the collection's live vectors (float32, unit length, in insertion order) to
     `npy` and its manifest beside it, each atomically; returns the rows written."""
     npy = Path(npy)
-    where = "collection_id=? AND deleted=0"
     rows: list[dict] = []
-    with snapshot(store.db):
-        count, dims = store.db.execute(
-            f"SELECT COUNT(*), MAX(dims) FROM items WHERE {where}", (collection.id,)
-        ).fetchone()
+    with store.snapshot():
+        count, dims = store.live_shape(collection)
         if not count:
             raise StoreError(f"collection {collection.name!r} has no items to export")
-        cursor = store.db.execute(
-            f"SELECT path, kind, sha256, vector FROM items WHERE {where} ORDER BY id",
-            (collection.id,),
-        )
         with output.atomic_path(npy) as tmp:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=(count, dims))
-            while chunk := cursor.fetchmany(_BATCH):
-                blob = b"".join(r[3] for r in chunk)
+            for chunk in store.live_items(collection, _BATCH):
+                blob = b"".join(item.blob for item in chunk)
                 array[len(rows) : len(rows) + len(chunk)] = np.frombuffer(
                     blob, DTYPES[collection.dtype]
                 ).reshape(len(chunk), dims)
                 rows.extend(
-                    {"input": path_text(path_from_db(p)), "modality": k, "sha256": s}
-                    for p, k, s, _ in chunk
+                    {"input": path_text(item.path), "modality": item.kind, "sha256": item.sha256}
+                    for item in chunk
                 )
             array.flush()
             del array

@@ -27,8 +27,8 @@ from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli._util.hashing import sha256_file
 from bindcli.embed.object_store import ObjectFile, listing
 from bindcli._util.paths import canonical, is_uri
-from bindcli.collections.store import Collection, Item, Store
-from bindcli.collections.nearest import refresh
+from bindcli.collections.store import CollectionRecord, Item, Store
+from bindcli.collections.nearest import update_index_files
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.embedder import Embedder
@@ -220,7 +220,7 @@ def _under(path: str, roots: Sequence[str | Path]) -> bool:
 
 def index(
     store: Store,
-    collection: Collection,
+    collection: CollectionRecord,
     found: Iterable[tuple[Path | ObjectFile, Kind] | InputError],
     roots: Sequence[str | Path],
     embed: EmbedFn,
@@ -235,7 +235,7 @@ def index(
     hashes them as it reads them (so their content is not matched before they are embedded).
     Commits hold `batch_size` files. Items under `roots` that were not found are marked
     deleted. Last, the collection's vector index files are brought up to date
-    (`vector_index.refresh`).
+    (`nearest.update_index_files`).
     """
     report = Report()
     known = store.file_states(collection)
@@ -302,7 +302,7 @@ def index(
     ]
     store.mark_deleted(collection, gone)
     report.removed = len(gone)
-    refresh(store, collection)
+    update_index_files(store, collection)
     return report
 
 
@@ -323,7 +323,7 @@ class _Committer:
     """Items written `size` at a time, each batch in one transaction, reporting progress."""
 
     def __init__(
-        self, store: Store, collection: Collection, size: int, seen: set[str],
+        self, store: Store, collection: CollectionRecord, size: int, seen: set[str],
         on_commit: Callable[[], None],
     ) -> None:
         self.store, self.collection, self.size = store, collection, size
