@@ -90,7 +90,7 @@ def media(name: str) -> str:
 #: caught part-way by `killed_after_commits`
 PACED_BIND = (
     "import sys, time\n"
-    "from bindcli import store\n"
+    "from bindcli.collections import store\n"
     "commit = store.Store.put_items\n"
     "def paced(self, *args):\n"
     "    commit(self, *args)\n"
