@@ -119,8 +119,8 @@ def export_command(name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
     """Write a collection's vectors as `bind embed -o` does: FILE.npy (float32, unit length)
     and the manifest FILE.npy.json (model, and per row input path, modality, sha256)."""
     from bindcli.collections.collection import Collection
-    from bindcli.collections.exchange import manifest_path
+    from bindcli.collections.manifest import sidecar
 
     with open_store(db) as store:
         count = Collection.open(store, name, create=False).export(npy)
-    Output().note(f"wrote {count} vectors to {npy} (manifest {manifest_path(npy)})")
+    Output().note(f"wrote {count} vectors to {npy} (manifest {sidecar(npy)})")

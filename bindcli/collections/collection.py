@@ -28,8 +28,7 @@ from bindcli.query import Query, Term, leave_out_each
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.ingest import Report
-    from bindcli.embed.embedder import Embedder, Model
-    from bindcli.media import MediaOptions
+    from bindcli.embed.embedder import Embedder, MediaOptions, Model  # the embedder's own types
 
 #: what embeds for a collection: an embedder, or a function that builds one when first needed
 EmbedderSource = Union["Embedder", Callable[[], "Embedder"]]

@@ -2,15 +2,14 @@
 writes, so vectors embedded on another machine or by a cluster job join a collection, and a
 collection's vectors go to other tools; and query vectors read from a `.npy`.
 
-The manifest `FILE.npy.json` names the model (`model`: its id), and per row of the array the
-`input` (a path, or a text), its `modality` and `sha256`. Imported paths need not exist here:
+The manifest `FILE.npy.json` (`manifest`) names the model (`model`: its id), and per row of
+the array the `input` (a path, or a text), its `modality` and `sha256`. Imported paths need not exist here:
 they are stored as written (size and mtime 0, so a later `bind index` of the same file hashes
 it once and reuses the vector).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,11 @@ import numpy as np
 from bindcli import output
 from bindcli.errors import InputError, StoreError
 from bindcli.modality import Kind
-from bindcli._util.paths import path_from_text, path_text
+from bindcli._util.paths import path_from_text
+from bindcli.collections import manifest as manifests
 from bindcli.collections.store import DTYPES, CollectionRecord, Item, Store
 
 _BATCH = 4096
-
-
-def manifest_path(npy: str | Path) -> Path:
-    npy = Path(npy)
-    return npy.with_name(npy.name + ".json")
 
 
 def _load_array(npy: Path) -> np.ndarray:
@@ -39,25 +34,6 @@ def _load_array(npy: Path) -> np.ndarray:
     if array.ndim not in (1, 2) or array.dtype.kind != "f" or not array.size:
         raise InputError(npy, f"expected rows of float vectors, found {array.dtype} {array.shape}")
     return np.atleast_2d(array)
-
-
-def _manifest(npy: Path, required: bool) -> dict | None:
-    path = manifest_path(npy)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise InputError(path, f"no manifest beside {npy.name} (`bind embed -o FILE.npy` writes one)") from None
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read it ({exc})") from None
-    try:
-        manifest = json.loads(text)
-    except ValueError as exc:
-        raise InputError(path, f"not JSON ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("model"), str):
-        raise InputError(path, "not a bind manifest: no \"model\"")
-    return manifest
 
 
 def _check_model(collection: CollectionRecord, manifest: dict, source: Path) -> None:
@@ -73,9 +49,9 @@ def read_queries(npy: str | Path, collection: CollectionRecord) -> np.ndarray:
     another model than the collection's. No model is loaded."""
     npy = Path(npy)
     vectors = _load_array(npy)
-    manifest = _manifest(npy, required=False)
+    manifest = manifests.read(npy, required=False)
     if manifest is not None:
-        _check_model(collection, manifest, manifest_path(npy))
+        _check_model(collection, manifest, manifests.sidecar(npy))
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -86,8 +62,8 @@ def import_pair(
     one of another model is refused). Rows replace items of the same path. Returns the
     collection and how many rows went in."""
     npy = Path(npy)
-    manifest = _manifest(npy, required=True)
-    source = manifest_path(npy)
+    manifest = manifests.read(npy, required=True)
+    source = manifests.sidecar(npy)
     vectors = _load_array(npy)
     rows = manifest.get("rows")
     if not isinstance(rows, list) or len(rows) != len(vectors):
@@ -134,18 +110,11 @@ def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> 
                 array[len(rows) : len(rows) + len(chunk)] = np.frombuffer(
                     blob, DTYPES[collection.dtype]
                 ).reshape(len(chunk), dims)
-                rows.extend(
-                    {"input": path_text(item.path), "modality": item.kind, "sha256": item.sha256}
-                    for item in chunk
-                )
+                rows.extend(manifests.row(item.path, item.kind, item.sha256) for item in chunk)
             array.flush()
             del array
-    output.write_file(manifest_path(npy), output.json_text({
-        "model": collection.model_id,
-        "model_description": collection.model,
-        "collection": collection.name,
-        "normalised": True,
-        "dim": dims,
-        "rows": rows,
-    }))
+    output.write_file(manifests.sidecar(npy), output.json_text(manifests.manifest(
+        collection.model_id, rows, dim=dims, normalised=True,
+        model_description=collection.model, collection=collection.name,
+    )))
     return count

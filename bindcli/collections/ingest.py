@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +26,7 @@ from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli._util.hashing import sha256_file
 from bindcli.embed.object_store import ObjectFile, listing
 from bindcli._util.paths import canonical, is_uri
+from bindcli.collections.manifest import written_by_bind
 from bindcli.collections.store import CollectionRecord, Item, Store
 from bindcli.collections.nearest import update_index_files
 
@@ -118,7 +118,7 @@ def walk(
                 d for d in dirs
                 if (include_hidden or not d.startswith(".")) and not excluded(base / d, root)
             )
-            outputs = _bind_outputs(real, files)
+            outputs = written_by_bind(real, files)
             for name in sorted(files):
                 path = base / name
                 kind = EXTENSIONS.get(path.suffix.lower())
@@ -174,24 +174,6 @@ def _walk_objects(
             continue
         if not any(_excluded("/".join(parts[: n + 1]), exclude) for n in range(len(parts))):
             yield obj, as_kind or kind
-
-
-def _bind_outputs(folder: Path, files: list[str]) -> set[str]:
-    """The names in `folder` that bind wrote: `.npy` arrays with their `.npy.json` manifest
-    beside them, and the vectors an `--out-dir` manifest lists."""
-    names = set(files)
-    found = {n for n in files if n.endswith(".npy") and f"{n}.json" in names}
-    if "manifest.json" in names:
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-            found.update(
-                name for row in manifest.get("rows", ())
-                if isinstance(row, dict) and isinstance(name := row.get("file"), str)
-                and name in names
-            )
-        except (OSError, ValueError, AttributeError):
-            pass  # someone else's manifest.json
-    return found
 
 
 def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
