@@ -14,12 +14,13 @@ tests/test_layout.py holds the code to it):
 - `media/`: files -> tensors; `model/`: configs, towers, checkpoints, placement; `weights`:
   where the checkpoint is, its download and record.
 - `embed/`: the one pipeline from inputs to `Embedding`s, in process, through a server or on Ray.
-- `collections/`: the SQLite collection file (the only SQL), ingest, search, exchange.
+- `collections/`: the SQLite collection file (the only SQL), ingest, search, exchange, and
+  `Collection`, the object a script indexes and searches a collection with.
 - tasks: `query`, `zeroshot`, `locate`, `generate`, `eval/`, `doctor`.
 - `serve/`: `bind serve`; `cli/`: the `bind` command, the only user of Typer and Rich.
 
-Imports: bindcli._util, bindcli.embed, bindcli.errors, bindcli.modality, bindcli.model, bindcli.query (each
-lazily, on first use of a name).
+Imports: bindcli._util, bindcli.collections, bindcli.embed, bindcli.errors, bindcli.modality,
+bindcli.model, bindcli.query (each lazily, on first use of a name).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _LAZY = {
     "Model": "bindcli.embed.embedder",
     "InputError": "bindcli.errors",
     "BindError": "bindcli.errors",
+    "Collection": "bindcli.collections.collection",
     "Kind": "bindcli.modality",
     "ModelConfig": "bindcli.model.config",
     "load_model": "bindcli.model.factory",
@@ -50,6 +52,7 @@ __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli._util.folders import default_db_path
+    from bindcli.collections.collection import Collection
     from bindcli.embed.embedder import Embedder, Embedding, Input, Model, open_embedder
     from bindcli.errors import BindError, InputError
     from bindcli.modality import Kind

@@ -130,3 +130,41 @@ def killed_after_commits(args: list[str], db: Path, items: int, env: dict | None
     proc.send_signal(signal.SIGKILL)
     _, stderr = proc.communicate()
     assert proc.returncode == -signal.SIGKILL, stderr.decode()
+
+
+# --- collection files read straight with sqlite3 (bind runs SQL only in its store) -----------
+
+
+def sql(db: Path, statement: str, *args: object) -> list[tuple]:
+    """The rows of one statement run on the collection file `db` in a connection of its own
+    (autocommit: a write is committed when this returns)."""
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as con:
+        return con.execute(statement, args).fetchall()
+
+
+def integrity_ok(db: Path) -> bool:
+    """SQLite's own check of the whole file."""
+    return sql(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def sqlite_search(
+    db: Path, collection: str, query: np.ndarray, k: int = 10, *,
+    kinds: list[str] | None = None, min_score: float | None = None,
+) -> list:
+    """The `k` live items of `collection` nearest `query` by cosine, read straight from
+    SQLite and scored in numpy: the reference the searches are checked against."""
+    from bindcli.collections.store import DTYPES, Hit, path_from_db
+    from bindcli.vectors import at_least, normalise
+
+    rows = sql(
+        db, "SELECT i.path, i.kind, i.vector, c.dtype FROM items i JOIN collections c "
+        "ON c.id = i.collection_id WHERE c.name=? AND i.deleted=0 ORDER BY i.id", collection,
+    )
+    rows = [r for r in rows if not kinds or r[1] in kinds]
+    if not rows:
+        return []
+    matrix = np.stack([np.frombuffer(r[2], DTYPES[r[3]]).astype(np.float32) for r in rows])
+    scores = matrix @ normalise(np.asarray(query, dtype=np.float32).ravel())
+    passed = np.ones(len(scores), bool) if min_score is None else at_least(scores, min_score)
+    order = [i for i in np.argsort(-scores, kind="stable") if passed[i]][:k]
+    return [Hit(path_from_db(rows[i][0]), rows[i][1], float(scores[i])) for i in order]

@@ -109,3 +109,20 @@ def test_the_rules_name_real_modules():
         for name in _rule(owner) or []:
             if name != "bindcli":
                 assert name in MODULES, f"{owner}'s rule names {name}, which does not exist"
+
+
+#: the one module that runs SQL: every statement is a named method of its `Store` (rclip's
+#: db.py), so a schema change is made in one file
+SQL_HOME = "bindcli.collections.store"
+SQL_CALLS = ("execute", "executemany", "executescript")
+
+
+def test_only_the_store_runs_sql():
+    running = []
+    for module, path in MODULES.items():
+        if module == SQL_HOME:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS:
+                running.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} calls .{node.func.attr}()")
+    assert not running, "\n".join(running)

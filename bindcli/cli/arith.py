@@ -25,7 +25,7 @@ from bindcli.cli.shared import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.query import Query
-    from bindcli.collections.store import Collection
+    from bindcli.collections.store import CollectionRecord
 
 
 @command
@@ -103,7 +103,7 @@ def arith(
 
 def _split_gallery(
     gallery: Sequence[str], named: Sequence[str], db: Path | None
-) -> "tuple[list[str], list[Collection]]":
+) -> "tuple[list[str], list[CollectionRecord]]":
     """Folders and files, and the collections of the --db file: those named by -c, and by
     --gallery entries that are not paths."""
     roots = [g for g in gallery if os.path.exists(g)]

@@ -40,11 +40,13 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
     out = Output()
     rows, path = [], db or default_db_path()
     if store_exists(db):
+        from bindcli.collections.collection import Collection
+
         with open_store(db) as store:
             rows = [
-                {"name": c.name, "files": sum(store.counts(c).values()), "model": c.model,
-                 "model_id": c.model_id, "created": when(c.created_at)}
-                for c in store.collections()
+                {"name": c.name, "files": c.count(), "model": c.record.model,
+                 "model_id": c.record.model_id, "created": when(c.record.created_at)}
+                for c in Collection.all(store)
             ]
     if not rows:
         out.note(f"no collections in {path} yet; create one with `bind index PATH`")
@@ -70,28 +72,11 @@ def info_command(
 ) -> None:
     """Files per modality, model, vector format, size on disk, where the file is, and how a
     search runs (exact or approximate) and whether its index files are up to date."""
-    from bindcli.collections.nearest import describe
+    from bindcli.collections.collection import Collection
 
     with open_store(db, create=False) as store:
-        coll = store.require(name)
-        counts = store.counts(coll)
-        stats = store.stats(coll)
-        info = {
-            "name": coll.name,
-            "files": sum(counts.values()),
-            "per_modality": counts,
-            "deleted": stats["deleted"],
-            "model": coll.model,
-            "model_id": coll.model_id,
-            "vectors": f"{stats['dims']} x {coll.dtype}" if stats["dims"] else coll.dtype,
-            "vector_bytes": stats["vector_bytes"],
-            "file": str(store.path),
-            "file_bytes": store.file_bytes(),
-            "created": when(coll.created_at),
-            "updated": when(stats["updated_at"]),
-            **describe(store, coll),
-        }
-    show_record(Output(), info, fmt)
+        info = Collection.open(store, name, create=False).info()
+    show_record(Output(), {**info, "created": when(info["created"]), "updated": when(info["updated"])}, fmt)
 
 
 @app.command("remove")
@@ -99,12 +84,10 @@ def info_command(
 def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
     """Remove a collection (its files on disk are untouched; the embedding cache stays), then
     compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""
-    from bindcli.collections._matrix import discard
+    from bindcli.collections.collection import Collection
 
     with open_store(db, create=False) as store:
-        discard(store, store.require(name))
-        store.remove_collection(name)
-        done = store.compact()
+        done = Collection.open(store, name, create=False).remove()
         path = store.path
     Output().note(f"removed collection {name!r} from {path}; {compaction_text(done)}")
 
@@ -122,11 +105,11 @@ def import_command(
     """Add the vectors `bind embed -o FILE.npy` wrote (FILE.npy + FILE.npy.json) to a
     collection, created for the manifest's model if new. The rows' paths need not exist here;
     a collection of another model is refused."""
-    from bindcli.collections.exchange import import_pair
+    from bindcli.collections.collection import Collection
 
     with open_store(db) as store:
-        coll, count = import_pair(store, name, npy, vectors.value)
-        total = sum(store.counts(coll).values())
+        coll, count = Collection.import_(store, name, npy, vectors=vectors.value)
+        total = coll.count()
     Output().note(f"{coll.name}: imported {count} vectors from {npy}; {total} files now")
 
 
@@ -135,8 +118,9 @@ def import_command(
 def export_command(name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
     """Write a collection's vectors as `bind embed -o` does: FILE.npy (float32, unit length)
     and the manifest FILE.npy.json (model, and per row input path, modality, sha256)."""
-    from bindcli.collections.exchange import export_pair, manifest_path
+    from bindcli.collections.collection import Collection
+    from bindcli.collections.manifest import sidecar
 
     with open_store(db) as store:
-        count = export_pair(store, store.require(name), npy)
-    Output().note(f"wrote {count} vectors to {npy} (manifest {manifest_path(npy)})")
+        count = Collection.open(store, name, create=False).export(npy)
+    Output().note(f"wrote {count} vectors to {npy} (manifest {sidecar(npy)})")

@@ -189,21 +189,18 @@ def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[st
     """What a stacked array or a folder of vectors needs to be read later without guessing."""
     from bindcli.media import PREPROCESSING_VERSION
 
+    from bindcli.collections import manifest
+
     embedder = run.embedder
+    names = files or [None] * len(embeddings)
     rows = [
-        {"input": path_text(e.input.source), "modality": e.input.kind.value, "sha256": e.sha256}
-        for e in embeddings
+        manifest.row(e.input.source, e.input.kind.value, e.sha256, name)
+        for e, name in zip(embeddings, names)
     ]
-    for row, name in zip(rows, files or []):
-        row["file"] = path_text(name)
-    return {
-        "model": embedder.model_id,
-        "precision": embedder.placement.precision,
-        "preprocessing": PREPROCESSING_VERSION,
-        "normalised": not raw,
-        "dim": int(embeddings[0].raw.shape[-1]),
-        "rows": rows,
-    }
+    return manifest.manifest(
+        embedder.model_id, rows, dim=int(embeddings[0].raw.shape[-1]), normalised=not raw,
+        precision=embedder.placement.precision, preprocessing=PREPROCESSING_VERSION,
+    )
 
 
 def _write_file(
@@ -214,7 +211,9 @@ def _write_file(
             output.write_file(path, output.npy_bytes(vectors))
             run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (no manifest)")
             return
-        sidecar = path.with_name(path.name + ".json")
+        from bindcli.collections.manifest import sidecar as sidecar_of
+
+        sidecar = sidecar_of(path)
         output.write_files([
             (path, output.npy_bytes(vectors)),
             (sidecar, output.json_text(_manifest(run, embeddings, raw))),
@@ -237,8 +236,10 @@ def _write_dir(
             copy += 1
         names.append(name)
         output.write_file(folder / name, output.npy_bytes(v))
-    output.write_file(folder / "manifest.json", output.json_text(_manifest(run, embeddings, raw, names)))
-    run.out.note(f"wrote {len(names)} vectors to {folder}/ (manifest {folder / 'manifest.json'})")
+    from bindcli.collections.manifest import FOLDER_MANIFEST
+
+    output.write_file(folder / FOLDER_MANIFEST, output.json_text(_manifest(run, embeddings, raw, names)))
+    run.out.note(f"wrote {len(names)} vectors to {folder}/ (manifest {folder / FOLDER_MANIFEST})")
 
 
 def _summary(run: Run, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -19,9 +21,6 @@ from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.ingest import Report
-    from bindcli.embed.embedder import Model
-    from bindcli.collections.store import Collection, Store
-
 
 
 @command
@@ -64,34 +63,33 @@ def index(
     """
     refuse_uris(engine, paths)
     use_engine(run, engine, address, workers, gpus_per_worker, cpus_per_worker)
-    from bindcli.collections.ingest import embedding_with, walk
-    from bindcli.collections.ingest import index as index_paths
+    from bindcli.collections.collection import Collection
 
-    with open_store(db) as store:
-        coll = _collection_for(store, collection, run.model, run.vectors_id, vectors.value)
-        outputs: list[Path] = []  # bind's own vectors under PATH: never inputs
-        found = list(walk(
-            paths, exclude=exclude or (), include_hidden=include_hidden,
-            as_kind=run.common.as_kind, on_skip=outputs.append,
-        ))
-        embed = embedding_with(lambda: run.embedder)  # built only if something must be embedded
-        with run.out.progress(len(found), "Indexing") as advance:
-            done = [0]
+    outputs: list[Path] = []  # bind's own vectors under PATH: never inputs
+    with open_store(db) as store, contextlib.ExitStack() as bar:
+        coll = Collection.open(
+            store, collection, lambda: run.embedder, model=run.model, options=run.media_options,
+            vectors=vectors.value,
+        )
+        advance: list[Callable[..., None]] = []
+        done = [0]
 
-            def on_progress(report: "Report") -> None:
-                total = sum(report.done().values()) + len(report.failed)
-                advance(total - done[0], "Indexing " + _per_kind(report.done()))
-                done[0] = total
+        def on_progress(report: "Report") -> None:
+            total = sum(report.done().values()) + len(report.failed)
+            advance[0](total - done[0], "Indexing " + _per_kind(report.done()))
+            done[0] = total
 
-            report = index_paths(
-                store, coll, found, paths, embed, batch_size=4 * run.common.batch_size, on_progress=on_progress,
-            )
+        report = coll.update(
+            paths, exclude=exclude or (), include_hidden=include_hidden, as_kind=run.common.as_kind,
+            batch_size=4 * run.common.batch_size, on_skip=outputs.append, on_progress=on_progress,
+            on_found=lambda files: advance.append(bar.enter_context(run.out.progress(files, "Indexing"))),
+        )
     run.failed += run.out.failed(report.failed)
     if outputs:
         listed = ", ".join(path_text(p) for p in outputs[:3]) + (", ..." if len(outputs) > 3 else "")
         run.out.note(f"skipped {len(outputs)} files bind wrote (vectors with a manifest): {listed}")
     run.out.note(
-        f"{coll.name}: {sum(report.done().values())} files ({_per_kind(report.done())}); "
+        f"{collection}: {sum(report.done().values())} files ({_per_kind(report.done())}); "
         f"{sum(report.embedded.values())} embedded, {sum(report.reused.values())} reused, "
         f"{sum(report.unchanged.values())} unchanged, {report.removed} removed, "
         f"{len(report.failed)} failed"
@@ -101,10 +99,3 @@ def index(
 def _per_kind(counts: dict[str, int]) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "nothing yet"
 
-
-def _collection_for(store: "Store", name: str, model: "Model", pinned: str, dtype: str) -> "Collection":
-    """The collection `name`, created for this model (and loading options: `pinned`, see
-    `Model.vectors_id`) if new."""
-    found = store.collection(name) or store.create_collection(name, pinned, model.describe(), dtype)
-    found.check_model(pinned, model.config.name)  # another run may have just made it
-    return found

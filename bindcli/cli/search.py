@@ -11,7 +11,7 @@ import typer
 from bindcli.cli.common import Run, command
 from bindcli.cli.shared import (
     COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, TOP_K_OPTION, HitsFormat, open_store,
-    show_hits, wanted,
+    show_hits,
 )
 from bindcli.modality import Kind
 from bindcli._util.paths import canonical
@@ -85,8 +85,9 @@ def search(
       bind search bird.wav + 0.5:fruit.jpg --format paths | xargs feh
       bind search --vector queries.npy --glob '*.jpg' --format jsonl
     """
-    from bindcli.query import Query, leave_out_each
-    from bindcli.collections.nearest import Filters, index_for
+    from bindcli.collections.collection import Collection
+    from bindcli.collections.nearest import Filters
+    from bindcli.query import Query
 
     if exact and approximate:
         raise typer.BadParameter("use either --exact or --approximate", param_hint="--approximate")
@@ -94,26 +95,22 @@ def search(
         raise typer.BadParameter("--vector replaces TERM, --text and --each", param_hint="--vector")
     queries = [] if vector else _queries(Query.parse(query or [], text or []), each)
     with open_store(db, create=False) as store:
-        coll = store.require(collection)  # before loading a model for nothing
+        coll = Collection.open(store, collection, create=False)  # before loading a model for nothing
         if vector:
-            from bindcli.collections.exchange import read_queries
-
-            vectors, owns, rows = read_queries(vector, coll), None, None
+            vectors, owns, rows = coll.read_queries(vector), None, None
         else:
-            coll.check_model(run.vectors_id, run.model.config.name)
+            coll.check_model(run.model, run.media_options)
             vectors, owns, rows = _embedded(run, queries)
             if not rows:
                 return  # each failed term is named on stderr (exit 1)
-        index = index_for(store, coll, "exact" if exact else "approximate" if approximate else "auto")
         filters = Filters(
             tuple(m.value for m in modality or []),
             tuple(str(canonical(d)) for d in under or []),
             tuple(glob or []), min_score,
         )
-        owns = owns or [frozenset()] * len(vectors)
-        results = leave_out_each(
-            owns, lambda n: index.search(vectors, k=n, filters=filters), wanted(top_k, store, coll),
-            lambda h: h.path,
+        results = coll.search_vector(
+            vectors, top_k, filters, leave_out=owns,
+            mode="exact" if exact else "approximate" if approximate else "auto",
         )
     rows = rows or list(range(len(results)))
     flat = [(row, h) for row, hits in zip(rows, results) for h in hits]

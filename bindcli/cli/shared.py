@@ -22,7 +22,7 @@ from bindcli.output import Output
 from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.collections.store import Collection, Compaction, Hit, Store
+    from bindcli.collections.store import CollectionRecord, Compaction, Hit, Store
 
 DB_OPTION = Annotated[Optional[Path], typer.Option(
     "--db", metavar="FILE", dir_okay=False, show_default=False,
@@ -87,7 +87,7 @@ def store_exists(db: Path | None) -> bool:
     return (db or default_db_path()).expanduser().exists()
 
 
-def wanted(top_k: int, store: "Store", collection: "Collection") -> int:
+def wanted(top_k: int, store: "Store", collection: "CollectionRecord") -> int:
     """How many results `-k` asks of `collection`: 0 means all of its files."""
     return top_k or max(1, sum(store.counts(collection).values()))
 

@@ -4,7 +4,9 @@ incrementally and searched exactly or approximately.
 The only package that runs SQL (`store`: the schema, its migrations and every statement).
 `ingest` walks folders and embeds only what changed; `nearest` searches, exactly over the
 memory-mapped matrix (`_matrix`) or through inverted lists (`_ivf`); `exchange` moves vectors
-in and out as `.npy` + manifest.
+in and out as `.npy` + manifest. `collection` holds `Collection`, the one object a script (and
+`bind index`, `search`, `collections`) works with a collection through.
 
-Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed.
+Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed,
+bindcli.query (the query expressions `Collection.search` takes; it imports no collections).
 """

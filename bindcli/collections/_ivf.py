@@ -16,7 +16,7 @@ had when the centres were trained, where each section starts, the file's size), 
 (lists x dims float32, unit length), `offsets` (lists + 1: where each list starts), then list
 by list each entry's item id and vector (a copy of its row of the matrix, in the
 collection's dtype, so that a list is one contiguous read). It is patched, written and
-replaced like the matrix file (`collection_index`): changed items leave their lists and join
+replaced like the matrix file (`_matrix`): changed items leave their lists and join
 the list of their nearest centre; the centres are trained again when the collection has
 grown (or shrunk) so much that another number of lists fits it better.
 
@@ -39,7 +39,7 @@ from bindcli.collections._matrix import (
 )
 from bindcli.errors import UsageError
 from bindcli.output import atomic_path
-from bindcli.collections.store import DTYPES, Collection, Store
+from bindcli.collections.store import DTYPES, CollectionRecord, Store
 
 MAGIC = b"BINDIVF1"
 FORMAT = 1
@@ -112,19 +112,19 @@ class Lists:
         return [(a, b) for a, b in zip(starts, ends) if b > a]
 
 
-def lists_path(store: Store, collection: Collection) -> Path:
+def lists_path(store: Store, collection: CollectionRecord) -> Path:
     return index_dir(store) / f"c{collection.id}.lists"
 
 
-def open_file(path: Path) -> Lists | None:
+def open_lists_file(path: Path) -> Lists | None:
     """The lists file at `path`, mapped read-only; None if it is missing or torn."""
     found = map_file(path, MAGIC, FORMAT)
     return None if found is None else Lists(*found)
 
 
-def saved(store: Store, collection: Collection) -> Lists | None:
+def saved(store: Store, collection: CollectionRecord) -> Lists | None:
     """The collection's lists file as it is (of any generation), or None."""
-    found = open_file(lists_path(store, collection))
+    found = open_lists_file(lists_path(store, collection))
     return found if found is not None and belongs(found.header, collection) else None
 
 
@@ -149,7 +149,7 @@ def require_library():
     return faiss
 
 
-def refresh(store: Store, collection: Collection, matrix: Matrix) -> Lists:
+def update_lists(store: Store, collection: CollectionRecord, matrix: Matrix) -> Lists:
     """The lists at `matrix`'s generation (or newer ones: they are never written back to an
     older matrix's), opened read-only: as saved, patched from older ones (items changed since
     leave their lists and join their nearest centre's; numpy only), or trained afresh (faiss)
@@ -165,7 +165,7 @@ def refresh(store: Store, collection: Collection, matrix: Matrix) -> Lists:
                     _patch(store, collection, old, matrix, tmp)
                 else:
                     _build(collection, matrix, np.flatnonzero(matrix.kinds != DEAD), tmp)
-        fresh = open_file(path)
+        fresh = open_lists_file(path)
     assert fresh is not None, f"{path} vanished after it was written"
     return fresh
 
@@ -200,7 +200,7 @@ def nearest_list(centres: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> 
     return out
 
 
-def _build(collection: Collection, matrix: Matrix, live: np.ndarray, tmp: Path) -> None:
+def _build(collection: CollectionRecord, matrix: Matrix, live: np.ndarray, tmp: Path) -> None:
     count = lists_for(len(live))
     centres = _train(matrix, live, count)
     lists = nearest_list(centres, matrix.vectors, live)
@@ -208,13 +208,10 @@ def _build(collection: Collection, matrix: Matrix, live: np.ndarray, tmp: Path) 
            [(matrix.vectors, live)])
 
 
-def _patch(store: Store, collection: Collection, old: Lists, matrix: Matrix, tmp: Path) -> None:
+def _patch(store: Store, collection: CollectionRecord, old: Lists, matrix: Matrix, tmp: Path) -> None:
     """`old`'s entries but those of items changed since its generation, plus those items as
     `matrix` holds them (live ones), each in its nearest centre's list."""
-    changed = np.array([row[0] for row in store.db.execute(
-        "SELECT id FROM items WHERE collection_id=? AND generation>?",
-        (collection.id, old.generation),
-    )], dtype=np.int64)
+    changed = np.array(store.changed_ids(collection, old.generation), dtype=np.int64)
     kept = np.flatnonzero(~np.isin(old.ids, changed))
     old_lists = np.repeat(np.arange(old.count), np.diff(old.offsets))[kept]
     rows = matrix.rows_of(changed)
@@ -230,7 +227,7 @@ def _patch(store: Store, collection: Collection, old: Lists, matrix: Matrix, tmp
 
 
 def _write(
-    tmp: Path, collection: Collection, matrix: Matrix, centres: np.ndarray, trained_on: int,
+    tmp: Path, collection: CollectionRecord, matrix: Matrix, centres: np.ndarray, trained_on: int,
     lists: np.ndarray, ids: np.ndarray, sources: list[tuple[np.ndarray, np.ndarray]],
 ) -> None:
     """The file: entries (`ids`, and their vectors: the rows of each source in turn) sorted

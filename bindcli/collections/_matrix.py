@@ -12,7 +12,7 @@ dtype, so float16 stays float16), then per row the item id (int64), a kind code 
 and the path (int64 offsets into UTF-8 bytes, surrogateescape).
 
 Every change to a collection's items bumps its generation in SQLite (triggers, schema v3) and
-stamps the changed item with it. `refresh` brings the file up to date by copying the old one
+stamps the changed item with it. `update_matrix` brings the file up to date by copying the old one
 and patching in only the items stamped after its generation (appending new ones, overwriting
 changed rows, marking deleted ones), or by rebuilding it when it is missing, torn, of another
 collection or mostly dead rows. A new file is written beside the old one and renamed over it,
@@ -29,7 +29,6 @@ import json
 import mmap
 import os
 import re
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import numpy as np
 
 from bindcli.errors import OutputError
 from bindcli.output import atomic_path
-from bindcli.collections.store import DTYPES, Collection, Store
+from bindcli.collections.store import DTYPES, CollectionRecord, Store
 
 MAGIC = b"BINDVEC1"
 FORMAT = 1
@@ -55,16 +54,8 @@ def index_dir(store: Store) -> Path:
     return store.path.with_name(store.path.name + ".vectors")
 
 
-def matrix_path(store: Store, collection: Collection) -> Path:
+def matrix_path(store: Store, collection: CollectionRecord) -> Path:
     return index_dir(store) / f"c{collection.id}.matrix"
-
-
-def generation(store: Store, collection: Collection) -> int:
-    """How many changes the collection's items have seen (the index records the one it holds)."""
-    row = store.db.execute(
-        "SELECT generation FROM collections WHERE id=?", (collection.id,)
-    ).fetchone()
-    return row[0] if row else -1
 
 
 class Matrix:
@@ -216,35 +207,35 @@ def map_file(path: Path, magic: bytes = MAGIC, fmt: int = FORMAT) -> tuple[dict,
     return header, buffer
 
 
-def belongs(header: dict, collection: Collection) -> bool:
+def belongs(header: dict, collection: CollectionRecord) -> bool:
     return header["collection"] == [collection.id, collection.created_at, collection.dtype]
 
 
-def open_file(path: Path) -> Matrix | None:
+def open_matrix_file(path: Path) -> Matrix | None:
     """The index file at `path`, mapped read-only; None if it is missing or torn."""
     found = map_file(path)
     return None if found is None else Matrix(*found)
 
 
-def state(store: Store, collection: Collection) -> str:
+def state(store: Store, collection: CollectionRecord) -> str:
     """`fresh`, `stale` (behind SQLite: the next search or `bind index` patches it) or
     `missing` (none yet, or torn: rebuilt on next use). Writes nothing."""
     found = read_header(matrix_path(store, collection))
     if found is None or not belongs(found[0], collection):
         return "missing"
-    return "fresh" if found[0]["generation"] == generation(store, collection) else "stale"
+    return "fresh" if found[0]["generation"] == store.generation(collection) else "stale"
 
 
-def open_matrix(store: Store, collection: Collection) -> Matrix:
+def open_matrix(store: Store, collection: CollectionRecord) -> Matrix:
     """The collection's vectors as of now: its index file, refreshed first if it is behind
     SQLite. Where the folder cannot be written (a read-only collection file), a matrix built
     in memory from SQLite instead."""
-    current = open_file(matrix_path(store, collection))
+    current = open_matrix_file(matrix_path(store, collection))
     if current is not None and belongs(current.header, collection):
-        if current.generation == generation(store, collection):
+        if current.generation == store.generation(collection):
             return current
     try:
-        return refresh(store, collection)
+        return update_matrix(store, collection)
     except (OSError, OutputError):
         return _in_memory(store, collection)
 
@@ -275,46 +266,32 @@ def remove_leftovers(path: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def refresh(store: Store, collection: Collection) -> Matrix:
+def update_matrix(store: Store, collection: CollectionRecord) -> Matrix:
     """Bring the collection's index file up to date with SQLite and open it: patched with
     what changed since its generation, or rebuilt if it is missing, torn or mostly dead."""
     path = matrix_path(store, collection)
     path.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(path.with_suffix(".lock")):
         remove_leftovers(path)
-        old = open_file(path)
+        old = open_matrix_file(path)
         if old is not None and not belongs(old.header, collection):
             old = None
-        if old is None or old.generation != generation(store, collection):
-            with atomic_path(path) as tmp, snapshot(store.db):
+        if old is None or old.generation != store.generation(collection):
+            with atomic_path(path) as tmp, store.snapshot():
                 if old is None or not _patch(store, collection, old, tmp):
                     _build(store, collection, tmp)
-        fresh = open_file(path)
+        fresh = open_matrix_file(path)
     assert fresh is not None, f"{path} vanished after it was written"
     return fresh
 
 
-def discard(store: Store, collection: Collection) -> None:
+def discard(store: Store, collection: CollectionRecord) -> None:
     """Remove the collection's index files (when the collection goes)."""
     folder = index_dir(store)
     for suffix in ("matrix", "lock", "lists", "lists-lock"):
         (folder / f"c{collection.id}.{suffix}").unlink(missing_ok=True)
     for leftover in folder.glob(f".c{collection.id}.*.tmp"):
         leftover.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def snapshot(db: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction: the generation and the rows read inside it agree (WAL gives a
-    snapshot while writers go on)."""
-    if db.in_transaction:
-        yield
-        return
-    db.execute("BEGIN")
-    try:
-        yield
-    finally:
-        db.execute("COMMIT")
 
 
 def header_bytes(header: dict, magic: bytes = MAGIC) -> bytes:
@@ -328,15 +305,16 @@ def aligned(offset: int) -> int:
     return -(-offset // _ALIGN) * _ALIGN
 
 
-def _encoded(path: str | bytes) -> bytes:
-    """A path's bytes, from its `items.path` value (a BLOB for a name that is not UTF-8)."""
-    return path if isinstance(path, bytes) else path.encode("utf-8", "surrogateescape")
+def _encoded(path: str) -> bytes:
+    """A path's bytes as the file holds them (a name that is not UTF-8 through
+    surrogateescape, as `Matrix.path` reads it back)."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 class _Layout:
     """What goes after the matrix, and the header that says where everything is."""
 
-    def __init__(self, collection: Collection, gen: int, dims: int) -> None:
+    def __init__(self, collection: CollectionRecord, gen: int, dims: int) -> None:
         self.collection, self.generation, self.dims = collection, gen, dims
         self.kind_names: list[str] = []
 
@@ -384,49 +362,37 @@ class _Layout:
         os.fsync(f.fileno())
 
 
-def _build(store: Store, collection: Collection, tmp: Path) -> None:
+def _build(store: Store, collection: CollectionRecord, tmp: Path) -> None:
     """The whole file from SQLite's live items, in id order, streamed a chunk at a time."""
-    gen = generation(store, collection)
-    dims = store.db.execute(
-        "SELECT MAX(dims) FROM items WHERE collection_id=? AND deleted=0", (collection.id,)
-    ).fetchone()[0] or 0
-    layout = _Layout(collection, gen, dims)
-    cursor = store.db.execute(
-        "SELECT id, kind, path, vector FROM items WHERE collection_id=? AND deleted=0 "
-        "ORDER BY id",
-        (collection.id,),
-    )
+    gen = store.generation(collection)
+    layout = _Layout(collection, gen, store.live_shape(collection)[1])
     ids: list[int] = []
     kinds: list[int] = []
     paths: list[bytes] = []
     with open(tmp, "wb") as f:
         f.write(b"\0" * HEADER_BYTES)
-        while chunk := cursor.fetchmany(_FETCH_ROWS):
-            for item_id, kind, path, _ in chunk:
-                ids.append(item_id)
-                kinds.append(layout.code(kind))
-                paths.append(_encoded(path))
-            f.write(b"".join(row[3] for row in chunk))
+        for chunk in store.live_items(collection, _FETCH_ROWS):
+            for item in chunk:
+                ids.append(item.id)
+                kinds.append(layout.code(item.kind))
+                paths.append(_encoded(item.path))
+            f.write(b"".join(item.blob for item in chunk))
         layout.write_tail(f, len(ids), np.array(ids, np.int64), np.array(kinds, np.uint8), paths)
 
 
-def _patch(store: Store, collection: Collection, old: Matrix, tmp: Path) -> bool:
+def _patch(store: Store, collection: CollectionRecord, old: Matrix, tmp: Path) -> bool:
     """`old` plus what changed since its generation, into `tmp`; False (nothing written) when
     a rebuild is the better choice: other dims, or too many dead rows."""
-    gen = generation(store, collection)
-    changed = store.db.execute(
-        "SELECT id, kind, path, deleted, vector FROM items "
-        "WHERE collection_id=? AND generation>? ORDER BY id",
-        (collection.id, old.generation),
-    ).fetchall()
-    rows = old.rows_of(np.array([c[0] for c in changed], dtype=np.int64))
+    gen = store.generation(collection)
+    changed = store.changed_since(collection, old.generation)
+    rows = old.rows_of(np.array([c.id for c in changed], dtype=np.int64))
     layout = _Layout(collection, gen, old.dims)
     layout.kind_names = list(old.kind_names)
     kinds = old.kinds.copy()
     updates: list[tuple[int, bytes]] = []
     added: list[tuple[int, int, bytes, bytes]] = []
     renamed: dict[int, bytes] = {}
-    for (item_id, kind, path, deleted, blob), row in zip(changed, rows):
+    for (item_id, path, kind, deleted, blob), row in zip(changed, rows):
         if len(blob) != old.dims * DTYPES[collection.dtype].itemsize and not deleted:
             return False
         if row >= 0:
@@ -470,14 +436,14 @@ def _old_paths(old: Matrix, renamed: dict[int, bytes]) -> list[bytes]:
     return [renamed.get(r, blob[offsets[r]:offsets[r + 1]]) for r in range(old.rows)]
 
 
-def _in_memory(store: Store, collection: Collection) -> Matrix:
+def _in_memory(store: Store, collection: CollectionRecord) -> Matrix:
     """The same file's bytes built in a temporary folder and read into memory (the index
     folder cannot be written)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder) / "matrix"
-        with snapshot(store.db):
+        with store.snapshot():
             _build(store, collection, tmp)
         data = tmp.read_bytes()
     found = json.loads(data[len(MAGIC):HEADER_BYTES].rstrip(b"\0"))

@@ -2,32 +2,26 @@
 writes, so vectors embedded on another machine or by a cluster job join a collection, and a
 collection's vectors go to other tools; and query vectors read from a `.npy`.
 
-The manifest `FILE.npy.json` names the model (`model`: its id), and per row of the array the
-`input` (a path, or a text), its `modality` and `sha256`. Imported paths need not exist here:
+The manifest `FILE.npy.json` (`manifest`) names the model (`model`: its id), and per row of
+the array the `input` (a path, or a text), its `modality` and `sha256`. Imported paths need not exist here:
 they are stored as written (size and mtime 0, so a later `bind index` of the same file hashes
 it once and reuses the vector).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from bindcli import output
-from bindcli.collections._matrix import snapshot
 from bindcli.errors import InputError, StoreError
 from bindcli.modality import Kind
-from bindcli._util.paths import path_from_text, path_text
-from bindcli.collections.store import DTYPES, Collection, Item, Store, path_from_db
+from bindcli._util.paths import path_from_text
+from bindcli.collections import manifest as manifests
+from bindcli.collections.store import DTYPES, CollectionRecord, Item, Store
 
 _BATCH = 4096
-
-
-def manifest_path(npy: str | Path) -> Path:
-    npy = Path(npy)
-    return npy.with_name(npy.name + ".json")
 
 
 def _load_array(npy: Path) -> np.ndarray:
@@ -42,26 +36,7 @@ def _load_array(npy: Path) -> np.ndarray:
     return np.atleast_2d(array)
 
 
-def _manifest(npy: Path, required: bool) -> dict | None:
-    path = manifest_path(npy)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise InputError(path, f"no manifest beside {npy.name} (`bind embed -o FILE.npy` writes one)") from None
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read it ({exc})") from None
-    try:
-        manifest = json.loads(text)
-    except ValueError as exc:
-        raise InputError(path, f"not JSON ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("model"), str):
-        raise InputError(path, "not a bind manifest: no \"model\"")
-    return manifest
-
-
-def _check_model(collection: Collection, manifest: dict, source: Path) -> None:
+def _check_model(collection: CollectionRecord, manifest: dict, source: Path) -> None:
     if manifest["model"] != collection.model_id:
         raise StoreError(
             f"{source}: vectors of model [{manifest['model']}]; collection {collection.name!r} "
@@ -69,26 +44,26 @@ def _check_model(collection: Collection, manifest: dict, source: Path) -> None:
         )
 
 
-def read_queries(npy: str | Path, collection: Collection) -> np.ndarray:
+def read_queries(npy: str | Path, collection: CollectionRecord) -> np.ndarray:
     """Query vectors from a `.npy` (one row or many), refused when a manifest beside it names
     another model than the collection's. No model is loaded."""
     npy = Path(npy)
     vectors = _load_array(npy)
-    manifest = _manifest(npy, required=False)
+    manifest = manifests.read(npy, required=False)
     if manifest is not None:
-        _check_model(collection, manifest, manifest_path(npy))
+        _check_model(collection, manifest, manifests.sidecar(npy))
     return np.asarray(vectors, dtype=np.float32)
 
 
 def import_pair(
     store: Store, name: str, npy: str | Path, dtype: str = "float32"
-) -> tuple[Collection, int]:
+) -> tuple[CollectionRecord, int]:
     """Add the pair's rows to collection `name` (created for the manifest's model if new;
     one of another model is refused). Rows replace items of the same path. Returns the
     collection and how many rows went in."""
     npy = Path(npy)
-    manifest = _manifest(npy, required=True)
-    source = manifest_path(npy)
+    manifest = manifests.read(npy, required=True)
+    source = manifests.sidecar(npy)
     vectors = _load_array(npy)
     rows = manifest.get("rows")
     if not isinstance(rows, list) or len(rows) != len(vectors):
@@ -113,47 +88,33 @@ def import_pair(
                 Item(path_from_text(row["input"]), row["modality"], 0, 0, str(row.get("sha256") or ""), vector)
                 for row, vector in zip(rows[start : start + _BATCH], block)
             ])
-    from bindcli.collections.nearest import refresh
+    from bindcli.collections.nearest import update_index_files
 
-    refresh(store, collection)
+    update_index_files(store, collection)
     return collection, len(rows)
 
 
-def export_pair(store: Store, collection: Collection, npy: str | Path) -> int:
+def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> int:
     """Write the collection's live vectors (float32, unit length, in insertion order) to
     `npy` and its manifest beside it, each atomically; returns the rows written."""
     npy = Path(npy)
-    where = "collection_id=? AND deleted=0"
     rows: list[dict] = []
-    with snapshot(store.db):
-        count, dims = store.db.execute(
-            f"SELECT COUNT(*), MAX(dims) FROM items WHERE {where}", (collection.id,)
-        ).fetchone()
+    with store.snapshot():
+        count, dims = store.live_shape(collection)
         if not count:
             raise StoreError(f"collection {collection.name!r} has no items to export")
-        cursor = store.db.execute(
-            f"SELECT path, kind, sha256, vector FROM items WHERE {where} ORDER BY id",
-            (collection.id,),
-        )
         with output.atomic_path(npy) as tmp:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=(count, dims))
-            while chunk := cursor.fetchmany(_BATCH):
-                blob = b"".join(r[3] for r in chunk)
+            for chunk in store.live_items(collection, _BATCH):
+                blob = b"".join(item.blob for item in chunk)
                 array[len(rows) : len(rows) + len(chunk)] = np.frombuffer(
                     blob, DTYPES[collection.dtype]
                 ).reshape(len(chunk), dims)
-                rows.extend(
-                    {"input": path_text(path_from_db(p)), "modality": k, "sha256": s}
-                    for p, k, s, _ in chunk
-                )
+                rows.extend(manifests.row(item.path, item.kind, item.sha256) for item in chunk)
             array.flush()
             del array
-    output.write_file(manifest_path(npy), output.json_text({
-        "model": collection.model_id,
-        "model_description": collection.model,
-        "collection": collection.name,
-        "normalised": True,
-        "dim": dims,
-        "rows": rows,
-    }))
+    output.write_file(manifests.sidecar(npy), output.json_text(manifests.manifest(
+        collection.model_id, rows, dim=dims, normalised=True,
+        model_description=collection.model, collection=collection.name,
+    )))
     return count

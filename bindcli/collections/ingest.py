@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,8 +26,9 @@ from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli._util.hashing import sha256_file
 from bindcli.embed.object_store import ObjectFile, listing
 from bindcli._util.paths import canonical, is_uri
-from bindcli.collections.store import Collection, Item, Store
-from bindcli.collections.nearest import refresh
+from bindcli.collections.manifest import written_by_bind
+from bindcli.collections.store import CollectionRecord, Item, Store
+from bindcli.collections.nearest import update_index_files
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.embedder import Embedder
@@ -118,7 +118,7 @@ def walk(
                 d for d in dirs
                 if (include_hidden or not d.startswith(".")) and not excluded(base / d, root)
             )
-            outputs = _bind_outputs(real, files)
+            outputs = written_by_bind(real, files)
             for name in sorted(files):
                 path = base / name
                 kind = EXTENSIONS.get(path.suffix.lower())
@@ -176,24 +176,6 @@ def _walk_objects(
             yield obj, as_kind or kind
 
 
-def _bind_outputs(folder: Path, files: list[str]) -> set[str]:
-    """The names in `folder` that bind wrote: `.npy` arrays with their `.npy.json` manifest
-    beside them, and the vectors an `--out-dir` manifest lists."""
-    names = set(files)
-    found = {n for n in files if n.endswith(".npy") and f"{n}.json" in names}
-    if "manifest.json" in names:
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-            found.update(
-                name for row in manifest.get("rows", ())
-                if isinstance(row, dict) and isinstance(name := row.get("file"), str)
-                and name in names
-            )
-        except (OSError, ValueError, AttributeError):
-            pass  # someone else's manifest.json
-    return found
-
-
 def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
     """`index`'s embed function for the Embedder that `embedder()` returns, called only once
     something must be embedded (so an unchanged collection never builds one)."""
@@ -220,7 +202,7 @@ def _under(path: str, roots: Sequence[str | Path]) -> bool:
 
 def index(
     store: Store,
-    collection: Collection,
+    collection: CollectionRecord,
     found: Iterable[tuple[Path | ObjectFile, Kind] | InputError],
     roots: Sequence[str | Path],
     embed: EmbedFn,
@@ -235,7 +217,7 @@ def index(
     hashes them as it reads them (so their content is not matched before they are embedded).
     Commits hold `batch_size` files. Items under `roots` that were not found are marked
     deleted. Last, the collection's vector index files are brought up to date
-    (`vector_index.refresh`).
+    (`nearest.update_index_files`).
     """
     report = Report()
     known = store.file_states(collection)
@@ -302,7 +284,7 @@ def index(
     ]
     store.mark_deleted(collection, gone)
     report.removed = len(gone)
-    refresh(store, collection)
+    update_index_files(store, collection)
     return report
 
 
@@ -323,7 +305,7 @@ class _Committer:
     """Items written `size` at a time, each batch in one transaction, reporting progress."""
 
     def __init__(
-        self, store: Store, collection: Collection, size: int, seen: set[str],
+        self, store: Store, collection: CollectionRecord, size: int, seen: set[str],
         on_commit: Callable[[], None],
     ) -> None:
         self.store, self.collection, self.size = store, collection, size

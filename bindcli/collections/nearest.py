@@ -1,13 +1,13 @@
 """How a collection's vectors are searched: exactly over the mapped matrix, or approximately
 through inverted lists, chosen by `index_for`.
 
-Exact search scores every live row of the memory-mapped matrix (`collection_index`) a chunk
+Exact search scores every live row of the memory-mapped matrix (`_matrix`) a chunk
 at a time: a float32 collection is multiplied where it lies in the page cache; a float16 one
 is widened a few MiB at a time into one small buffer (or, for one query, scored in float16 by
 numkong and the close calls scored again exactly), so no float32 copy of the matrix ever
 lands in the process. Several queries share one pass over the matrix.
 
-Approximate search reads the collection's inverted lists (`inverted_lists`): the query is
+Approximate search reads the collection's inverted lists (`_ivf`): the query is
 scored against a few thousand k-means centres, then against the entries of the nearest lists
 only, the same way (numkong float16 scores, close calls re-scored exactly), so a score does
 not depend on the path (to float32 rounding). They are used by default from
@@ -24,11 +24,10 @@ from typing import Protocol
 import numpy as np
 
 from bindcli.collections import _ivf
-from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state
-from bindcli.collections._matrix import refresh as refresh_matrix
+from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state, update_matrix
 from bindcli.errors import OutputError, UsageError
 from bindcli.collections._ivf import INSTALL_HINT, Lists, probes_for
-from bindcli.collections.store import Collection, Hit, Store
+from bindcli.collections.store import CollectionRecord, Hit, Store
 from bindcli.vectors import at_least, normalise
 
 try:  # numkong's SIMD float16 kernels (the `index` extra): loaded with this module, which only
@@ -280,7 +279,7 @@ class ApproximateIndex:
 # --- choosing ---------------------------------------------------------------------------------
 
 
-def index_for(store: Store, collection: Collection, mode: str = "auto") -> VectorIndex:
+def index_for(store: Store, collection: CollectionRecord, mode: str = "auto") -> VectorIndex:
     """The index to search `collection` with: `exact`, `approximate` (the inverted lists,
     patched or trained now if need be), or `auto`: the lists from APPROXIMATE_FROM live items
     when `bind index` has built them, patched now if they are behind (numpy's work, seconds at
@@ -300,7 +299,7 @@ def index_for(store: Store, collection: Collection, mode: str = "auto") -> Vecto
         return ExactIndex(matrix)
     if lists is None or lists.generation != matrix.generation:
         try:
-            lists = _ivf.refresh(store, collection, matrix)
+            lists = _ivf.update_lists(store, collection, matrix)
         except (OSError, OutputError) as exc:
             if asked == "auto":
                 return ExactIndex(matrix)
@@ -313,25 +312,25 @@ def index_for(store: Store, collection: Collection, mode: str = "auto") -> Vecto
     return ApproximateIndex(matrix, lists)
 
 
-def refresh(store: Store, collection: Collection) -> None:
+def update_index_files(store: Store, collection: CollectionRecord) -> None:
     """Bring the collection's index files up to date with SQLite (what `bind index` calls when
     it is done): the matrix always; the lists when there are some (patching needs numpy only),
     or when the collection is big enough for `auto` to use them and faiss is installed to
     train them. A folder that cannot be written is no error: the files are derived, and
     searches then read SQLite or search exactly instead."""
     try:
-        matrix = refresh_matrix(store, collection)
+        matrix = update_matrix(store, collection)
         if not matrix.live:
             return
         lists = _ivf.saved(store, collection)
         trainable = _ivf.available() and matrix.live >= APPROXIMATE_FROM
         if (lists is not None and _ivf.fits(lists, matrix)) or trainable:
-            _ivf.refresh(store, collection, matrix)
+            _ivf.update_lists(store, collection, matrix)
     except (OSError, OutputError):
         return
 
 
-def describe(store: Store, collection: Collection) -> dict:
+def describe(store: Store, collection: CollectionRecord) -> dict:
     """How `auto` searches the collection now and the state of its index files (writes
     nothing), for `bind collections info`."""
     path = matrix_path(store, collection)

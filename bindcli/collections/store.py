@@ -22,7 +22,7 @@ import numpy as np
 
 from bindcli.errors import StoreError
 from bindcli._util.paths import path_text
-from bindcli.vectors import at_least, normalise
+from bindcli.vectors import normalise
 
 #: vector BLOB encodings, by the name stored in `collections.dtype`
 DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
@@ -168,6 +168,19 @@ def _retry_while_busy(step: Callable[[], int], seconds: float = 30.0) -> int:
 
 
 @contextlib.contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction (nested: the outer one's)."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
+
+
+@contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     if db.in_transaction:  # nested: the outer transaction commits
         yield
@@ -185,8 +198,9 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Collection:
-    """A named set of indexed files, pinned to the model that embedded them."""
+class CollectionRecord:
+    """A row of the collections table: a named set of indexed files, pinned to the model
+    that embedded them (`bindcli.Collection` is the library's object for working with one)."""
 
     id: int
     name: str
@@ -234,6 +248,27 @@ class Hit:
     path: str
     kind: str
     score: float
+
+
+class StoredItem(NamedTuple):
+    """One live item as the derived index files and exports read it: its vector still the
+    BLOB in the collection's dtype, so it is copied without decoding."""
+
+    id: int
+    path: str
+    kind: str
+    sha256: str
+    blob: bytes
+
+
+class ChangedItem(NamedTuple):
+    """An item changed after some generation of its collection (deleted ones included)."""
+
+    id: int
+    path: str
+    kind: str
+    deleted: bool
+    blob: bytes
 
 
 class CacheGroup(NamedTuple):
@@ -288,8 +323,8 @@ class Store:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            version = _retry_while_busy(lambda: self._setup(self.db))
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            version = _retry_while_busy(lambda: self._setup(self._db))
         except sqlite3.OperationalError as exc:
             if _busy(exc):
                 raise StoreError(f"{path_text(self.path)}: {exc} (another process holds it)") from None
@@ -297,15 +332,15 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path_text(self.path)}: not a bind collection file ({exc})") from None
         if version > SCHEMA_VERSION:
-            self.db.close()
+            self._db.close()
             raise StoreError(
                 f"{path_text(self.path)} was written by a newer bind (schema v{version}; this bind reads "
                 f"up to v{SCHEMA_VERSION}). Upgrade bind to use it, or pass --db for another file."
             )
         # NORMAL is crash-safe in WAL mode: a killed process loses at most its open batch.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        migrate(self.db)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        migrate(self._db)
 
     @staticmethod
     def _setup(db: sqlite3.Connection) -> int:
@@ -317,7 +352,7 @@ class Store:
         return db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -328,19 +363,26 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic batch of writes; nested calls join the outer batch."""
-        with _transaction(self.db):
+        with _transaction(self._db):
+            yield
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: everything read inside it is of one moment (WAL gives a
+        snapshot while writers go on), e.g. a generation and the rows of that generation."""
+        with _snapshot(self._db):
             yield
 
     # collections
 
-    def collection(self, name: str) -> Collection | None:
-        row = self.db.execute(
+    def collection(self, name: str) -> CollectionRecord | None:
+        row = self._db.execute(
             "SELECT id, name, model_id, model, dtype, created_at FROM collections WHERE name=?",
             (name,),
         ).fetchone()
-        return Collection(*row) if row else None
+        return CollectionRecord(*row) if row else None
 
-    def require(self, name: str) -> Collection:
+    def require(self, name: str) -> CollectionRecord:
         """The collection `name`, or an error that lists the ones that exist."""
         found = self.collection(name)
         if found is None:
@@ -350,27 +392,27 @@ class Store:
 
     def create_collection(
         self, name: str, model_id: str, model: str, dtype: str = "float32"
-    ) -> Collection:
+    ) -> CollectionRecord:
         """A new, empty collection pinned to `model_id` (`model` is its human description).
 
         If another process made `name` meanwhile (two `bind index` starting together), that
-        one is returned as it is: check its model (`Collection.check_model`) before use.
+        one is returned as it is: check its model (`CollectionRecord.check_model`) before use.
         """
         if dtype not in DTYPES:
             raise StoreError(f"unknown vector dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         with self.transaction():
-            self.db.execute(
+            self._db.execute(
                 "INSERT INTO collections (name, model_id, model, dtype, created_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 (name, model_id, model, dtype, time.time()),
             )
         return self.require(name)
 
-    def collections(self) -> list[Collection]:
-        rows = self.db.execute(
+    def collections(self) -> list[CollectionRecord]:
+        rows = self._db.execute(
             "SELECT id, name, model_id, model, dtype, created_at FROM collections ORDER BY name"
         )
-        return [Collection(*row) for row in rows]
+        return [CollectionRecord(*row) for row in rows]
 
     def remove_collection(self, name: str) -> None:
         """Drop the collection and its items (the embedding cache keeps the vectors).
@@ -379,21 +421,21 @@ class Store:
         """
         found = self.require(name)
         with self.transaction():
-            self.db.execute("DELETE FROM items WHERE collection_id=?", (found.id,))
-            self.db.execute("DELETE FROM collections WHERE id=?", (found.id,))
+            self._db.execute("DELETE FROM items WHERE collection_id=?", (found.id,))
+            self._db.execute("DELETE FROM collections WHERE id=?", (found.id,))
 
-    def counts(self, collection: Collection) -> dict[str, int]:
+    def counts(self, collection: CollectionRecord) -> dict[str, int]:
         """Live (not deleted) items per kind."""
-        rows = self.db.execute(
+        rows = self._db.execute(
             "SELECT kind, COUNT(*) FROM items WHERE collection_id=? AND deleted=0 "
             "GROUP BY kind ORDER BY kind",
             (collection.id,),
         )
         return dict(rows.fetchall())
 
-    def stats(self, collection: Collection) -> dict[str, int | None]:
+    def stats(self, collection: CollectionRecord) -> dict[str, int | None]:
         """Deleted-item count, vector bytes, dims and last indexing time of a collection."""
-        deleted, vector_bytes, dims, updated = self.db.execute(
+        deleted, vector_bytes, dims, updated = self._db.execute(
             "SELECT SUM(deleted), SUM(LENGTH(vector)), MAX(dims), MAX(indexed_at) "
             "FROM items WHERE collection_id=?",
             (collection.id,),
@@ -405,25 +447,33 @@ class Store:
             "updated_at": updated,
         }
 
+    def generation(self, collection: CollectionRecord) -> int:
+        """How many changes the collection's items have seen (-1: the collection is gone);
+        the index files beside the file record the one they hold."""
+        row = self._db.execute(
+            "SELECT generation FROM collections WHERE id=?", (collection.id,)
+        ).fetchone()
+        return row[0] if row else -1
+
     # items
 
-    def file_states(self, collection: Collection) -> dict[str, FileState]:
+    def file_states(self, collection: CollectionRecord) -> dict[str, FileState]:
         """Every path the collection knows, with what was last seen of it."""
-        rows = self.db.execute(
+        rows = self._db.execute(
             "SELECT path, size, mtime_ns, sha256, deleted FROM items WHERE collection_id=?",
             (collection.id,),
         )
         return {path_from_db(p): FileState(s, m, h, bool(d)) for p, s, m, h, d in rows}
 
     def vectors_by_content(
-        self, collection: Collection, contents: Iterable[tuple[str, str]]
+        self, collection: CollectionRecord, contents: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], np.ndarray]:
         """Vectors already in the collection for these (sha256, kind): renames, duplicates."""
         wanted = set(contents)
         found: dict[tuple[str, str], np.ndarray] = {}
         for chunk in _chunks(sorted({sha for sha, _ in wanted}), 500):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
+            rows = self._db.execute(
                 f"SELECT sha256, kind, vector FROM items "
                 f"WHERE collection_id=? AND sha256 IN ({marks})",
                 (collection.id, *chunk),
@@ -433,7 +483,7 @@ class Store:
                     found.setdefault((sha, kind), decode_vector(blob, collection.dtype))
         return found
 
-    def put_items(self, collection: Collection, items: Sequence[Item]) -> None:
+    def put_items(self, collection: CollectionRecord, items: Sequence[Item]) -> None:
         """Insert or replace items by path, vectors stored unit-length (cosine = dot)."""
         now = time.time()
         rows = []
@@ -446,7 +496,7 @@ class Store:
                 )
             )
         with self.transaction():
-            self.db.executemany(
+            self._db.executemany(
                 "INSERT INTO items (collection_id, path, kind, size, mtime_ns, sha256, dims, "
                 "vector, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (collection_id, path) DO UPDATE SET kind=excluded.kind, "
@@ -456,56 +506,51 @@ class Store:
                 rows,
             )
 
-    def mark_deleted(self, collection: Collection, paths: Iterable[str]) -> None:
+    def live_shape(self, collection: CollectionRecord) -> tuple[int, int]:
+        """How many live items the collection has, and their dims (0 when none)."""
+        count, dims = self._db.execute(
+            "SELECT COUNT(*), MAX(dims) FROM items WHERE collection_id=? AND deleted=0",
+            (collection.id,),
+        ).fetchone()
+        return count, dims or 0
+
+    def live_items(
+        self, collection: CollectionRecord, chunk_rows: int = 4096
+    ) -> Iterator[list[StoredItem]]:
+        """The live items in id (insertion) order, `chunk_rows` at a time, so a million of
+        them never sit in memory at once. Read within `snapshot()` to pair them with a
+        generation."""
+        cursor = self._db.execute(
+            "SELECT id, path, kind, sha256, vector FROM items "
+            "WHERE collection_id=? AND deleted=0 ORDER BY id",
+            (collection.id,),
+        )
+        while chunk := cursor.fetchmany(chunk_rows):
+            yield [StoredItem(i, path_from_db(p), k, s, v) for i, p, k, s, v in chunk]
+
+    def changed_since(self, collection: CollectionRecord, generation: int) -> list[ChangedItem]:
+        """The items changed after `generation` (deleted ones too), in id order."""
+        rows = self._db.execute(
+            "SELECT id, path, kind, deleted, vector FROM items "
+            "WHERE collection_id=? AND generation>? ORDER BY id",
+            (collection.id, generation),
+        )
+        return [ChangedItem(i, path_from_db(p), k, bool(d), v) for i, p, k, d, v in rows]
+
+    def changed_ids(self, collection: CollectionRecord, generation: int) -> list[int]:
+        """The ids of the items changed after `generation` (deleted ones too)."""
+        rows = self._db.execute(
+            "SELECT id FROM items WHERE collection_id=? AND generation>?",
+            (collection.id, generation),
+        )
+        return [row[0] for row in rows]
+
+    def mark_deleted(self, collection: CollectionRecord, paths: Iterable[str]) -> None:
         with self.transaction():
-            self.db.executemany(
+            self._db.executemany(
                 "UPDATE items SET deleted=1 WHERE collection_id=? AND path=?",
                 ((collection.id, db_path(p)) for p in paths),
             )
-
-    # search
-
-    def search(
-        self,
-        collection: Collection,
-        query: np.ndarray,
-        *,
-        k: int = 10,
-        kinds: Iterable[str] | None = None,
-        min_score: float | None = None,
-        chunk_rows: int = 2048,
-    ) -> list[Hit]:
-        """The `k` best items by cosine with `query`, exact, reading `chunk_rows` at a time;
-        `min_score` as `vectors.at_least` reads it.
-
-        Memory stays at one chunk of vectors plus `k` candidates, whatever the collection size.
-        """
-        q = normalise(np.asarray(query, dtype=np.float32).ravel())
-        dtype = DTYPES[collection.dtype]
-        where, args = _live_filter(collection, kinds)
-        cursor = self.db.execute(f"SELECT id, vector FROM items WHERE {where}", args)
-        best_ids = np.empty(0, dtype=np.int64)
-        best_scores = np.empty(0, dtype=np.float32)
-        while rows := cursor.fetchmany(chunk_rows):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype)
-            scores = matrix.reshape(len(rows), -1).astype(np.float32, copy=False) @ q
-            if min_score is not None:
-                keep = at_least(scores, min_score)
-                ids, scores = ids[keep], scores[keep]
-            best_ids = np.concatenate([best_ids, ids])
-            best_scores = np.concatenate([best_scores, scores])
-            if best_scores.size > k:
-                top = np.argpartition(-best_scores, k)[:k]
-                best_ids, best_scores = best_ids[top], best_scores[top]
-        order = np.argsort(-best_scores, kind="stable")
-        hits = []
-        for i in order:
-            path, kind = self.db.execute(
-                "SELECT path, kind FROM items WHERE id=?", (int(best_ids[i]),)
-            ).fetchone()
-            hits.append(Hit(path_from_db(path), kind, float(best_scores[i])))
-        return hits
 
     # embedding cache
 
@@ -513,7 +558,7 @@ class Store:
         """Cached vectors for the keys that have one."""
         found = {}
         for key in dict.fromkeys(keys):
-            row = self.db.execute(
+            row = self._db.execute(
                 "SELECT vector FROM embedding_cache WHERE sha256=? AND model_id=? AND "
                 "preprocessing=? AND precision=? AND kind=? AND options=?",
                 tuple(key),
@@ -530,7 +575,7 @@ class Store:
             for key, v in entries
         ]
         with self.transaction():
-            self.db.executemany(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO embedding_cache (sha256, model_id, preprocessing, "
                 "precision, kind, options, dims, vector, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -540,11 +585,11 @@ class Store:
     def cache_stats(self) -> CacheStats:
         """Entries, vector bytes and age of the cache, with counts per model and precision:
         entries of a model no longer used are dead weight, since nothing else reads them."""
-        entries, vector_bytes, oldest, newest = self.db.execute(
+        entries, vector_bytes, oldest, newest = self._db.execute(
             "SELECT COUNT(*), SUM(LENGTH(vector)), MIN(created_at), MAX(created_at) "
             "FROM embedding_cache"
         ).fetchone()
-        groups = self.db.execute(
+        groups = self._db.execute(
             "SELECT model_id, precision, COUNT(*), SUM(LENGTH(vector)) FROM embedding_cache "
             "GROUP BY model_id, precision ORDER BY model_id, precision"
         )
@@ -558,9 +603,9 @@ class Store:
         keep their own vectors), but the file keeps its size until `compact()`."""
         with self.transaction():
             if older_than is None:
-                cursor = self.db.execute("DELETE FROM embedding_cache")
+                cursor = self._db.execute("DELETE FROM embedding_cache")
             else:
-                cursor = self.db.execute(
+                cursor = self._db.execute(
                     "DELETE FROM embedding_cache WHERE created_at < ?", (older_than,)
                 )
         return cursor.rowcount
@@ -583,27 +628,13 @@ class Store:
         processes' writes wait for it. The WAL is checkpointed before measuring and after the
         rewrite, since in WAL mode the main file only shrinks when the log is copied back.
         """
-        if self.db.in_transaction:
+        if self._db.in_transaction:
             raise StoreError("cannot compact the collection file inside a transaction")
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         before = self.file_bytes()
-        self.db.execute("VACUUM")
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return Compaction(before, self.file_bytes())
-
-    def integrity_ok(self) -> bool:
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-def _live_filter(
-    collection: Collection, kinds: Iterable[str] | None
-) -> tuple[str, tuple]:
-    where, args = "collection_id=? AND deleted=0", (collection.id,)
-    if kinds:
-        kinds = tuple(kinds)
-        where += f" AND kind IN ({','.join('?' * len(kinds))})"
-        args += kinds
-    return where, args
 
 
 def _chunks(values: list, size: int) -> Iterator[list]:

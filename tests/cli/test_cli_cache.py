@@ -16,7 +16,7 @@ from rich.filesize import decimal
 
 from bindcli._util.folders import default_db_path
 from bindcli.collections.store import CacheKey, Item, Store
-from cli_support import MEDIA, bind
+from cli_support import MEDIA, bind, sql
 from test_cli_app import BIND, probe
 
 INFO_KEYS = {"entries", "vector_bytes", "models", "oldest", "newest", "file", "file_bytes"}
@@ -117,8 +117,7 @@ def test_clear_older_than_keeps_recent_vectors():
     cleared = bind("cache", "clear", "--older-than", "7.5")
     assert cleared.exit_code == 0
     assert cleared.stderr.startswith("bind: removed 1 cached vector older than 7.5 days from ")
-    with Store(default_db_path()) as store:
-        assert [k for (k,) in store.db.execute("SELECT kind FROM embedding_cache")] == ["image"]
+    assert [k for (k,) in sql(default_db_path(), "SELECT kind FROM embedding_cache")] == ["image"]
 
 
 def test_older_than_must_not_be_negative():

@@ -15,7 +15,7 @@ import pytest
 import bindcli.model.factory as factory
 from bindcli._util.folders import default_db_path
 from bindcli.collections.store import Store
-from cli_support import MEDIA, SMALL, bind, copy_media, jsonl, killed_after_commits, write_notes
+from cli_support import MEDIA, SMALL, bind, copy_media, integrity_ok, jsonl, killed_after_commits, sql, write_notes
 from cli_support import index_summary as _summary
 
 MIXED = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg", "dog_audio.wav", "bird_audio.wav",
@@ -178,12 +178,12 @@ def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, enco
     db = tmp_path / "c.sqlite3"
     killed_after_commits(["index", str(folder), "--db", str(db), "-b", "1", "-q"], db, 8)
 
-    with Store(db) as store:
-        assert store.integrity_ok()
-        done_before = store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    Store(db).close()  # opened as bind opens it
+    assert integrity_ok(db)
+    ((done_before,),) = sql(db, "SELECT COUNT(*) FROM items")
     assert 8 <= done_before < total
-    with Store(default_db_path()) as cache:
-        encoded_before = cache.db.execute("SELECT COUNT(*) FROM embedding_cache").fetchone()[0]
+    Store(default_db_path()).close()
+    ((encoded_before,),) = sql(default_db_path(), "SELECT COUNT(*) FROM embedding_cache")
 
     result = bind("index", folder, "--db", db, "-b", "1")
     assert result.exit_code == 0, result.stderr
@@ -191,9 +191,9 @@ def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, enco
     assert summary["unchanged"] == done_before
     assert encoded == {"text": total - encoded_before}  # in-flight work was cached, not lost
     assert summary["embedded"] + summary["reused"] == total - done_before
-    with Store(db) as store:
-        assert store.integrity_ok()
-        rows = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM items").fetchone()
+    Store(db).close()
+    assert integrity_ok(db)
+    (rows,) = sql(db, "SELECT COUNT(*), COUNT(DISTINCT path) FROM items")
     assert rows == (total, total)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from bindcli.collections import _ivf
 from bindcli.collections.store import Item, Store
-from cli_support import MEDIA, bind, jsonl
+from cli_support import MEDIA, bind, jsonl, sqlite_search
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ["dog_image.jpg", "car_image.jpg", "bird_image.jpg"]
@@ -156,8 +156,7 @@ def test_import_stores_the_bytes_of_a_quoted_non_utf8_name(tmp_path):
         "model": "m", "rows": [{"input": i, "modality": "image", "sha256": "s"} for i in inputs],
     }))
     assert bind("collections", "import", "c", npy, "--db", db).exit_code == 0
-    with Store(db) as store:
-        paths = {os.fsencode(h.path) for h in store.search(store.require("c"), np.ones(8, np.float32), k=4)}
+    paths = {os.fsencode(h.path) for h in sqlite_search(db, "c", np.ones(8, np.float32), k=4)}
     assert paths == {b"/m/caf\xe9.jpg", b"$'/m/looks quoted.jpg'", b"/m/plain.jpg", b"$'/m/\\ud800.jpg'"}
     out = tmp_path / "back.npy"
     assert bind("collections", "export", "c", out, "--db", db).exit_code == 0

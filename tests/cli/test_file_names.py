@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from bindcli._util.paths import path_text
+from bindcli.collections.nearest import index_for
 from bindcli.collections.store import Item, Store
-from cli_support import MEDIA, bind, copy_media, jsonl
+from cli_support import MEDIA, bind, copy_media, jsonl, sql
 
 #: `café.png` spelt in Latin-1: not UTF-8, so Python holds it with a lone surrogate
 LATIN1 = os.fsdecode(b"caf\xe9.png")
@@ -47,7 +48,7 @@ def test_the_store_keeps_a_non_utf8_path_losslessly(tmp_path):
         path = str(tmp_path / LATIN1)
         store.put_items(coll, [Item(path, "image", 1, 1, "ab", np.ones(4, np.float32))])
         assert list(store.file_states(coll)) == [path]
-        assert store.search(coll, np.ones(4, np.float32))[0].path == path
+        assert index_for(store, coll).search(np.ones(4, np.float32), k=1)[0][0].path == path
         store.mark_deleted(coll, [path])
         assert store.file_states(coll)[path].deleted
 
@@ -188,7 +189,7 @@ def test_paths_stored_before_they_were_canonical_are_replaced_on_reindex(tmp_pat
         coll = store.require("default")
         states = store.file_states(coll)
         old = [(str(tmp_path / "work" / ".." / "photos" / Path(p).name), s) for p, s in states.items()]
-        store.db.execute("DELETE FROM items")
+        sql(db, "DELETE FROM items")
         store.put_items(coll, [
             Item(p, "image", s.size, s.mtime_ns, s.sha256, np.ones(32, np.float32)) for p, s in old
         ])

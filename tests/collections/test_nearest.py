@@ -22,6 +22,7 @@ from bindcli.collections import nearest
 from bindcli.errors import OutputError, UsageError
 from bindcli.collections.store import Item, Store
 from bindcli.collections.nearest import Filters, index_for
+from cli_support import sqlite_search
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,8 +51,8 @@ def fill(db: Store, coll, vectors: np.ndarray, start: int = 0, folder: str = "/m
 
 
 def brute(db: Store, coll, query: np.ndarray, k: int, **filters) -> list[tuple[str, float]]:
-    """The answer read straight from SQLite (Store.search, the reference)."""
-    return [(h.path, h.score) for h in db.search(coll, query, k=k, **filters)]
+    """The answer read straight from SQLite (the reference)."""
+    return [(h.path, h.score) for h in sqlite_search(db.path, coll.name, query, k, **filters)]
 
 
 def found(hits) -> list[tuple[str, float]]:
@@ -86,7 +87,7 @@ def test_index_is_patched_on_add_change_and_remove(db):
     coll = db.create_collection("c", "m", "m", "float16")
     vectors = clustered(300, 16, 10)
     fill(db, coll, vectors[:200])
-    first = _matrix.refresh(db, coll)
+    first = _matrix.update_matrix(db, coll)
     assert (first.rows, first.live) == (200, 200)
     db.mark_deleted(coll, ["/m/3.x", "/m/4.x"])
     fill(db, coll, vectors[200:], start=200)  # new items
@@ -95,12 +96,12 @@ def test_index_is_patched_on_add_change_and_remove(db):
     patched = _matrix.open_matrix(db, coll)
     # a patch keeps deleted rows in place (marked dead) and appends; a rebuild would drop them
     assert (patched.rows, patched.live) == (300, 298)
-    assert patched.generation == _matrix.generation(db, coll)
+    assert patched.generation == db.generation(coll)
     for q in (vectors[0], vectors[3], vectors[250]):
         same(found(ExactIndex(patched).search(q, k=5)[0]), brute(db, coll, q, 5))
     # many deletions make the next refresh a rebuild without the dead rows
     db.mark_deleted(coll, [f"/m/{i}.x" for i in range(100, 300)])
-    rebuilt = _matrix.refresh(db, coll)
+    rebuilt = _matrix.update_matrix(db, coll)
     assert (rebuilt.rows, rebuilt.live) == (98, 98)
 
 
@@ -111,7 +112,7 @@ def test_a_torn_or_foreign_index_file_is_rebuilt(db):
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(100, 16, 5)
     fill(db, coll, vectors)
-    _matrix.refresh(db, coll)
+    _matrix.update_matrix(db, coll)
     path = _matrix.matrix_path(db, coll)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # torn: shorter than its header says
@@ -143,7 +144,7 @@ def stall(self, f, *args):
 
 _matrix._Layout.write_tail = stall
 with Store(sys.argv[1]) as db:
-    _matrix.refresh(db, db.require("c"))
+    _matrix.update_matrix(db, db.require("c"))
 """
 
 
@@ -151,7 +152,7 @@ def test_a_writer_killed_mid_write_leaves_search_correct(db, tmp_path):
     coll = db.create_collection("c", "m", "m", "float16")
     vectors = clustered(400, 16, 10)
     fill(db, coll, vectors[:300])
-    _matrix.refresh(db, coll)
+    _matrix.update_matrix(db, coll)
     fill(db, coll, vectors[300:])
     ready = tmp_path / "ready"
     writer = subprocess.Popen(
@@ -190,7 +191,7 @@ with Store(sys.argv[1]) as db:
         db.put_items(coll, [Item(f"/m/{i}.x", "image", 1, 1, str(i), vector(i))
                             for i in range(batch * 20, batch * 20 + 20)])
         db.mark_deleted(coll, [f"/m/{batch * 20 - 7}.x"])
-        _matrix.refresh(db, coll)
+        _matrix.update_matrix(db, coll)
 """
 
 
@@ -307,7 +308,7 @@ def test_the_lists_are_patched_and_auto_uses_them_from_the_threshold(db, monkeyp
     fill(db, coll, vectors[:600])
     monkeypatch.setattr(nearest, "APPROXIMATE_FROM", 500)
     assert index_for(db, coll).method == "exact"
-    nearest.refresh(db, coll)  # what `bind index` does when it is done
+    nearest.update_index_files(db, coll)  # what `bind index` does when it is done
     assert index_for(db, coll).method == "approximate"
     assert nearest.describe(db, coll)["search"].startswith("approximate (inverted lists")
     trained = lists_header(db, coll)
@@ -316,7 +317,7 @@ def test_the_lists_are_patched_and_auto_uses_them_from_the_threshold(db, monkeyp
     db.mark_deleted(coll, ["/m/5.x"])
     index = index_for(db, coll)
     patched = lists_header(db, coll)
-    assert patched["generation"] == _matrix.generation(db, coll)
+    assert patched["generation"] == db.generation(coll)
     assert patched["trained_on"] == trained["trained_on"] == 600  # patched, not trained again
     assert patched["rows"] == 799
     assert index.search(vectors[650], k=1)[0][0].path == "/m/650.x"
@@ -362,7 +363,7 @@ def test_without_the_library_exact_works_and_approximate_names_the_install(db, m
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(50, 16, 5)
     fill(db, coll, vectors)
-    nearest.refresh(db, coll)
+    nearest.update_index_files(db, coll)
     assert index_for(db, coll).method == "exact"
     assert "bindcli[index]" in nearest.describe(db, coll)["search"]
     with pytest.raises(UsageError, match=r"pip install 'bindcli\[index\]'"):
@@ -378,17 +379,17 @@ def test_stale_lists_are_patched_without_faiss_and_never_written_back(db, monkey
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(900, 16, 10)
     fill(db, coll, vectors[:800])
-    nearest.refresh(db, coll)
+    nearest.update_index_files(db, coll)
     monkeypatch.setattr(_ivf, "_faiss", lambda: None)
     held = _matrix.open_matrix(db, coll)  # a searcher's, at the generation now
     fill(db, coll, vectors[800:], start=800)
-    nearest.refresh(db, coll)  # `bind index` without faiss: the lists are patched
-    assert lists_header(db, coll)["generation"] == _matrix.generation(db, coll)
+    nearest.update_index_files(db, coll)  # `bind index` without faiss: the lists are patched
+    assert lists_header(db, coll)["generation"] == db.generation(coll)
     assert index_for(db, coll).search(vectors[850], k=1)[0][0].path == "/m/850.x"
     newer = lists_header(db, coll)["generation"]
     leftover = _matrix.index_dir(db) / ".c1.lists.0123456789ab.tmp"
     leftover.write_bytes(b"half a file")
-    back = _ivf.refresh(db, coll, held)  # the searcher's older matrix
+    back = _ivf.update_lists(db, coll, held)  # the searcher's older matrix
     assert back.generation == newer == lists_header(db, coll)["generation"]
     assert not leftover.exists()
     db.mark_deleted(coll, ["/m/850.x"])
@@ -414,14 +415,14 @@ def test_lists_that_cannot_be_written_leave_auto_exact_and_name_the_folder(db, m
     coll = db.create_collection("c", "m", "m")
     vectors = clustered(300, 16, 6)
     fill(db, coll, vectors)
-    nearest.refresh(db, coll)
+    nearest.update_index_files(db, coll)
     fill(db, coll, clustered(5, 16, 6, seed=9), start=300)  # the lists fall behind
 
     def unwritable(*args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(_ivf, "refresh", unwritable)
-    nearest.refresh(db, coll)  # no error: the files are derived
+    monkeypatch.setattr(_ivf, "update_lists", unwritable)
+    nearest.update_index_files(db, coll)  # no error: the files are derived
     index = index_for(db, coll)
     assert index.method == "exact"
     same(found(index.search(vectors[9], k=3)[0]), brute(db, coll, vectors[9], 3))
@@ -460,7 +461,7 @@ def test_exact_search_keeps_the_matrix_out_of_anonymous_memory(tmp_path):
         rng = np.random.default_rng(0)
         for start in range(0, 16384, 8192):
             fill(db, coll, rng.standard_normal((8192, 1024)).astype(np.float32), start=start)
-        _matrix.refresh(db, coll)
+        _matrix.update_matrix(db, coll)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "big.sqlite3")],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           timeout=120)
@@ -478,9 +479,9 @@ def test_a_folder_that_cannot_be_written_still_searches_from_memory(db, monkeypa
     def unwritable(store, collection):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(_matrix, "refresh", unwritable)
-    monkeypatch.setattr(nearest, "refresh_matrix", unwritable)
-    nearest.refresh(db, coll)  # as `bind index` ends: no error, the files are derived
+    monkeypatch.setattr(_matrix, "update_matrix", unwritable)
+    monkeypatch.setattr(nearest, "update_matrix", unwritable)
+    nearest.update_index_files(db, coll)  # as `bind index` ends: no error, the files are derived
     index = index_for(db, coll)
     assert not _matrix.matrix_path(db, coll).exists()
     same(found(index.search(vectors[9], k=3)[0]), brute(db, coll, vectors[9], 3))

@@ -10,6 +10,8 @@ import pytest
 from bindcli.collections import store
 from bindcli.vectors import at_least, printed
 from bindcli.collections.store import CacheKey, Item, Store, StoreError
+from bindcli.collections.nearest import Filters, index_for
+from cli_support import integrity_ok, sql
 
 
 def _unit(rng: np.random.Generator, n: int, dims: int = 16) -> np.ndarray:
@@ -45,16 +47,19 @@ def test_vectors_are_documented_little_endian_unit_blobs(tmp_path):
     np.testing.assert_allclose(vector, raw / np.linalg.norm(raw), rtol=1e-6)
 
 
+def _search(db: Store, coll, query: np.ndarray, k: int, **filters) -> list:
+    return index_for(db, coll, "exact").search(query, k=k, filters=Filters(**filters))[0]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("chunk_rows", [7, 1000])
-def test_search_matches_numpy_brute_force(tmp_path, dtype, chunk_rows):
+def test_search_matches_numpy_brute_force(tmp_path, dtype):
     rng = np.random.default_rng(1)
     vectors = _unit(rng, 300)
     kinds = ["image", "audio", "text"]
     query = rng.standard_normal(16).astype(np.float32)
     with Store(tmp_path / "c.sqlite3") as db:
         coll = _fill(db, "c", vectors, kinds, dtype)
-        hits = db.search(coll, query, k=5, chunk_rows=chunk_rows)
+        hits = _search(db, coll, query, 5)
     scores = vectors @ (query / np.linalg.norm(query))
     expect = np.argsort(-scores)[:5]
     assert [h.path for h in hits] == [f"/m/{i}.{kinds[i % 3]}" for i in expect]
@@ -68,11 +73,11 @@ def test_search_filters_kind_min_score_and_excluded_paths(tmp_path):
     with Store(tmp_path / "c.sqlite3") as db:
         coll = _fill(db, "c", vectors, ["image", "audio"])
         query = vectors[1]  # an audio item
-        audio = db.search(coll, query, k=100, kinds=["audio"], chunk_rows=8)
+        audio = _search(db, coll, query, 100, kinds=("audio",))
         assert audio and {h.kind for h in audio} == {"audio"}
         assert len(audio) == 30 and audio[0].path == "/m/1.audio"
         assert audio[0].score == pytest.approx(1.0, abs=1e-6)
-        strong = db.search(coll, query, k=100, min_score=0.3)
+        strong = _search(db, coll, query, 100, min_score=0.3)
         assert strong and all(printed(h.score) >= 0.3 for h in strong)
         assert len(strong) == int(np.sum(at_least(vectors @ query, 0.3)))
 
@@ -83,11 +88,11 @@ def test_deleted_items_are_not_found_and_reindexing_revives_them(tmp_path):
     with Store(tmp_path / "c.sqlite3") as db:
         coll = _fill(db, "c", vectors, ["image"])
         db.mark_deleted(coll, ["/m/0.image"])
-        assert "/m/0.image" not in [h.path for h in db.search(coll, vectors[0], k=4)]
+        assert "/m/0.image" not in [h.path for h in _search(db, coll, vectors[0], 4)]
         assert db.file_states(coll)["/m/0.image"].deleted
         assert db.counts(coll) == {"image": 3}
         db.put_items(coll, [Item("/m/0.image", "image", 10, 2, "h0", vectors[0])])
-        assert db.search(coll, vectors[0], k=1)[0].path == "/m/0.image"
+        assert _search(db, coll, vectors[0], 1)[0].path == "/m/0.image"
         assert db.stats(coll)["deleted"] == 0
 
 
@@ -112,7 +117,7 @@ def test_collections_are_separate_and_removable(tmp_path):
         assert db.counts(a) == {"image": 3}
         db.remove_collection("b")
         assert [c.name for c in db.collections()] == ["a"]
-        assert db.db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 3
+        assert sql(db.path, "SELECT COUNT(*) FROM items") == [(3,)]
         with pytest.raises(StoreError, match="no collection 'b'.*collections: a"):
             db.require("b")
 
@@ -143,12 +148,12 @@ def test_old_schema_is_migrated_keeping_its_data(tmp_path):
     )
     con.close()
     with Store(path) as db:
-        assert db.db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+        assert sql(db.path, "PRAGMA user_version") == [(store.SCHEMA_VERSION,)]
         assert [c.name for c in db.collections()] == ["old"]
         key = CacheKey("sha", "m", "p", "fp32", "text")
         db.cache_put([(key, np.ones(3, dtype=np.float32))])
         assert key in db.cache_get([key])
-        assert db.integrity_ok()
+        assert integrity_ok(db.path)
 
 
 def test_newer_schema_is_refused_with_a_friendly_message(tmp_path):
@@ -176,8 +181,8 @@ def _cache_rows(db: Store, n: int, model_id: str = "model-a", precision: str = "
         for i, v in enumerate(_unit(rng, n, dims))
     )
     if created_at is not None:
-        db.db.execute("UPDATE embedding_cache SET created_at=? WHERE model_id=? AND precision=?",
-                      (created_at, model_id, precision))
+        sql(db.path, "UPDATE embedding_cache SET created_at=? WHERE model_id=? AND precision=?",
+            created_at, model_id, precision)
 
 
 def test_cache_stats_count_entries_bytes_models_and_age(tmp_path):
@@ -224,7 +229,7 @@ def test_compact_shrinks_the_file_after_many_rows_are_removed(tmp_path):
         assert done.before >= 2_000_000 and done.after < 1_000_000
         assert done.reclaimed == done.before - done.after
         assert done.after == db.file_bytes() == (tmp_path / "c.sqlite3").stat().st_size
-        assert db.counts(keep) == {"audio": 3} and db.integrity_ok()
+        assert db.counts(keep) == {"audio": 3} and integrity_ok(db.path)
         assert db.compact().reclaimed == 0  # nothing more to give back
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_support import MEDIA, SMALL, bind, index_summary, jsonl, killed_after_commits, write_notes
+from cli_support import (
+    MEDIA, SMALL, bind, index_summary, integrity_ok, jsonl, killed_after_commits, sql, write_notes,
+)
 from bindcli.collections.store import Store, decode_vector
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers
@@ -60,7 +62,7 @@ def folder(tmp_path):
 def _vectors(db: Path) -> dict[str, np.ndarray]:
     with Store(db) as store:
         dtype = store.collections()[0].dtype
-        rows = store.db.execute("SELECT path, vector FROM items WHERE NOT deleted").fetchall()
+    rows = sql(db, "SELECT path, vector FROM items WHERE NOT deleted")
     return {Path(path).name: decode_vector(blob, dtype) for path, blob in rows}
 
 
@@ -139,9 +141,9 @@ def test_a_killed_driver_resumes_without_re_embedding_what_was_committed(cluster
     db = tmp_path / "c.sqlite3"
     args = ["index", str(folder), "--db", str(db), "-b", "1", "-q", "--engine", "ray", "--address", cluster]
     killed_after_commits(args, db, 8, env={"PYTHONPATH": PYTHONPATH})
-    with Store(db) as store:
-        assert store.integrity_ok()
-        done_before = store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    Store(db).close()  # opened as bind opens it
+    assert integrity_ok(db)
+    ((done_before,),) = sql(db, "SELECT COUNT(*) FROM items")
     assert 8 <= done_before < total
 
     result = bind("index", folder, "--db", db, "-b", "1", "--engine", "ray")
@@ -149,8 +151,7 @@ def test_a_killed_driver_resumes_without_re_embedding_what_was_committed(cluster
     summary = index_summary(result)
     assert summary["unchanged"] == done_before
     assert summary["embedded"] == total - done_before  # the engine has no cache: all real work
-    with Store(db) as store:
-        rows = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM items").fetchone()
+    (rows,) = sql(db, "SELECT COUNT(*), COUNT(DISTINCT path) FROM items")
     assert rows == (total, total)
 
 
@@ -250,8 +251,7 @@ def test_index_of_an_s3_prefix_is_the_local_index_read_by_the_workers(
         f"bind: {bucket}/broken.jpg: cannot read image: cannot identify image file '{bucket}/broken.jpg'"
     ]
     assert index_summary(remote) == index_summary(local)
-    with Store(db) as store:
-        paths = sorted(p for (p,) in store.db.execute("SELECT path FROM items"))
+    paths = sorted(p for (p,) in sql(db, "SELECT path FROM items"))
     assert paths == sorted(f"{bucket}/{'deep/' if n.endswith('.mp4') else ''}{n}" for n in [*FILES, "note.txt"])
     got, want = _vectors(db), _vectors(tmp_path / "local.sqlite3")
     assert sorted(got) == sorted(want)
