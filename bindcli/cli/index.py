@@ -19,7 +19,7 @@ from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.ingest import Report
-    from bindcli.embed.embedder import Model
+    from bindcli.embed.identity import Model
     from bindcli.collections.store import Collection, Store
 
 
@@ -64,7 +64,7 @@ def index(
     """
     refuse_uris(engine, paths)
     use_engine(run, engine, address, workers, gpus_per_worker, cpus_per_worker)
-    from bindcli.collections.ingest import embedding_with, walk
+    from bindcli.collections.ingest import walk
     from bindcli.collections.ingest import index as index_paths
 
     with open_store(db) as store:
@@ -74,7 +74,6 @@ def index(
             paths, exclude=exclude or (), include_hidden=include_hidden,
             as_kind=run.common.as_kind, on_skip=outputs.append,
         ))
-        embed = embedding_with(lambda: run.embedder)  # built only if something must be embedded
         with run.out.progress(len(found), "Indexing") as advance:
             done = [0]
 
@@ -83,8 +82,8 @@ def index(
                 advance(total - done[0], "Indexing " + _per_kind(report.done()))
                 done[0] = total
 
-            report = index_paths(
-                store, coll, found, paths, embed, batch_size=4 * run.common.batch_size, on_progress=on_progress,
+            report = index_paths(  # the embedder is built only if something must be embedded
+                store, coll, found, paths, lambda: run.embedder, batch_size=4 * run.common.batch_size, on_progress=on_progress,
             )
     run.failed += run.out.failed(report.failed)
     if outputs:

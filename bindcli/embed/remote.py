@@ -32,12 +32,14 @@ import numpy as np
 
 from bindcli.errors import BindError, InputError, InputWarning, UsageError, attributed_to
 from bindcli._util.paths import is_uri
-from bindcli.embed.embedder import LOCAL_URI, Embedding, Embeds, Model, config_id
+from bindcli.embed.identity import Model, config_id
+from bindcli.embed.stages import LOCAL_URI, Embedding
+from bindcli.embed.embedder import BaseEmbedder
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
     from bindcli.model.config import ModelConfig
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
 #: inputs per request: enough to fill the server's batches, small enough to stream results
 CHUNK = 32
@@ -262,7 +264,7 @@ def borrow(
     return embedder, ""
 
 
-class RemoteEmbedder(Embeds):
+class RemoteEmbedder(BaseEmbedder):
     """`Embedder.embed` and `Embedder.stream` answered by a server: the same `Embedding`s
     (the same raw float32 vectors, content hashes and cache flags) for the same inputs."""
 

@@ -38,7 +38,8 @@ from bindcli.embed.remote import is_loopback
 from bindcli.serve.limits import Limits
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.embed.embedder import Embedding, Input
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.stages import Embedding
     from bindcli.serve.batching import Batcher
     from bindcli.serve.caught import Caught
 
@@ -244,7 +245,7 @@ def _options(source: dict, query: dict) -> dict:
 def _spooled(spool: Path, n: int, name: str, data: bytes, kind: Kind | None, limits: Limits) -> "Input":
     """An uploaded file, written where the loaders can read it, under a name that keeps its
     suffix (the kind when none is given)."""
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
     if len(data) > limits.max_file_bytes:
         raise HTTPException(413, f"{name}: over the {limits.max_file_bytes}-byte per-file limit")
@@ -258,7 +259,7 @@ def _spooled(spool: Path, n: int, name: str, data: bytes, kind: Kind | None, lim
 
 
 def _text(text: object, limits: Limits) -> "Input":
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
     if not isinstance(text, str):
         raise HTTPException(400, "a text input must be a string")
@@ -313,7 +314,7 @@ async def _multipart(request: Request, settings: Settings, spool: Path) -> tuple
 
 def _json_inputs(body: dict, request: Request, settings: Settings, spool: Path) -> tuple[list, dict]:
     """`{"inputs": [{"text"} | {"path"} | {"data", "filename"}], "modality": ...}`."""
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
     entries = body.get("inputs")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):

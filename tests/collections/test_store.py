@@ -9,7 +9,8 @@ import pytest
 
 from bindcli.collections import store
 from bindcli.vectors import at_least, printed
-from bindcli.collections.store import CacheKey, Item, Store, StoreError
+from bindcli.collections.store import Item, Store, StoreError
+from bindcli.embed.identity import CacheKey
 
 
 def _unit(rng: np.random.Generator, n: int, dims: int = 16) -> np.ndarray:

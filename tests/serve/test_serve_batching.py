@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bindcli.errors import InputError
-from bindcli.embed.embedder import Input
+from bindcli.embed.inputs import Input
 from bindcli.serve.batching import Batcher
 
 
@@ -35,7 +35,7 @@ class Recorder:
 
 
 def batcher(encoder: Recorder, **kw) -> Batcher:
-    embedder = types.SimpleNamespace(encoder=encoder, options=None, model_id="m", cache_key=None)
+    embedder = types.SimpleNamespace(encoder=encoder, options=None, model_id="m", cache=None)
     return Batcher(embedder, **kw)  # type: ignore[arg-type]
 
 
