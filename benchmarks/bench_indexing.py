@@ -36,10 +36,11 @@ def _noise_images(folder: Path, n: int) -> None:
 
 def bench_index(n_files: int, batch_size: int) -> dict[str, float]:
     """Files/s of `index` (hash, cache lookup, embed, commit) and of a plain embed into numpy."""
-    from bindcli.collections.ingest import embedding_with, index, walk
+    from bindcli.collections.ingest import index, walk
     from bindcli.model.config import load_config
     from bindcli.model.placement import place
-    from bindcli.embed.embedder import Embedder, Input
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.embedder import Embedder
 
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "imagebind-reference"
     config = load_config(fixtures / "public_config.json")
@@ -63,7 +64,7 @@ def bench_index(n_files: int, batch_size: int) -> dict[str, float]:
 
             def run() -> float:
                 start = time.perf_counter()
-                index(db, coll, list(walk([folder])), [folder], embedding_with(lambda: embedder),
+                index(db, coll, list(walk([folder])), [folder], lambda: embedder,
                       batch_size=4 * batch_size)
                 return time.perf_counter() - start
 

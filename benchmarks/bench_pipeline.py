@@ -47,7 +47,8 @@ from bindcli.model.config import load_config
 from bindcli.model.factory import create_model, load_model
 from bindcli.model.imagebind import ImageBind
 from bindcli.model.placement import place
-from bindcli.embed.embedder import Embedder, Input
+from bindcli.embed.inputs import Input
+from bindcli.embed.embedder import Embedder
 
 DTYPE = "bf16"
 TOWERS = ["vision", "audio"]

@@ -35,10 +35,11 @@ import numpy as np
 from machine import describe
 
 from bindcli._util.hashing import sha256_file
-from bindcli.collections.ingest import embedding_with, index, walk
+from bindcli.collections.ingest import index, walk
 from bindcli.model.config import ModelConfig
 from bindcli.embed.ray_engine import RayEmbedder, WorkerSpec, import_ray
-from bindcli.embed.embedder import Model, open_embedder
+from bindcli.embed.identity import Model
+from bindcli.embed.embedder import open_embedder
 from bindcli.collections.store import Item, Store
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "imagebind-reference"
@@ -73,7 +74,7 @@ def run_index(db: Path, folder: Path, model: Model, embedder, batch: int) -> tup
     with Store(db) as store:
         coll = store.create_collection("bench", model.id, model.describe())
         start = time.perf_counter()
-        report = index(store, coll, walk([folder]), [folder], embedding_with(embedder), batch_size=4 * batch)
+        report = index(store, coll, walk([folder]), [folder], embedder, batch_size=4 * batch)
         seconds = time.perf_counter() - start
         assert not report.failed, report.failed
         rows = store.db.execute("SELECT path, vector FROM items").fetchall()

@@ -35,9 +35,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_embedder": "bindcli.embed.embedder",
     "Embedder": "bindcli.embed.embedder",
-    "Embedding": "bindcli.embed.embedder",
-    "Input": "bindcli.embed.embedder",
-    "Model": "bindcli.embed.embedder",
+    "Embedding": "bindcli.embed.stages",
+    "Input": "bindcli.embed.inputs",
+    "Model": "bindcli.embed.identity",
     "InputError": "bindcli.errors",
     "BindError": "bindcli.errors",
     "Collection": "bindcli.collections.collection",
@@ -53,7 +53,10 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli._util.folders import default_db_path
     from bindcli.collections.collection import Collection
-    from bindcli.embed.embedder import Embedder, Embedding, Input, Model, open_embedder
+    from bindcli.embed.embedder import Embedder, open_embedder
+    from bindcli.embed.identity import Model
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.stages import Embedding
     from bindcli.errors import BindError, InputError
     from bindcli.modality import Kind
     from bindcli.model.config import ModelConfig

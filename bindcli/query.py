@@ -31,7 +31,9 @@ from bindcli.vectors import combine
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.modality import Kind
-    from bindcli.embed.embedder import Embedder, Embedding, Input
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.stages import Embedding
+    from bindcli.embed.embedder import Embedder
 
 OPERATORS = {"+": 1.0, "-": -1.0}
 #: `W:` then a character that is no space and no digit; `nan` and `inf` are caught to refuse them
@@ -127,7 +129,7 @@ class Query:
 
     def inputs(self, as_kind: "Kind | str | None" = None) -> "list[Input | InputError]":
         """One input per term, in term order."""
-        from bindcli.embed.embedder import gather
+        from bindcli.embed.inputs import gather
 
         return gather(self.files, self.texts, as_kind)
 

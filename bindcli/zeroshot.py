@@ -25,7 +25,8 @@ from bindcli.modality import Kind
 from bindcli.vectors import normalise, softmax_rows, top_k
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.embed.embedder import Embedder, Embedding
+    from bindcli.embed.stages import Embedding
+    from bindcli.embed.embedder import Embedder
 
 
 class LabelScore(NamedTuple):
@@ -120,7 +121,7 @@ def classify(
 ) -> "list[list[LabelScore] | InputError]":
     """Zero-shot labels for each file, then each text: its ranked labels, or the InputError
     that stopped it. Inputs and prompts go through the embedder in one run."""
-    from bindcli.embed.embedder import Input, gather
+    from bindcli.embed.inputs import Input, gather
 
     if not labels:
         raise UsageError("give the candidate labels")

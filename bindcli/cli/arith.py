@@ -121,7 +121,7 @@ def _gallery(run: Run, roots: Sequence[str], query: "Query") -> list:
     """Gallery inputs: every supported file under the roots, minus the query's own files
     (a query image would otherwise always rank first)."""
     from bindcli.collections.ingest import walk
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
     items: list = []
     for found in walk(roots):

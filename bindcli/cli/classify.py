@@ -16,7 +16,7 @@ from bindcli.cli.shared import check_templates
 from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.embed.embedder import Embedding
+    from bindcli.embed.stages import Embedding
     from bindcli.zeroshot import LabelScore
 
 
@@ -63,7 +63,7 @@ def classify(
       bind classify clip.mp4 --labels-file labels.txt --template "a video of people {}." -k 3
     """
     from bindcli import zeroshot
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
     from bindcli.vectors import printed
 
     names = read_labels(labels or [], labels_file)

@@ -33,7 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query
     from bindcli.embed.remote import Address, RemoteEmbedder
-    from bindcli.embed.embedder import Embedder, Embedding, Input, Model
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.identity import Model
+    from bindcli.embed.stages import Embedding
+    from bindcli.embed.embedder import Embedder
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -282,7 +285,7 @@ class Run:
         self, paths: Sequence[str] = (), texts: Sequence[str] = ()
     ) -> "list[Input | InputError]":
         """Files (`-` reads a list of paths from stdin) then texts, kinds detected or --as."""
-        from bindcli.embed.embedder import gather
+        from bindcli.embed.inputs import gather
 
         if paths.count("-") > 1:
             raise typer.BadParameter("'-' (read paths from stdin) may be given once")
@@ -300,7 +303,7 @@ class Run:
         are not, while a server answers (`_borrowed`): the model is then the server's."""
         if self._model is None:
             from bindcli.errors import WeightsNotDownloaded
-            from bindcli.embed.embedder import Model
+            from bindcli.embed.identity import Model
 
             c = self.common
             try:

@@ -13,7 +13,7 @@ from bindcli.cli.common import Run, command, pick_format, table_labels
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from bindcli.embed.embedder import Embedding
+    from bindcli.embed.stages import Embedding
 
 
 class CompareFormat(str, enum.Enum):

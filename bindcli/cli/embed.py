@@ -20,7 +20,7 @@ from bindcli._util.paths import path_text
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from bindcli.embed.embedder import Embedding
+    from bindcli.embed.stages import Embedding
 
 
 class EmbedFormat(str, enum.Enum):

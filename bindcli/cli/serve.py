@@ -97,7 +97,7 @@ def serve(
             embedder = run.local_embedder
             batcher = Batcher(
                 embedder, max_batch=run.common.batch_size, max_wait=max_wait_ms / 1000,
-                workers=workers, cache_path=getattr(embedder.cache, "path", None),
+                workers=workers,
             )
             if towers:
                 run.out.note(f"loading {', '.join(towers)}")

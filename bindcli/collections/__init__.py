@@ -8,5 +8,6 @@ in and out as `.npy` + manifest. `collection` holds `Collection`, the one object
 `bind index`, `search`, `collections`) works with a collection through.
 
 Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed,
-bindcli.query (the query expressions `Collection.search` takes; it imports no collections).
+bindcli.query (the query expressions `Collection.search` takes; it imports no collections),
+bindcli.media.options (the loading options a collection is pinned to).
 """

@@ -28,7 +28,9 @@ from bindcli.query import Query, Term, leave_out_each
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.ingest import Report
-    from bindcli.embed.embedder import Embedder, MediaOptions, Model  # the embedder's own types
+    from bindcli.embed.embedder import Embedder
+    from bindcli.embed.identity import Model
+    from bindcli.media.options import MediaOptions
 
 #: what embeds for a collection: an embedder, or a function that builds one when first needed
 EmbedderSource = Union["Embedder", Callable[[], "Embedder"]]
@@ -173,16 +175,15 @@ class Collection:
         and the next one goes on from there. `on_found` hears how many files the walk found,
         `on_skip` each of bind's own outputs passed over, `on_progress` the report after each
         commit. Files that failed are in the returned report."""
-        from bindcli.collections.ingest import embedding_with, index, walk
+        from bindcli.collections.ingest import index, walk
 
         roots = list(paths_or_uris)
         found = list(walk(
             roots, exclude=exclude, include_hidden=include_hidden, as_kind=as_kind, on_skip=on_skip,
         ))
         on_found(len(found))
-        embed = embedding_with(self._embedder_now)  # built only if something must be embedded
-        return index(
-            self.store, self.record, found, roots, embed, batch_size=batch_size,
+        return index(  # the embedder is built only if something must be embedded
+            self.store, self.record, found, roots, self._embedder_now, batch_size=batch_size,
             on_progress=on_progress,
         )
 
@@ -260,7 +261,7 @@ def _pin(
         if embedder is None or not hasattr(embedder, "stream"):
             raise UsageError("Collection.open needs an embedder, or model= with a function that "
                              "builds one, to create a collection or check its model")
-        from bindcli.embed.embedder import Model
+        from bindcli.embed.identity import Model
 
         model = Model(embedder.config, embedder.weights, embedder.model_id)
         options = embedder.options

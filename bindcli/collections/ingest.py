@@ -23,22 +23,16 @@ import numpy as np
 
 from bindcli.errors import InputError, UnlistedRoot
 from bindcli.modality import EXTENSIONS, Kind, detect
-from bindcli._util.hashing import sha256_file
+from bindcli.embed.inputs import Input
 from bindcli.embed.object_store import ObjectFile, listing
+from bindcli.embed.stages import digests
 from bindcli._util.paths import canonical, is_uri
 from bindcli.collections.manifest import written_by_bind
 from bindcli.collections.store import CollectionRecord, Item, Store
 from bindcli.collections.nearest import update_index_files
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.embed.embedder import Embedder
-
-#: embeds (path, kind, content sha256 or "" where the embedder is to hash what it reads)
-#: triples in one run; yields (position, vector or InputError, whether the vector was known
-#: already, the content sha256) for each as it completes, in any order
-EmbedFn = Callable[
-    [Sequence[tuple[str, Kind, str]]], Iterable[tuple[int, "np.ndarray | InputError", bool, str]]
-]
+    from bindcli.embed.embedder import BaseEmbedder
 
 
 @dataclasses.dataclass
@@ -176,21 +170,6 @@ def _walk_objects(
             yield obj, as_kind or kind
 
 
-def embedding_with(embedder: "Callable[[], Embedder]") -> EmbedFn:
-    """`index`'s embed function for the Embedder that `embedder()` returns, called only once
-    something must be embedded (so an unchanged collection never builds one)."""
-
-    def embed(todo: Sequence[tuple[str, Kind, str]]) -> Iterator[tuple[int, object, bool, str]]:
-        from bindcli.embed.embedder import Input
-
-        inputs = [Input(path, kind) for path, kind, _ in todo]
-        for n, result in embedder().stream(inputs, hashes=[sha or None for *_, sha in todo]):
-            if isinstance(result, InputError):
-                yield n, result, False, ""
-            else:
-                yield n, result.raw, result.cached, result.sha256
-
-    return embed
 
 
 def _under(path: str, roots: Sequence[str | Path]) -> bool:
@@ -205,16 +184,18 @@ def index(
     collection: CollectionRecord,
     found: Iterable[tuple[Path | ObjectFile, Kind] | InputError],
     roots: Sequence[str | Path],
-    embed: EmbedFn,
+    embedder: "Callable[[], BaseEmbedder]",
     *,
     batch_size: int = 32,
     on_progress: Callable[[Report], None] = lambda report: None,
 ) -> Report:
     """Bring `collection` up to date with `found` (what `walk(roots)` yields).
 
-    Known content is reused from the collection; the rest goes to `embed`, each content once
-    (what it already knew counts as reused). Objects named by URI are not read here: `embed`
-    hashes them as it reads them (so their content is not matched before they are embedded).
+    Known content is reused from the collection; the rest is streamed through one run of the
+    embedder that `embedder()` returns, called only once something must be embedded (so an
+    unchanged collection never builds one), each content once (what came from its cache counts
+    as reused). Objects named by URI are not read here: the embedder hashes them as it reads
+    them (so their content is not matched before they are embedded).
     Commits hold `batch_size` files. Items under `roots` that were not found are marked
     deleted. Last, the collection's vector index files are brought up to date
     (`nearest.update_index_files`).
@@ -258,23 +239,24 @@ def index(
             else:
                 waiting.setdefault(content, []).append((path, stat))
     todo = list(waiting)
-    asked = [(str(waiting[c][0][0]), Kind(c[1]), c[0]) for c in todo]
-    asked += [(str(path), kind, "") for path, kind, _ in objects]
-    results = embed(asked) if asked else ()
-    for n, result, known_already, sha in results:
+    asked = [Input(str(waiting[c][0][0]), Kind(c[1])) for c in todo]
+    asked += [Input(str(path), kind) for path, kind, _ in objects]
+    hashes = [sha for sha, _ in todo]  # objects: the embedder hashes them as it reads them
+    results = embedder().stream(asked, hashes=hashes) if asked else ()
+    for n, result in results:
         if isinstance(result, InputError):
             report.failed.append(result)
             continue
-        vector = np.asarray(result, dtype=np.float32).ravel()
+        vector = np.asarray(result.raw, dtype=np.float32).ravel()
         if n >= len(todo):
             path, kind, stat = objects[n - len(todo)]
-            (report.reused if known_already else report.embedded)[kind.value] += 1
-            commit.add(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, sha, vector))
+            (report.reused if result.cached else report.embedded)[kind.value] += 1
+            commit.add(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, result.sha256, vector))
             continue
         sha, kind = todo[n]
         for copy, (path, stat) in enumerate(waiting[todo[n]]):
             # duplicates are embedded once; cached content not at all
-            (report.reused if copy or known_already else report.embedded)[kind] += 1
+            (report.reused if copy or result.cached else report.embedded)[kind] += 1
             commit.add(Item(str(path), kind, stat.st_size, stat.st_mtime_ns, sha, vector))
     commit.flush()
     walked, unknown = [canonical(r) for r in roots], sorted(unlisted)
@@ -291,13 +273,15 @@ def index(
 def _hash(
     batch: Sequence[tuple[Path, Kind, os.stat_result]], report: Report
 ) -> list[tuple[Path, Kind, os.stat_result, str]]:
-    """Content hashes; a file that cannot be read is reported and left out."""
+    """Content hashes (the digest stage, on threads); a file that cannot be read is reported
+    and left out."""
     hashed = []
-    for path, kind, stat in batch:
-        try:
-            hashed.append((path, kind, stat, sha256_file(path)))
-        except OSError as exc:
-            report.failed.append(InputError(path, exc.strerror or str(exc)))
+    shas = digests([Input(str(path), kind) for path, kind, _ in batch])
+    for (path, kind, stat), sha in zip(batch, shas):
+        if isinstance(sha, InputError):
+            report.failed.append(sha)
+        else:
+            hashed.append((path, kind, stat, sha))
     return hashed
 
 

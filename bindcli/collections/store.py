@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from bindcli.embed.identity import CacheKey
 from bindcli.errors import StoreError
 from bindcli._util.paths import path_text
 from bindcli.vectors import normalise
@@ -302,17 +303,6 @@ class Compaction(NamedTuple):
         return self.before - self.after
 
 
-class CacheKey(NamedTuple):
-    """Everything that decides an embedding's numbers."""
-
-    sha256: str
-    model_id: str
-    preprocessing: str
-    precision: str
-    kind: str
-    options: str = ""
-
-
 # --- the store ---------------------------------------------------------------------------
 
 
@@ -323,7 +313,9 @@ class Store:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # any thread may use it, one at a time: an embedder's cache is looked up on a
+            # server's loader threads and stored from another (`Embedder` holds the lock)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
             version = _retry_while_busy(lambda: self._setup(self._db))
         except sqlite3.OperationalError as exc:
             if _busy(exc):

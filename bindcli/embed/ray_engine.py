@@ -28,13 +28,17 @@ from bindcli.errors import BindError, InputError, UsageError
 from bindcli.modality import Kind
 from bindcli.embed.object_store import worker_environment
 from bindcli._util.paths import is_uri
-from bindcli.embed.embedder import Embedder, Embedding, Embeds, Input, loading_options
+from bindcli.embed import stages
+from bindcli.embed.embedder import BaseEmbedder, Embedder
+from bindcli.embed.identity import loading_options
+from bindcli.embed.inputs import Input
+from bindcli.embed.stages import Embedding
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
     from bindcli.model.config import ModelConfig
     from bindcli.model.placement import Placement
-    from bindcli.embed.embedder import Model
+    from bindcli.embed.identity import Model
 
 INSTALL = "pip install 'bindcli[ray]'"
 
@@ -72,56 +76,55 @@ class WorkerSpec:
 
 
 def decode(batch: dict[str, np.ndarray], options: "MediaOptions | None") -> dict[str, list]:
-    """A Ray Data batch of inputs -> their tensors (as .npy bytes) and content hashes, decoded
-    as the local Embedder decodes (`media.load_many`); an input that cannot be used keeps its
-    row with the reason, so the driver names it. An object named by URI is fetched into a
-    scratch folder, hashed as it arrives, decoded from there and named by its URI."""
-    from bindcli import media
-    from bindcli._util.hashing import sha256_file, sha256_text
-    from bindcli.embed.object_store import fetch
-
-    rows = list(zip(batch["source"], batch["kind"], batch["literal"], batch["sha256"]))
-    shas: list[str] = []
+    """A Ray Data batch of inputs -> their tensors (as .npy bytes) and content hashes, through
+    the stages the local Embedder runs (`digest`, `prepare`); an input that cannot be used
+    keeps its row with the reason, so the driver names it. An object named by URI is fetched
+    into a scratch folder, hashed as it arrives, decoded from there and named by its URI."""
+    rows = [Input(str(source), Kind(kind), bool(literal))
+            for source, kind, literal in zip(batch["source"], batch["kind"], batch["literal"])]
+    shas: list[str | InputError | None] = [None] * len(rows)
     results: list[object] = [None] * len(rows)
     with tempfile.TemporaryDirectory(prefix="bind-fetch-") as scratch:
-        copies: dict[int, str] = {}  # row -> the local copy of the object it names
-        for i, (source, _, literal, sha) in enumerate(rows):
-            try:
-                if literal:
-                    shas.append(sha256_text(source))
-                elif is_uri(source):
-                    copies[i] = os.path.join(scratch, f"{i}{PurePosixPath(source).suffix}")
-                    shas.append(fetch(source, copies[i]))
-                else:
-                    shas.append(sha or sha256_file(source))
-            except InputError as exc:
-                shas.append("")
-                results[i] = exc
-            except OSError as exc:
-                shas.append("")
-                results[i] = InputError(source, exc.strerror or str(exc))
-        files = [i for i, (_, _, literal, _) in enumerate(rows) if not literal and results[i] is None]
-        local = ((copies.get(i, rows[i][0]), Kind(rows[i][1])) for i in files)
-        for n, loaded in media.load_many(local, options):
-            i = files[n]
-            if isinstance(loaded, InputError) and i in copies:  # named as the driver knows it
-                loaded = InputError(rows[i][0], loaded.reason.replace(copies[i], rows[i][0]))
-            results[i] = loaded
-    texts = [i for i, (_, _, literal, _) in enumerate(rows) if literal]
-    for i, tokens in zip(texts, media.tokenize([rows[i][0] for i in texts]) if texts else ()):
-        results[i] = tokens
+        local = list(rows)  # what each row is read from: for a URI, its local copy
+        for i, inp in enumerate(rows):
+            if not inp.literal and is_uri(inp.source):
+                local[i] = Input(os.path.join(scratch, f"{i}{PurePosixPath(inp.source).suffix}"), inp.kind)
+                shas[i] = _fetched(inp.source, local[i].source)
+        rest = [i for i, sha in enumerate(shas) if sha is None]
+        given = [str(batch["sha256"][i]) or None for i in rest]
+        for i, sha in zip(rest, stages.digests([rows[i] for i in rest], given)):
+            shas[i] = sha
+        readable = [i for i, sha in enumerate(shas) if not isinstance(sha, InputError)]
+        for n, prepared in stages.prepare_many([local[i] for i in readable], options):
+            i = readable[n]
+            if isinstance(prepared, InputError) and local[i] is not rows[i]:  # named as the driver knows it
+                prepared = InputError(rows[i].source, prepared.reason.replace(local[i].source, rows[i].source))
+            results[i] = prepared
+    results = [sha if isinstance(sha, InputError) else r for sha, r in zip(shas, results)]
     return {
         "slot": [int(s) for s in batch["slot"]],
-        "kind": [str(kind) for _, kind, _, _ in rows],
-        "sha256": shas,
+        "kind": [inp.kind.value for inp in rows],
+        "sha256": [sha if isinstance(sha, str) else "" for sha in shas],
         "tensor": [b"" if isinstance(r, InputError) else _npy(r.numpy()) for r in results],
         "error": [r.reason if isinstance(r, InputError) else "" for r in results],
     }
 
 
+def _fetched(uri: str, copy: str) -> str | InputError:
+    """The object at `uri` copied to `copy`, and its content hash; or why it could not be."""
+    from bindcli.embed.object_store import fetch
+
+    try:
+        return fetch(uri, copy)
+    except InputError as exc:
+        return exc
+    except OSError as exc:
+        return InputError(uri, exc.strerror or str(exc))
+
+
 class Encode:
     """One actor of the pool: one model (through `open_embedder`), encoding decoded batches
-    grouped by tower and shape as the local Embedder batches them."""
+    by the local Embedder's stages (`batch_key`, `encode`)."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.embedder = spec.open()
@@ -132,18 +135,17 @@ class Encode:
         embedder = self.embedder
         slots = [int(s) for s in batch["slot"]]
         vectors: dict[int, bytes] = {}
-        groups: dict[tuple, list[tuple[int, object]]] = {}
+        groups: dict[stages.BatchKey, list[tuple[int, object]]] = {}
         for slot, kind, blob, error in zip(slots, batch["kind"], batch["tensor"], batch["error"]):
             if error:
                 continue
             tensor = torch.from_numpy(np.load(io.BytesIO(blob)))
-            tower = Kind(kind).tower
-            groups.setdefault((tower, tuple(tensor.shape)), []).append((slot, tensor))
-        for (tower, _), rows in groups.items():
+            groups.setdefault(stages.batch_key(Kind(kind), tensor), []).append((slot, tensor))
+        for key, rows in groups.items():
             for start in range(0, len(rows), embedder.batch_size):
                 chunk = rows[start : start + embedder.batch_size]
-                out = embedder.encoder.encode(tower, [t for _, t in chunk])
-                vectors.update((slot, np.asarray(v, np.float32).tobytes()) for (slot, _), v in zip(chunk, out))
+                out = stages.encode(embedder.encoder, key, [t for _, t in chunk])  # type: ignore[misc]
+                vectors.update((slot, v.tobytes()) for (slot, _), v in zip(chunk, out))
         n = len(slots)
         return {
             "slot": slots,
@@ -185,9 +187,9 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class RayEmbedder(Embeds):
+class RayEmbedder(BaseEmbedder):
     """`Embedder.embed` and `Embedder.stream` with the work on a Ray cluster: what a command
-    (or `bindcli.collections.ingest.embedding_with`) uses in place of the local Embedder.
+    (or `bindcli.collections.ingest.index`) uses in place of the local Embedder.
 
     `address`: None starts a Ray instance on this machine (or joins `$RAY_ADDRESS`), `auto`
     joins the cluster this machine belongs to, `ray://HOST:PORT` a remote one through Ray
@@ -252,7 +254,7 @@ class RayEmbedder(Embeds):
             return slot, InputError(inp.source, str(batch["error"][row]))
         self._check(str(batch["model"][row]), str(batch["precision"][row]), str(batch["device"][row]))
         vector = np.frombuffer(batch["vector"][row], dtype=np.float32).copy()
-        return slot, Embedding(inp, str(batch["sha256"][row]), vector)
+        return slot, stages.finish(inp, str(batch["sha256"][row]), vector)
 
     def _check(self, model_id: str, precision: str, device: str) -> None:
         """Every worker must compute the driver's model at one precision, or the vectors of

@@ -10,14 +10,12 @@ input as this run does, so a command prints what it prints in-process.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
 import functools
 import http.client
-import ipaddress
 import json
 import os
 import socket
@@ -32,12 +30,16 @@ import numpy as np
 
 from bindcli.errors import BindError, InputError, InputWarning, UsageError, attributed_to
 from bindcli._util.paths import is_uri
-from bindcli.embed.embedder import LOCAL_URI, Embedding, Embeds, Model, config_id
+from bindcli.embed.identity import Model, config_id
+from bindcli.embed.stages import LOCAL_URI, Embedding
+from bindcli.embed.embedder import BaseEmbedder
+import bindcli.serve.protocol as protocol
+from bindcli.serve.protocol import is_loopback
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
     from bindcli.model.config import ModelConfig
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
 #: inputs per request: enough to fill the server's batches, small enough to stream results
 CHUNK = 32
@@ -49,16 +51,6 @@ ENCODE_TIMEOUT = 3600.0  # a big chunk on a CPU-only huge model takes minutes, n
 
 class ServerError(BindError):
     """A server that was chosen but then failed to answer as it should."""
-
-
-def is_loopback(host: str) -> bool:
-    """`localhost`, 127.0.0.0/8 or ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,9 +170,9 @@ class ServedPlacement:
 
 def model_info(client: Client) -> dict:
     """The server's `/v1/models` entry for its one model."""
-    status, body = client.request("GET", "/v1/models")
+    status, body = client.request("GET", protocol.MODELS)
     if status != 200:
-        raise ServerError(f"server at {client.address}: {_error_text(body, status)}")
+        raise ServerError(f"server at {client.address}: {protocol.error_text(body, status)}")
     return body["data"][0]
 
 
@@ -262,7 +254,7 @@ def borrow(
     return embedder, ""
 
 
-class RemoteEmbedder(Embeds):
+class RemoteEmbedder(BaseEmbedder):
     """`Embedder.embed` and `Embedder.stream` answered by a server: the same `Embedding`s
     (the same raw float32 vectors, content hashes and cache flags) for the same inputs."""
 
@@ -342,20 +334,19 @@ class RemoteEmbedder(Embeds):
                 sent.append((slot, inp, entry))
         if not sent:
             return out
-        body = {"inputs": [e for *_, e in sent], "encoding_format": "base64", "raw": True,
-                "cache": self.use_cache}
+        body = protocol.embed_request([e for *_, e in sent], cache=self.use_cache)
         try:
-            status, answer = client.request("POST", "/v1/embed", body)
+            status, answer = client.request("POST", protocol.EMBED, body)
         except (OSError, http.client.HTTPException) as exc:
             raise ServerError(f"server at {self.address}: {_os_reason(exc)}") from None
         if status != 200:
-            raise ServerError(f"server at {self.address}: {_error_text(answer, status)}")
+            raise ServerError(f"server at {self.address}: {protocol.error_text(answer, status)}")
         for (slot, inp, _), result in zip(sent, answer["results"]):
-            _warn(inp, result.get("warnings", ()))
+            _warn(inp, protocol.relayed(result))
             if "error" in result:
                 out.append((slot, InputError(inp.source, result["error"])))
             else:
-                raw = np.frombuffer(base64.b64decode(result["embedding"]), dtype="<f4").astype(np.float32)
+                raw = np.frombuffer(protocol.vector_bytes(result), dtype=protocol.FLOAT32).astype(np.float32)
                 out.append((slot, Embedding(inp, result["sha256"], raw, cached=bool(result.get("cached")))))
         return out
 
@@ -363,17 +354,16 @@ class RemoteEmbedder(Embeds):
         """How one input travels: a text as itself, a file by path to a server on this
         machine, else its bytes."""
         if inp.literal:
-            return {"text": inp.source}
+            return protocol.text_input(inp.source)
         if is_uri(inp.source):
             return InputError(inp.source, LOCAL_URI)
         if self.address.local:
-            return {"path": os.path.abspath(inp.source), "modality": inp.kind.value}
+            return protocol.path_input(os.path.abspath(inp.source), inp.kind.value)
         try:
             data = Path(inp.source).read_bytes()
         except OSError as exc:
             return InputError(inp.source, exc.strerror or str(exc))
-        return {"data": base64.b64encode(data).decode("ascii"), "filename": Path(inp.source).name,
-                "modality": inp.kind.value}
+        return protocol.data_input(data, Path(inp.source).name, inp.kind.value)
 
 
 def _warn(inp: "Input", relayed: Iterable[dict]) -> None:
@@ -381,7 +371,8 @@ def _warn(inp: "Input", relayed: Iterable[dict]) -> None:
     raise them in-process: an `InputWarning` of this run's name for it, any other attributed
     to it."""
     for w in relayed:
-        category, message = _category(str(w.get("category"))), str(w.get("message"))
+        name, message = protocol.read_warning(w)
+        category = _category(name)
         if category is InputWarning:
             warnings.warn(InputWarning(inp.source, message), stacklevel=2)
         else:
@@ -399,13 +390,6 @@ def _category(name: str) -> type[Warning]:
     if isinstance(known, type) and issubclass(known, Warning):
         return known
     return type(name, (UserWarning,), {"__module__": __name__})
-
-
-def _error_text(body: dict, status: int) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        error = error.get("message")
-    return f"HTTP {status}" + (f": {error}" if error else "")
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -246,7 +246,8 @@ def class_directions(
 ) -> dict[Kind, np.ndarray]:
     """Each kind's (names, dim) unit directions, names in class order, a chunk of names at a
     time (ImageNet's 1000 classes by 80 templates would otherwise hold 80k prompt vectors)."""
-    from bindcli.embed.embedder import Embedding, Input
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.stages import Embedding
     from bindcli.zeroshot import Classifier, prompts
 
     names = [n for ns in dataset.classes.values() for n in ns]
@@ -274,7 +275,7 @@ def evaluate(
 ) -> Report:
     """Zero-shot accuracy of `dataset`: prompts from `templates` for every kind, else the
     dataset's own (a preset's), else each modality's (`bind classify`'s)."""
-    from bindcli.embed.embedder import Input, gather
+    from bindcli.embed.inputs import Input, gather
     from bindcli.zeroshot import templates_for
 
     inputs = gather([i.path for i in dataset.items], as_kind=as_kind or dataset.kind)

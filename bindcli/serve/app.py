@@ -34,11 +34,13 @@ from starlette.routing import Route
 
 from bindcli.errors import InputError
 from bindcli.modality import Kind, detect
-from bindcli.embed.remote import is_loopback
+from bindcli.serve import protocol
 from bindcli.serve.limits import Limits
+from bindcli.serve.protocol import is_loopback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.embed.embedder import Embedding, Input
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.stages import Embedding
     from bindcli.serve.batching import Batcher
     from bindcli.serve.caught import Caught
 
@@ -92,15 +94,15 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
                 named, options = await _multipart(request, settings, Path(spool))
             else:
                 named, options = _json_inputs(await _json_body(request), request, settings, Path(spool))
-            answered = await _results(request, batcher, named, use_cache=options["cache"])
+            answered = await _results(request, batcher, named, use_cache=options.cache)
         if answered is None:
             return Response(status_code=CLIENT_GONE)
         results, warned = answered
         if NPY in request.headers.get("accept", ""):
-            return _npy(named, results, warned, raw=options["raw"])
+            return _npy(named, results, warned, raw=options.raw)
         return JSONResponse({
             "model": batcher.embedder.model_id,
-            "results": [_result(name, r, w, raw=options["raw"], b64=options["base64"])
+            "results": [_result(name, r, w, raw=options.raw, b64=options.base64)
                         for (name, _), r, w in zip(named, results, warned)],
         })
 
@@ -123,7 +125,8 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
         data = [
             {"object": "embedding", "index": n,
              "embedding": _vector(r.unit, b64=fmt == "base64"),  # type: ignore[union-attr]
-             **_warnings(w)}  # an extra field, which OpenAI's clients keep and ignore
+             # an extra field, which OpenAI's clients keep and ignore
+             **protocol.warnings_field(x.answer() for x in w)}
             for n, (r, w) in enumerate(zip(results, warned))
         ]
         return JSONResponse({"object": "list", "data": data, "model": batcher.embedder.model_id,
@@ -131,9 +134,8 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        error = {"message": exc.detail, "type": "invalid_request_error" if exc.status_code < 500 else "server_error"}
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse({"error": error}, exc.status_code, headers=headers)
+        return JSONResponse(protocol.error_body(exc.detail, exc.status_code), exc.status_code, headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -141,8 +143,8 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
         await asyncio.to_thread(batcher.close)  # in-flight requests are answered by now
 
     routes = [
-        Route("/health", health), Route("/v1/models", models), Route("/metrics", metrics_text),
-        Route("/v1/embed", embed, methods=["POST"]), Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/health", health), Route(protocol.MODELS, models), Route("/metrics", metrics_text),
+        Route(protocol.EMBED, embed, methods=["POST"]), Route("/v1/embeddings", embeddings, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.add_middleware(_Guard, settings=settings, metrics=metrics, routes={r.path for r in routes})  # type: ignore[arg-type]
@@ -172,7 +174,7 @@ class _Guard:
             if refusal is not None:
                 code, text = refusal
                 headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-                response = JSONResponse({"error": {"message": text, "type": "invalid_request_error"}}, code, headers=headers)
+                response = JSONResponse(protocol.error_body(text, code), code, headers=headers)
                 return await response(scope, receive, counted_send)
             await self.app(scope, self._limited(receive), counted_send)
         finally:
@@ -228,23 +230,17 @@ def _kind(value: object, what: str) -> Kind | None:
         raise HTTPException(400, f"{what}: unknown modality {value!r}; one of {known}") from None
 
 
-def _options(source: dict, query: dict) -> dict:
-    """raw (upstream's vectors, not unit ones), base64 (float32 bytes) and cache flags."""
-
-    def flag(name: str, default: bool) -> bool:
-        value = source.get(name, query.get(name, default))
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-
-    fmt = source.get("encoding_format", query.get("encoding_format", "float"))
-    if fmt not in ("float", "base64"):
-        raise HTTPException(400, "encoding_format must be float or base64")
-    return {"raw": flag("raw", False), "cache": flag("cache", True), "base64": fmt == "base64"}
+def _options(source: dict, query: dict) -> protocol.Options:
+    try:
+        return protocol.read_options(source, query)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def _spooled(spool: Path, n: int, name: str, data: bytes, kind: Kind | None, limits: Limits) -> "Input":
     """An uploaded file, written where the loaders can read it, under a name that keeps its
     suffix (the kind when none is given)."""
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
     if len(data) > limits.max_file_bytes:
         raise HTTPException(413, f"{name}: over the {limits.max_file_bytes}-byte per-file limit")
@@ -258,7 +254,7 @@ def _spooled(spool: Path, n: int, name: str, data: bytes, kind: Kind | None, lim
 
 
 def _text(text: object, limits: Limits) -> "Input":
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
     if not isinstance(text, str):
         raise HTTPException(400, "a text input must be a string")
@@ -313,7 +309,7 @@ async def _multipart(request: Request, settings: Settings, spool: Path) -> tuple
 
 def _json_inputs(body: dict, request: Request, settings: Settings, spool: Path) -> tuple[list, dict]:
     """`{"inputs": [{"text"} | {"path"} | {"data", "filename"}], "modality": ...}`."""
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
 
     entries = body.get("inputs")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -443,21 +439,15 @@ async def _disconnected(request: Request) -> None:
 
 
 def _vector(v: np.ndarray, *, b64: bool) -> "list[float] | str":
-    v = np.asarray(v, dtype="<f4")
-    return base64.b64encode(v.tobytes()).decode("ascii") if b64 else v.tolist()
-
-
-def _warnings(warned: "list[Caught]") -> dict:
-    """The `warnings` field of one input's answer, absent when there were none."""
-    return {"warnings": [w.answer() for w in warned]} if warned else {}
+    return protocol.vector(np.asarray(v, dtype=protocol.FLOAT32), b64=b64)
 
 
 def _result(name: str, r: "Embedding | InputError", warned: "list[Caught]", *, raw: bool, b64: bool) -> dict:
+    answers = [w.answer() for w in warned]
     if isinstance(r, InputError):
-        return {"input": name, "error": r.reason, **_warnings(warned)}
-    return {"input": name, "modality": r.input.kind.value,
-            "embedding": _vector(r.raw if raw else r.unit, b64=b64),
-            "sha256": r.sha256, "cached": r.cached, **_warnings(warned)}
+        return protocol.failed(name, r.reason, answers)
+    return protocol.embedded(name, r.input.kind.value, _vector(r.raw if raw else r.unit, b64=b64),
+                             r.sha256, r.cached, answers)
 
 
 def _npy(named: Sequence, results: list, warned: list, *, raw: bool) -> Response:

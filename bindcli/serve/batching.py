@@ -1,7 +1,8 @@
-"""Batching across requests: inputs from any number of concurrent requests are hashed,
-looked up in the cache and decoded on a loader pool, then encoded together by (tower, shape)
-on the one model thread, a batch as soon as it is full or its oldest input has waited
-`max_wait` seconds.
+"""Batching across requests: the embedder's stages (`bindcli.embed.stages`) driven for any
+number of concurrent requests. Inputs are hashed, looked up in the embedder's cache and
+prepared on a loader pool, then encoded together by batch key on the one model thread, a
+batch as soon as it is full or its oldest input has waited `max_wait` seconds; what was
+encoded goes to the cache on a thread of its own, so the model thread never waits for it.
 
 Every input has its own `Future`: a bad input settles only its own; a request whose client
 went away cancels its futures, and inputs not yet encoded are then dropped where they stand.
@@ -19,19 +20,17 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from bindcli.embed import stages
 from bindcli.errors import InputError
-from bindcli._util.hashing import sha256_file, sha256_text
 from bindcli.serve.caught import Caught, caught
 from bindcli.serve.metrics import Metrics
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.embed.embedder import Embedder, Embedding, Input
-    from bindcli.collections.store import Store
+    from bindcli.embed.embedder import Embedder
+    from bindcli.embed.inputs import Input
+    from bindcli.embed.stages import Embedding
 
 _STOP = object()
 
@@ -65,7 +64,6 @@ class Batcher:
         max_batch: int = 16,
         max_wait: float = 0.005,
         workers: int = 4,
-        cache_path: Path | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.embedder = embedder
@@ -82,11 +80,8 @@ class Batcher:
                          for n in range(max(1, workers))]
         # decoded tensors waiting for the model are bounded, however many requests arrive
         self._room = threading.BoundedSemaphore(max(4 * self.max_batch, 2 * workers))
-        # SQLite connections belong to the thread that opened them: the cache has its own
-        self._cache_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bind-cache")
-        self._cache: "Store | None" = None
-        if cache_path is not None:
-            self._cache = self._cache_thread.submit(_open_store, cache_path).result()
+        # the embedder's cache, looked up on the loaders and stored to from this thread
+        self._storing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bind-cache")
         self._ready: queue.Queue = queue.Queue()
         self._model_thread = threading.Thread(target=self._encode_loop, name="bind-model", daemon=True)
         self._model_thread.start()
@@ -100,7 +95,7 @@ class Batcher:
 
     def submit(self, inputs: Sequence[tuple["Input", str]], *, use_cache: bool = True) -> list[Answer]:
         """One Future per (input, name), in order; cancel one to drop its input."""
-        items = [_Item(inp, name, use_cache and self._cache is not None, Answer())
+        items = [_Item(inp, name, use_cache and self.embedder.cache is not None, Answer())
                  for inp, name in inputs]
         if items:
             self.metrics.queue(len(items))
@@ -114,7 +109,8 @@ class Batcher:
         self.embedder.encoder.prepare(frozenset(towers))
 
     def close(self) -> None:
-        """Finish what is queued, then stop the threads and close the cache."""
+        """Finish what is queued (and stored), then stop the threads; the embedder, and so
+        its cache, stays open for whoever opened it."""
         with self._turns:
             self._closing = True
             self._turns.notify_all()
@@ -122,9 +118,7 @@ class Batcher:
             loader.join()
         self._ready.put(_STOP)
         self._model_thread.join()
-        if self._cache is not None:
-            self._cache_thread.submit(self._cache.close).result()
-        self._cache_thread.shutdown(wait=True)
+        self._storing.shutdown(wait=True)
 
     # --- loader threads ----------------------------------------------------------------------
 
@@ -155,29 +149,19 @@ class Batcher:
             self._settle(item, InputError(item.name, f"could not be read ({type(exc).__name__}: {exc})"))
 
     def _prepare_one(self, item: _Item) -> None:
-        from bindcli import media
-
         if item.future.cancelled():
             return self._drop(item)
         inp = item.input
-        try:
-            item.sha256 = sha256_text(inp.source) if inp.literal else sha256_file(inp.source)
-        except OSError as exc:
-            return self._settle(item, InputError(item.name, exc.strerror or str(exc)))
-        if item.use_cache:
-            key = self.embedder.cache_key(inp, item.sha256)
-            found = self._cache_thread.submit(self._cache.cache_get, [key]).result()  # type: ignore[union-attr]
-            if key in found:
-                return self._settle(item, self._embedding(item, np.asarray(found[key], np.float32), cached=True))
+        sha = stages.digest(inp)
+        if isinstance(sha, InputError):
+            return self._settle(item, InputError(item.name, sha.reason))
+        item.sha256 = sha
+        if item.use_cache and (hit := self.embedder.look_up([(inp, sha)])[0]) is not None:
+            return self._settle(item, hit)
         self._room.acquire()  # released when the model takes it, or here if it never will
         try:
             with caught() as item.future.warned:
-                if item.future.cancelled():
-                    tensor = None
-                elif inp.literal:
-                    tensor = media.tokenize([inp.source])[0]
-                else:
-                    tensor = media.load_or_error(inp.source, inp.kind, self.embedder.options)
+                tensor = None if item.future.cancelled() else stages.prepare(inp, self.embedder.options)
         except BaseException:
             self._room.release()
             raise
@@ -186,15 +170,15 @@ class Batcher:
             if isinstance(tensor, InputError):
                 return self._settle(item, InputError(item.name, tensor.reason))
             return self._drop(item)
-        self._ready.put(((inp.kind.tower, tuple(tensor.shape)), item, tensor))
+        self._ready.put((stages.batch_key(inp.kind, tensor), item, tensor))
 
     # --- the model thread --------------------------------------------------------------------
 
     def _encode_loop(self) -> None:
-        """Group ready inputs by (tower, shape); encode a group when full or when its oldest
+        """Group ready inputs by batch key; encode a group when full or when its oldest
         input has waited `max_wait`; on stop, encode what is left."""
-        pending: dict[tuple, list[tuple[_Item, object]]] = {}
-        since: dict[tuple, float] = {}
+        pending: dict[stages.BatchKey, list[tuple[_Item, object]]] = {}
+        since: dict[stages.BatchKey, float] = {}
         stopping = False
         while not stopping or pending:
             if not stopping:
@@ -225,12 +209,12 @@ class Batcher:
                 for start in range(0, len(group), self.max_batch):
                     batch = group[start : start + self.max_batch]
                     try:
-                        self._run(key[0], batch)
+                        self._run(key, batch)
                     except Exception as exc:  # never leave a request waiting on a dead thread
                         for item, _ in batch:
                             self._settle(item, InputError(item.name, f"could not be encoded ({type(exc).__name__}: {exc})"))
 
-    def _run(self, tower: str, group: list[tuple[_Item, object]]) -> None:
+    def _run(self, key: stages.BatchKey, group: list[tuple[_Item, object]]) -> None:
         """Encode one batch of the inputs still wanted."""
         live = []
         for item, tensor in group:
@@ -240,35 +224,30 @@ class Batcher:
             else:
                 self._drop(item)
         if live:
-            self._encode(tower, live)
+            self._encode(key, live)
 
-    def _encode(self, tower: str, live: list[tuple[_Item, object]]) -> None:
+    def _encode(self, key: stages.BatchKey, live: list[tuple[_Item, object]]) -> None:
         """A batch that fails is retried input by input, so only the input at fault gets
         the error."""
         started = time.monotonic()
         try:
-            vectors = self.embedder.encoder.encode(tower, [t for _, t in live])  # type: ignore[misc]
+            vectors = stages.encode(self.embedder.encoder, key, [t for _, t in live])  # type: ignore[misc]
         except Exception as exc:
             if len(live) == 1:
                 item = live[0][0]
                 return self._settle(item, InputError(item.name, f"could not be encoded ({type(exc).__name__}: {exc})"))
             for one in live:
-                self._encode(tower, [one])
+                self._encode(key, [one])
             return
         self.metrics.batch(len(live), [started - item.arrived for item, _ in live], time.monotonic() - started)
-        done = [(item, self._embedding(item, vector)) for (item, _), vector in zip(live, vectors)]
+        done = [(item, stages.finish(item.input, item.sha256, vector)) for (item, _), vector in zip(live, vectors)]
         for item, embedding in done:
             self._settle(item, embedding)
-        stored = [(self.embedder.cache_key(i.input, i.sha256), e.raw) for i, e in done if i.use_cache]
+        stored = [e for item, e in done if item.use_cache]
         if stored:
-            self._cache_thread.submit(self._cache.cache_put, stored)  # type: ignore[union-attr]
+            self._storing.submit(self.embedder.remember, stored)
 
     # --- settling ------------------------------------------------------------------------------
-
-    def _embedding(self, item: _Item, vector: np.ndarray, *, cached: bool = False) -> "Embedding":
-        from bindcli.embed.embedder import Embedding
-
-        return Embedding(item.input, item.sha256, vector, cached=cached)
 
     def _settle(self, item: _Item, result: "Embedding | InputError") -> None:
         self.metrics.queue(-1)
@@ -285,9 +264,3 @@ class Batcher:
     def _drop(self, item: _Item) -> None:
         self.metrics.queue(-1)
         self.metrics.dropped_input()
-
-
-def _open_store(path: Path) -> "Store":
-    from bindcli.collections.store import Store
-
-    return Store(path)

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 
 from bindcli.errors import InputWarning
+from bindcli.serve.protocol import warning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Caught:
 
     def answer(self) -> dict:
         """As the server's answers carry it."""
-        return {"category": self.category, "message": self.message}
+        return warning(self.category, self.message)
 
 
 _local = threading.local()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bindcli.errors import BindError, UsageError
-from bindcli.embed.remote import is_loopback
+from bindcli.serve.protocol import is_loopback
 
 GRACE_SECONDS = 60  # in-flight requests get this long to finish after SIGTERM
 

@@ -15,7 +15,8 @@ import pytest
 from rich.filesize import decimal
 
 from bindcli._util.folders import default_db_path
-from bindcli.collections.store import CacheKey, Item, Store
+from bindcli.collections.store import Item, Store
+from bindcli.embed.identity import CacheKey
 from cli_support import MEDIA, bind, sql
 from test_cli_app import BIND, probe
 

@@ -9,8 +9,9 @@ import pytest
 
 from bindcli.collections import store
 from bindcli.vectors import at_least, printed
-from bindcli.collections.store import CacheKey, Item, Store, StoreError
 from bindcli.collections.nearest import Filters, index_for
+from bindcli.collections.store import Item, Store, StoreError
+from bindcli.embed.identity import CacheKey
 from cli_support import integrity_ok, sql
 
 

@@ -11,11 +11,13 @@ import pytest
 
 from bindcli.errors import InputError
 from bindcli.collections.ingest import index, walk
+from bindcli.embed.embedder import BaseEmbedder
+from bindcli.embed.stages import Embedding
 from bindcli._util.hashing import sha256_file
 from bindcli.collections.store import Store
 
 
-class CountingEncoder:
+class CountingEncoder(BaseEmbedder):
     """Embeds a file as a vector derived from its bytes, yielding results in reverse order;
     remembers every path it encoded, the hashes it was told, and how often it was run.
     `cache` maps (sha256, kind) to vectors it answers with instead, as the Embedder's cache."""
@@ -27,19 +29,20 @@ class CountingEncoder:
         self.fail = fail
         self.cache = cache or {}
 
-    def __call__(self, inputs):
+    def _results(self, todo, progress):
         self.runs += 1
-        for n, (path, kind, sha) in reversed(list(enumerate(inputs))):
+        for n, inp, sha in reversed(todo):
+            path = inp.source
             self.hashes[path] = sha
-            if (sha, kind.value) in self.cache:
-                yield n, self.cache[(sha, kind.value)], True, sha
+            if (sha, inp.kind.value) in self.cache:
+                yield n, Embedding(inp, sha, self.cache[(sha, inp.kind.value)], cached=True)
                 continue
             self.calls.append(Path(path).name)
             if self.fail and self.fail in path:
-                yield n, InputError(path, "corrupt"), False, ""
+                yield n, InputError(path, "corrupt")
                 continue
             seed = int(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8], 16)
-            yield n, np.random.default_rng(seed).standard_normal(8).astype(np.float32), False, sha
+            yield n, Embedding(inp, sha, np.random.default_rng(seed).standard_normal(8).astype(np.float32))
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def folder(tmp_path):
 
 def _run(db, coll, roots, enc, **kw):
     """Index with commits every 2 files."""
-    return index(db, coll, list(walk(roots, **kw)), roots, enc, batch_size=2)
+    return index(db, coll, list(walk(roots, **kw)), roots, lambda: enc, batch_size=2)
 
 
 def test_reindex_embeds_only_new_or_changed_content(tmp_path, folder):
@@ -151,14 +154,15 @@ def test_results_are_committed_as_they_arrive_from_one_embedder_run(tmp_path, fo
         coll = db.create_collection("c", "model-a", "test")
         committed_meanwhile = []
 
-        def embed(inputs):
-            for n, result, known, sha in CountingEncoder()(inputs):
-                committed_meanwhile.append(sum(db.counts(coll).values()))
-                yield n, result, known, sha
+        class Watched(CountingEncoder):
+            def _results(self, todo, progress):
+                for result in super()._results(todo, progress):
+                    committed_meanwhile.append(sum(db.counts(coll).values()))
+                    yield result
 
         progress = []
         found = list(walk([folder]))
-        index(db, coll, found, [folder], embed, batch_size=2,
+        index(db, coll, found, [folder], Watched, batch_size=2,
               on_progress=lambda r: progress.append(sum(r.done().values())))
         assert committed_meanwhile == [0, 0, 2, 2, 4]
         assert progress == [2, 4, 5] and sum(db.counts(coll).values()) == 5
@@ -184,7 +188,7 @@ def test_a_folder_that_cannot_be_listed_keeps_its_items(tmp_path, folder, monkey
         monkeypatch.setattr(indexer.os, "walk", failing)
         found = list(walk([folder]))
         assert [e.reason for e in found if isinstance(e, InputError)] == ["Permission denied"]
-        report = index(db, coll, found, [folder], CountingEncoder(), batch_size=2)
+        report = index(db, coll, found, [folder], CountingEncoder, batch_size=2)
         assert report.removed == 0 and sum(db.counts(coll).values()) == 5
         monkeypatch.undo()
         (folder / "sub" / "e.png").unlink()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bindcli.embed import embedder as embedder_module
+from bindcli.embed import stages
 from bindcli.errors import InputError
 from bindcli.model import factory
 from bindcli.model.config import load_config
 from bindcli.modality import Kind
 from bindcli.model.placement import place
-from bindcli.embed.embedder import Embedder, Embedding, Input, gather
+from bindcli.embed.inputs import Input, gather
+from bindcli.embed.stages import Embedding
+from bindcli.embed.embedder import Embedder
 from cli_support import FIXTURES, media, reference
 
 
@@ -92,7 +94,7 @@ def test_cache_serves_repeats_without_building_a_model(monkeypatch):
 
 def test_known_hashes_are_not_recomputed(embedder, monkeypatch):
     items = gather([media("dog_image.jpg"), media("car_image.jpg")])
-    monkeypatch.setattr(embedder_module, "sha256_file", lambda path: pytest.fail(f"hashed {path}"))
+    monkeypatch.setattr(stages, "sha256_file", lambda path: pytest.fail(f"hashed {path}"))
     results = embedder.embed(items, hashes=["a" * 64, "b" * 64])
     assert [r.sha256 for r in results] == ["a" * 64, "b" * 64]
 

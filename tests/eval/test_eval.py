@@ -138,7 +138,7 @@ def test_table_without_its_columns_is_refused(tmp_path):
 def test_a_class_scores_its_best_name():
     """Several names a class (the paper's LLVIP and NYU-D): the class takes the max cosine."""
     import bindcli
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
     from bindcli.zeroshot import Classifier, prompts
 
     items = (accuracy.Item(media("dog_image.jpg"), "animal"), accuracy.Item(media("car_image.jpg"), "thing"))

@@ -151,7 +151,7 @@ def test_locate_needs_the_weights_themselves(server, empty_cache):
 
 def test_resolve_without_download_names_the_missing_cache_file(no_weights, monkeypatch, tmp_path):
     from bindcli.errors import WeightsError, WeightsNotDownloaded
-    from bindcli.embed.embedder import Model
+    from bindcli.embed.identity import Model
 
     for name, value in no_weights.items():
         if value is None:

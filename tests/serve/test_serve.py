@@ -513,7 +513,7 @@ def test_other_relayed_warnings_are_notes_naming_the_input_as_in_process(capsys)
 
     from bindcli.output import Output
     from bindcli.embed.remote import _warn
-    from bindcli.embed.embedder import Input
+    from bindcli.embed.inputs import Input
     from bindcli.serve.caught import caught
 
     def decode() -> None:  # on a loader thread of the server

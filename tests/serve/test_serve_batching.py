@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bindcli.errors import InputError
-from bindcli.embed.embedder import Input
+from bindcli.embed.inputs import Input
 from bindcli.serve.batching import Batcher
 
 
@@ -35,7 +35,7 @@ class Recorder:
 
 
 def batcher(encoder: Recorder, **kw) -> Batcher:
-    embedder = types.SimpleNamespace(encoder=encoder, options=None, model_id="m", cache_key=None)
+    embedder = types.SimpleNamespace(encoder=encoder, options=None, model_id="m", cache=None)
     return Batcher(embedder, **kw)  # type: ignore[arg-type]
 
 
@@ -101,6 +101,33 @@ def test_cancelled_inputs_are_dropped_not_encoded():
     finally:
         b.close()
     assert b.metrics.dropped >= 19 and len(encoder.batches) <= 2
+
+
+def test_the_embedders_own_cache_answers_across_threads(tmp_path):
+    """The batcher looks up and stores in the cache its embedder opened (on this thread, not
+    the loaders' or the model's): a second request for the same text is not encoded again."""
+    from bindcli.collections.store import Store
+    from bindcli.embed.embedder import Embedder
+    from bindcli.model.config import load_config
+    from bindcli.model.placement import Placement
+
+    encoder = Recorder()
+    embedder = Embedder(
+        load_config("imagebind_huge"), tmp_path / "unused.pth", Placement("cpu", "fp32"),  # type: ignore[arg-type]
+        cache=Store(tmp_path / "cache.sqlite3"), owns_cache=True, encoder=encoder, known_id="m",
+    )
+    answers = []
+    with embedder:
+        for _ in range(2):
+            b = Batcher(embedder, max_batch=1, max_wait=0)
+            try:
+                answers.append(b.submit(texts("a dog"))[0].result(timeout=10))
+            finally:
+                b.close()  # waits for the store
+    first, second = answers
+    assert not first.cached and second.cached and len(encoder.batches) == 1
+    np.testing.assert_array_equal(first.raw, second.raw)
+    assert first.sha256 == second.sha256
 
 
 def test_the_socket_is_private_replaces_a_stale_one_and_refuses_a_live_one(tmp_path):

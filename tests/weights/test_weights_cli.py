@@ -139,7 +139,7 @@ def test_offline_error_through_the_bind_entry_point_is_one_line(cache):
 
 def test_verify_records_the_hash_of_a_file_without_a_record(tmp_path, cache, small_weights_path):
     from bindcli.model.config import load_config
-    from bindcli.embed.embedder import model_id
+    from bindcli.embed.identity import model_id
 
     placed = tmp_path / "by-hand.pth"
     shutil.copyfile(small_weights_path, placed)

@@ -351,7 +351,7 @@ def test_a_published_sha256_is_insisted_on(env, server, monkeypatch):
 
 
 def test_the_first_run_of_a_json_config_downloads_the_weights_it_names(env, server, monkeypatch, tmp_path):
-    from bindcli.embed.embedder import Model
+    from bindcli.embed.identity import Model
 
     monkeypatch.delenv("BIND_WEIGHTS_URL")
     shape = json.loads((Path(__file__).parents[1] / "fixtures" / "imagebind-reference" / "public_config.json").read_text())

@@ -1,0 +1,135 @@
+"""Which numbers an embedding is: the model (a config and its weights, and their id), the
+loading options that change vectors, and the cache key that holds all of it for one input.
+Nothing here imports torch, so a caller can check a collection's model before loading one."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from bindcli.modality import PREPROCESSING_VERSION
+from bindcli.model.config import ModelConfig, load_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli._util.hashing import Progress
+    from bindcli.embed.inputs import Input
+    from bindcli.media import MediaOptions
+    from bindcli.weights import Notify
+
+
+class CacheKey(NamedTuple):
+    """Everything that decides an embedding's numbers."""
+
+    sha256: str
+    model_id: str
+    preprocessing: str
+    precision: str
+    kind: str
+    options: str = ""
+
+
+def cache_key(
+    inp: "Input", sha: str, model: str, precision: str, options: "MediaOptions | None"
+) -> CacheKey:
+    """The embedding-cache key of `inp`, with content hash `sha`, as model id `model` computes
+    it at `precision` from inputs loaded with `options` (`loading_options`)."""
+    kind = inp.kind.value
+    return CacheKey(sha, model, PREPROCESSING_VERSION, precision, kind, options.cache_text(kind) if options else "")
+
+
+def model_id(config: ModelConfig, weights: Path) -> str:
+    """Names the numbers a model computes: config name, a hash of its shape, and the weights
+    (their recorded SHA-256 when `bind weights` fetched them, else size and mtime)."""
+    from bindcli.weights import identifies, read_record
+
+    stat = weights.stat()
+    what = identifies(read_record(weights), stat.st_size)
+    if what is None:
+        what = hashlib.sha256(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return f"{config_id(config)}:{what[:12]}"
+
+
+def config_id(config: ModelConfig) -> str:
+    """The start of a model id that names the config, its name and a hash of its shape: what
+    a client without the weights can check of a server's model (`bindcli.embed.remote.served_model`)."""
+    shape = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    return f"{config.name}:{shape[:8]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """Which numbers are computed: a config and its weights file, resolved, with their id.
+
+    Resolving needs no torch, so a caller can check a collection's model (or find that
+    nothing needs embedding) before anything heavy is imported.
+    """
+
+    config: ModelConfig
+    weights: Path
+    id: str
+    #: the server whose word the id is, for a client without the weights
+    #: (`bindcli.embed.remote.served_model`); `weights` is then only the name of the server's file
+    server: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        model_config: "str | Path | ModelConfig" = "imagebind_huge",
+        weights: str | Path | None = None,
+        *,
+        download: bool = True,
+        progress: "Progress | None" = None,
+        notify: "Notify | None" = None,
+    ) -> "Model":
+        """The config by name or file, and the weights: `weights`, else `$BIND_WEIGHTS`,
+        else the cached download of the config's published weights (fetched now if missing
+        and allowed; `progress` and `notify` hear it, see `bindcli.weights.download`).
+
+        `download=False` raises `WeightsNotDownloaded` instead of fetching them: a caller that
+        can ask a server for the model (`bindcli.embed.remote.borrow`) need not download it first.
+        """
+        from bindcli import weights as weight_files
+
+        config = model_config if isinstance(model_config, ModelConfig) else load_config(model_config)
+        if download:
+            path = weight_files.resolve(weights, config=config, progress=progress, notify=notify)
+        else:
+            path = weight_files.find(weights, config)
+        return cls(config, path, model_id(config, path))
+
+    def describe(self) -> str:
+        """e.g. `imagebind_huge (imagebind_huge.pth)`: how collections name their model."""
+        return f"{self.config.name} ({self.weights.name})"
+
+    def vectors_id(self, options: "MediaOptions | None" = None) -> str:
+        """What a collection of this model's vectors, loaded with `options`, is pinned to
+        (`vectors_id`)."""
+        return vectors_id(self.id, self.config, options)
+
+
+def vectors_id(model: str, config: ModelConfig, options: "MediaOptions | None") -> str:
+    """Names how vectors were made: the model id, plus each loading option that changes them
+    (`+audio_upstream_quirks=False` for `--audio-mix mono`), so one collection never holds
+    vectors made two ways and a server is used only when it makes them the run's way. With
+    upstream's loading, the model id."""
+    chosen = loading_options(config, options)
+    if chosen is None:
+        return model
+    usual = dataclasses.asdict(loading_options(config, None) or type(chosen)())
+    return model + "".join(
+        f"+{k}={v}" for k, v in dataclasses.asdict(chosen).items() if v != usual[k]
+    )
+
+
+def loading_options(config: ModelConfig, options: "MediaOptions | None") -> "MediaOptions | None":
+    """The loading options, with the log-mel size this config's audio tower takes (None, the
+    defaults, stays None for ImageBind's own size, so cache keys stay as they were)."""
+    size = (config.audio_num_mel_bins, config.audio_target_len)
+    if options is None and size == (ModelConfig.audio_num_mel_bins, ModelConfig.audio_target_len):
+        return None
+    from bindcli.media.options import MediaOptions
+
+    return dataclasses.replace(options or MediaOptions(), audio_mel_bins=size[0], audio_frames=size[1])

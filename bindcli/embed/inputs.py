@@ -1,0 +1,63 @@
+"""What to embed: an `Input` (a file of some kind, or a text), and the ways a caller's
+arguments become inputs, each an `Input` or the `InputError` that says why it is not one."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from bindcli._util.paths import is_uri, not_a_file
+from bindcli.errors import InputError
+from bindcli.modality import Kind, detect
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """One thing to embed: a file of some kind, or a text given on the command line."""
+
+    source: str
+    kind: Kind
+    literal: bool = False  # `source` is the text itself, not a path
+
+    @classmethod
+    def file(cls, path: str | Path, as_kind: Kind | str | None = None) -> "Input":
+        """A file input; raises InputError when it is missing or of unknown kind. A URI
+        (`s3://bucket/key`) is taken as it is: whoever reads it finds whether it exists."""
+        if not is_uri(path) and not Path(path).is_file():
+            raise InputError(path, not_a_file(path))
+        return cls(str(path), detect(path, as_kind))
+
+    @classmethod
+    def text(cls, text: str) -> "Input":
+        return cls(text, Kind.TEXT, literal=True)
+
+
+def text_inputs(texts: Iterable[str]) -> list[Input | InputError]:
+    """Texts as inputs; an empty or blank one is an InputError (it would embed as the mere
+    start and end tokens, a vector that means nothing)."""
+    return [Input.text(t) if t.strip() else InputError(f'"{t}"', "empty text") for t in texts]
+
+
+def gather(
+    paths: Iterable[str | Path] = (), texts: Iterable[str] = (), as_kind: Kind | str | None = None
+) -> list[Input | InputError]:
+    """Files (kinds detected, or `as_kind`) then texts, each an Input or the reason it is not."""
+    found: list[Input | InputError] = []
+    for path in paths:
+        try:
+            found.append(Input.file(path, as_kind))
+        except InputError as exc:
+            found.append(exc)
+    found.extend(text_inputs(texts))
+    return found
+
+
+def as_inputs(items: Sequence[Input | InputError | str | Path]) -> list[Input | InputError]:
+    """`items` with each path made an Input (kind from its extension) or its InputError;
+    Inputs and InputErrors stay as they are, in place."""
+    paths = [x for x in items if not isinstance(x, (Input, InputError))]
+    if not paths:
+        return list(items)  # type: ignore[arg-type]
+    gathered = iter(gather(paths))
+    return [x if isinstance(x, (Input, InputError)) else next(gathered) for x in items]
