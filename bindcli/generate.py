@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bindcli import __version__, output
+from bindcli import __version__
+from bindcli._util import atomic
 from bindcli.errors import UsageError, WeightsError
 from bindcli.model.placement import Placement, Precision, place
 from bindcli.weights import offline_var
@@ -366,11 +367,11 @@ def write_png(path: str | Path, image: "Image.Image", text: Mapping[str, str]) -
     info = PngInfo()
     for key, value in text.items():
         info.add_itxt(key, value)
-    with output.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         try:
             image.save(tmp, format="PNG", pnginfo=info)
         except OSError as exc:
-            raise output.unwritable(path, exc) from exc
+            raise atomic.unwritable(path, exc) from exc
 
 
 def image_paths(target: Path, count: int) -> list[Path]:

@@ -37,7 +37,8 @@ from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
 import filelock
 
-from bindcli import __version__, output
+from bindcli import __version__
+from bindcli._util import atomic
 from bindcli.errors import WeightsError, WeightsNotDownloaded
 from bindcli._util.hashing import Progress, update_from_file
 from bindcli._util.folders import cache_dir
@@ -177,7 +178,7 @@ def write_record(path: Path, *, sha256: str, source: str) -> None:
         "source": source,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    output.write_file(record_path(path), json.dumps(record, indent=2) + "\n")
+    atomic.write_file(record_path(path), json.dumps(record, indent=2) + "\n")
 
 
 def locate(weights: str | Path | None = None, config: Config = DEFAULT_CONFIG) -> tuple[Path, Source]:
@@ -311,7 +312,7 @@ def download(
         entry = published(config)
         if entry is not None and entry.notice:
             notify(entry.notice)
-        with output.atomic_path(dest, partial=".part") as tmp:
+        with atomic.atomic_path(dest, partial=".part") as tmp:
             part = _Partial(tmp)
             _fetch(url, part, _named(progress, dest.name), notify)
             sha256 = part.hasher.hexdigest()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
+from bindcli._util import atomic, formats
 from bindcli.cli.common import Run, command
 from bindcli.cli.shared import (
     DB_OPTION, QUERY_TERMS, QUERY_TEXT, TOP_K_OPTION, HitsFormat, open_store, show_hits,
@@ -80,12 +80,12 @@ def arith(
         return  # the failed term is named on stderr (exit 1); without it there is no query
     query = parsed.vector(results[: len(terms)])
     if out_file:
-        output.write_file(out_file, output.npy_bytes(query))
+        atomic.write_file(out_file, formats.npy_bytes(query))
         run.out.note(f"wrote the combined vector ({query.shape[0]} floats) to {out_file}")
     if not gallery and not collections:
         if not out_file:
-            record = {"terms": parsed.describe(), "embedding": output.floats(query)}
-            run.out.text(output.json_text(record))
+            record = {"terms": parsed.describe(), "embedding": formats.floats(query)}
+            run.out.text(formats.json_text(record))
         return
     found = [e for e in results[len(terms):] if e is not None]
     scores = np.stack([e.unit for e in found]) @ query if found else []

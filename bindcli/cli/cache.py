@@ -19,7 +19,7 @@ from bindcli.cli.shared import (
     when,
 )
 from bindcli._util.folders import default_db_path
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 SECONDS_PER_DAY = 86400
 

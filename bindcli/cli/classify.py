@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
+from bindcli._util import formats
 from bindcli.cli.common import Run, command, pick_format, table_labels
 from bindcli.cli.shared import check_templates
 from bindcli.errors import UsageError
@@ -82,7 +82,7 @@ def classify(
     if fmt is ClassifyFormat.TABLE:
         _table(run, classified)
     else:
-        run.out.text(output.jsonl(
+        run.out.text(formats.jsonl(
             {"input": e.input.source, "modality": e.input.kind.value, "labels": [
                 {"label": r.label, "probability": printed(r.probability), "score": printed(r.score)}
                 for r in ranked

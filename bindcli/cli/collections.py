@@ -11,14 +11,14 @@ from typing import Annotated
 
 import typer
 
-from bindcli import output
+from bindcli._util import formats
 from bindcli.cli.common import guarded
 from bindcli.cli.shared import (
     DB_OPTION, FORMAT_OPTION, InfoFormat, VectorType, chosen, compaction_text, open_store,
     show_record, store_exists, when,
 )
 from bindcli._util.folders import default_db_path
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 app = typer.Typer(
     name="collections",
@@ -60,7 +60,7 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
             table.add_row(escape(r["name"]), str(r["files"]), escape(r["model"]), r["created"])
         out.table(table)
     else:
-        out.text(output.json_text(rows) if fmt is InfoFormat.JSON else output.jsonl(rows))
+        out.text(formats.json_text(rows) if fmt is InfoFormat.JSON else formats.jsonl(rows))
 
 
 @app.command("info")

@@ -23,7 +23,7 @@ import typer
 
 from bindcli.errors import BindError, InputError, QueryError, UsageError
 from bindcli.modality import Kind
-from bindcli.output import Output
+from bindcli.cli.output import Output
 from bindcli._util.paths import path_text
 from bindcli.model.placement import Precision
 

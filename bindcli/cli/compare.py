@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
+from bindcli._util import formats
 from bindcli.cli.common import Run, command, pick_format, table_labels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,10 +94,10 @@ def compare(
     names_c = [e.input.source for e in cols]
     cells = [[None if v != v else printed(v) for v in row] for row in scores]
     if fmt is CompareFormat.CSV:
-        run.out.text(output.csv_text(["", *names_c], ([n, *r] for n, r in zip(names_r, cells))))
+        run.out.text(formats.csv_text(["", *names_c], ([n, *r] for n, r in zip(names_r, cells))))
     else:
         metric = "softmax" if softmax else "cosine"
-        run.out.text(output.json_text({"metric": metric, "rows": names_r, "columns": names_c, "scores": cells}))
+        run.out.text(formats.json_text({"metric": metric, "rows": names_r, "columns": names_c, "scores": cells}))
 
 
 def _table(

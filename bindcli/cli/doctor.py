@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
+from bindcli._util import formats
 from bindcli.cli.common import ModelConfigOption
 from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.doctor import Report
@@ -42,7 +42,7 @@ def doctor(
     if chosen(fmt, out) is InfoFormat.TABLE:
         _show(out, report)
     else:
-        out.text(output.json_text(report.as_dict()))
+        out.text(formats.json_text(report.as_dict()))
     if report.weights.ok is False:
         raise typer.Exit(1)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
+from bindcli._util import atomic, formats
 from bindcli.cli.common import Run, command, pick_format
 from bindcli.cli.shared import check_templates
 from bindcli.errors import UsageError
@@ -112,7 +112,7 @@ def eval_(
         )
     run.failed += run.out.failed(report.failed)
     if errors is not None:
-        output.write_file(errors, output.jsonl(
+        atomic.write_file(errors, formats.jsonl(
             {"path": m.path, "label": m.label, "top": [{"label": lbl, "score": printed(s)} for lbl, s in m.top]}
             for m in report.misses
         ))
@@ -123,7 +123,7 @@ def eval_(
     if pick_format(fmt.value, run.out, EvalFormat.JSON.value) == EvalFormat.TABLE.value:
         _table(run, report)
     else:
-        run.out.text(output.json_text(report.to_json()))
+        run.out.text(formats.json_text(report.to_json()))
 
 
 def _check_writable(path: Path, param_hint: str) -> None:

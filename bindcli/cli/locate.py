@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
+from bindcli._util import atomic, formats
 from bindcli.cli.common import Run, command, pick_format
 from bindcli.errors import InputError, UsageError
 
@@ -189,9 +189,9 @@ def _record(located: "Located") -> dict:
 def _show(run: Run, found: "list[Located]", fmt: str) -> None:
     fmt = pick_format(fmt, run.out, LocateFormat.JSONL.value)
     if fmt == LocateFormat.JSON.value:
-        run.out.text(output.json_text([_record(x) for x in found]))
+        run.out.text(formats.json_text([_record(x) for x in found]))
     elif fmt == LocateFormat.JSONL.value:
-        run.out.text(output.jsonl(_record(x) for x in found))
+        run.out.text(formats.jsonl(_record(x) for x in found))
     else:
         from rich.markup import escape
         from rich.table import Table
@@ -232,6 +232,6 @@ def _pictures(run: Run, img: "Image.Image", located: "Located", out_image: Path 
 
 
 def _save(run: Run, picture: "Image.Image", target: Path) -> None:
-    with output.atomic_path(target) as tmp:
+    with atomic.atomic_path(target) as tmp:
         picture.save(tmp, format="PNG")
     run.out.note(f"wrote {target}")

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
+from bindcli._util import formats
 from bindcli.cli.common import Run, pick_format
 from bindcli.errors import StoreError, UsageError
-from bindcli.output import Output
+from bindcli.cli.output import Output
 from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,7 +113,7 @@ def show_hits(run: Run, hits: "list[Hit]", fmt: str, queries: Sequence[int] | No
     if fmt == HitsFormat.JSONL.value:
         from bindcli.vectors import printed
 
-        run.out.text(output.jsonl(
+        run.out.text(formats.jsonl(
             {**({} if row is None else {"query": row}), "path": path_text(h.path), "modality": h.kind,
              "score": printed(h.score)}
             for row, h in zip(rows, hits)
@@ -184,7 +184,7 @@ def show_record(out: Output, info: dict, fmt: InfoFormat, shown: dict[str, str] 
     """`info` as one JSON object, or for a person as a two-column table: `*_bytes` values
     readable (kB, MB), dicts as `key n, ...`, and `shown` replacing the text of some values."""
     if chosen(fmt, out) is not InfoFormat.TABLE:
-        out.text(output.json_text(info))
+        out.text(formats.json_text(info))
         return
     from rich.filesize import decimal
     from rich.markup import escape

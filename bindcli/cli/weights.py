@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from bindcli import output, weights
+from bindcli import weights
+from bindcli._util import formats
 from bindcli.cli.common import ModelConfigOption, guarded
 from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen, show_record
 from bindcli.errors import OutputError, WeightsError
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.model.config import ModelConfig
@@ -149,7 +150,7 @@ def info_command(
                    for t in result.towers},
     }
     if chosen(InfoFormat.JSON if as_json else fmt, out) is not InfoFormat.TABLE:
-        out.text(output.json_text(data))
+        out.text(formats.json_text(data))
         return
     del data["towers"]  # a table of their own, below
     show_record(out, data, InfoFormat.TABLE, shown={

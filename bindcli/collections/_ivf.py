@@ -38,7 +38,7 @@ from bindcli.collections._matrix import (
     remove_leftovers, writer_lock,
 )
 from bindcli.errors import UsageError
-from bindcli.output import atomic_path
+from bindcli._util.atomic import atomic_path
 from bindcli.collections.store import DTYPES, Collection, Store
 
 MAGIC = b"BINDIVF1"

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bindcli.errors import OutputError
-from bindcli.output import atomic_path
+from bindcli._util.atomic import atomic_path
 from bindcli.collections.store import DTYPES, Collection, Store
 
 MAGIC = b"BINDVEC1"

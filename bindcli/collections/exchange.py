@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bindcli import output
+from bindcli._util import atomic, formats
 from bindcli.collections._matrix import snapshot
 from bindcli.errors import InputError, StoreError
 from bindcli.modality import Kind
@@ -135,7 +135,7 @@ def export_pair(store: Store, collection: Collection, npy: str | Path) -> int:
             f"SELECT path, kind, sha256, vector FROM items WHERE {where} ORDER BY id",
             (collection.id,),
         )
-        with output.atomic_path(npy) as tmp:
+        with atomic.atomic_path(npy) as tmp:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=(count, dims))
             while chunk := cursor.fetchmany(_BATCH):
                 blob = b"".join(r[3] for r in chunk)
@@ -148,7 +148,7 @@ def export_pair(store: Store, collection: Collection, npy: str | Path) -> int:
                 )
             array.flush()
             del array
-    output.write_file(manifest_path(npy), output.json_text({
+    atomic.write_file(manifest_path(npy), formats.json_text({
         "model": collection.model_id,
         "model_description": collection.model,
         "collection": collection.name,

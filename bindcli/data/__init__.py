@@ -1,2 +1,5 @@
 """Data files the presets of `bind eval` read: class names and prompt templates, each naming
-its source in its header."""
+its source in its header.
+
+Imports: nothing of bindcli.
+"""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bindcli import output
+from bindcli._util import atomic, formats
 from bindcli.errors import UsageError
 
 _NO_MATPLOTLIB = "a PNG confusion matrix needs matplotlib: pip install 'bindcli[plot]'"
@@ -30,7 +30,7 @@ def _shares(confusion: np.ndarray) -> np.ndarray:
 
 
 def csv_text(confusion: np.ndarray, labels: Sequence[str]) -> str:
-    return output.csv_text(["true \\ predicted", *labels], ([label, *map(int, row)] for label, row in zip(labels, confusion)))
+    return formats.csv_text(["true \\ predicted", *labels], ([label, *map(int, row)] for label, row in zip(labels, confusion)))
 
 
 def html_text(confusion: np.ndarray, labels: Sequence[str], title: str) -> str:
@@ -103,4 +103,4 @@ def write(path: str | Path, confusion: np.ndarray, labels: Sequence[str], title:
         data = png_bytes(confusion, labels, title)
     else:
         data = html_text(confusion, labels, title)
-    output.write_file(path, data)
+    atomic.write_file(path, data)
