@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bindcli import __version__
-from bindcli._util import atomic
+from bindcli._util import atomic, extras
 from bindcli.errors import UsageError, WeightsError
 from bindcli.model.placement import Placement, Precision, place
 from bindcli.weights import offline_var
@@ -49,9 +49,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the unCLIP checkpoint conditioned on OpenCLIP ViT-H/14, ImageBind's vision tower
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-unclip"
-INSTALL = "pip install 'bindcli[generate]'"
-#: the packages of the extra, by import name
-_EXTRA = ("diffusers", "transformers")
 
 
 class Offload(str, enum.Enum):
@@ -81,9 +78,9 @@ class Settings:
 
 def require_extra() -> None:
     """Refuses, naming the pip install, when diffusers or transformers is missing."""
-    missing = [name for name in _EXTRA if importlib.util.find_spec(name) is None]
+    missing = extras.GENERATE.missing()
     if missing:
-        raise UsageError(f"bind generate needs {' and '.join(missing)}: {INSTALL}")
+        raise UsageError(extras.GENERATE.hint(missing))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -357,7 +354,7 @@ def check_offload(offload: Offload, placement: Placement) -> None:
         raise UsageError(f"--offload {offload.value} moves weights between CPU and GPU; "
                          "there is no GPU here (use --offload none)")
     if importlib.util.find_spec("accelerate") is None:
-        raise UsageError(f"--offload {offload.value} needs accelerate: {INSTALL}")
+        raise UsageError(extras.GENERATE.hint(needed_by=f"--offload {offload.value} needs accelerate"))
 
 
 def write_png(path: str | Path, image: "Image.Image", text: Mapping[str, str]) -> None:

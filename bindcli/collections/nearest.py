@@ -26,8 +26,9 @@ import numpy as np
 from bindcli.collections import _ivf
 from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state
 from bindcli.collections._matrix import refresh as refresh_matrix
+from bindcli._util import extras
 from bindcli.errors import OutputError, UsageError
-from bindcli.collections._ivf import INSTALL_HINT, Lists, probes_for
+from bindcli.collections._ivf import Lists, probes_for
 from bindcli.collections.store import Collection, Hit, Store
 from bindcli.vectors import at_least, normalise
 
@@ -340,7 +341,7 @@ def describe(store: Store, collection: Collection) -> dict:
     if live < APPROXIMATE_FROM:
         method = f"exact (approximate from {APPROXIMATE_FROM} items, or --approximate)"
     elif lists is None and not _ivf.available():
-        method = f"exact (approximate needs {INSTALL_HINT})"
+        method = f"exact (approximate needs {extras.INDEX.install})"
     elif lists is None:
         method = "exact (no inverted lists yet: `bind index` or `bind search --approximate` builds them)"
     else:
