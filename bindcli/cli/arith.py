@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import atomic, formats
-from bindcli.cli.common import Run, command
-from bindcli.cli.shared import (
-    DB_OPTION, QUERY_TERMS, QUERY_TEXT, TOP_K_OPTION, HitsFormat, open_store, show_hits,
-    store_exists, wanted,
+from bindcli.cli.options import (
+    DB_OPTION, QUERY_TERMS, QUERY_TEXT, TOP_K_OPTION, command, open_store, store_exists, wanted,
 )
+from bindcli.cli.render import HitsFormat, show_hits
+from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.query import Query
@@ -98,7 +98,7 @@ def arith(
                     lambda n: index.search(query, k=n)[0], wanted(top_k, store, coll),
                     lambda hit: hit.path,
                 )
-    show_hits(run, sorted(hits, key=lambda h: -h.score)[: top_k or None], fmt.value)
+    show_hits(run, sorted(hits, key=lambda h: -h.score)[: top_k or None], fmt)
 
 
 def _split_gallery(

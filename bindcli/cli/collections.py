@@ -12,10 +12,9 @@ from typing import Annotated
 import typer
 
 from bindcli._util import formats
-from bindcli.cli.common import guarded
-from bindcli.cli.shared import (
-    DB_OPTION, FORMAT_OPTION, InfoFormat, VectorType, chosen, compaction_text, open_store,
-    show_record, store_exists, when,
+from bindcli.cli.options import DB_OPTION, VectorType, guarded, open_store, store_exists
+from bindcli.cli.render import (
+    FORMAT_OPTION, InfoFormat, compaction_text, resolved, show_record, when,
 )
 from bindcli._util.folders import default_db_path
 from bindcli.cli.output import Output
@@ -35,9 +34,8 @@ NPY_ARG = Annotated[Path, typer.Argument(
 
 @app.command("list")
 @guarded
-def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
+def list_command(out: Output, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """One line per collection: name, files, model (JSON lines in a pipe)."""
-    out = Output()
     rows, path = [], db or default_db_path()
     if store_exists(db):
         with open_store(db) as store:
@@ -48,7 +46,7 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
             ]
     if not rows:
         out.note(f"no collections in {path} yet; create one with `bind index PATH`")
-    fmt = chosen(fmt, out, InfoFormat.JSONL)
+    fmt = resolved(fmt, out, InfoFormat.JSONL)
     if fmt is InfoFormat.TABLE:
         from rich.markup import escape
         from rich.table import Table
@@ -66,7 +64,7 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
 @app.command("info")
 @guarded
 def info_command(
-    name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
+    out: Output, name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
 ) -> None:
     """Files per modality, model, vector format, size on disk, where the file is, and how a
     search runs (exact or approximate) and whether its index files are up to date."""
@@ -91,12 +89,12 @@ def info_command(
             "updated": when(stats["updated_at"]),
             **describe(store, coll),
         }
-    show_record(Output(), info, fmt)
+    show_record(out, info, fmt)
 
 
 @app.command("remove")
 @guarded
-def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
+def remove_command(out: Output, name: NAME_ARG, db: DB_OPTION = None) -> None:
     """Remove a collection (its files on disk are untouched; the embedding cache stays), then
     compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""
     from bindcli.collections._matrix import discard
@@ -106,12 +104,13 @@ def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
         store.remove_collection(name)
         done = store.compact()
         path = store.path
-    Output().note(f"removed collection {name!r} from {path}; {compaction_text(done)}")
+    out.note(f"removed collection {name!r} from {path}; {compaction_text(done)}")
 
 
 @app.command("import")
 @guarded
 def import_command(
+    out: Output,
     name: NAME_ARG,
     npy: NPY_ARG,
     db: DB_OPTION = None,
@@ -127,16 +126,16 @@ def import_command(
     with open_store(db) as store:
         coll, count = import_pair(store, name, npy, vectors.value)
         total = sum(store.counts(coll).values())
-    Output().note(f"{coll.name}: imported {count} vectors from {npy}; {total} files now")
+    out.note(f"{coll.name}: imported {count} vectors from {npy}; {total} files now")
 
 
 @app.command("export")
 @guarded
-def export_command(name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
+def export_command(out: Output, name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
     """Write a collection's vectors as `bind embed -o` does: FILE.npy (float32, unit length)
     and the manifest FILE.npy.json (model, and per row input path, modality, sha256)."""
     from bindcli.collections.exchange import export_pair, manifest_path
 
     with open_store(db) as store:
         count = export_pair(store, store.require(name), npy)
-    Output().note(f"wrote {count} vectors to {npy} (manifest {manifest_path(npy)})")
+    out.note(f"wrote {count} vectors to {npy} (manifest {manifest_path(npy)})")

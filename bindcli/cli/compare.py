@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import formats
-from bindcli.cli.common import Run, command, pick_format, table_labels
+from bindcli.cli.options import command
+from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -86,7 +88,7 @@ def compare(
     # upstream's softmax is of raw dot products; cosines are of unit vectors
     rows_m, cols_m = (np.stack([e.raw if softmax else e.unit for e in side]) for side in (rows, cols))
     scores = similarity(rows_m, cols_m, softmax=softmax, skip_diagonal=square)
-    fmt = CompareFormat(pick_format(fmt.value, run.out, CompareFormat.JSON.value))
+    fmt = resolved(fmt, run.out, CompareFormat.JSON)
     if fmt is CompareFormat.TABLE:
         _table(run, rows, cols, scores, "softmax" if softmax else "cosine", square)
         return

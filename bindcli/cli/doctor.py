@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import formats
-from bindcli.cli.common import ModelConfigOption
-from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen
+from bindcli.cli.options import ModelConfigOption
+from bindcli.cli.render import FORMAT_OPTION, InfoFormat, resolved
 from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def doctor(
+    out: Output,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Hash the whole checkpoint (SHA-256; a minute or more for 4.8 GB) "
         "instead of comparing its size with the record made at download.",
@@ -36,10 +37,9 @@ def doctor(
     """
     from bindcli.doctor import diagnose
 
-    out = Output()
     with out.byte_progress("hashing {}") as progress:
         report = diagnose(weights_path, config=model_config, verify=verify, progress=progress)
-    if chosen(fmt, out) is InfoFormat.TABLE:
+    if resolved(fmt, out, InfoFormat.JSON) is InfoFormat.TABLE:
         _show(out, report)
     else:
         out.text(formats.json_text(report.as_dict()))

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import atomic, formats
-from bindcli.cli.common import Run, command, pick_format, table_labels
+from bindcli.cli.options import command
+from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.run import Run
 from bindcli.cli.engine import (
     ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName,
     refuse_uris, use_engine,
@@ -97,7 +99,7 @@ def embed(
     inputs = run.inputs(files or [], text or [])
     refuse_uris(engine, (x.source for x in inputs if not getattr(x, "literal", False)))
     if not out_file and not out_dir:
-        fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
+        fmt = resolved(fmt, run.out, EmbedFormat.JSONL)
     if fmt in _STREAMED and not out_dir and (out_file is None or atomic.is_stream(out_file)):
         # each row as its batch is done: a pipeline starts at once, a crash keeps what is out
         _stream(run, _lines(fmt, (e for _, e in run.stream(inputs)), raw), out_file)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import atomic, formats
-from bindcli.cli.common import Run, command, pick_format
+from bindcli.cli.options import command
+from bindcli.cli.render import resolved
+from bindcli.cli.run import Run
 from bindcli.errors import InputError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,7 +129,7 @@ def locate(
                 found.append(located)
                 _pictures(run, img, located, out_image, out_dir and out_dir / names[path], heatmap)
             advance(1)
-    _show(run, found, fmt.value)
+    _show(run, found, fmt)
 
 
 def _words(value: str) -> list[str]:
@@ -186,11 +188,11 @@ def _record(located: "Located") -> dict:
     }
 
 
-def _show(run: Run, found: "list[Located]", fmt: str) -> None:
-    fmt = pick_format(fmt, run.out, LocateFormat.JSONL.value)
-    if fmt == LocateFormat.JSON.value:
+def _show(run: Run, found: "list[Located]", fmt: LocateFormat) -> None:
+    fmt = resolved(fmt, run.out, LocateFormat.JSONL)
+    if fmt is LocateFormat.JSON:
         run.out.text(formats.json_text([_record(x) for x in found]))
-    elif fmt == LocateFormat.JSONL.value:
+    elif fmt is LocateFormat.JSONL:
         run.out.text(formats.jsonl(_record(x) for x in found))
     else:
         from rich.markup import escape

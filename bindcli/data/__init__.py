@@ -1,5 +1,2 @@
 """Data files the presets of `bind eval` read: class names and prompt templates, each naming
-its source in its header.
-
-Imports: nothing of bindcli.
-"""
+its source in its header."""
