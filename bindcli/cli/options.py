@@ -258,8 +258,7 @@ def report(exc: BindError, out: Output) -> int:
     return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
 
 
-
-# --- the collection file ------------------------------------------------------------------
+# --- what several commands take: the collection file, query terms, prompt templates ---------
 
 DB_OPTION = Annotated[Optional[Path], typer.Option(
     "--db", metavar="FILE", dir_okay=False, show_default=False,

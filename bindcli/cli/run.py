@@ -1,5 +1,4 @@
-"""One command run: its options, its output sink, its model, its embedder, and whether
-anything failed (which makes the exit status 1).
+"""`Run`, one command run, and the list of paths `-` reads from stdin.
 
 The model, the server choice and the embedder are each settled once, on first use, in that
 order of dependence: without local weights the model is the server's, so the server is chosen
