@@ -10,7 +10,7 @@ The map, from the bottom up (each package's `__init__` says what it may import, 
 tests/test_layout.py holds the code to it):
 
 - `errors`, `modality`, `vectors`: the shared vocabulary (typed errors, the seven kinds, vector
-  maths); `_util`: hashing, paths, bind's folders.
+  maths); `_util`: hashing, paths, bind's folders, atomic writes, the machine formats.
 - `media/`: files -> tensors; `model/`: configs, towers, checkpoints, placement; `weights`:
   where the checkpoint is, its download and record.
 - `embed/`: the one pipeline from inputs to `Embedding`s, in process, through a server or on Ray.

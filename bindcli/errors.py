@@ -15,11 +15,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+# the base and the unwritable file are defined in `_util.failure`, so that atomic writes can
+# raise them; this module is where they are taken from
+from bindcli._util.failure import BindError as BindError, OutputError as OutputError  # noqa: F401
 from bindcli._util.paths import path_text
-
-
-class BindError(Exception):
-    """Base of every error bind expects and reports without a traceback."""
 
 
 class UsageError(BindError):
@@ -85,16 +84,6 @@ def input_being_loaded() -> str | None:
 
 class UnknownModalityError(InputError):
     """The file's extension maps to no modality and no override was given."""
-
-
-class OutputError(BindError):
-    """An output file that cannot be written (its folder is a file, read-only, the disk full);
-    names the file and the system's reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path_text(self.path)}: {reason}")
 
 
 class CheckpointError(BindError):

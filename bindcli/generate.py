@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bindcli import __version__, output
+from bindcli import __version__
+from bindcli._util import atomic, extras
 from bindcli.errors import UsageError, WeightsError
 from bindcli.model.placement import Placement, Precision, place
 from bindcli.weights import offline_var
@@ -48,9 +49,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the unCLIP checkpoint conditioned on OpenCLIP ViT-H/14, ImageBind's vision tower
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-unclip"
-INSTALL = "pip install 'bindcli[generate]'"
-#: the packages of the extra, by import name
-_EXTRA = ("diffusers", "transformers")
 
 
 class Offload(str, enum.Enum):
@@ -80,9 +78,9 @@ class Settings:
 
 def require_extra() -> None:
     """Refuses, naming the pip install, when diffusers or transformers is missing."""
-    missing = [name for name in _EXTRA if importlib.util.find_spec(name) is None]
+    missing = extras.GENERATE.missing()
     if missing:
-        raise UsageError(f"bind generate needs {' and '.join(missing)}: {INSTALL}")
+        raise UsageError(extras.GENERATE.hint(missing))
 
 
 #: the largest side `--size` takes: past it a few steps need tens of GB, and SD 2.1 unCLIP,
@@ -371,7 +369,7 @@ def check_offload(offload: Offload, placement: Placement) -> None:
         raise UsageError(f"--offload {offload.value} moves weights between CPU and GPU; "
                          "there is no GPU here (use --offload none)")
     if importlib.util.find_spec("accelerate") is None:
-        raise UsageError(f"--offload {offload.value} needs accelerate: {INSTALL}")
+        raise UsageError(extras.GENERATE.hint(needed_by=f"--offload {offload.value} needs accelerate"))
 
 
 def write_png(path: str | Path, image: "Image.Image", text: Mapping[str, str]) -> None:
@@ -381,11 +379,11 @@ def write_png(path: str | Path, image: "Image.Image", text: Mapping[str, str]) -
     info = PngInfo()
     for key, value in text.items():
         info.add_itxt(key, value)
-    with output.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         try:
             image.save(tmp, format="PNG", pnginfo=info)
         except OSError as exc:
-            raise output.unwritable(path, exc) from exc
+            raise atomic.unwritable(path, exc) from exc
 
 
 def image_paths(target: Path, count: int) -> list[Path]:

@@ -18,7 +18,7 @@ from bindcli.cli import (
     arith, cache, classify, collections, compare, doctor, embed, generate, index, locate, search,
     serve,
 )
-from bindcli.cli.common import guarded
+from bindcli.cli.options import guarded
 from bindcli.cli.eval import eval_
 from bindcli.cli.weights import app as weights_app
 

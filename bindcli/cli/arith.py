@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import Run, command
-from bindcli.cli.shared import (
-    DB_OPTION, QUERY_TERMS, QUERY_TEXT, TOP_K_OPTION, HitsFormat, open_store, show_hits,
-    store_exists, wanted,
+from bindcli._util import atomic, formats
+from bindcli.cli.options import (
+    DB_OPTION, QUERY_TERMS, QUERY_TEXT, TOP_K_OPTION, command, open_store, store_exists, wanted,
 )
+from bindcli.cli.render import HitsFormat, show_hits
+from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.query import Query
@@ -80,12 +80,12 @@ def arith(
         return  # the failed term is named on stderr (exit 1); without it there is no query
     query = parsed.vector(results[: len(terms)])
     if out_file:
-        output.write_file(out_file, output.npy_bytes(query))
+        atomic.write_file(out_file, formats.npy_bytes(query))
         run.out.note(f"wrote the combined vector ({query.shape[0]} floats) to {out_file}")
     if not gallery and not collections:
         if not out_file:
-            record = {"terms": parsed.describe(), "embedding": output.floats(query)}
-            run.out.text(output.json_text(record))
+            record = {"terms": parsed.describe(), "embedding": formats.floats(query)}
+            run.out.text(formats.json_text(record))
         return
     found = [e for e in results[len(terms):] if e is not None]
     scores = np.stack([e.unit for e in found]) @ query if found else []
@@ -98,7 +98,7 @@ def arith(
                     lambda n: index.search(query, k=n)[0], wanted(top_k, store, coll),
                     lambda hit: hit.path,
                 )
-    show_hits(run, sorted(hits, key=lambda h: -h.score)[: top_k or None], fmt.value)
+    show_hits(run, sorted(hits, key=lambda h: -h.score)[: top_k or None], fmt)
 
 
 def _split_gallery(

@@ -13,13 +13,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from bindcli.cli.common import guarded
-from bindcli.cli.shared import (
-    DB_OPTION, FORMAT_OPTION, InfoFormat, compaction_text, open_store, show_record, store_exists,
-    when,
-)
+from bindcli.cli.options import DB_OPTION, guarded, open_store, store_exists
+from bindcli.cli.render import FORMAT_OPTION, InfoFormat, compaction_text, show_record, when
 from bindcli._util.folders import default_db_path
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 SECONDS_PER_DAY = 86400
 
@@ -33,7 +30,7 @@ app = typer.Typer(
 
 @app.command("info")
 @guarded
-def info_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
+def info_command(out: Output, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """Cached vectors: how many, their size, per model and precision, oldest and newest."""
     from bindcli.collections.store import CacheStats
 
@@ -53,12 +50,13 @@ def info_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
     models = "\n".join(
         f"{g.model_id} {g.precision}: {g.entries}" for g in stats.groups
     ) or "—"
-    show_record(Output(), info, fmt, shown={"models": models})
+    show_record(out, info, fmt, shown={"models": models})
 
 
 @app.command("clear")
 @guarded
 def clear_command(
+    out: Output,
     older_than: Annotated[Optional[float], typer.Option(
         "--older-than", metavar="DAYS", min=0, show_default=False,
         help="Only remove vectors cached more than DAYS days ago (fractions allowed).",
@@ -79,4 +77,4 @@ def clear_command(
     which = "" if older_than is None else f" older than {older_than:g} days"
     noun = "vector" if removed == 1 else "vectors"
     compacted = f"; {compaction_text(done)}" if done else ""
-    Output().note(f"removed {removed} cached {noun}{which} from {path}{compacted}")
+    out.note(f"removed {removed} cached {noun}{which} from {path}{compacted}")

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import Run, command, pick_format, table_labels
-from bindcli.cli.shared import check_templates
+from bindcli._util import formats
+from bindcli.cli.options import check_templates, command
+from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.run import Run
 from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,11 +79,11 @@ def classify(
         names, templates, dict(zip(prompts, results[len(inputs):]))
     )
     classified = [(e, classifier.rank(e, top_k)) for e in results[: len(inputs)] if e is not None]
-    fmt = ClassifyFormat(pick_format(fmt.value, run.out, ClassifyFormat.JSONL.value))
+    fmt = resolved(fmt, run.out, ClassifyFormat.JSONL)
     if fmt is ClassifyFormat.TABLE:
         _table(run, classified)
     else:
-        run.out.text(output.jsonl(
+        run.out.text(formats.jsonl(
             {"input": e.input.source, "modality": e.input.kind.value, "labels": [
                 {"label": r.label, "probability": printed(r.probability), "score": printed(r.score)}
                 for r in ranked

@@ -11,14 +11,13 @@ from typing import Annotated
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import guarded
-from bindcli.cli.shared import (
-    DB_OPTION, FORMAT_OPTION, InfoFormat, VectorType, chosen, compaction_text, open_store,
-    show_record, store_exists, when,
+from bindcli._util import formats
+from bindcli.cli.options import DB_OPTION, VectorType, guarded, open_store, store_exists
+from bindcli.cli.render import (
+    FORMAT_OPTION, InfoFormat, compaction_text, resolved, show_record, when,
 )
 from bindcli._util.folders import default_db_path
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 app = typer.Typer(
     name="collections",
@@ -32,12 +31,10 @@ NPY_ARG = Annotated[Path, typer.Argument(
 )]
 
 
-
 @app.command("list")
 @guarded
-def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
+def list_command(out: Output, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> None:
     """One line per collection: name, files, model (JSON lines in a pipe)."""
-    out = Output()
     rows, path = [], db or default_db_path()
     if store_exists(db):
         from bindcli.collections.collection import Collection
@@ -50,7 +47,7 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
             ]
     if not rows:
         out.note(f"no collections in {path} yet; create one with `bind index PATH`")
-    fmt = chosen(fmt, out, InfoFormat.JSONL)
+    fmt = resolved(fmt, out, InfoFormat.JSONL)
     if fmt is InfoFormat.TABLE:
         from rich.markup import escape
         from rich.table import Table
@@ -62,13 +59,13 @@ def list_command(db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO) -> 
             table.add_row(escape(r["name"]), str(r["files"]), escape(r["model"]), r["created"])
         out.table(table)
     else:
-        out.text(output.json_text(rows) if fmt is InfoFormat.JSON else output.jsonl(rows))
+        out.text(formats.json_text(rows) if fmt is InfoFormat.JSON else formats.jsonl(rows))
 
 
 @app.command("info")
 @guarded
 def info_command(
-    name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
+    out: Output, name: NAME_ARG, db: DB_OPTION = None, fmt: FORMAT_OPTION = InfoFormat.AUTO
 ) -> None:
     """Files per modality, model, vector format, size on disk, where the file is, and how a
     search runs (exact or approximate) and whether its index files are up to date."""
@@ -76,12 +73,12 @@ def info_command(
 
     with open_store(db, create=False) as store:
         info = Collection.open(store, name, create=False).info()
-    show_record(Output(), {**info, "created": when(info["created"]), "updated": when(info["updated"])}, fmt)
+    show_record(out, {**info, "created": when(info["created"]), "updated": when(info["updated"])}, fmt)
 
 
 @app.command("remove")
 @guarded
-def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
+def remove_command(out: Output, name: NAME_ARG, db: DB_OPTION = None) -> None:
     """Remove a collection (its files on disk are untouched; the embedding cache stays), then
     compact the collection file so it shrinks (a rewrite: needs free disk about its size)."""
     from bindcli.collections.collection import Collection
@@ -89,12 +86,13 @@ def remove_command(name: NAME_ARG, db: DB_OPTION = None) -> None:
     with open_store(db, create=False) as store:
         done = Collection.open(store, name, create=False).remove()
         path = store.path
-    Output().note(f"removed collection {name!r} from {path}; {compaction_text(done)}")
+    out.note(f"removed collection {name!r} from {path}; {compaction_text(done)}")
 
 
 @app.command("import")
 @guarded
 def import_command(
+    out: Output,
     name: NAME_ARG,
     npy: NPY_ARG,
     db: DB_OPTION = None,
@@ -110,12 +108,12 @@ def import_command(
     with open_store(db) as store:
         coll, count = Collection.import_(store, name, npy, vectors=vectors.value)
         total = coll.count()
-    Output().note(f"{coll.name}: imported {count} vectors from {npy}; {total} files now")
+    out.note(f"{coll.name}: imported {count} vectors from {npy}; {total} files now")
 
 
 @app.command("export")
 @guarded
-def export_command(name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
+def export_command(out: Output, name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
     """Write a collection's vectors as `bind embed -o` does: FILE.npy (float32, unit length)
     and the manifest FILE.npy.json (model, and per row input path, modality, sha256)."""
     from bindcli.collections.collection import Collection
@@ -123,4 +121,4 @@ def export_command(name: NAME_ARG, npy: NPY_ARG, db: DB_OPTION = None) -> None:
 
     with open_store(db) as store:
         count = Collection.open(store, name, create=False).export(npy)
-    Output().note(f"wrote {count} vectors to {npy} (manifest {sidecar(npy)})")
+    out.note(f"wrote {count} vectors to {npy} (manifest {sidecar(npy)})")

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import Run, command, pick_format, table_labels
+from bindcli._util import formats
+from bindcli.cli.options import command
+from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -86,7 +88,7 @@ def compare(
     # upstream's softmax is of raw dot products; cosines are of unit vectors
     rows_m, cols_m = (np.stack([e.raw if softmax else e.unit for e in side]) for side in (rows, cols))
     scores = similarity(rows_m, cols_m, softmax=softmax, skip_diagonal=square)
-    fmt = CompareFormat(pick_format(fmt.value, run.out, CompareFormat.JSON.value))
+    fmt = resolved(fmt, run.out, CompareFormat.JSON)
     if fmt is CompareFormat.TABLE:
         _table(run, rows, cols, scores, "softmax" if softmax else "cosine", square)
         return
@@ -94,10 +96,10 @@ def compare(
     names_c = [e.input.source for e in cols]
     cells = [[None if v != v else printed(v) for v in row] for row in scores]
     if fmt is CompareFormat.CSV:
-        run.out.text(output.csv_text(["", *names_c], ([n, *r] for n, r in zip(names_r, cells))))
+        run.out.text(formats.csv_text(["", *names_c], ([n, *r] for n, r in zip(names_r, cells))))
     else:
         metric = "softmax" if softmax else "cosine"
-        run.out.text(output.json_text({"metric": metric, "rows": names_r, "columns": names_c, "scores": cells}))
+        run.out.text(formats.json_text({"metric": metric, "rows": names_r, "columns": names_c, "scores": cells}))
 
 
 def _table(

@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import ModelConfigOption
-from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen
-from bindcli.output import Output
+from bindcli._util import formats
+from bindcli.cli.options import ModelConfigOption
+from bindcli.cli.render import FORMAT_OPTION, InfoFormat, resolved
+from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.doctor import Report
 
 
 def doctor(
+    out: Output,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Hash the whole checkpoint (SHA-256; a minute or more for 4.8 GB) "
         "instead of comparing its size with the record made at download.",
@@ -36,13 +37,12 @@ def doctor(
     """
     from bindcli.doctor import diagnose
 
-    out = Output()
     with out.byte_progress("hashing {}") as progress:
         report = diagnose(weights_path, config=model_config, verify=verify, progress=progress)
-    if chosen(fmt, out) is InfoFormat.TABLE:
+    if resolved(fmt, out, InfoFormat.JSON) is InfoFormat.TABLE:
         _show(out, report)
     else:
-        out.text(output.json_text(report.as_dict()))
+        out.text(formats.json_text(report.as_dict()))
     if report.weights.ok is False:
         raise typer.Exit(1)
 

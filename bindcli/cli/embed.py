@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import Run, command, pick_format, table_labels
+from bindcli._util import atomic, formats
+from bindcli.cli.options import command
+from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.run import Run
 from bindcli.cli.engine import (
     ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName,
     refuse_uris, use_engine,
@@ -97,8 +99,8 @@ def embed(
     inputs = run.inputs(files or [], text or [])
     refuse_uris(engine, (x.source for x in inputs if not getattr(x, "literal", False)))
     if not out_file and not out_dir:
-        fmt = EmbedFormat(pick_format(fmt.value, run.out, EmbedFormat.JSONL.value))
-    if fmt in _STREAMED and not out_dir and (out_file is None or output.is_stream(out_file)):
+        fmt = resolved(fmt, run.out, EmbedFormat.JSONL)
+    if fmt in _STREAMED and not out_dir and (out_file is None or atomic.is_stream(out_file)):
         # each row as its batch is done: a pipeline starts at once, a crash keeps what is out
         _stream(run, _lines(fmt, (e for _, e in run.stream(inputs)), raw), out_file)
         return
@@ -113,7 +115,7 @@ def embed(
     elif fmt is EmbedFormat.TABLE:
         _summary(run, embeddings, vectors, raw)
     elif fmt is EmbedFormat.NPY:
-        run.out.binary(output.npy_bytes(vectors))
+        run.out.binary(formats.npy_bytes(vectors))
     else:
         run.out.text(_render(fmt, embeddings, vectors, raw))
 
@@ -155,13 +157,13 @@ def _stream(run: Run, lines: Iterator[str], path: Path | None) -> None:
                 sink.write(line)
                 sink.flush()
     except OSError as exc:
-        raise output.unwritable(path, exc) from exc
+        raise atomic.unwritable(path, exc) from exc
 
 
 def _record(e: "Embedding", vector: "np.ndarray") -> dict:
     return {
         "input": path_text(e.input.source), "modality": e.input.kind.value,
-        "embedding": output.floats(vector),
+        "embedding": formats.floats(vector),
     }
 
 
@@ -171,18 +173,18 @@ def _lines(fmt: EmbedFormat, embeddings: "Iterable[Embedding]", raw: bool) -> It
     for n, e in enumerate(embeddings):
         vector = _stack([e], raw)[0]
         if fmt is EmbedFormat.JSONL:
-            yield output.jsonl([_record(e, vector)])
+            yield formats.jsonl([_record(e, vector)])
             continue
         if n == 0:
-            yield output.csv_row(["input", "modality", *(f"e{i}" for i in range(vector.shape[0]))])
-        yield output.csv_row([path_text(e.input.source), e.input.kind.value, *output.floats(vector)])
+            yield formats.csv_row(["input", "modality", *(f"e{i}" for i in range(vector.shape[0]))])
+        yield formats.csv_row([path_text(e.input.source), e.input.kind.value, *formats.floats(vector)])
 
 
 def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool) -> str:
     """The whole text of a machine format (jsonl, json, csv)."""
     if fmt in _STREAMED:
         return "".join(_lines(fmt, embeddings, raw))
-    return output.json_text([_record(e, v) for e, v in zip(embeddings, vectors)])
+    return formats.json_text([_record(e, v) for e, v in zip(embeddings, vectors)])
 
 
 def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[str] | None = None) -> dict:
@@ -207,20 +209,20 @@ def _write_file(
     run: Run, path: Path, fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool
 ) -> None:
     if fmt is EmbedFormat.NPY:
-        if output.is_stream(path):  # `-o /dev/stdout`: nowhere to put a manifest
-            output.write_file(path, output.npy_bytes(vectors))
+        if atomic.is_stream(path):  # `-o /dev/stdout`: nowhere to put a manifest
+            atomic.write_file(path, formats.npy_bytes(vectors))
             run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (no manifest)")
             return
         from bindcli.collections.manifest import sidecar as sidecar_of
 
         sidecar = sidecar_of(path)
-        output.write_files([
-            (path, output.npy_bytes(vectors)),
-            (sidecar, output.json_text(_manifest(run, embeddings, raw))),
+        atomic.write_files([
+            (path, formats.npy_bytes(vectors)),
+            (sidecar, formats.json_text(_manifest(run, embeddings, raw))),
         ])
         run.out.note(f"wrote {len(embeddings)} x {vectors.shape[1]} to {path} (manifest {sidecar})")
     else:
-        output.write_file(path, _render(fmt, embeddings, vectors, raw))
+        atomic.write_file(path, _render(fmt, embeddings, vectors, raw))
         run.out.note(f"wrote {len(embeddings)} embeddings to {path}")
 
 
@@ -235,10 +237,10 @@ def _write_dir(
             name = f"{base}-{e.sha256[:8]}" + (f"-{copy}" if copy > 1 else "") + ".npy"
             copy += 1
         names.append(name)
-        output.write_file(folder / name, output.npy_bytes(v))
+        atomic.write_file(folder / name, formats.npy_bytes(v))
     from bindcli.collections.manifest import FOLDER_MANIFEST
 
-    output.write_file(folder / FOLDER_MANIFEST, output.json_text(_manifest(run, embeddings, raw, names)))
+    atomic.write_file(folder / FOLDER_MANIFEST, formats.json_text(_manifest(run, embeddings, raw, names)))
     run.out.note(f"wrote {len(names)} vectors to {folder}/ (manifest {folder / FOLDER_MANIFEST})")
 
 

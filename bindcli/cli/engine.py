@@ -13,12 +13,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 
+from bindcli._util import extras
 from bindcli.errors import UsageError
 from bindcli._util.paths import is_uri, path_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.cli.common import Run
+    from bindcli.cli.run import Run
     from bindcli.embed.ray_engine import RayEmbedder
 
 ENGINE_PANEL = "Engine"
@@ -32,7 +34,7 @@ class EngineName(str, enum.Enum):
 ENGINE_OPTION = Annotated[EngineName, typer.Option(
     "--engine", case_sensitive=False, rich_help_panel=ENGINE_PANEL,
     help="local: embed in this process. ray: on a Ray cluster, one model per worker "
-    "(pip install 'bindcli\\[ray]').",
+    f"({escape(extras.RAY.install)}).",
 )]
 ADDRESS_OPTION = Annotated[Optional[str], typer.Option(
     "--address", metavar="auto|HOST:PORT|ray://HOST:PORT", rich_help_panel=ENGINE_PANEL,
@@ -77,7 +79,7 @@ def use_engine(
         weights = c.weights or os.environ.get("BIND_WEIGHTS")
         spec = WorkerSpec(
             run.model.config, str(weights) if weights else None, c.device,
-            c.precision.value, c.batch_size, run.media_options,
+            c.precision.value, c.batch_size, c.media_options,
         )
         return RayEmbedder(
             spec, run.model, address=address, workers=workers,

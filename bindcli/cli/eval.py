@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from bindcli import output
-from bindcli.cli.common import Run, command, pick_format
-from bindcli.cli.shared import check_templates
+from bindcli._util import atomic, extras, formats
+from bindcli.cli.options import check_templates, command
+from bindcli.cli.render import resolved
+from bindcli.cli.run import Run
 from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +47,7 @@ def eval_(
         "--preset", metavar="NAME", autocompletion=_complete_preset, show_default=False,
         help=f"DATASET is this dataset in its release layout ({', '.join(PRESET_NAMES)}); the "
         "paper's protocol and figure. nyu-d and ego4d convert their release files once into "
-        "bind's cache; nyu-d needs pip install 'bindcli\\[eval]'.",
+        f"bind's cache; nyu-d needs {escape(extras.EVAL.install)}.",
     )] = None,
     templates: Annotated[Optional[str], typer.Option(
         "--templates", metavar="paper|bind|FILE", show_default=False,
@@ -71,7 +73,7 @@ def eval_(
     confusion: Annotated[Optional[Path], typer.Option(
         "--confusion", metavar="FILE.png|FILE.html|FILE.csv", dir_okay=False, show_default=False,
         help="Write the confusion matrix: a heat map (.png needs matplotlib: "
-        "pip install 'bindcli\\[plot]'; .html) or a table (.csv).",
+        f"{escape(extras.PLOT.install)}; .html) or a table (.csv).",
     )] = None,
     fmt: Annotated[EvalFormat, typer.Option(
         "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSON in a pipe.",
@@ -112,7 +114,7 @@ def eval_(
         )
     run.failed += run.out.failed(report.failed)
     if errors is not None:
-        output.write_file(errors, output.jsonl(
+        atomic.write_file(errors, formats.jsonl(
             {"path": m.path, "label": m.label, "top": [{"label": lbl, "score": printed(s)} for lbl, s in m.top]}
             for m in report.misses
         ))
@@ -120,10 +122,10 @@ def eval_(
     if confusion is not None:
         matrix.write(confusion, report.total.confusion, report.labels, f"{report.dataset.name}: zero-shot confusion")
         run.out.note(f"wrote the confusion matrix to {confusion}")
-    if pick_format(fmt.value, run.out, EvalFormat.JSON.value) == EvalFormat.TABLE.value:
+    if resolved(fmt, run.out, EvalFormat.JSON) is EvalFormat.TABLE:
         _table(run, report)
     else:
-        run.out.text(output.json_text(report.to_json()))
+        run.out.text(formats.json_text(report.to_json()))
 
 
 def _check_writable(path: Path, param_hint: str) -> None:

@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bindcli.cli.common import Run, command
-from bindcli.cli.shared import QUERY_TERMS, QUERY_TEXT
+from bindcli.cli.options import QUERY_TERMS, QUERY_TEXT, command
+from bindcli.cli.run import Run
 from bindcli.generate import DEFAULT_MODEL, Offload
 
 GENERATION_PANEL = "Generation"

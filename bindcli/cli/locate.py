@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import Run, command, pick_format
+from bindcli._util import atomic, formats
+from bindcli.cli.options import command
+from bindcli.cli.render import resolved
+from bindcli.cli.run import Run
 from bindcli.errors import InputError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +127,7 @@ def locate(
                 found.append(located)
                 _pictures(run, img, located, out_image, out_dir and out_dir / names[path], heatmap)
             advance(1)
-    _show(run, found, fmt.value)
+    _show(run, found, fmt)
 
 
 def _words(value: str) -> list[str]:
@@ -147,12 +149,12 @@ def _record(located: "Located") -> dict:
     }
 
 
-def _show(run: Run, found: "list[Located]", fmt: str) -> None:
-    fmt = pick_format(fmt, run.out, LocateFormat.JSONL.value)
-    if fmt == LocateFormat.JSON.value:
-        run.out.text(output.json_text([_record(x) for x in found]))
-    elif fmt == LocateFormat.JSONL.value:
-        run.out.text(output.jsonl(_record(x) for x in found))
+def _show(run: Run, found: "list[Located]", fmt: LocateFormat) -> None:
+    fmt = resolved(fmt, run.out, LocateFormat.JSONL)
+    if fmt is LocateFormat.JSON:
+        run.out.text(formats.json_text([_record(x) for x in found]))
+    elif fmt is LocateFormat.JSONL:
+        run.out.text(formats.jsonl(_record(x) for x in found))
     else:
         from rich.markup import escape
         from rich.table import Table
@@ -193,6 +195,6 @@ def _pictures(run: Run, img: "Image.Image", located: "Located", out_image: Path 
 
 
 def _save(run: Run, picture: "Image.Image", target: Path) -> None:
-    with output.atomic_path(target) as tmp:
+    with atomic.atomic_path(target) as tmp:
         picture.save(tmp, format="PNG")
     run.out.note(f"wrote {target}")

@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli.cli.common import Run, command
-from bindcli.cli.shared import (
-    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, TOP_K_OPTION, HitsFormat, open_store,
-    show_hits,
-)
+from bindcli.cli.options import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, TOP_K_OPTION, command, open_store
+from bindcli.cli.render import HitsFormat, show_hits
+from bindcli.cli.run import Run
 from bindcli.modality import Kind
 from bindcli._util.paths import canonical
 
@@ -114,7 +112,7 @@ def search(
         )
     rows = rows or list(range(len(results)))
     flat = [(row, h) for row, hits in zip(rows, results) for h in hits]
-    show_hits(run, [h for _, h in flat], fmt.value,
+    show_hits(run, [h for _, h in flat], fmt,
               queries=[row for row, _ in flat] if len(results) > 1 else None)
 
 

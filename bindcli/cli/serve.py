@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from bindcli.cli.common import Run, command
+from bindcli.cli.options import command
+from bindcli.cli.run import Run
+from bindcli._util import extras
 from bindcli.errors import UsageError
 from bindcli.modality import TOWERS
-
-EXTRA = "pip install 'bindcli[serve]'"
 
 
 @command(without=("as_kind", "server", "no_server"))
@@ -73,12 +73,9 @@ def serve(
       bind serve --port 8080                     # http://127.0.0.1:8080
       bind serve --host 0.0.0.0 --port 8080 --token "$(openssl rand -hex 16)"
     """
-    try:
-        import python_multipart  # noqa: F401  (Starlette's form parser)
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise UsageError(f"bind serve needs the server extra ({exc.name} is missing): {EXTRA}") from None
+    missing = extras.SERVE.missing()
+    if missing:
+        raise UsageError(extras.SERVE.hint(missing[:1]))
     from bindcli._util.folders import server_socket
     from bindcli.serve import server
     from bindcli.serve.app import Settings, build_app

@@ -3,7 +3,7 @@
 Data (paths, hashes, tables) goes to stdout so it can be piped; notes go to stderr.
 `--model-config` says whose weights: a JSON config's own `"weights"` (URL, SHA-256) or a
 built-in's published ones, as for the commands that embed. Errors are
-raised as BindError subclasses, which the error boundary (`common.guarded`) reports in one line.
+raised as BindError subclasses, which the error boundary (`options.guarded`) reports in one line.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from bindcli import output, weights
-from bindcli.cli.common import ModelConfigOption, guarded
-from bindcli.cli.shared import FORMAT_OPTION, InfoFormat, chosen, show_record
+from bindcli import weights
+from bindcli._util import formats
+from bindcli.cli.options import ModelConfigOption, guarded
+from bindcli.cli.render import FORMAT_OPTION, InfoFormat, resolved, show_record
 from bindcli.errors import OutputError, WeightsError
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.model.config import ModelConfig
@@ -35,7 +36,6 @@ _SHA_OPT = typer.Option(
     None, "--sha256", help="Expected SHA-256 (default: BIND_WEIGHTS_SHA256, else the published one).",
     show_default=False,
 )
-_QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr.")
 
 
 def _config(model_config: str) -> "ModelConfig":
@@ -48,9 +48,8 @@ def _config(model_config: str) -> "ModelConfig":
 
 @app.command("path")
 @guarded
-def path_command(model_config: ModelConfigOption = weights.DEFAULT_CONFIG) -> None:
+def path_command(out: Output, model_config: ModelConfigOption = weights.DEFAULT_CONFIG) -> None:
     """Print where the checkpoint is, or where `bind weights download` would put it."""
-    out = Output()
     located, source = weights.named_path(config=_config(model_config))
     out.text(f"{located}\n")
     if located.is_file():
@@ -64,14 +63,13 @@ def path_command(model_config: ModelConfigOption = weights.DEFAULT_CONFIG) -> No
 @app.command("download")
 @guarded
 def download_command(
+    out: Output,
     url: Optional[str] = typer.Option(None, help="Where to fetch from (default: BIND_WEIGHTS_URL, else Meta's URL).", show_default=False),
     sha256: Optional[str] = _SHA_OPT,
     force: bool = typer.Option(False, "--force", help="Download again even if the file is there."),
-    quiet: bool = _QUIET_OPT,
     model_config: ModelConfigOption = weights.DEFAULT_CONFIG,
 ) -> None:
     """Download the checkpoint into the cache (resumable) and record its SHA-256; print its path."""
-    out = Output(quiet)
     config = _config(model_config)
     url = url or weights.weights_url(config)
     dest = weights.cached_path(url)
@@ -88,9 +86,9 @@ def download_command(
 @app.command("verify")
 @guarded
 def verify_command(
+    out: Output,
     path: Optional[Path] = _PATH_ARG,
     sha256: Optional[str] = _SHA_OPT,
-    quiet: bool = _QUIET_OPT,
     model_config: ModelConfigOption = weights.DEFAULT_CONFIG,
 ) -> None:
     """Recompute the SHA-256 and size and compare them with the record made at download time
@@ -98,7 +96,6 @@ def verify_command(
     (for the config's published checkpoint)."""
     from rich.filesize import decimal
 
-    out = Output(quiet)
     config = _config(model_config)
     with out.byte_progress("hashing {}") as progress:
         result = weights.verify(weights.find(path, config), expected_sha256=sha256, config=config, progress=progress)
@@ -125,6 +122,7 @@ def verify_command(
 @app.command("info")
 @guarded
 def info_command(
+    out: Output,
     path: Optional[Path] = _PATH_ARG,
     fmt: FORMAT_OPTION = InfoFormat.AUTO,
     as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
@@ -137,7 +135,6 @@ def info_command(
 
     from bindcli.model.checkpoint import info
 
-    out = Output()
     result = info(weights.find(path, _config(model_config)))
     data = {
         "path": str(result.path),
@@ -148,8 +145,8 @@ def info_command(
         "towers": {t.tower: {"tensors": t.tensors, "parameters": t.parameters, "bytes": t.bytes}
                    for t in result.towers},
     }
-    if chosen(InfoFormat.JSON if as_json else fmt, out) is not InfoFormat.TABLE:
-        out.text(output.json_text(data))
+    if resolved(InfoFormat.JSON if as_json else fmt, out, InfoFormat.JSON) is not InfoFormat.TABLE:
+        out.text(formats.json_text(data))
         return
     del data["towers"]  # a table of their own, below
     show_record(out, data, InfoFormat.TABLE, shown={
@@ -170,6 +167,7 @@ def info_command(
 @app.command("convert")
 @guarded
 def convert_command(
+    out: Output,
     path: Optional[Path] = _PATH_ARG,
     output_path: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Where to write (default: beside the source, named after the dtype).", show_default=False
@@ -182,7 +180,6 @@ def convert_command(
 
     from bindcli.model.checkpoint import convert
 
-    out = Output()
     src = weights.find(path, _config(model_config))
     dst = output_path or src.with_name(f"{src.stem}-{dtype or 'copy'}.safetensors")
     out.note(f"converting {src} to {dst} ...")

@@ -37,13 +37,13 @@ from bindcli.collections._matrix import (
     DEAD, HEADER_BYTES, Matrix, aligned, belongs, header_bytes, index_dir, map_file,
     remove_leftovers, writer_lock,
 )
+from bindcli._util import extras
 from bindcli.errors import UsageError
-from bindcli.output import atomic_path
+from bindcli._util.atomic import atomic_path
 from bindcli.collections.store import DTYPES, CollectionRecord, Store
 
 MAGIC = b"BINDIVF1"
 FORMAT = 1
-INSTALL_HINT = "pip install 'bindcli[index]'"
 #: how many lists a collection of n items gets: about 4 sqrt(n) (4096 at a million items)
 LISTS_PER_SQRT_ITEM = 4
 #: share of the lists a query reads (at least `MIN_PROBES`): 32 of 4096 at a million items
@@ -145,7 +145,7 @@ def available() -> bool:
 def require_library():
     faiss = _faiss()
     if faiss is None:
-        raise UsageError(f"approximate search needs the vector index library: {INSTALL_HINT}")
+        raise UsageError(extras.INDEX.hint())
     return faiss
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bindcli.errors import OutputError
-from bindcli.output import atomic_path
+from bindcli._util.atomic import atomic_path
 from bindcli.collections.store import DTYPES, CollectionRecord, Store
 
 MAGIC = b"BINDVEC1"

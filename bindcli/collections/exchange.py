@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bindcli import output
+from bindcli._util import atomic, formats
 from bindcli.errors import InputError, StoreError
 from bindcli.modality import Kind
 from bindcli._util.paths import path_from_text
@@ -103,7 +103,7 @@ def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> 
         count, dims = store.live_shape(collection)
         if not count:
             raise StoreError(f"collection {collection.name!r} has no items to export")
-        with output.atomic_path(npy) as tmp:
+        with atomic.atomic_path(npy) as tmp:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=(count, dims))
             for chunk in store.live_items(collection, _BATCH):
                 blob = b"".join(item.blob for item in chunk)
@@ -113,7 +113,7 @@ def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> 
                 rows.extend(manifests.row(item.path, item.kind, item.sha256) for item in chunk)
             array.flush()
             del array
-    output.write_file(manifests.sidecar(npy), output.json_text(manifests.manifest(
+    atomic.write_file(manifests.sidecar(npy), formats.json_text(manifests.manifest(
         collection.model_id, rows, dim=dims, normalised=True,
         model_description=collection.model, collection=collection.name,
     )))

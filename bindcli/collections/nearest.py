@@ -24,9 +24,10 @@ from typing import Protocol
 import numpy as np
 
 from bindcli.collections import _ivf
+from bindcli._util import extras
 from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state, update_matrix
 from bindcli.errors import OutputError, UsageError
-from bindcli.collections._ivf import INSTALL_HINT, Lists, probes_for
+from bindcli.collections._ivf import Lists, probes_for
 from bindcli.collections.store import CollectionRecord, Hit, Store
 from bindcli.vectors import at_least, normalise
 
@@ -339,7 +340,7 @@ def describe(store: Store, collection: CollectionRecord) -> dict:
     if live < APPROXIMATE_FROM:
         method = f"exact (approximate from {APPROXIMATE_FROM} items, or --approximate)"
     elif lists is None and not _ivf.available():
-        method = f"exact (approximate needs {INSTALL_HINT})"
+        method = f"exact (approximate needs {extras.INDEX.install})"
     elif lists is None:
         method = "exact (no inverted lists yet: `bind index` or `bind search --approximate` builds them)"
     else:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bindcli._util import extras
 from bindcli.errors import BindError, InputError, UsageError
 from bindcli.modality import Kind
 from bindcli.embed.object_store import worker_environment
@@ -40,8 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.model.placement import Placement
     from bindcli.embed.identity import Model
 
-INSTALL = "pip install 'bindcli[ray]'"
-
 
 def import_ray():  # noqa: ANN201 - the module, or a UsageError naming the install
     """Ray, or a UsageError that names the `pip install` to run."""
@@ -49,7 +48,7 @@ def import_ray():  # noqa: ANN201 - the module, or a UsageError naming the insta
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise UsageError(f"--engine ray needs Ray: {INSTALL}") from None
+        raise UsageError(extras.RAY.hint()) from None
     return ray
 
 

@@ -18,7 +18,7 @@ from typing import ContextManager
 
 from bindcli._util import folders
 
-#: `progress(total, label)` yields `advance(n)`: `bindcli.output.Output.progress`
+#: `progress(total, label)` yields `advance(n)`: `bindcli.cli.output.Output.progress`
 Progress = Callable[[int, str], ContextManager[Callable[..., None]]]
 
 

@@ -8,17 +8,14 @@ small class reads as clearly as a large one.
 from __future__ import annotations
 
 import html
-import importlib.util
 import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from bindcli import output
+from bindcli._util import atomic, extras, formats
 from bindcli.errors import UsageError
-
-_NO_MATPLOTLIB = "a PNG confusion matrix needs matplotlib: pip install 'bindcli[plot]'"
 
 #: beyond this many classes a picture drops its tick labels and cell counts (unreadable)
 LABELLED_UP_TO = 50
@@ -30,7 +27,7 @@ def _shares(confusion: np.ndarray) -> np.ndarray:
 
 
 def csv_text(confusion: np.ndarray, labels: Sequence[str]) -> str:
-    return output.csv_text(["true \\ predicted", *labels], ([label, *map(int, row)] for label, row in zip(labels, confusion)))
+    return formats.csv_text(["true \\ predicted", *labels], ([label, *map(int, row)] for label, row in zip(labels, confusion)))
 
 
 def html_text(confusion: np.ndarray, labels: Sequence[str], title: str) -> str:
@@ -58,7 +55,7 @@ def png_bytes(confusion: np.ndarray, labels: Sequence[str], title: str) -> bytes
     try:
         import matplotlib
     except ImportError:
-        raise UsageError(_NO_MATPLOTLIB) from None
+        raise UsageError(extras.PLOT.hint()) from None
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
@@ -89,8 +86,8 @@ def check(path: str | Path) -> None:
     suffix = Path(path).suffix.lower()
     if suffix not in (".csv", ".html", ".htm", ".png"):
         raise UsageError(f"{path}: the confusion matrix is written as .csv, .html or .png")
-    if suffix == ".png" and importlib.util.find_spec("matplotlib") is None:
-        raise UsageError(_NO_MATPLOTLIB)
+    if suffix == ".png" and extras.PLOT.missing():
+        raise UsageError(extras.PLOT.hint())
 
 
 def write(path: str | Path, confusion: np.ndarray, labels: Sequence[str], title: str) -> None:
@@ -103,4 +100,4 @@ def write(path: str | Path, confusion: np.ndarray, labels: Sequence[str], title:
         data = png_bytes(confusion, labels, title)
     else:
         data = html_text(confusion, labels, title)
-    output.write_file(path, data)
+    atomic.write_file(path, data)

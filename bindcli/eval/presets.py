@@ -20,6 +20,7 @@ from types import ModuleType
 import numpy as np
 
 from bindcli.eval._convert import Progress, converted, quiet
+from bindcli._util import extras
 from bindcli.errors import InputError, UsageError
 from bindcli.eval.accuracy import Dataset, Item, label_of, read_folder, visible
 from bindcli.media.imu import MODEL_RATE_HZ, WINDOW
@@ -32,8 +33,6 @@ DATA = Path(__file__).parent / "data"
 PAPER_TOP1 = {
     "esc50": 66.9, "imagenet-val": 77.7, "kinetics400": 50.0, "llvip": 63.4, "nyu-d": 54.0, "ego4d": 25.0,
 }
-
-EVAL_EXTRA = "pip install 'bindcli[eval]'"
 
 #: 5 s windows taken from each Ego4D video, spread evenly over its IMU recording
 EGO4D_WINDOWS = 4
@@ -144,7 +143,7 @@ def _matlab() -> tuple[ModuleType, ModuleType]:
         import h5py
         import scipy.io
     except ImportError:
-        raise UsageError(f"the nyu-d preset reads MATLAB files with h5py and scipy: {EVAL_EXTRA}") from None
+        raise UsageError(extras.EVAL.hint()) from None
     return h5py, scipy.io
 
 

@@ -20,7 +20,7 @@ import torch
 from bindcli.errors import CheckpointError, WeightsError
 from bindcli._util.hashing import sha256_file
 from bindcli.modality import TOWERS
-from bindcli.output import atomic_path
+from bindcli._util.atomic import atomic_path
 from bindcli.weights import existing, read_record, write_record
 
 STAGES = (

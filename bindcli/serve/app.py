@@ -453,7 +453,7 @@ def _result(name: str, r: "Embedding | InputError", warned: "list[Caught]", *, r
 def _npy(named: Sequence, results: list, warned: list, *, raw: bool) -> Response:
     """The vectors of the inputs that succeeded, one row each, as `.npy`; failures are named
     in the `X-Bind-Errors` header (JSON), warnings in `X-Bind-Warnings`."""
-    from bindcli.output import npy_bytes
+    from bindcli._util.formats import npy_bytes
 
     rows = [(r.raw if raw else r.unit) for r in results if not isinstance(r, InputError)]
     errors = [{"input": name, "error": r.reason} for (name, _), r in zip(named, results) if isinstance(r, InputError)]

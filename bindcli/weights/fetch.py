@@ -23,7 +23,8 @@ from typing import IO, Optional
 
 import filelock
 
-from bindcli import __version__, output
+from bindcli import __version__
+from bindcli._util import atomic
 from bindcli._util.hashing import Progress, update_from_file
 from bindcli.errors import WeightsError
 from bindcli.weights.records import download_hash, write_record
@@ -103,7 +104,7 @@ def download(
         entry = published(config)
         if entry is not None and entry.notice:
             notify(entry.notice)
-        with output.atomic_path(dest, partial=".part") as tmp:
+        with atomic.atomic_path(dest, partial=".part") as tmp:
             part = _Partial(tmp)
             _fetch(url, part, _named(progress, dest.name), notify)
             sha256 = part.hasher.hexdigest()

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bindcli import output
+from bindcli._util import atomic
 from bindcli._util.hashing import Progress, update_from_file
 from bindcli.errors import WeightsError
 from bindcli.weights.source import DEFAULT_CONFIG, Config, cached_path, config_name, existing, published, weights_url
@@ -63,7 +63,7 @@ def write_record(path: Path, *, sha256: str, source: str) -> None:
         "source": source,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    output.write_file(record_path(path), json.dumps(record, indent=2) + "\n")
+    atomic.write_file(record_path(path), json.dumps(record, indent=2) + "\n")
 
 
 def _given(given: str | None) -> tuple[str, str] | None:

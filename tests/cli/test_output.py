@@ -14,28 +14,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bindcli import output
+from bindcli._util import atomic, formats
 from bindcli.errors import InputError, InputWarning, OutputError
-from bindcli.output import Output
+from bindcli.cli.output import Output
 
 
 def test_floats_round_trip_float32_exactly_and_stay_short():
     values = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     values[:3] = [1e-9, -3.4e38, 0.0]
-    text = json.dumps(output.floats(values))
+    text = json.dumps(formats.floats(values))
     np.testing.assert_array_equal(np.array(json.loads(text), dtype=np.float32), values)
     assert len(text) < 1000 * 16
 
 
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     target = tmp_path / "out.json"
-    output.write_file(target, "old")
+    atomic.write_file(target, "old")
     with pytest.raises(RuntimeError):
-        with output.atomic_path(target) as tmp:
+        with atomic.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
-    output.write_file(tmp_path / "new" / "v.npy", output.npy_bytes(np.ones(3, np.float32)))
+    atomic.write_file(tmp_path / "new" / "v.npy", formats.npy_bytes(np.ones(3, np.float32)))
     assert np.load(tmp_path / "new" / "v.npy").tolist() == [1, 1, 1]
 
 
@@ -45,11 +45,11 @@ def _mode(path) -> int:
 
 def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path, umask):
     (tmp_path / "plain").write_text("x")
-    output.write_file(tmp_path / "atomic", "x")
+    atomic.write_file(tmp_path / "atomic", "x")
     assert _mode(tmp_path / "atomic") == _mode(tmp_path / "plain") == umask
     (tmp_path / "shared").write_text("old")
     os.chmod(tmp_path / "shared", 0o664)
-    with output.atomic_path(tmp_path / "shared") as tmp:
+    with atomic.atomic_path(tmp_path / "shared") as tmp:
         tmp.unlink()  # as a writer that makes its own, private file (safetensors) does
         tmp.write_bytes(b"new")
         os.chmod(tmp, 0o600)
@@ -60,12 +60,12 @@ def test_a_partial_file_outlives_a_failed_block_unless_empty(tmp_path):
     target = tmp_path / "big.bin"
     for received in (b"", b"half"):
         with pytest.raises(OSError):
-            with output.atomic_path(target, partial=".part") as tmp:
+            with atomic.atomic_path(target, partial=".part") as tmp:
                 assert tmp == tmp_path / "big.bin.part"
                 tmp.write_bytes(tmp.read_bytes() + received)
                 raise OSError("connection lost")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin.part"]
-    with output.atomic_path(target, partial=".part") as tmp:
+    with atomic.atomic_path(target, partial=".part") as tmp:
         tmp.write_bytes(tmp.read_bytes() + b" and the rest")
     assert target.read_bytes() == b"half and the rest" and not tmp.exists()
 
@@ -75,20 +75,20 @@ def test_an_unwritable_output_is_one_error_naming_it_and_leaves_nothing(tmp_path
     blocker.write_text("a file, not a folder")
     for target in (blocker / "x.npy", blocker / "sub" / "x.npy"):
         with pytest.raises(OutputError) as caught:
-            output.write_file(target, b"data")
+            atomic.write_file(target, b"data")
         assert str(caught.value) == f"{target}: Not a directory"
     taken = tmp_path / "taken"
     taken.mkdir()  # a folder where the file should land: os.replace fails at the end
     with pytest.raises(OutputError) as caught:
-        output.write_file(taken, "text")
+        atomic.write_file(taken, "text")
     assert str(caught.value).startswith(f"{taken}: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notadir", "taken"]
     assert list(taken.iterdir()) == []
 
 
 def test_csv_and_jsonl_text():
-    assert output.csv_text(["a", "b"], [["x,y", 1]]) == 'a,b\n"x,y",1\n'
-    assert output.jsonl([{"é": 1}, {}]) == '{"é": 1}\n{}\n'
+    assert formats.csv_text(["a", "b"], [["x,y", 1]]) == 'a,b\n"x,y",1\n'
+    assert formats.jsonl([{"é": 1}, {}]) == '{"é": 1}\n{}\n'
 
 
 def test_messages_go_to_stderr_and_quiet_keeps_only_errors(capsys):
@@ -136,34 +136,34 @@ def test_a_symlink_given_as_the_output_is_written_through(tmp_path):
     os.chmod(real, 0o640)
     link = tmp_path / "latest.json"
     link.symlink_to(real)
-    output.write_file(link, "new")
+    atomic.write_file(link, "new")
     assert link.is_symlink() and real.read_text() == "new" and _mode(real) == 0o640
     dangling = tmp_path / "next.json"
     dangling.symlink_to(tmp_path / "data" / "next-real.json")
-    output.write_file(dangling, "made")
+    atomic.write_file(dangling, "made")
     assert dangling.is_symlink() and (tmp_path / "data" / "next-real.json").read_text() == "made"
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["next-real.json", "vectors.json"]
 
 
 def test_devices_and_pipes_are_written_to_directly(tmp_path):
     # devices are never written here: under root, a regression would replace /dev/null itself
-    assert output.is_stream("/dev/null") and output.is_stream("/dev/stdout")
-    assert not output.is_stream(tmp_path) and not output.is_stream(tmp_path / "new.json")
+    assert atomic.is_stream("/dev/null") and atomic.is_stream("/dev/stdout")
+    assert not atomic.is_stream(tmp_path) and not atomic.is_stream(tmp_path / "new.json")
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
-    output.write_file(fifo, b"streamed")
+    atomic.write_file(fifo, b"streamed")
     reader.join(timeout=30)
     assert received == [b"streamed"] and sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_proc_self_fd_names_the_open_stdout(tmp_path):
-    script = "from bindcli import output; output.write_file('/proc/self/fd/1', 'to stdout\\n')"
+    script = "from bindcli._util import atomic; atomic.write_file('/proc/self/fd/1', 'to stdout\\n')"
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(Path(output.__file__).parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(atomic.__file__).parents[2])},
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "to stdout\n", "")
 
@@ -171,7 +171,7 @@ def test_proc_self_fd_names_the_open_stdout(tmp_path):
 def test_files_written_together_land_together_or_not_at_all(tmp_path):
     (tmp_path / "taken.json").mkdir()  # the second file cannot be put in place
     with pytest.raises(OutputError):
-        output.write_files([(tmp_path / "taken", b"array"), (tmp_path / "taken.json", "{}")])
+        atomic.write_files([(tmp_path / "taken", b"array"), (tmp_path / "taken.json", "{}")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json"]
 
 

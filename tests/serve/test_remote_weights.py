@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli_support import FIXTURES, MEDIA, bind, jsonl, media
-from test_serve import Served, assert_close_json, request, start
+from test_serve import Served, assert_close_json, metric, request, start
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers
 
@@ -72,6 +72,19 @@ def test_embed_and_compare_take_the_model_from_the_server(server, no_weights):
                     in served.stderr)
             here = bind(*args, "--no-server")
             assert_close_json(json.loads(served.stdout), json.loads(here.stdout))
+
+
+def test_a_run_asks_the_server_once_and_says_so_once(server, no_weights):
+    """With or without local weights, `--server` is probed with one `GET /v1/models` per run
+    and one note says what was chosen (without weights it was asked, and noted, twice)."""
+    asked = 'bind_requests_total{route="/v1/models",status="200"}'
+    where = f"unix:{server.sock}"
+    for env in (no_weights, None):
+        before = metric(server, asked)
+        done = bind("compare", IMG, WAV, "-f", "json", "--server", where, env=env)
+        assert done.exit_code == 0, done.stderr
+        assert metric(server, asked) - before == 1
+        assert done.stderr.count(f"served at {where}") == 1, done.stderr
 
 
 def test_a_json_config_without_a_download_url_takes_the_model_from_the_server(server, no_weights):

@@ -511,7 +511,7 @@ def test_other_relayed_warnings_are_notes_naming_the_input_as_in_process(capsys)
     -q; the decompression-bomb warning dropped, as the CLI drops it in-process."""
     import threading
 
-    from bindcli.output import Output
+    from bindcli.cli.output import Output
     from bindcli.embed.remote import _warn
     from bindcli.embed.inputs import Input
     from bindcli.serve.caught import caught

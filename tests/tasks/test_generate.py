@@ -149,7 +149,7 @@ def test_writes_a_png_that_records_how_it_was_made(unclip, tmp_path):
 
 
 def test_same_seed_same_image_and_each_of_n_is_its_own_seed(unclip, tmp_path, monkeypatch):
-    from bindcli.output import Output
+    from bindcli.cli.output import Output
 
     bars = []
 

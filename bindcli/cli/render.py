@@ -1,7 +1,7 @@
-"""CLI plumbing that several commands share: the collection-file options, the ranked-hits
-table, and how a record (collection or cache info) is shown.
+"""How results print: `--format` with `auto` decided, ranked hits, records (a collection's,
+the cache's, a checkpoint's) and the names of inputs in a table.
 
-Command modules import from here and from `common`, never from each other.
+Tables for people at a terminal, the machine formats (`bindcli._util.formats`) for scripts.
 """
 
 from __future__ import annotations
@@ -11,85 +11,29 @@ import enum
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from bindcli import output
-from bindcli.cli.common import Run, pick_format
-from bindcli.errors import StoreError, UsageError
-from bindcli.output import Output
+from bindcli.cli.output import Output
+from bindcli._util import formats
 from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.collections.store import CollectionRecord, Compaction, Hit, Store
+    from bindcli.cli.run import Run
+    from bindcli.collections.store import Compaction, Hit
+    from bindcli.embed.stages import Embedding
 
-DB_OPTION = Annotated[Optional[Path], typer.Option(
-    "--db", metavar="FILE", dir_okay=False, show_default=False,
-    help="Collection file. Default: $BIND_DATA_DIR/bind.sqlite3, else "
-    "$XDG_DATA_HOME/bind/bind.sqlite3, else ~/.local/share/bind/bind.sqlite3.",
-)]
-COLLECTION_OPTION = Annotated[str, typer.Option(
-    "--collection", "-c", metavar="NAME", help="Which collection in the file.",
-)]
-DEFAULT_COLLECTION = "default"
-#: a query expression as a command's arguments, in `bind arith`'s syntax (`bindcli.query`)
-QUERY_TERMS = Annotated[Optional[list[str]], typer.Argument(
-    metavar="TERM [+|- TERM]...", show_default=False,
-    help="Files combined with + and - (separate words); weight a term as 0.5:file.jpg. "
-    "Put -- before a term that starts with '-'.",
-)]
-QUERY_TEXT = Annotated[Optional[list[str]], typer.Option(
-    "--text", "-t", show_default=False,
-    help="A text query term; 'W:text' weights it, a negative W subtracts (repeatable).",
-)]
-TOP_K_OPTION = Annotated[int, typer.Option(
-    "--top-k", "-k", min=0, help="Results to show (0: all).",
-)]
+Format = TypeVar("Format", bound=enum.Enum)
 
 
-class VectorType(str, enum.Enum):
-    """How a new collection stores its vectors (`store.DTYPES`)."""
-
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-
-
-def check_templates(templates: Sequence[str], param_hint: str = "--template", source: str | None = None) -> None:
-    """`zeroshot.check_templates` as a bad-parameter error on the option they came from
-    (`source`: the file they were read from, named in the message)."""
-    from bindcli.zeroshot import check_templates as check
-
-    try:
-        check(templates)
-    except UsageError as exc:
-        raise typer.BadParameter(f"{source}: {exc}" if source else str(exc), param_hint=param_hint) from None
-
-
-def open_store(db: Path | None, *, create: bool = True) -> "Store":
-    """The collection file named by --db, else the default one. Commands that only read pass
-    `create=False`: a missing file is then an error naming it, and no file is made (a typo in
-    --db must not leave an empty collection file behind)."""
-    from bindcli._util.folders import default_db_path
-    from bindcli.collections.store import Store
-
-    path = db or default_db_path()
-    if not create and not path.expanduser().exists():
-        raise StoreError(f"{path_text(path)}: no such collection file (`bind index` creates it)")
-    return Store(path)
-
-
-def store_exists(db: Path | None) -> bool:
-    """Whether the collection file named by --db (else the default one) exists yet: where it
-    does not, a listing is empty rather than an error."""
-    from bindcli._util.folders import default_db_path
-
-    return (db or default_db_path()).expanduser().exists()
-
-
-def wanted(top_k: int, store: "Store", collection: "CollectionRecord") -> int:
-    """How many results `-k` asks of `collection`: 0 means all of its files."""
-    return top_k or max(1, sum(store.counts(collection).values()))
+def resolved(fmt: Format, out: Output, machine: Format) -> Format:
+    """A `--format` with `auto` decided, the same for every command: a table for a person at
+    a terminal (stdout itself), else `machine`, the command's machine format. Every format
+    enum has `auto` and `table`."""
+    if fmt.value != "auto":
+        return fmt
+    return type(fmt)("table") if out.stdout_is_terminal else machine
 
 
 class HitsFormat(str, enum.Enum):
@@ -101,19 +45,19 @@ class HitsFormat(str, enum.Enum):
     PATHS = "paths"
 
 
-def show_hits(run: Run, hits: "list[Hit]", fmt: str, queries: Sequence[int] | None = None) -> None:
+def show_hits(run: "Run", hits: "list[Hit]", fmt: HitsFormat, queries: Sequence[int] | None = None) -> None:
     """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths; with
     `queries` (the query row of each hit, for a batch) JSONL records and the table lead
     with it."""
-    fmt = pick_format(fmt, run.out, HitsFormat.JSONL.value)
-    if fmt == HitsFormat.PATHS.value:
+    fmt = resolved(fmt, run.out, HitsFormat.JSONL)
+    if fmt is HitsFormat.PATHS:
         run.out.binary(b"".join(os.fsencode(h.path) + b"\n" for h in hits))  # as `find` prints
         return
     rows = queries if queries is not None else [None] * len(hits)
-    if fmt == HitsFormat.JSONL.value:
+    if fmt is HitsFormat.JSONL:
         from bindcli.vectors import printed
 
-        run.out.text(output.jsonl(
+        run.out.text(formats.jsonl(
             {**({} if row is None else {"query": row}), "path": path_text(h.path), "modality": h.kind,
              "score": printed(h.score)}
             for row, h in zip(rows, hits)
@@ -168,11 +112,6 @@ FORMAT_OPTION = Annotated[InfoFormat, typer.Option(
 )]
 
 
-def chosen(fmt: InfoFormat, out: Output, machine: InfoFormat = InfoFormat.JSON) -> InfoFormat:
-    """`fmt`, with `auto` decided: a table for a person at a terminal, else `machine`."""
-    return InfoFormat(pick_format(fmt.value, out, machine.value))
-
-
 def when(timestamp: float | None) -> str | None:
     """A Unix time as local ISO 8601 to the second (None stays None)."""
     if timestamp is None:
@@ -183,8 +122,8 @@ def when(timestamp: float | None) -> str | None:
 def show_record(out: Output, info: dict, fmt: InfoFormat, shown: dict[str, str] | None = None) -> None:
     """`info` as one JSON object, or for a person as a two-column table: `*_bytes` values
     readable (kB, MB), dicts as `key n, ...`, and `shown` replacing the text of some values."""
-    if chosen(fmt, out) is not InfoFormat.TABLE:
-        out.text(output.json_text(info))
+    if resolved(fmt, out, InfoFormat.JSON) is not InfoFormat.TABLE:
+        out.text(formats.json_text(info))
         return
     from rich.filesize import decimal
     from rich.markup import escape
@@ -210,3 +149,18 @@ def compaction_text(done: "Compaction") -> str:
         f"compacted the file from {decimal(done.before)} to {decimal(done.after)} "
         f"({decimal(max(done.reclaimed, 0))} reclaimed)"
     )
+
+
+def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:
+    """How inputs are named in a table: file names when those are unambiguous (long paths
+    would crowd the columns out), else the paths as given; texts in quotes. Escaped, so a `[`
+    in a file name is not read as Rich markup."""
+    from rich.markup import escape
+
+    inputs = [e.input for e in embeddings]
+    names = [Path(i.source).name for i in inputs if not i.literal]
+    short = len(set(names)) == len(names)
+    return [
+        escape(path_text(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source))
+        for i in inputs
+    ]
