@@ -68,7 +68,7 @@ def index(
     outputs: list[Path] = []  # bind's own vectors under PATH: never inputs
     with open_store(db) as store, contextlib.ExitStack() as bar:
         coll = Collection.open(
-            store, collection, lambda: run.embedder, model=run.model, options=run.media_options,
+            store, collection, lambda: run.embedder, model=run.model, options=run.common.media_options,
             vectors=vectors.value,
         )
         advance: list[Callable[..., None]] = []

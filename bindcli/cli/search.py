@@ -97,7 +97,7 @@ def search(
         if vector:
             vectors, owns, rows = coll.read_queries(vector), None, None
         else:
-            coll.check_model(run.model, run.media_options)
+            coll.check_model(run.model, run.common.media_options)
             vectors, owns, rows = _embedded(run, queries)
             if not rows:
                 return  # each failed term is named on stderr (exit 1)
