@@ -19,8 +19,8 @@ from typing import Any
 
 from bindcli import __version__, weights
 from bindcli._util import folders
-from bindcli.errors import WeightsError
 from bindcli._util.hashing import Progress
+from bindcli.errors import WeightsError
 
 #: the packages whose versions decide how inputs decode and models run, by the names people
 #: know them by, and their distribution names

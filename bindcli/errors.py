@@ -17,7 +17,8 @@ from pathlib import Path
 
 # the base and the unwritable file are defined in `_util.failure`, so that atomic writes can
 # raise them; this module is where they are taken from
-from bindcli._util.failure import BindError as BindError, OutputError as OutputError  # noqa: F401
+from bindcli._util.failure import BindError as BindError  # noqa: F401
+from bindcli._util.failure import OutputError as OutputError
 from bindcli._util.paths import path_text
 
 

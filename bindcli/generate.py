@@ -142,7 +142,9 @@ def locate_model(model: str = DEFAULT_MODEL, *, progress: bool = True) -> Path:
         return folder
     from diffusers import StableUnCLIPImg2ImgPipeline
     from huggingface_hub.utils import (
-        are_progress_bars_disabled, disable_progress_bars, enable_progress_bars,
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
     )
 
     offline = offline_var()

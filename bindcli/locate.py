@@ -8,7 +8,7 @@ come from a proposal source: a multi-scale grid of windows by default, or any de
 boxes; a mask generator (Segment Anything) is a later proposal source whose masks would blank
 what lies outside the object inside its box.
 
-Imports: bindcli.errors, bindcli.vectors, bindcli.media, bindcli.embed.
+Imports: bindcli._util, bindcli.errors, bindcli.vectors, bindcli.media, bindcli.embed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bindcli._util.chunks import batched
 from bindcli.errors import InputError, UsageError
 from bindcli.vectors import normalise
 
@@ -252,8 +253,7 @@ class Scorer:
 
         todo = [b for b in dict.fromkeys(boxes) if b not in self.scores]
         size = self.embedder.batch_size
-        for start in range(0, len(todo), size):
-            chunk = todo[start : start + size]
+        for chunk in batched(todo, size):
             tensors = [vision_tensor(region(self.img, b, self.mode)) for b in chunk]
             vectors = normalise(self.embedder.encoder.encode("vision", tensors))
             self.scores.update(zip(chunk, (float(s) for s in vectors @ self.query)))

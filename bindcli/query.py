@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from bindcli.errors import InputError, QueryError
 from bindcli._util.paths import canonical
+from bindcli.errors import InputError, QueryError
 from bindcli.vectors import combine
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.modality import Kind
+    from bindcli.embed.embedder import Embedder
     from bindcli.embed.inputs import Input
     from bindcli.embed.stages import Embedding
-    from bindcli.embed.embedder import Embedder
+    from bindcli.modality import Kind
 
 OPERATORS = {"+": 1.0, "-": -1.0}
 #: `W:` then a character that is no space and no digit; `nan` and `inf` are caught to refuse them

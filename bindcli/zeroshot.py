@@ -25,8 +25,8 @@ from bindcli.modality import Kind
 from bindcli.vectors import normalise, softmax_rows, top_k
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.embed.stages import Embedding
     from bindcli.embed.embedder import Embedder
+    from bindcli.embed.stages import Embedding
 
 
 class LabelScore(NamedTuple):

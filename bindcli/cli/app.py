@@ -15,11 +15,21 @@ from typer.core import TyperOption
 
 from bindcli import __version__
 from bindcli.cli import (
-    arith, cache, classify, collections, compare, doctor, embed, generate, index, locate, search,
+    arith,
+    cache,
+    classify,
+    collections,
+    compare,
+    doctor,
+    embed,
+    generate,
+    index,
+    locate,
+    search,
     serve,
 )
-from bindcli.cli.options import guarded
 from bindcli.cli.eval import eval_
+from bindcli.cli.options import guarded
 from bindcli.cli.weights import app as weights_app
 
 app = typer.Typer(

@@ -18,14 +18,21 @@ import typer
 
 from bindcli._util import atomic, formats
 from bindcli.cli.options import (
-    DB_OPTION, QUERY_TERMS, QUERY_TEXT, TOP_K_OPTION, command, open_store, store_exists, wanted,
+    DB_OPTION,
+    QUERY_TERMS,
+    QUERY_TEXT,
+    TOP_K_OPTION,
+    command,
+    open_store,
+    store_exists,
+    wanted,
 )
 from bindcli.cli.render import HitsFormat, show_hits
 from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.query import Query
     from bindcli.collections.store import CollectionRecord
+    from bindcli.query import Query
 
 
 @command
@@ -64,9 +71,9 @@ def arith(
     """
     import numpy as np
 
-    from bindcli.query import Query
-    from bindcli.collections.store import Hit
     from bindcli.collections.nearest import index_for
+    from bindcli.collections.store import Hit
+    from bindcli.query import Query
 
     parsed = Query.parse(expression or [], text or [])
     inputs = parsed.inputs(run.common.as_kind)

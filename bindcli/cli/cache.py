@@ -13,10 +13,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from bindcli.cli.options import DB_OPTION, guarded, open_store, store_exists
-from bindcli.cli.render import FORMAT_OPTION, InfoFormat, compaction_text, show_record, when
 from bindcli._util.folders import default_db_path
+from bindcli.cli.options import DB_OPTION, guarded, open_store, store_exists
 from bindcli.cli.output import Output
+from bindcli.cli.render import FORMAT_OPTION, InfoFormat, compaction_text, show_record, when
 
 SECONDS_PER_DAY = 86400
 

@@ -12,12 +12,17 @@ from typing import Annotated
 import typer
 
 from bindcli._util import formats
-from bindcli.cli.options import DB_OPTION, VectorType, guarded, open_store, store_exists
-from bindcli.cli.render import (
-    FORMAT_OPTION, InfoFormat, compaction_text, resolved, show_record, when,
-)
 from bindcli._util.folders import default_db_path
+from bindcli.cli.options import DB_OPTION, VectorType, guarded, open_store, store_exists
 from bindcli.cli.output import Output
+from bindcli.cli.render import (
+    FORMAT_OPTION,
+    InfoFormat,
+    compaction_text,
+    resolved,
+    show_record,
+    when,
+)
 
 app = typer.Typer(
     name="collections",

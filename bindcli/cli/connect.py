@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from bindcli.cli.output import Output
 from bindcli._util.paths import path_text
+from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.cli.options import Common

@@ -9,8 +9,8 @@ import typer
 
 from bindcli._util import formats
 from bindcli.cli.options import ModelConfigOption
-from bindcli.cli.render import FORMAT_OPTION, InfoFormat, resolved
 from bindcli.cli.output import Output
+from bindcli.cli.render import FORMAT_OPTION, InfoFormat, resolved
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.doctor import Report

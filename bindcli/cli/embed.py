@@ -10,14 +10,20 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import atomic, formats
+from bindcli._util.paths import path_text
+from bindcli.cli.engine import (
+    ADDRESS_OPTION,
+    CPUS_OPTION,
+    ENGINE_OPTION,
+    GPUS_OPTION,
+    WORKERS_OPTION,
+    EngineName,
+    refuse_uris,
+    use_engine,
+)
 from bindcli.cli.options import command
 from bindcli.cli.render import resolved, table_labels
 from bindcli.cli.run import Run
-from bindcli.cli.engine import (
-    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName,
-    refuse_uris, use_engine,
-)
-from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -189,9 +195,8 @@ def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarra
 
 def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[str] | None = None) -> dict:
     """What a stacked array or a folder of vectors needs to be read later without guessing."""
-    from bindcli.media import PREPROCESSING_VERSION
-
     from bindcli.collections import manifest
+    from bindcli.media import PREPROCESSING_VERSION
 
     embedder = run.embedder
     names = files or [None] * len(embeddings)

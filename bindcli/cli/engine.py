@@ -16,8 +16,8 @@ import typer
 from rich.markup import escape
 
 from bindcli._util import extras
-from bindcli.errors import UsageError
 from bindcli._util.paths import is_uri, path_text
+from bindcli.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.cli.run import Run

@@ -90,8 +90,7 @@ def eval_(
       bind eval --preset esc50 ESC-50-master/
       bind eval --preset nyu-d nyu/ --limit 50
     """
-    from bindcli.eval import accuracy
-    from bindcli.eval import presets
+    from bindcli.eval import accuracy, presets
     from bindcli.vectors import printed
 
     if template and templates is not None:

@@ -9,15 +9,26 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from bindcli._util.paths import path_text
+from bindcli.cli.engine import (
+    ADDRESS_OPTION,
+    CPUS_OPTION,
+    ENGINE_OPTION,
+    GPUS_OPTION,
+    WORKERS_OPTION,
+    EngineName,
+    refuse_uris,
+    use_engine,
+)
 from bindcli.cli.options import (
-    COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, VectorType, command, open_store,
+    COLLECTION_OPTION,
+    DB_OPTION,
+    DEFAULT_COLLECTION,
+    VectorType,
+    command,
+    open_store,
 )
 from bindcli.cli.run import Run
-from bindcli.cli.engine import (
-    ADDRESS_OPTION, CPUS_OPTION, ENGINE_OPTION, GPUS_OPTION, WORKERS_OPTION, EngineName,
-    refuse_uris, use_engine,
-)
-from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.ingest import Report

@@ -93,7 +93,8 @@ def locate(
       bind locate park.jpg --text "a dog" --query "- 0.5:grass.jpg" --heatmap heat.png
       bind locate shots/*.jpg --query bark.wav --proposals boxes.json -f json
     """
-    from bindcli.locate import locate as find, read_proposals
+    from bindcli.locate import locate as find
+    from bindcli.locate import read_proposals
     from bindcli.media.image import open_image
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from bindcli._util.paths import path_text
 from bindcli.cli.output import Output
 from bindcli.cli.run import Run
 from bindcli.errors import BindError, QueryError, StoreError, UsageError
 from bindcli.modality import Kind
 from bindcli.model.placement import Precision
-from bindcli._util.paths import path_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.store import CollectionRecord, Store

@@ -16,9 +16,9 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from bindcli.errors import InputError, InputWarning, input_being_loaded
 from bindcli._util.hashing import Progress
 from bindcli._util.paths import path_text
+from bindcli.errors import InputError, InputWarning, input_being_loaded
 
 
 class Output:
@@ -107,9 +107,15 @@ class Output:
         if self.quiet or not self.err.is_terminal:
             yield lambda name, done, total: None
             return
-        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TaskID,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
         from rich.progress import Progress as Bar
-        from rich.progress import TaskID, TransferSpeedColumn
 
         bar = Bar(
             TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from bindcli.cli.output import Output
 from bindcli._util import formats
 from bindcli._util.paths import path_text
+from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.cli.run import Run

@@ -23,13 +23,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from bindcli.cli.options import Common
-    from bindcli.errors import WeightsNotDownloaded
-    from bindcli.query import Query
-    from bindcli.embed.remote import RemoteEmbedder
     from bindcli.embed.embedder import Embedder
     from bindcli.embed.identity import Model
     from bindcli.embed.inputs import Input
+    from bindcli.embed.remote import RemoteEmbedder
     from bindcli.embed.stages import Embedding
+    from bindcli.errors import WeightsNotDownloaded
+    from bindcli.query import Query
 
 
 def read_path_list(stream: Iterable[str] | None = None) -> list[str]:
@@ -84,8 +84,8 @@ class Run:
         to check a collection's model or compute cache keys' ids. Weights not downloaded yet
         are not, while a server answers: the model is then the server's (`server`)."""
         if self._model is None:
-            from bindcli.errors import WeightsNotDownloaded
             from bindcli.embed.identity import Model
+            from bindcli.errors import WeightsNotDownloaded
 
             c = self.common
             try:

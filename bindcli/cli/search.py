@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli.cli.options import COLLECTION_OPTION, DB_OPTION, DEFAULT_COLLECTION, TOP_K_OPTION, command, open_store
+from bindcli._util.paths import canonical
+from bindcli.cli.options import (
+    COLLECTION_OPTION,
+    DB_OPTION,
+    DEFAULT_COLLECTION,
+    TOP_K_OPTION,
+    command,
+    open_store,
+)
 from bindcli.cli.render import HitsFormat, show_hits
 from bindcli.cli.run import Run
 from bindcli.modality import Kind
-from bindcli._util.paths import canonical
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

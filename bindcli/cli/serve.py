@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from bindcli._util import extras
 from bindcli.cli.options import command
 from bindcli.cli.run import Run
-from bindcli._util import extras
 from bindcli.errors import UsageError
 from bindcli.modality import TOWERS
 

@@ -16,9 +16,9 @@ import typer
 from bindcli import weights
 from bindcli._util import formats
 from bindcli.cli.options import ModelConfigOption, guarded
+from bindcli.cli.output import Output
 from bindcli.cli.render import FORMAT_OPTION, InfoFormat, resolved, show_record
 from bindcli.errors import OutputError, WeightsError
-from bindcli.cli.output import Output
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.model.config import ModelConfig

@@ -33,14 +33,23 @@ from pathlib import Path
 
 import numpy as np
 
-from bindcli.collections._matrix import (
-    DEAD, HEADER_BYTES, Matrix, aligned, belongs, header_bytes, index_dir, map_file,
-    remove_leftovers, writer_lock,
-)
 from bindcli._util import extras
-from bindcli.errors import UsageError
 from bindcli._util.atomic import atomic_path
+from bindcli._util.chunks import batched, spans
+from bindcli.collections._matrix import (
+    DEAD,
+    HEADER_BYTES,
+    Matrix,
+    aligned,
+    belongs,
+    header_bytes,
+    index_dir,
+    map_file,
+    remove_leftovers,
+    writer_lock,
+)
 from bindcli.collections.store import DTYPES, CollectionRecord, Store
+from bindcli.errors import UsageError
 
 MAGIC = b"BINDIVF1"
 FORMAT = 1
@@ -178,8 +187,8 @@ def _train(matrix: Matrix, live: np.ndarray, count: int) -> np.ndarray:
     take = min(len(live), count * TRAIN_PER_LIST)
     sample = np.sort(rng.choice(live, take, replace=False)) if take < len(live) else live
     points = np.empty((len(sample), matrix.dims), dtype=np.float32)  # widened a chunk at a time
-    for start in range(0, len(sample), _CHUNK_ROWS):
-        points[start : start + _CHUNK_ROWS] = matrix.vectors[sample[start : start + _CHUNK_ROWS]]
+    for start, stop in spans(len(sample), _CHUNK_ROWS):
+        points[start:stop] = matrix.vectors[sample[start:stop]]
     kmeans = faiss.Kmeans(
         matrix.dims, count, niter=TRAIN_ITERATIONS, spherical=True, seed=1234, verbose=False,
         max_points_per_centroid=TRAIN_PER_LIST,
@@ -194,9 +203,9 @@ def nearest_list(centres: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> 
     about `_SCORES_BYTES`."""
     out = np.empty(len(rows), dtype=np.int64)
     step = max(1, _SCORES_BYTES // (4 * len(centres)))
-    for start in range(0, len(rows), step):
-        block = np.asarray(vectors[rows[start : start + step]], dtype=np.float32)
-        out[start : start + len(block)] = np.argmax(block @ centres.T, axis=1)
+    for start, stop in spans(len(rows), step):
+        block = np.asarray(vectors[rows[start:stop]], dtype=np.float32)
+        out[start:stop] = np.argmax(block @ centres.T, axis=1)
     return out
 
 
@@ -251,8 +260,7 @@ def _write(
             sections[name], offset = start, start + len(data)
         sections["vectors"] = aligned(offset)
         f.write(b"\0" * (sections["vectors"] - offset))
-        for start in range(0, len(order), _CHUNK_ROWS):
-            part = order[start : start + _CHUNK_ROWS]
+        for part in batched(order, _CHUNK_ROWS):
             block = np.empty((len(part), matrix.dims), dtype=dtype)
             for i, (vectors, _) in enumerate(sources):
                 mine = source[part] == i

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bindcli.errors import OutputError
 from bindcli._util.atomic import atomic_path
 from bindcli.collections.store import DTYPES, CollectionRecord, Store
+from bindcli.errors import OutputError
 
 MAGIC = b"BINDVEC1"
 FORMAT = 1

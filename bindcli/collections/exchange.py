@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from bindcli._util import atomic, formats
-from bindcli.errors import InputError, StoreError
-from bindcli.modality import Kind
+from bindcli._util.chunks import spans
 from bindcli._util.paths import path_from_text
 from bindcli.collections import manifest as manifests
 from bindcli.collections.store import DTYPES, CollectionRecord, Item, Store
+from bindcli.errors import InputError, StoreError
+from bindcli.modality import Kind
 
 _BATCH = 4096
 
@@ -82,11 +83,11 @@ def import_pair(
     with store.transaction():
         if collection is None:
             collection = store.create_collection(name, manifest["model"], f"imported [{manifest['model'][:12]}]", dtype)
-        for start in range(0, len(rows), _BATCH):
-            block = np.asarray(vectors[start : start + _BATCH], dtype=np.float32)
+        for start, stop in spans(len(rows), _BATCH):
+            block = np.asarray(vectors[start:stop], dtype=np.float32)
             store.put_items(collection, [
                 Item(path_from_text(row["input"]), row["modality"], 0, 0, str(row.get("sha256") or ""), vector)
-                for row, vector in zip(rows[start : start + _BATCH], block)
+                for row, vector in zip(rows[start:stop], block)
             ])
     from bindcli.collections.nearest import update_index_files
 

@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindcli.errors import InputError, UnlistedRoot
-from bindcli.modality import EXTENSIONS, Kind, detect
+from bindcli._util.chunks import batched
+from bindcli._util.paths import canonical, is_uri
+from bindcli.collections.manifest import written_by_bind
+from bindcli.collections.nearest import update_index_files
+from bindcli.collections.store import CollectionRecord, Item, Store
 from bindcli.embed.inputs import Input
 from bindcli.embed.object_store import ObjectFile, listing
 from bindcli.embed.stages import digests
-from bindcli._util.paths import canonical, is_uri
-from bindcli.collections.manifest import written_by_bind
-from bindcli.collections.store import CollectionRecord, Item, Store
-from bindcli.collections.nearest import update_index_files
+from bindcli.errors import InputError, UnlistedRoot
+from bindcli.modality import EXTENSIONS, Kind, detect
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.embedder import BaseEmbedder
@@ -228,8 +229,8 @@ def index(
         (objects if isinstance(path, ObjectFile) else pending).append((path, kind, stat))
     commit = _Committer(store, collection, batch_size, seen, lambda: on_progress(report))
     waiting: dict[tuple[str, str], list[tuple[Path, os.stat_result]]] = {}
-    for start in range(0, len(pending), batch_size):
-        hashed = _hash(pending[start : start + batch_size], report)
+    for part in batched(pending, batch_size):
+        hashed = _hash(part, report)
         vectors = store.vectors_by_content(collection, {(h, k.value) for _, k, _, h in hashed})
         for path, kind, stat, sha in hashed:
             content = (sha, kind.value)

@@ -23,12 +23,13 @@ from typing import Protocol
 
 import numpy as np
 
-from bindcli.collections import _ivf
 from bindcli._util import extras
-from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state, update_matrix
-from bindcli.errors import OutputError, UsageError
+from bindcli._util.chunks import spans
+from bindcli.collections import _ivf
 from bindcli.collections._ivf import Lists, probes_for
+from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state, update_matrix
 from bindcli.collections.store import CollectionRecord, Hit, Store
+from bindcli.errors import OutputError, UsageError
 from bindcli.vectors import at_least, normalise
 
 try:  # numkong's SIMD float16 kernels (the `index` extra): loaded with this module, which only
@@ -94,10 +95,6 @@ def _widen(part: np.ndarray, out: np.ndarray) -> None:
         _simd.astype(part, "float32", out=out)
 
 
-def _chunks(rows: int) -> list[tuple[int, int]]:
-    return [(start, min(start + _CHUNK_ROWS, rows)) for start in range(0, rows, _CHUNK_ROWS)]
-
-
 def _top_one_float16(
     vectors: np.ndarray, query: np.ndarray, k: int, keep: np.ndarray | None,
     spans: list[tuple[int, int]],
@@ -161,11 +158,10 @@ def _scores(block: np.ndarray, queries: np.ndarray, buffer: np.ndarray | None) -
     if block.dtype == np.float32:
         return block @ queries.T
     scores = np.empty((len(block), len(queries)), dtype=np.float32)
-    for start in range(0, len(block), len(buffer)):
-        part = block[start : start + len(buffer)]
-        wide = buffer[: len(part)]
-        _widen(part, wide)
-        np.matmul(wide, queries.T, out=scores[start : start + len(part)])
+    for start, stop in spans(len(block), len(buffer)):
+        wide = buffer[: stop - start]
+        _widen(block[start:stop], wide)
+        np.matmul(wide, queries.T, out=scores[start:stop])
     return scores
 
 
@@ -176,12 +172,12 @@ def exact_top(
     a row that fell short (fewer than k kept) has score -inf."""
     n = len(vectors)
     if _simd is not None and vectors.dtype == np.float16 and len(queries) == 1:
-        return _top_one_float16(vectors, queries[0], k, keep, _chunks(n))
+        return _top_one_float16(vectors, queries[0], k, keep, list(spans(n, _CHUNK_ROWS)))
     rows = np.empty((len(queries), 0), dtype=np.int64)
     scores = np.empty((len(queries), 0), dtype=np.float32)
     buffer = _buffer(vectors, n)
-    for start in range(0, n, _CHUNK_ROWS):
-        chunk = _scores(vectors[start : start + _CHUNK_ROWS], queries, buffer)
+    for start, stop in spans(n, _CHUNK_ROWS):
+        chunk = _scores(vectors[start:stop], queries, buffer)
         if keep is not None:
             chunk[~keep[start : start + len(chunk)]] = -np.inf
         kk = min(k, len(chunk))

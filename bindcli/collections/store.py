@@ -20,9 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from bindcli._util.chunks import batched
+from bindcli._util.paths import path_text
 from bindcli.embed.identity import CacheKey
 from bindcli.errors import StoreError
-from bindcli._util.paths import path_text
 from bindcli.vectors import normalise
 
 #: vector BLOB encodings, by the name stored in `collections.dtype`
@@ -463,7 +464,7 @@ class Store:
         """Vectors already in the collection for these (sha256, kind): renames, duplicates."""
         wanted = set(contents)
         found: dict[tuple[str, str], np.ndarray] = {}
-        for chunk in _chunks(sorted({sha for sha, _ in wanted}), 500):
+        for chunk in batched(sorted({sha for sha, _ in wanted}), 500):
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
                 f"SELECT sha256, kind, vector FROM items "
@@ -628,7 +629,3 @@ class Store:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return Compaction(before, self.file_bytes())
 
-
-def _chunks(values: list, size: int) -> Iterator[list]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bindcli.errors import InputError, UnlistedRoot
 from bindcli._util.hashing import BLOCK
 from bindcli._util.paths import canonical, is_uri
+from bindcli.errors import InputError, UnlistedRoot
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyarrow.fs import FileInfo, FileSystem
@@ -52,8 +52,7 @@ class ObjectFile:
 def filesystem(uri: str) -> "tuple[FileSystem, str]":
     """The filesystem `uri` names and the path within it: pyarrow's own (S3, GCS, HDFS, Azure,
     local), else fsspec's for the scheme, as a pyarrow filesystem."""
-    from pyarrow import ArrowInvalid
-    from pyarrow import fs
+    from pyarrow import ArrowInvalid, fs
 
     try:
         return fs.FileSystem.from_uri(uri)

@@ -25,21 +25,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bindcli._util import extras
-from bindcli.errors import BindError, InputError, UsageError
-from bindcli.modality import Kind
-from bindcli.embed.object_store import worker_environment
+from bindcli._util.chunks import batched
 from bindcli._util.paths import is_uri
 from bindcli.embed import stages
 from bindcli.embed.embedder import BaseEmbedder, Embedder
 from bindcli.embed.identity import loading_options
 from bindcli.embed.inputs import Input
+from bindcli.embed.object_store import worker_environment
 from bindcli.embed.stages import Embedding
+from bindcli.errors import BindError, InputError, UsageError
+from bindcli.modality import Kind
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.embed.identity import Model
     from bindcli.media.options import MediaOptions
     from bindcli.model.config import ModelConfig
     from bindcli.model.placement import Placement
-    from bindcli.embed.identity import Model
 
 
 def import_ray():  # noqa: ANN201 - the module, or a UsageError naming the install
@@ -141,8 +142,7 @@ class Encode:
             tensor = torch.from_numpy(np.load(io.BytesIO(blob)))
             groups.setdefault(stages.batch_key(Kind(kind), tensor), []).append((slot, tensor))
         for key, rows in groups.items():
-            for start in range(0, len(rows), embedder.batch_size):
-                chunk = rows[start : start + embedder.batch_size]
+            for chunk in batched(rows, embedder.batch_size):
                 out = stages.encode(embedder.encoder, key, [t for _, t in chunk])  # type: ignore[misc]
                 vectors.update((slot, v.tobytes()) for (slot, _), v in zip(chunk, out))
         n = len(slots)

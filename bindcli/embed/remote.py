@@ -28,18 +28,19 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from bindcli.errors import BindError, InputError, InputWarning, UsageError, attributed_to
+import bindcli.serve.protocol as protocol
+from bindcli._util.chunks import batched
 from bindcli._util.paths import is_uri
+from bindcli.embed.embedder import BaseEmbedder
 from bindcli.embed.identity import Model, config_id
 from bindcli.embed.stages import LOCAL_URI, Embedding
-from bindcli.embed.embedder import BaseEmbedder
-import bindcli.serve.protocol as protocol
+from bindcli.errors import BindError, InputError, InputWarning, UsageError, attributed_to
 from bindcli.serve.protocol import is_loopback
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.embed.inputs import Input
     from bindcli.media.options import MediaOptions
     from bindcli.model.config import ModelConfig
-    from bindcli.embed.inputs import Input
 
 #: inputs per request: enough to fill the server's batches, small enough to stream results
 CHUNK = 32
@@ -301,7 +302,7 @@ class RemoteEmbedder(BaseEmbedder):
         """Each chunk's results as the server answers it (known hashes are not needed: the
         server hashes what it reads)."""
         inputs = [(i, x) for i, x, _ in todo]
-        chunks = [inputs[s : s + CHUNK] for s in range(0, len(inputs), CHUNK)]
+        chunks = list(batched(inputs, CHUNK))
         clients: dict[int, Client] = {}
 
         def ask(chunk: list[tuple[int, "Input"]]) -> list[tuple[int, "Embedding | InputError"]]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
+from bindcli._util.chunks import batched
 from bindcli._util.hashing import sha256_file, sha256_text
 from bindcli._util.paths import is_uri
 from bindcli.embed.identity import CacheKey
@@ -131,8 +132,7 @@ def prepare_many(
 
     texts = [n for n, inp in enumerate(inputs) if inp.literal]
     step = texts_at_once or max(1, len(texts))
-    for start in range(0, len(texts), step):
-        part = texts[start : start + step]
+    for part in batched(texts, step):
         yield from zip(part, media.tokenize([inputs[n].source for n in part]))
     files = [n for n, inp in enumerate(inputs) if not inp.literal]
     loaded = media.load_many(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bindcli._util.chunks import batched
 from bindcli.errors import InputError, UsageError
 from bindcli.modality import Kind
 from bindcli.vectors import top_k
@@ -252,8 +253,7 @@ def class_directions(
 
     names = [n for ns in dataset.classes.values() for n in ns]
     parts: dict[Kind, list[np.ndarray]] = {kind: [] for kind in templates}
-    for start in range(0, len(names), NAMES_PER_CHUNK):
-        chunk = names[start : start + NAMES_PER_CHUNK]
+    for chunk in batched(names, NAMES_PER_CHUNK):
         asked = prompts(chunk, templates)
         results = embedder.embed([Input.text(p) for p in asked])
         bad = next((r for r in results if not isinstance(r, Embedding)), None)

@@ -19,9 +19,9 @@ from types import ModuleType
 
 import numpy as np
 
-from bindcli.eval._convert import Progress, converted, quiet
 from bindcli._util import extras
 from bindcli.errors import InputError, UsageError
+from bindcli.eval._convert import Progress, converted, quiet
 from bindcli.eval.accuracy import Dataset, Item, label_of, read_folder, visible
 from bindcli.media.imu import MODEL_RATE_HZ, WINDOW
 from bindcli.modality import Kind

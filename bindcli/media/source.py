@@ -11,8 +11,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from bindcli.errors import InputError
 from bindcli._util.paths import not_a_file
+from bindcli.errors import InputError
 
 
 def existing_file(source: str | Path) -> Path:

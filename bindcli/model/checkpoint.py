@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from bindcli.errors import CheckpointError, WeightsError
-from bindcli._util.hashing import sha256_file
-from bindcli.modality import TOWERS
 from bindcli._util.atomic import atomic_path
+from bindcli._util.hashing import sha256_file
+from bindcli.errors import CheckpointError, WeightsError
+from bindcli.modality import TOWERS
 from bindcli.weights import existing, read_record, write_record
 
 STAGES = (

@@ -10,8 +10,8 @@ import torch
 from bindcli.model.checkpoint import check_state_dict, read_state_dict
 from bindcli.model.config import ModelConfig, load_config
 from bindcli.model.imagebind import ImageBind, normalize_modalities
-from bindcli.model.quantize import quantize_int8, unavailable_reason
 from bindcli.model.placement import Precision
+from bindcli.model.quantize import quantize_int8, unavailable_reason
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from bindcli.modality import TOWERS
 from bindcli.model.config import (
     IMAGE_SIZE,
     IMU_CHANNELS,
@@ -22,7 +23,6 @@ from bindcli.model.config import (
     ModelConfig,
 )
 from bindcli.model.towers import build_tower
-from bindcli.modality import TOWERS
 
 
 def normalize_modalities(modalities: Iterable[str] | None) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bindcli._util.chunks import batched
 from bindcli.embed import stages
 from bindcli.errors import InputError
 from bindcli.serve.caught import Caught, caught
@@ -206,8 +207,7 @@ class Batcher:
             for key in due:
                 group = pending.pop(key)
                 del since[key]
-                for start in range(0, len(group), self.max_batch):
-                    batch = group[start : start + self.max_batch]
+                for batch in batched(group, self.max_batch):
                     try:
                         self._run(key, batch)
                     except Exception as exc:  # never leave a request waiting on a dead thread

@@ -18,11 +18,28 @@ registry of published weights; no torch).
 
 from bindcli.weights.fetch import Notify, download, resolve
 from bindcli.weights.records import (
-    VERIFIED_SOURCE, Verification, against, identifies, read_record, record_path, record_verified, reference,
-    verify, write_record,
+    VERIFIED_SOURCE,
+    Verification,
+    against,
+    identifies,
+    read_record,
+    record_path,
+    record_verified,
+    reference,
+    verify,
+    write_record,
 )
 from bindcli.weights.source import (
-    DEFAULT_CONFIG, Config, Source, cached_path, existing, find, named_path, offline_var, published, weights_url,
+    DEFAULT_CONFIG,
+    Config,
+    Source,
+    cached_path,
+    existing,
+    find,
+    named_path,
+    offline_var,
+    published,
+    weights_url,
 )
 
 __all__ = [

@@ -29,7 +29,16 @@ from bindcli._util.hashing import Progress, update_from_file
 from bindcli.errors import WeightsError
 from bindcli.weights.records import download_hash, write_record
 from bindcli.weights.source import (
-    DEFAULT_CONFIG, HINTS, Config, Source, cached_path, existing, named_path, offline_var, published, weights_url,
+    DEFAULT_CONFIG,
+    HINTS,
+    Config,
+    Source,
+    cached_path,
+    existing,
+    named_path,
+    offline_var,
+    published,
+    weights_url,
 )
 
 #: seconds to wait for a connection or for the next bytes of a response

@@ -16,7 +16,16 @@ from typing import Any
 from bindcli._util import atomic
 from bindcli._util.hashing import Progress, update_from_file
 from bindcli.errors import WeightsError
-from bindcli.weights.source import DEFAULT_CONFIG, Config, cached_path, config_name, existing, published, weights_url
+from bindcli.weights.source import (
+    DEFAULT_CONFIG,
+    Config,
+    cached_path,
+    config_name,
+    existing,
+    published,
+    weights_url,
+)
+
 
 def record_path(path: Path) -> Path:
     """The record beside a weights file: `<name>.json`."""
