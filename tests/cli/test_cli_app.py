@@ -39,6 +39,7 @@ def probe(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args", [["--help"], ["embed", "--help"], ["arith", "--help"],
                                   ["generate", "--help"], []])
+@pytest.mark.slow
 def test_help_does_not_import_torch(args):
     done = probe(*args)
     assert done.stderr.strip().endswith("NO-TORCH")
@@ -54,6 +55,7 @@ def test_commands_import_no_extra_they_do_not_use():
     assert json.loads(done.stdout)["modality"] == "text"
 
 
+@pytest.mark.slow
 def test_completion_works_without_torch():
     words = {"COMP_WORDS": "bind compare --as a", "COMP_CWORD": "3", "_BIND_COMPLETE": "complete_bash"}
     done = probe(env=words)
@@ -62,6 +64,7 @@ def test_completion_works_without_torch():
     assert {"compare", "classify"} <= set(commands)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("program", update_completions.PROGRAMS)
 def test_bash_completion_script_completes_each_installed_name(program):
     """The committed script, sourced in bash, completes subcommands through the venv's program."""
@@ -144,6 +147,7 @@ def test_nul_separated_paths_and_quiet(tmp_path):
     assert len(json.loads(done.stdout)["rows"]) == 2
 
 
+@pytest.mark.slow
 def test_bind_debug_shows_the_traceback():
     args = ["embed", "-t", "x", "--model-config", "no-such-model"]
     quiet = subprocess.run([str(BIND), *args], capture_output=True, text=True, timeout=60)

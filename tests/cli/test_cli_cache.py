@@ -149,6 +149,7 @@ def test_collections_remove_compacts_the_file(tmp_path):
     assert [c["name"] for c in json.loads(array)] == ["small"]
 
 
+@pytest.mark.slow
 def test_cache_commands_never_import_torch(tmp_path):
     done = probe("cache", "info", "--db", str(tmp_path / "c.sqlite3"), "-f", "json")
     assert done.stderr.strip().endswith("\nNO-TORCH") and json.loads(done.stdout)["entries"] == 0
@@ -156,6 +157,7 @@ def test_cache_commands_never_import_torch(tmp_path):
     assert done.stderr.strip().endswith("NO-TORCH") and "removed 0 cached vectors" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["info"], ["clear"]])
 def test_a_file_that_is_not_a_collection_file_is_one_line_and_exit_1(tmp_path, command):
     bad = tmp_path / "photo.jpg"

@@ -107,6 +107,7 @@ def test_a_person_gets_titled_sections(checkpoint):
     assert "ok: size matches the record of" in " ".join(shown.split())
 
 
+@pytest.mark.slow
 def test_no_model_code_is_imported():
     probe = (
         "import sys\nsys.argv = ['bind', 'doctor']\nfrom bindcli.cli.app import main\n"

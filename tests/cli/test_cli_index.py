@@ -169,6 +169,7 @@ def test_a_newer_collection_file_is_refused_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_index_run_resumes_without_redoing_finished_work(tmp_path, encoded):
     """SIGKILL part-way (after a few committed batches), then run again: the file is intact,
     committed files are not re-embedded, and every file ends up indexed exactly once."""
@@ -223,6 +224,7 @@ def test_search_table_shows_paths_below_the_current_folder_relative(folder, monk
     assert f"{folder.parent.name}/media/dog_image.jpg" in table.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_an_unchanged_reindex_imports_neither_torch_nor_the_model(tmp_path, folder):
     """Re-running `bind index` from cron over an unchanged folder costs the `stat` calls and
     start-up: nothing needs a model, so torch stays out of the process."""

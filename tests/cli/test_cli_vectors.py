@@ -56,6 +56,7 @@ def test_search_by_vector_matches_search_by_file_without_a_model(embedded, tmp_p
     assert all("query" not in hit for hit in by_vector)
 
 
+@pytest.mark.slow
 def test_search_by_vector_does_not_import_torch(embedded, tmp_path):
     _, _, npy, db = embedded
     probe = (

@@ -330,6 +330,7 @@ def test_the_lists_are_patched_and_auto_uses_them_from_the_threshold(db, monkeyp
     assert lists_header(db, coll)["lists"] != trained["lists"]
 
 
+@pytest.mark.slow
 def test_torn_lists_are_rebuilt_and_a_fresh_process_searches_them_without_faiss(db, tmp_path):
     coll = db.create_collection("c", "m", "m", "float16")
     vectors = clustered(1000, 32, 20)
@@ -430,6 +431,7 @@ def test_lists_that_cannot_be_written_leave_auto_exact_and_name_the_folder(db, m
         index_for(db, coll, "approximate")
 
 
+@pytest.mark.slow
 def test_exact_search_keeps_the_matrix_out_of_anonymous_memory(tmp_path):
     """Searching a 32 MiB float16 matrix grows the process's anonymous memory by far less."""
     script = textwrap.dedent("""

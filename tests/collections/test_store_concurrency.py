@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 #: waits on stdin until every process is ready, then opens the file, makes the collection
 #: (whoever is first) and writes an item of its own
 _CLIENT = """
@@ -23,6 +25,7 @@ print("ok")
 PROCESSES, ROUNDS = 4, 2
 
 
+@pytest.mark.slow
 def test_processes_starting_together_on_a_fresh_file_all_succeed(tmp_path):
     for round_ in range(ROUNDS):
         db = tmp_path / f"fresh{round_}" / "bind.sqlite3"

@@ -88,6 +88,7 @@ def test_load_many_refuses_zero_workers():
         next(load_many([], workers=0))
 
 
+@pytest.mark.slow
 def test_media_does_not_import_the_model():
     """Loaders read the input sizes from the model config (plain data), never the encoders."""
     code = (

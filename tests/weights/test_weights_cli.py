@@ -122,6 +122,7 @@ def test_help_is_listed_without_arguments():
         assert command in result.output
 
 
+@pytest.mark.slow
 def test_offline_error_through_the_bind_entry_point_is_one_line(cache):
     env = {**os.environ, "BIND_OFFLINE": "1", "BIND_CACHE_DIR": str(cache)}
     env.pop("BIND_DEBUG", None)

@@ -260,6 +260,7 @@ def _wait_for(condition, seconds: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_concurrent_downloads_wait_for_each_other(env, server, tmp_path):
     """The second process finds the first one's lock and waits. The server holds the first
     download until the second has said so, so no machine's speed decides the outcome."""
