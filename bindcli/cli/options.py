@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from bindcli._util.paths import path_text
 from bindcli.cli.output import Output
 from bindcli.cli.run import Run
-from bindcli.errors import BindError, QueryError, StoreError, UsageError
+from bindcli.errors import BindError, QueryError, UsageError
 from bindcli.modality import Kind
 from bindcli.model.placement import Precision
 
@@ -310,9 +309,7 @@ def open_store(db: Path | None, *, create: bool = True) -> "Store":
     from bindcli.collections.store import Store
 
     path = db or default_db_path()
-    if not create and not path.expanduser().exists():
-        raise StoreError(f"{path_text(path)}: no such collection file (`bind index` creates it)")
-    return Store(path)
+    return Store(path) if create else Store.existing(path)
 
 
 def store_exists(db: Path | None) -> bool:

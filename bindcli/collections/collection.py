@@ -73,7 +73,7 @@ class Collection:
         that returns one, called only once something must be embedded; then `model` (and the
         loading `options`) say what it will compute.
         """
-        store, owns = (db, False) if isinstance(db, Store) else (Store(db), True)
+        store, owns = (db, False) if isinstance(db, Store) else (Store(db) if create else Store.existing(db), True)
         try:
             if create:
                 pinned, model = _pin(embedder, model, options)

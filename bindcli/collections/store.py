@@ -344,6 +344,14 @@ class Store:
         db.execute("PRAGMA journal_mode=WAL")
         return db.execute("PRAGMA user_version").fetchone()[0]
 
+    @classmethod
+    def existing(cls, path: str | Path) -> "Store":
+        """The collection file at `path`, which must exist: a reader's typo in a path never
+        leaves an empty collection file behind."""
+        if not Path(path).expanduser().exists():
+            raise StoreError(f"{path_text(path)}: no such collection file (`bind index` creates it)")
+        return cls(path)
+
     def close(self) -> None:
         self._db.close()
 

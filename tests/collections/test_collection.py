@@ -71,6 +71,10 @@ def test_open_refuses_another_models_collection_and_a_missing_one(tmp_path, embe
             bindcli.Collection.open(store, "new")
         with pytest.raises(UsageError, match="opened without an embedder"):
             bindcli.Collection.open(store, "c", create=False).search("a dog")
+    missing = tmp_path / "typo.sqlite3"
+    with pytest.raises(StoreError, match="typo.sqlite3: no such collection file"):
+        bindcli.Collection.open(missing, "c", create=False)
+    assert not missing.exists()  # reading never makes the file
 
 
 def test_export_import_info_and_remove(tmp_path, photos, embedder):
