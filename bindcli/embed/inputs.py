@@ -33,6 +33,20 @@ class Input:
         return cls(text, Kind.TEXT, literal=True)
 
 
+def not_utf8(text: str) -> str | None:
+    """Why `text` cannot be embedded, when it holds characters that are no UTF-8: Python's
+    stand-ins for bytes that were not UTF-8 (an argument from a Latin-1 shell) or a lone
+    surrogate (from JSON). Refused rather than embedded: the tokenizer reads each as U+FFFD,
+    so the vector would be another text's than the one meant."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
+        return f"not valid UTF-8 ({what} at character {exc.start + 1}); give the text in UTF-8"
+    return None
+
+
 def text_inputs(texts: Iterable[str]) -> list[Input | InputError]:
     """Texts as inputs; an empty or blank one is an InputError (it would embed as the mere
     start and end tokens, a vector that means nothing)."""

@@ -23,9 +23,9 @@ import numpy as np
 
 from bindcli._util.chunks import batched
 from bindcli._util.hashing import sha256_file, sha256_text
-from bindcli._util.paths import is_uri
+from bindcli._util.paths import is_uri, path_text
 from bindcli.embed.identity import CacheKey
-from bindcli.embed.inputs import Input
+from bindcli.embed.inputs import Input, not_utf8
 from bindcli.errors import InputError
 from bindcli.modality import Kind
 from bindcli.vectors import normalise
@@ -76,11 +76,13 @@ KeyOf = Callable[[Input, str], CacheKey]
 
 def digest(inp: Input, known: str | None = None) -> str | InputError:
     """The content SHA-256 of `inp` (`known`, where the caller hashed it already), or why it
-    cannot be read here: a URI is read only on the Ray engine's workers."""
+    cannot be read here: a URI is read only on the Ray engine's workers; a text that is not
+    UTF-8 is embedded nowhere (`not_utf8`)."""
     if known is not None:
         return known
     if inp.literal:
-        return sha256_text(inp.source)
+        refused = not_utf8(inp.source)
+        return InputError(path_text(inp.source), refused) if refused else sha256_text(inp.source)
     if is_uri(inp.source):
         return InputError(inp.source, LOCAL_URI)
     try:

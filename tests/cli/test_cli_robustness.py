@@ -140,6 +140,15 @@ def test_an_empty_text_is_an_input_error(text):
     assert f'bind: "{text}": empty text' in result.stderr
 
 
+def test_a_text_that_is_not_utf8_fails_alone_in_one_line():
+    """`--text "$(printf 'caf\\xe9')"` from a Latin-1 shell: Python holds the byte as a lone
+    surrogate, which the tokenizer would read as U+FFFD; refused, named as a shell re-types it."""
+    result = bind("embed", "--text", os.fsdecode(b"caf\xe9"), "--text", "a dog", "-f", "jsonl", "--no-cache")
+    assert result.exit_code == 1
+    assert [r["input"] for r in jsonl(result.stdout)] == ["a dog"]
+    assert result.stderr.splitlines() == ["bind: $'caf\\xe9': not valid UTF-8 (byte 0xe9 at character 4); give the text in UTF-8"]
+
+
 def test_a_hash_inside_a_word_is_part_of_the_label(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("# languages\nC#\nF#  # functional\n  # indented comment\nGo\n", encoding="utf-8")
