@@ -116,8 +116,9 @@ MODALITIES: dict[Kind, Modality] = {m.kind: m for m in (
 EXTENSIONS: dict[str, Kind] = {ext: m.kind for m in MODALITIES.values() for ext in m.extensions}
 
 
-def detect(path: str | Path, override: Kind | str | None = None) -> Kind:
-    """The kind of `path`: `override` if given, else from its extension."""
+def detect(path: str | Path, override: Kind | str | None = None, *, choose: str = "use --as with") -> Kind:
+    """The kind of `path`: `override` if given, else from its extension. `choose` is how the
+    caller's user names a kind (the server's clients: a `modality` field, not `--as`)."""
     if override is not None:
         return Kind(override)
     suffix = Path(path).suffix.lower()
@@ -127,5 +128,5 @@ def detect(path: str | Path, override: Kind | str | None = None) -> Kind:
         known = ", ".join(k.value for k in Kind)
         what = f"unknown extension '{suffix}'" if suffix else "no file extension"
         raise UnknownModalityError(
-            path, f"{what}; use --as with one of: {known}"
+            path, f"{what}; {choose} one of: {known}"
         ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,8 +55,8 @@ def serve(
     workers: Annotated[int, typer.Option(
         "--workers", min=1, help="Loader threads that hash, look up and decode inputs.",
     )] = 4,
-    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0, help="Largest request body (413 past it).")] = 256,
-    max_file_mb: Annotated[float, typer.Option("--max-file-mb", min=0, help="Largest uploaded file (413 past it).")] = 64,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body (413 past it).")] = 256,
+    max_file_mb: Annotated[float, typer.Option("--max-file-mb", help="Largest uploaded file (413 past it).")] = 64,
     max_text_chars: Annotated[int, typer.Option(
         "--max-text-chars", min=1, help="Longest text input (longer ones fail alone).",
     )] = 4096,
@@ -79,13 +80,14 @@ def serve(
     from bindcli.serve import server
     from bindcli.serve.app import Settings, build_app
     from bindcli.serve.batching import Batcher
-    from bindcli.serve.limits import MIB, Limits
+    from bindcli.serve.limits import Limits
 
     towers = _towers(preload)
     if host is not None or port is not None:
         server.check_host(host or "127.0.0.1", token)
     path = (socket_path or server_socket()).expanduser().absolute()
-    limits = Limits(int(max_body_mb * MIB), int(max_file_mb * MIB), max_text_chars=max_text_chars)
+    limits = Limits(_bytes(max_body_mb, "--max-body-mb"), _bytes(max_file_mb, "--max-file-mb"),
+                    max_text_chars=max_text_chars)
     settings = Settings(limits, token or None, tuple(d.resolve() for d in allow_dir or ()))
     with server.unix_socket(path) as unix:  # refused first if a server already runs there
         tcp = server.tcp_socket(host or "127.0.0.1", port or 0) if port is not None or host else None
@@ -101,7 +103,7 @@ def serve(
             where = [f"unix:{path}"]
             if tcp_sock is not None:
                 bound_host, bound_port = tcp_sock.getsockname()[:2]
-                where.append(f"http://{bound_host}:{bound_port}")
+                where.append(f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else f"http://{bound_host}:{bound_port}")
             app = build_app(batcher, settings)
             sockets = [unix] + ([tcp_sock] if tcp_sock is not None else [])
 
@@ -114,6 +116,16 @@ def serve(
 
             server.run(app, sockets, on_ready=ready)
     run.out.note("stopped")
+
+
+def _bytes(megabytes: float, option: str) -> int:
+    """A size limit in bytes; one of none (0, or less than a byte) would refuse every request."""
+    from bindcli.serve.limits import MIB
+
+    limit = int(megabytes * MIB) if math.isfinite(megabytes) else 0
+    if limit < 1:
+        raise typer.BadParameter(f"{megabytes:g} MB: give a finite size above 0", param_hint=option)
+    return limit
 
 
 def _towers(preload: str | None) -> list[str]:

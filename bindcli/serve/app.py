@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import dataclasses
 import hmac
@@ -32,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bindcli._util.paths import not_a_file
 from bindcli.errors import InputError
 from bindcli.modality import Kind, detect
 from bindcli.serve import protocol
@@ -59,6 +59,14 @@ class Settings:
     allow_dirs: tuple[Path, ...] = ()  # path inputs only under these (when given)
 
 
+class _Json(JSONResponse):
+    """A JSON answer in ASCII: names and texts a client sent may hold lone surrogates (a
+    file name that is not UTF-8, `"\\ud800"`), which JSON escapes but UTF-8 cannot hold."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 class _Refused(Exception):
     """One input that cannot be embedded, found while reading the request."""
 
@@ -70,8 +78,8 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
 
     async def health(request: Request) -> Response:
         if not batcher.alive:
-            return JSONResponse({"status": "error", "error": "the model thread stopped"}, 503)
-        return JSONResponse({"status": "ok", "model": batcher.embedder.model_id})
+            return _Json({"status": "error", "error": "the model thread stopped"}, 503)
+        return _Json({"status": "ok", "model": batcher.embedder.model_id})
 
     async def models(request: Request) -> Response:
         e = batcher.embedder
@@ -82,7 +90,7 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
             "precision": e.placement.precision,
             "vectors_id": e.vectors_id,  # the model id and any loading option that changes it
         }
-        return JSONResponse({"object": "list", "data": [entry]})
+        return _Json({"object": "list", "data": [entry]})
 
     async def metrics_text(request: Request) -> Response:
         towers = sorted(getattr(batcher.embedder.encoder, "towers", ()))
@@ -100,7 +108,7 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
         results, warned = answered
         if NPY in request.headers.get("accept", ""):
             return _npy(named, results, warned, raw=options.raw)
-        return JSONResponse({
+        return _Json({
             "model": batcher.embedder.model_id,
             "results": [_result(name, r, w, raw=options.raw, b64=options.base64)
                         for (name, _), r, w in zip(named, results, warned)],
@@ -129,13 +137,13 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
              **protocol.warnings_field(x.answer() for x in w)}
             for n, (r, w) in enumerate(zip(results, warned))
         ]
-        return JSONResponse({"object": "list", "data": data, "model": batcher.embedder.model_id,
+        return _Json({"object": "list", "data": data, "model": batcher.embedder.model_id,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(protocol.error_body(exc.detail, exc.status_code), exc.status_code, headers=headers)
+        return _Json(protocol.error_body(exc.detail, exc.status_code), exc.status_code, headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -174,7 +182,7 @@ class _Guard:
             if refusal is not None:
                 code, text = refusal
                 headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-                response = JSONResponse(protocol.error_body(text, code), code, headers=headers)
+                response = _Json(protocol.error_body(text, code), code, headers=headers)
                 return await response(scope, receive, counted_send)
             await self.app(scope, self._limited(receive), counted_send)
         finally:
@@ -184,8 +192,9 @@ class _Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         token = self.settings.token
         if token is not None:
-            given = headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            scheme, _, given = headers.get("authorization", "").strip().partition(" ")
+            # the scheme's case does not matter (RFC 7235); the token's does
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
                 return 401, "a bearer token is required (Authorization: Bearer TOKEN)"
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.settings.limits.max_body_bytes:
@@ -210,11 +219,31 @@ class _Guard:
 # --- reading requests ----------------------------------------------------------------------
 
 
+class _Duplicate(ValueError):
+    """A JSON object that names one field twice: which one was meant is not ours to guess."""
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict:
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        seen: set[str] = set()
+        raise _Duplicate(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return fields
+
+
 async def _json_body(request: Request) -> dict:
     try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise HTTPException(400, "the body is not JSON") from None
+        body = json.loads(await request.body(), object_pairs_hook=_unique)
+    except _Duplicate as exc:
+        raise HTTPException(400, f"the body names the field {exc} twice") from None
+    except json.JSONDecodeError as exc:
+        raise HTTPException(400, f"the body is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the body is not JSON: not UTF-8") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise HTTPException(400, "the body is not JSON this server reads: a number too long") from None
+    except RecursionError:
+        raise HTTPException(400, "the body is not JSON this server reads: nested too deeply") from None
     if not isinstance(body, dict):
         raise HTTPException(400, "the body must be a JSON object")
     return body
@@ -223,8 +252,10 @@ async def _json_body(request: Request) -> dict:
 def _kind(value: object, what: str) -> Kind | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise HTTPException(400, f"{what}: modality must be a string")
     try:
-        return Kind(str(value).lower())
+        return Kind(value.lower())
     except ValueError:
         known = ", ".join(k.value for k in Kind)
         raise HTTPException(400, f"{what}: unknown modality {value!r}; one of {known}") from None
@@ -244,20 +275,16 @@ def _spooled(spool: Path, n: int, name: str, data: bytes, kind: Kind | None, lim
 
     if len(data) > limits.max_file_bytes:
         raise HTTPException(413, f"{name}: over the {limits.max_file_bytes}-byte per-file limit")
-    try:
-        kind = detect(name, kind)
-    except InputError as exc:
-        raise _Refused(exc.reason) from None
-    path = spool / f"{n}{Path(name).suffix.lower()}"
+    kind = _detect(name, kind)
+    suffix = Path(name).suffix.lower()
+    path = spool / f"{n}{suffix if suffix[1:].isalnum() else ''}"  # not the client's NUL or slash
     path.write_bytes(data)
     return Input(str(path), kind)
 
 
-def _text(text: object, limits: Limits) -> "Input":
+def _text(text: str, limits: Limits) -> "Input":
     from bindcli.embed.inputs import Input
 
-    if not isinstance(text, str):
-        raise HTTPException(400, "a text input must be a string")
     if len(text) > limits.max_text_chars:
         raise _Refused(f"text of {len(text)} characters, over this server's {limits.max_text_chars}-character "
                        "limit (bind serve --max-text-chars)")
@@ -322,18 +349,21 @@ def _json_inputs(body: dict, request: Request, settings: Settings, spool: Path) 
     named = []
     for n, entry in enumerate(entries):
         kind = _kind(entry.get("modality"), f"input {n}") or every
-        name = str(entry.get("path") or entry.get("filename") or entry.get("text") or f"input {n}")
+        wrong = next((k for k in ("text", "path", "data", "filename") if not isinstance(entry.get(k, ""), str)), None)
+        if wrong:
+            raise HTTPException(400, f"input {n}: {wrong} must be a string")
+        name = entry.get("path") or entry.get("filename") or entry.get("text") or f"input {n}"
         try:
             if "text" in entry and kind in (None, Kind.TEXT):
                 named.append((name, _text(entry["text"], limits)))
             elif "path" in entry:
-                named.append((name, Input(_allowed_path(str(entry["path"]), local, settings), _detect(name, kind))))
+                named.append((name, Input(_allowed_path(entry["path"], local, settings), _detect(name, kind))))
             elif "data" in entry:
                 try:
-                    data = base64.b64decode(str(entry["data"]), validate=True)
-                except binascii.Error:
+                    data = base64.b64decode(entry["data"], validate=True)
+                except ValueError:  # binascii.Error, or characters that are not ASCII
                     raise _Refused("data is not valid base64") from None
-                named.append((name, _spooled(spool, n, str(entry.get("filename") or name), data, kind, limits)))
+                named.append((name, _spooled(spool, n, entry.get("filename") or name, data, kind, limits)))
             else:
                 raise HTTPException(400, f"input {n}: give text, path or data")
         except _Refused as refused:
@@ -343,7 +373,7 @@ def _json_inputs(body: dict, request: Request, settings: Settings, spool: Path) 
 
 def _detect(name: str, kind: Kind | None) -> Kind:
     try:
-        return detect(name, kind)
+        return detect(name, kind, choose="send a modality field with")
     except InputError as exc:
         raise _Refused(exc.reason) from None
 
@@ -353,11 +383,13 @@ def _allowed_path(path: str, local: bool, settings: Settings) -> str:
     an `--allow-dir` folder when any were given."""
     if not local:
         raise _Refused("path inputs are only taken over the Unix socket or loopback; send data")
+    if "\0" in path:
+        raise _Refused("no path holds a NUL character")
     resolved = Path(path).resolve()
     if settings.allow_dirs and not any(resolved.is_relative_to(d) for d in settings.allow_dirs):
         raise _Refused("not under a folder the server allows (--allow-dir)")
     if not resolved.is_file():
-        raise _Refused("is a folder, not a file" if resolved.is_dir() else "no such file")
+        raise _Refused(not_a_file(resolved))
     return str(resolved)
 
 
@@ -398,7 +430,7 @@ def _data_url(spool: Path, n: int, url: str, kind: Kind | None, limits: Limits) 
               "application/x-npy": ".npy"}.get(mime) or mimetypes.guess_extension(mime) or ""
     try:
         data = base64.b64decode(payload, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters that are not ASCII
         raise _Refused("the data URL is not valid base64") from None
     return _spooled(spool, n, f"input-{n}{suffix}", data, kind, limits)
 
@@ -422,13 +454,31 @@ async def _results(
         await asyncio.wait({answered, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not answered.done():
             answered.cancel()
+            answered.add_done_callback(_retrieved)
             for future in futures:
                 future.cancel()
             return None
         gone.cancel()
         for n, future, result in zip(slots, futures, answered.result()):
-            results[n], warned[n] = result, future.warned
+            name, inp = named[n]
+            if isinstance(result, InputError):
+                result = InputError(name, _as_sent(result.reason, name, inp))
+            results[n] = result
+            warned[n] = [dataclasses.replace(w, message=_as_sent(w.message, name, inp)) for w in future.warned]
     return results, warned
+
+
+def _as_sent(message: str, name: str, inp: "Input") -> str:
+    """A message about `inp` in the client's words: a file it sent named as it named it, not
+    as the spool file the server wrote (`/tmp/bind-serve-XXXX/0.jpg`)."""
+    return message if inp.literal else message.replace(inp.source, name)
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """Reads a cancelled gather's outcome, which asyncio would otherwise log as "never
+    retrieved" for each client that went away."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _disconnected(request: Request) -> None:

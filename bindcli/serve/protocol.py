@@ -63,13 +63,22 @@ class Options:
     base64: bool = False
 
 
+#: how a query string (or a JSON string) may say yes or no
+FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
 def read_options(body: dict, query: dict) -> Options:
     """A request's options, from its JSON body or else its query string; ValueError for an
-    encoding format there is none of."""
+    encoding format there is none of, or a yes-or-no option that is neither."""
 
     def flag(name: str, default: bool) -> bool:
         value = body.get(name, query.get(name, default))
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in FLAGS:
+            return FLAGS[value.lower()]
+        given = repr(value[:40]) if isinstance(value, str) else f"a {type(value).__name__}"
+        raise ValueError(f"{name} must be true or false, not {given}")
 
     fmt = body.get("encoding_format", query.get("encoding_format", "float"))
     if fmt not in ("float", "base64"):
