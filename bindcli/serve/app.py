@@ -224,10 +224,11 @@ class _Duplicate(ValueError):
 
 
 def _unique(pairs: list[tuple[str, object]]) -> dict:
-    fields = dict(pairs)
-    if len(fields) != len(pairs):
-        seen: set[str] = set()
-        raise _Duplicate(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    fields: dict = {}
+    for key, value in pairs:
+        if key in fields:
+            raise _Duplicate(key)
+        fields[key] = value
     return fields
 
 
