@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import bind, media
+from cli_support import bind, jsonl, media
 from test_serve import Served, multipart, request, start
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers
@@ -272,3 +272,18 @@ def test_an_ipv6_address_is_printed_in_brackets(tmp_path):
         assert found and re.fullmatch(r"http://\[::1\]:\d+", found.group(1)), served.err.read_text()
     finally:
         assert served.stop() == 0
+
+
+def test_a_file_name_and_a_text_that_are_not_utf8_fail_or_work_alone_through_the_server(server, tmp_path):
+    """`bind embed odd/*` with `caf\\xe9.jpg` among them: the same rows and errors as in-process."""
+    odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")
+    odd.write_bytes(Path(IMG).read_bytes())
+    args = ("embed", odd, IMG, "--text", os.fsdecode(b"caf\xe9"), "-f", "jsonl", "--no-cache")
+    served = bind(*args, "--server", f"unix:{server.sock}", env={"BIND_TOKEN": TOKEN})
+    here = bind(*args, "--no-server")
+    assert "served at" in served.stderr
+    assert served.exit_code == here.exit_code == 1, served.stderr
+    assert [r["input"] for r in jsonl(served.stdout)] == [r["input"] for r in jsonl(here.stdout)] == [
+        "$'" + str(tmp_path) + "/caf\\xe9.jpg'", IMG]
+    error = "bind: $'caf\\xe9': not valid UTF-8 (byte 0xe9 at character 4); give the text in UTF-8"
+    assert error in served.stderr.splitlines() and error in here.stderr.splitlines()
