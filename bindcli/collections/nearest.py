@@ -31,7 +31,7 @@ from bindcli.collections._ivf import Lists, probes_for
 from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state, update_matrix
 from bindcli.collections.store import CollectionRecord, Hit, Store
 from bindcli.errors import OutputError, UsageError
-from bindcli.vectors import at_least, normalise
+from bindcli.vectors import at_least, normalise, row_problems
 
 try:  # numkong's SIMD float16 kernels (the `index` extra): loaded with this module, which only
     # searching processes import, so that their first search does not wait for it
@@ -87,6 +87,9 @@ def _queries(queries: np.ndarray, dims: int) -> np.ndarray:
         raise UsageError(
             f"query vectors of shape {tuple(np.shape(queries))}; this collection's have {dims} dims"
         )
+    bad = row_problems(q)
+    if bad:
+        raise UsageError("; ".join(f"query row {row}: {why}" for row, why in bad[:5]))
     return np.ascontiguousarray(normalise(q))
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from bindcli._util.chunks import batched
 from bindcli._util.paths import path_text
 from bindcli.embed.identity import CacheKey
-from bindcli.errors import StoreError
+from bindcli.errors import StoreError, UsageError
 from bindcli.vectors import normalise
 
 #: vector BLOB encodings, by the name stored in `collections.dtype`
@@ -399,6 +399,8 @@ class Store:
         If another process made `name` meanwhile (two `bind index` starting together), that
         one is returned as it is: check its model (`CollectionRecord.check_model`) before use.
         """
+        if not name.strip():
+            raise UsageError("a collection needs a name (one was empty)")
         if dtype not in DTYPES:
             raise StoreError(f"unknown vector dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         with self.transaction():

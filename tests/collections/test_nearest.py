@@ -267,6 +267,10 @@ def test_a_batch_answers_as_its_queries_one_by_one(db):
         same(found(hits), found(index.search(q, k=5, filters=Filters(kinds=("image", "text")))[0]))
     with pytest.raises(UsageError, match="32 dims"):
         index.search(np.ones(8), k=1)
+    bad = np.array(queries[:3])
+    bad[1, 0], bad[2] = np.nan, 0
+    with pytest.raises(UsageError, match="query row 1: not finite; query row 2: all zero"):
+        index.search(bad, k=1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
