@@ -14,6 +14,7 @@ naming the bad rows, and a query file's bad rows are named by `row_problems`' ca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ from bindcli.modality import Kind
 from bindcli.vectors import row_problems
 
 _BATCH = 4096
+#: the manifest keys (`bind embed -o` writes them) an import keeps and an export writes back
+_MADE_WITH = ("precision", "preprocessing")
 #: bad rows an import refusal lists before saying how many more
 _NAMED = 5
 
@@ -87,6 +90,11 @@ def query_files(npy: str | Path, rows: int) -> list[frozenset[str]]:
     ]
 
 
+def _made_with(manifest: dict) -> dict:
+    """What the manifest says made the vectors beyond the model, kept for export."""
+    return {key: manifest[key] for key in _MADE_WITH if isinstance(manifest.get(key), (str, int))}
+
+
 def _description(manifest: dict) -> str:
     """How an imported collection names its model: the manifest's description, else the
     model id's config name."""
@@ -130,7 +138,9 @@ def import_pair(
         raise InputError(npy, f"{named}{more}; nothing imported")
     with store.transaction():
         if collection is None:
-            collection = store.create_collection(name, manifest["model"], _description(manifest), dtype)
+            collection = store.create_collection(
+                name, manifest["model"], _description(manifest), dtype, json.dumps(_made_with(manifest)),
+            )
         for start, stop in spans(len(rows), _BATCH):
             block = np.asarray(vectors[start:stop], dtype=np.float32)
             store.put_items(collection, [
@@ -167,6 +177,7 @@ def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> 
             del array
     atomic.write_file(manifests.sidecar(npy), formats.json_text(manifests.manifest(
         collection.model_id, rows, dim=dims, normalised=True,
-        model_description=collection.model, collection=collection.name,
+        **_made_with(json.loads(collection.made_with)), model_description=collection.model,
+        collection=collection.name,
     )))
     return count

@@ -132,6 +132,8 @@ def test_import_export_round_trip_and_another_model_refused(embedded, tmp_path):
     assert done.exit_code == 0, done.stderr
     back = json.loads(out.with_name("back.npy.json").read_text())
     assert back["model"] == manifest["model"]
+    made_with = {key: manifest[key] for key in ("precision", "preprocessing")}
+    assert made_with == {key: back[key] for key in made_with}  # what the import read, written back
     assert [(r["input"], r["modality"], r["sha256"]) for r in back["rows"]] == [
         (r["input"], r["modality"], r["sha256"]) for r in manifest["rows"]
     ]
