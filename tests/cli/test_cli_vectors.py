@@ -27,6 +27,12 @@ def embedded(tmp_path_factory):
     """`bind embed -o` of five files (the pair other machines would send), and a collection
     indexed from a folder of the same files."""
     tmp = tmp_path_factory.mktemp("vectors")
+    with pytest.MonkeyPatch.context() as env:  # conftest's private data dir is per test, set after this
+        env.setenv("BIND_DATA_DIR", str(tmp / "bind-data"))
+        return _embed_and_index(tmp)
+
+
+def _embed_and_index(tmp: Path) -> tuple[Path, Path, Path, Path]:
     folder = tmp / "media"
     (folder / "photos").mkdir(parents=True)
     (folder / "sounds").mkdir()
