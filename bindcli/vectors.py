@@ -25,6 +25,15 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
+def row_problems(vectors: np.ndarray, first: int = 0) -> list[tuple[int, str]]:
+    """The rows of `vectors` that have no direction to search by, with why: `not finite` (NaN
+    or infinity) or `all zero`; rows counted from `first`."""
+    rows = np.atleast_2d(np.asarray(vectors))
+    finite = np.isfinite(rows).all(axis=-1)
+    zero = finite & ~rows.any(axis=-1)
+    return [(first + int(i), "all zero" if finite[i] else "not finite") for i in np.flatnonzero(~finite | zero)]
+
+
 def combine(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """The ImageBind paper's embedding arithmetic: normalise each, weighted sum, normalise."""
     if len(vectors) != len(weights) or not vectors:

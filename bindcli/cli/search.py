@@ -24,6 +24,8 @@ from bindcli.modality import Kind
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
+    from bindcli.collections.collection import Collection
+
     from bindcli.query import Query
 
 
@@ -102,7 +104,9 @@ def search(
     with open_store(db, create=False) as store:
         coll = Collection.open(store, collection, create=False)  # before loading a model for nothing
         if vector:
-            vectors, owns, rows = coll.read_queries(vector), None, None
+            vectors, owns, rows = _vector_queries(run, coll, vector)
+            if not rows:
+                return  # each bad row is named on stderr (exit 1)
         else:
             coll.check_model(run.model, run.common.media_options)
             vectors, owns, rows = _embedded(run, queries)
@@ -130,6 +134,23 @@ def _queries(parsed: "Query", each: bool) -> "list[Query]":
     if not each:
         return [parsed]
     return [Query((dataclasses.replace(term, weight=1.0),)) for term in parsed.terms]
+
+
+def _vector_queries(run: Run, coll: "Collection", npy: Path) -> "tuple[np.ndarray, list, list[int]]":
+    """The rows of a `--vector` file that can be searched, the file each row's manifest names
+    (left out of its results), and their row numbers; a row without a direction (NaN,
+    infinity, all zero) is named on stderr and left out."""
+    from bindcli.collections.exchange import query_files
+    from bindcli.vectors import row_problems
+
+    vectors = coll.read_queries(npy)
+    bad = dict(row_problems(vectors))
+    for row, why in bad.items():
+        run.out.error(f"{npy}: row {row}: {why}")
+        run.failed += 1
+    rows = [row for row in range(len(vectors)) if row not in bad]
+    owns = query_files(npy, len(vectors))
+    return vectors[rows], [owns[row] for row in rows], rows
 
 
 def _embedded(run: Run, queries: "list[Query]") -> "tuple[np.ndarray, list, list[int]]":

@@ -226,8 +226,9 @@ class Collection:
 
     def read_queries(self, npy: str | Path) -> np.ndarray:
         """Query vectors from a `.npy` (one row or many), refused when the manifest beside it
-        names another model than this collection's. No model is loaded."""
-        return exchange.read_queries(npy, self.record)
+        names another model than this collection's or they are of another width. No model is
+        loaded; `search_vector` refuses rows without a direction (NaN, all zero)."""
+        return exchange.read_queries(npy, self.record, self.store.live_shape(self.record)[1])
 
     def export(self, npy: str | Path) -> int:
         """Write the live vectors (float32, unit length, in insertion order) to `npy` and the

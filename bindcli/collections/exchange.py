@@ -6,23 +6,33 @@ The manifest `FILE.npy.json` (`manifest`) names the model (`model`: its id), and
 the array the `input` (a path, or a text), its `modality` and `sha256`. Imported paths need not exist here:
 they are stored as written (size and mtime 0, so a later `bind index` of the same file hashes
 it once and reuses the vector).
+
+Vectors with no direction to search by (NaN, infinity, all zero) or of another width than the
+collection's (or the manifest's `dim`) are refused: an import takes the whole file or nothing,
+naming the bad rows, and a query file's bad rows are named by `row_problems`' callers.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from bindcli._util import atomic, formats
 from bindcli._util.chunks import spans
-from bindcli._util.paths import path_from_text
+from bindcli._util.paths import canonical, path_from_text
 from bindcli.collections import manifest as manifests
 from bindcli.collections.store import DTYPES, CollectionRecord, Item, Store
-from bindcli.errors import InputError, StoreError
+from bindcli.errors import InputError, StoreError, UsageError
 from bindcli.modality import Kind
+from bindcli.vectors import row_problems
 
 _BATCH = 4096
+#: the manifest keys (`bind embed -o` writes them) an import keeps and an export writes back
+_MADE_WITH = ("precision", "preprocessing")
+#: bad rows an import refusal lists before saying how many more
+_NAMED = 5
 
 
 def _load_array(npy: Path) -> np.ndarray:
@@ -45,15 +55,53 @@ def _check_model(collection: CollectionRecord, manifest: dict, source: Path) -> 
         )
 
 
-def read_queries(npy: str | Path, collection: CollectionRecord) -> np.ndarray:
+def _bad_rows(npy: Path, vectors: np.ndarray) -> list[tuple[int, str]]:
+    """Every row without a direction (`row_problems`), read a block at a time."""
+    return [bad for a, b in spans(len(vectors), _BATCH) for bad in row_problems(vectors[a:b], a)]
+
+
+def read_queries(npy: str | Path, collection: CollectionRecord, dims: int = 0) -> np.ndarray:
     """Query vectors from a `.npy` (one row or many), refused when a manifest beside it names
-    another model than the collection's. No model is loaded."""
+    another model than the collection's, or their width is not `dims` (the collection's, when
+    given). No model is loaded; rows without a direction are the caller's to name
+    (`row_problems`): the search refuses them."""
     npy = Path(npy)
     vectors = _load_array(npy)
     manifest = manifests.read(npy, required=False)
     if manifest is not None:
         _check_model(collection, manifest, manifests.sidecar(npy))
+    if dims and vectors.shape[1] != dims:
+        raise UsageError(f"{npy}: query vectors of {vectors.shape[1]} dims; this collection's have {dims} dims")
     return np.asarray(vectors, dtype=np.float32)
+
+
+def query_files(npy: str | Path, rows: int) -> list[frozenset[str]]:
+    """Per query row, the real path of the file its manifest names (none for a text or without
+    a manifest): what that row's results leave out, as a search by that file does."""
+    manifest = manifests.read(npy, required=False)
+    listed = manifest.get("rows") if manifest is not None else None
+    if not isinstance(listed, list) or len(listed) != rows:
+        return [frozenset()] * rows
+    return [
+        frozenset({str(canonical(path_from_text(r["input"])))})
+        if isinstance(r, dict) and isinstance(r.get("input"), str) and r.get("modality") not in (None, Kind.TEXT.value)
+        else frozenset()
+        for r in listed
+    ]
+
+
+def _made_with(manifest: dict) -> dict:
+    """What the manifest says made the vectors beyond the model, kept for export."""
+    return {key: manifest[key] for key in _MADE_WITH if isinstance(manifest.get(key), (str, int))}
+
+
+def _description(manifest: dict) -> str:
+    """How an imported collection names its model: the manifest's description, else the
+    model id's config name."""
+    told = manifest.get("model_description")
+    if isinstance(told, str) and told.strip():
+        return told
+    return f"{manifest['model'].split(':')[0]} (imported)"
 
 
 def import_pair(
@@ -80,9 +128,19 @@ def import_pair(
         dims = store.stats(collection)["dims"]
         if dims and dims != vectors.shape[1]:
             raise InputError(npy, f"{vectors.shape[1]}-d vectors; collection {name!r} holds {dims}-d")
+    told = manifest.get("dim")
+    if isinstance(told, int) and told != vectors.shape[1]:
+        raise InputError(npy, f"{vectors.shape[1]}-d vectors; its manifest says {told}-d")
+    bad = _bad_rows(npy, vectors)
+    if bad:
+        named = "; ".join(f"row {row}: {why}" for row, why in bad[:_NAMED])
+        more = f" and {len(bad) - _NAMED} more" if len(bad) > _NAMED else ""
+        raise InputError(npy, f"{named}{more}; nothing imported")
     with store.transaction():
         if collection is None:
-            collection = store.create_collection(name, manifest["model"], f"imported [{manifest['model'][:12]}]", dtype)
+            collection = store.create_collection(
+                name, manifest["model"], _description(manifest), dtype, json.dumps(_made_with(manifest)),
+            )
         for start, stop in spans(len(rows), _BATCH):
             block = np.asarray(vectors[start:stop], dtype=np.float32)
             store.put_items(collection, [
@@ -97,8 +155,11 @@ def import_pair(
 
 def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> int:
     """Write the collection's live vectors (float32, unit length, in insertion order) to
-    `npy` and its manifest beside it, each atomically; returns the rows written."""
+    `npy` and its manifest beside it, each atomically; returns the rows written. `npy`
+    must end in `.npy`: what is written is NumPy's format, whatever the name."""
     npy = Path(npy)
+    if npy.suffix.lower() != ".npy":
+        raise UsageError(f"{npy}: export writes a NumPy array; name it FILE.npy")
     rows: list[dict] = []
     with store.snapshot():
         count, dims = store.live_shape(collection)
@@ -116,6 +177,7 @@ def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> 
             del array
     atomic.write_file(manifests.sidecar(npy), formats.json_text(manifests.manifest(
         collection.model_id, rows, dim=dims, normalised=True,
-        model_description=collection.model, collection=collection.name,
+        **_made_with(json.loads(collection.made_with)), model_description=collection.model,
+        collection=collection.name,
     )))
     return count

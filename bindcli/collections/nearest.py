@@ -5,7 +5,8 @@ Exact search scores every live row of the memory-mapped matrix (`_matrix`) a chu
 at a time: a float32 collection is multiplied where it lies in the page cache; a float16 one
 is widened a few MiB at a time into one small buffer (or, for one query, scored in float16 by
 numkong and the close calls scored again exactly), so no float32 copy of the matrix ever
-lands in the process. Several queries share one pass over the matrix.
+lands in the process. Several queries share one pass over the matrix, up to a block of them
+whose scores of one chunk fit `_SCORE_BYTES`: more queries make more passes, never more memory.
 
 Approximate search reads the collection's inverted lists (`_ivf`): the query is
 scored against a few thousand k-means centres, then against the entries of the nearest lists
@@ -30,7 +31,7 @@ from bindcli.collections._ivf import Lists, probes_for
 from bindcli.collections._matrix import Matrix, matrix_path, open_matrix, state, update_matrix
 from bindcli.collections.store import CollectionRecord, Hit, Store
 from bindcli.errors import OutputError, UsageError
-from bindcli.vectors import at_least, normalise
+from bindcli.vectors import at_least, normalise, row_problems
 
 try:  # numkong's SIMD float16 kernels (the `index` extra): loaded with this module, which only
     # searching processes import, so that their first search does not wait for it
@@ -44,6 +45,9 @@ MODES = ("auto", "exact", "approximate")
 #: below this share of live items a filter makes an approximate search exact over the survivors
 EXACT_BELOW_SHARE = 0.05
 _CHUNK_ROWS = 65536
+#: float32 scores of one chunk for one block of queries (a block's working memory is a few times
+#: this): the queries searched in one pass over the matrix are as many as fit
+_SCORE_BYTES = 32 << 20
 #: twice the most a float16-rounded query moves a unit vector's score (2^-11), with room for
 #: float32 accumulation: rows this close to the k-th best are scored again exactly
 _FLOAT16_MARGIN = 2e-3
@@ -83,6 +87,9 @@ def _queries(queries: np.ndarray, dims: int) -> np.ndarray:
         raise UsageError(
             f"query vectors of shape {tuple(np.shape(queries))}; this collection's have {dims} dims"
         )
+    bad = row_problems(q)
+    if bad:
+        raise UsageError("; ".join(f"query row {row}: {why}" for row, why in bad[:5]))
     return np.ascontiguousarray(normalise(q))
 
 
@@ -169,10 +176,23 @@ def exact_top(
     vectors: np.ndarray, queries: np.ndarray, k: int, keep: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and scores (queries x at most k, best first) of the best rows where `keep`;
-    a row that fell short (fewer than k kept) has score -inf."""
+    a row that fell short (fewer than k kept) has score -inf. Queries go in blocks (one pass
+    over the matrix each), so the working memory does not grow with their number."""
     n = len(vectors)
     if _simd is not None and vectors.dtype == np.float16 and len(queries) == 1:
         return _top_one_float16(vectors, queries[0], k, keep, list(spans(n, _CHUNK_ROWS)))
+    block = max(1, _SCORE_BYTES // (4 * max(1, min(n, _CHUNK_ROWS))))
+    if len(queries) <= block:
+        return _block_top(vectors, queries, k, keep)
+    found = [_block_top(vectors, queries[a:b], k, keep) for a, b in spans(len(queries), block)]
+    return np.concatenate([r for r, _ in found]), np.concatenate([s for _, s in found])
+
+
+def _block_top(
+    vectors: np.ndarray, queries: np.ndarray, k: int, keep: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`exact_top` of one block of queries, in one pass over the matrix a chunk at a time."""
+    n = len(vectors)
     rows = np.empty((len(queries), 0), dtype=np.int64)
     scores = np.empty((len(queries), 0), dtype=np.float32)
     buffer = _buffer(vectors, n)

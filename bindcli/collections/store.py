@@ -23,7 +23,7 @@ import numpy as np
 from bindcli._util.chunks import batched
 from bindcli._util.paths import path_text
 from bindcli.embed.identity import CacheKey
-from bindcli.errors import StoreError
+from bindcli.errors import StoreError, UsageError
 from bindcli.vectors import normalise
 
 #: vector BLOB encodings, by the name stored in `collections.dtype`
@@ -130,8 +130,14 @@ def _v3(db: sqlite3.Connection) -> None:
     )
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    # What a collection's vectors were made with beyond the model id (an import's manifest
+    # `precision` and `preprocessing`), as JSON, so an export writes them back.
+    db.execute("ALTER TABLE collections ADD COLUMN made_with TEXT NOT NULL DEFAULT '{}'")
+
+
 #: step i upgrades a file at version i to version i + 1; append, never edit
-MIGRATIONS = (_v1, _v2, _v3)
+MIGRATIONS = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -210,6 +216,8 @@ class CollectionRecord:
     model: str
     dtype: str
     created_at: float
+    #: JSON of what the vectors were made with beyond the model (`precision`, `preprocessing`)
+    made_with: str = "{}"
 
     def check_model(self, model_id: str, described: str) -> None:
         """Refuse to mix vectors of two models: their scores would be meaningless."""
@@ -378,7 +386,7 @@ class Store:
 
     def collection(self, name: str) -> CollectionRecord | None:
         row = self._db.execute(
-            "SELECT id, name, model_id, model, dtype, created_at FROM collections WHERE name=?",
+            "SELECT id, name, model_id, model, dtype, created_at, made_with FROM collections WHERE name=?",
             (name,),
         ).fetchone()
         return CollectionRecord(*row) if row else None
@@ -392,26 +400,29 @@ class Store:
         return found
 
     def create_collection(
-        self, name: str, model_id: str, model: str, dtype: str = "float32"
+        self, name: str, model_id: str, model: str, dtype: str = "float32", made_with: str = "{}"
     ) -> CollectionRecord:
-        """A new, empty collection pinned to `model_id` (`model` is its human description).
+        """A new, empty collection pinned to `model_id` (`model` is its human description;
+        `made_with`, JSON of what else made its vectors, e.g. an import's precision).
 
         If another process made `name` meanwhile (two `bind index` starting together), that
         one is returned as it is: check its model (`CollectionRecord.check_model`) before use.
         """
+        if not name.strip():
+            raise UsageError("a collection needs a name (one was empty)")
         if dtype not in DTYPES:
             raise StoreError(f"unknown vector dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         with self.transaction():
             self._db.execute(
-                "INSERT INTO collections (name, model_id, model, dtype, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                (name, model_id, model, dtype, time.time()),
+                "INSERT INTO collections (name, model_id, model, dtype, created_at, made_with) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, model_id, model, dtype, time.time(), made_with),
             )
         return self.require(name)
 
     def collections(self) -> list[CollectionRecord]:
         rows = self._db.execute(
-            "SELECT id, name, model_id, model, dtype, created_at FROM collections ORDER BY name"
+            "SELECT id, name, model_id, model, dtype, created_at, made_with FROM collections ORDER BY name"
         )
         return [CollectionRecord(*row) for row in rows]
 

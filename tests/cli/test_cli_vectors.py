@@ -27,6 +27,12 @@ def embedded(tmp_path_factory):
     """`bind embed -o` of five files (the pair other machines would send), and a collection
     indexed from a folder of the same files."""
     tmp = tmp_path_factory.mktemp("vectors")
+    with pytest.MonkeyPatch.context() as env:  # conftest's private data dir is per test, set after this
+        env.setenv("BIND_DATA_DIR", str(tmp / "bind-data"))
+        return _embed_and_index(tmp)
+
+
+def _embed_and_index(tmp: Path) -> tuple[Path, Path, Path, Path]:
     folder = tmp / "media"
     (folder / "photos").mkdir(parents=True)
     (folder / "sounds").mkdir()
@@ -78,8 +84,9 @@ def test_several_query_rows_each_carry_their_row(embedded):
     hits = jsonl(bind("search", "--vector", npy, "--db", db, "-k", "3").stdout)
     assert [h["query"] for h in hits] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     rows = json.loads(npy.with_name("e.npy.json").read_text())["rows"]
-    for row, n in zip(rows, range(5)):  # each row finds its own file first
-        assert hits[3 * n]["path"] == str(Path(row["input"]).absolute())
+    for row, n in zip(rows, range(5)):  # each row's own file (its manifest names it) left out,
+        mine = [{k: v for k, v in h.items() if k != "query"} for h in hits[3 * n : 3 * n + 3]]
+        assert mine == jsonl(bind("search", row["input"], "--db", db, "-k", "3").stdout)  # as by file
     table = bind("search", "--vector", npy, "--db", db, "-k", "1", "-f", "table").stdout
     assert table.splitlines()[1].split("┃")[1:3] == [" query ", " # "]
 
@@ -93,7 +100,7 @@ def test_each_term_is_its_own_query(embedded):
     assert both == [{"query": 0, **h} for h in alone] + [{"query": 1, **h} for h in text]
 
 
-def test_filters_by_folder_glob_modality_and_score(embedded):
+def test_filters_by_folder_glob_modality_and_score(embedded, tmp_path):
     _, folder, npy, db = embedded
     q = ["--vector", npy, "--db", db, "-k", "10", "-f", "paths"]
     photos = bind("search", *q, "--under", folder / "photos").stdout.split()
@@ -107,7 +114,9 @@ def test_filters_by_folder_glob_modality_and_score(embedded):
     assert set(bind("search", *q, "--modality", "audio").stdout.split()) == {
         str(folder / "sounds" / n) for n in SOUNDS
     }
-    strong = jsonl(bind("search", "--vector", npy, "--db", db, "--min-score", "0.99").stdout)
+    bare = tmp_path / "bare.npy"  # no manifest: no row's own file to leave out
+    shutil.copy(npy, bare)
+    strong = jsonl(bind("search", "--vector", bare, "--db", db, "--min-score", "0.99").stdout)
     assert [h["score"] for h in strong] == pytest.approx([1.0] * 5, abs=1e-5)
 
 
@@ -129,6 +138,8 @@ def test_import_export_round_trip_and_another_model_refused(embedded, tmp_path):
     assert done.exit_code == 0, done.stderr
     back = json.loads(out.with_name("back.npy.json").read_text())
     assert back["model"] == manifest["model"]
+    made_with = {key: manifest[key] for key in ("precision", "preprocessing")}
+    assert made_with == {key: back[key] for key in made_with}  # what the import read, written back
     assert [(r["input"], r["modality"], r["sha256"]) for r in back["rows"]] == [
         (r["input"], r["modality"], r["sha256"]) for r in manifest["rows"]
     ]
@@ -218,3 +229,62 @@ def test_removing_a_collection_removes_its_index_files(embedded, tmp_path):
     assert (index_dir / "c1.matrix").exists()
     assert bind("collections", "remove", "default", "--db", db).exit_code == 0
     assert not [p for p in index_dir.iterdir() if p.name.startswith("c1")]
+
+
+def _pair(folder: Path, name: str, vectors: np.ndarray, **about) -> Path:
+    """A `.npy` + manifest pair of `vectors`, rows /m/0.jpg, /m/1.jpg, ..."""
+    npy = folder / name
+    np.save(npy, vectors)
+    npy.with_name(name + ".json").write_text(json.dumps({"model": "cfg:1234abcd:5678", **about, "rows": [
+        {"input": f"/m/{i}.jpg", "modality": "image", "sha256": "s"} for i in range(len(vectors))
+    ]}))
+    return npy
+
+
+def test_import_refuses_a_file_with_rows_without_a_direction_naming_them(tmp_path):
+    db = tmp_path / "c.sqlite3"
+    rows = np.eye(4, 8, dtype=np.float32)
+    rows[1, 0], rows[2] = np.nan, 0
+    bad = _pair(tmp_path, "bad.npy", rows)
+    done = bind("collections", "import", "c", bad, "--db", db)
+    assert done.exit_code == 1
+    assert f"{bad}: row 1: not finite; row 2: all zero; nothing imported" in done.stderr
+    assert jsonl(bind("collections", "list", "--db", db).stdout) == []  # not even the collection
+    wide = _pair(tmp_path, "wide.npy", np.eye(2, 8, dtype=np.float32), dim=16)
+    done = bind("collections", "import", "c", wide, "--db", db)
+    assert done.exit_code == 1 and "8-d vectors; its manifest says 16-d" in done.stderr
+    done = bind("collections", "import", "", _pair(tmp_path, "ok.npy", np.eye(2, 8, dtype=np.float32)), "--db", db)
+    assert done.exit_code == 2 and "a collection needs a name" in done.stderr
+    assert jsonl(bind("collections", "list", "--db", db).stdout) == []
+
+
+def test_bad_query_rows_are_named_and_the_others_searched(tmp_path):
+    db = tmp_path / "c.sqlite3"
+    assert bind("collections", "import", "c", _pair(tmp_path, "ok.npy", np.eye(3, 8, dtype=np.float32)), "--db", db).exit_code == 0
+    queries = np.eye(4, 8, dtype=np.float32)
+    queries[1, 2], queries[3] = np.inf, 0
+    q = tmp_path / "q.npy"
+    np.save(q, queries)
+    done = bind("search", "-c", "c", "--vector", q, "--db", db, "-k", "1", "-f", "jsonl")
+    assert done.exit_code == 1
+    assert f"{q}: row 1: not finite" in done.stderr and f"{q}: row 3: all zero" in done.stderr
+    assert [(h["query"], h["path"]) for h in jsonl(done.stdout)] == [(0, "/m/0.jpg"), (2, "/m/2.jpg")]
+    np.save(q, np.ones((2, 4), np.float32))
+    done = bind("search", "-c", "c", "--vector", q, "--db", db)
+    assert done.exit_code == 2 and f"{q}: query vectors of 4 dims; this collection's have 8 dims" in done.stderr
+
+
+def test_export_names_and_the_imported_model_description(tmp_path):
+    db = tmp_path / "c.sqlite3"
+    assert bind("collections", "import", "c", _pair(tmp_path, "ok.npy", np.eye(3, 8, dtype=np.float32)), "--db", db).exit_code == 0
+    listed = jsonl(bind("collections", "list", "--db", db).stdout)
+    assert [c["model"] for c in listed] == ["cfg (imported)"]  # the model id's config name
+    done = bind("collections", "export", "c", tmp_path / "x.jsonl", "--db", db)
+    assert done.exit_code == 2 and "name it FILE.npy" in done.stderr
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "x.jsonl.json").exists()
+    back = tmp_path / "back.npy"
+    assert bind("collections", "export", "c", back, "--db", db).exit_code == 0
+    described = _pair(tmp_path, "d.npy", np.eye(2, 8, dtype=np.float32), model_description="my model (w.pth)")
+    assert bind("collections", "import", "d", described, "--db", db).exit_code == 0
+    listed = jsonl(bind("collections", "list", "--db", db).stdout)
+    assert {c["name"]: c["model"] for c in listed} == {"c": "cfg (imported)", "d": "my model (w.pth)"}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -266,6 +267,38 @@ def test_a_batch_answers_as_its_queries_one_by_one(db):
         same(found(hits), found(index.search(q, k=5, filters=Filters(kinds=("image", "text")))[0]))
     with pytest.raises(UsageError, match="32 dims"):
         index.search(np.ones(8), k=1)
+    bad = np.array(queries[:3])
+    bad[1, 0], bad[2] = np.nan, 0
+    with pytest.raises(UsageError, match="query row 1: not finite; query row 2: all zero"):
+        index.search(bad, k=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_exact_search_memory_does_not_grow_with_the_number_of_queries(monkeypatch, dtype):
+    """2,000 query rows take no more working memory than 2 beyond their answers (unblocked,
+    the scores alone were 2,000 x 1,024 floats a chunk), and answer as plain numpy does."""
+    monkeypatch.setattr(nearest, "_CHUNK_ROWS", 1024)
+    monkeypatch.setattr(nearest, "_SCORE_BYTES", 64 << 10)  # 16 queries a block
+    vectors = clustered(4096, 16, 8).astype(dtype)
+    queries = clustered(2000, 16, 8, seed=1)
+    k = 5
+
+    def peak(q: np.ndarray) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
+        tracemalloc.start()
+        try:
+            found = nearest.exact_top(vectors, q, k)
+            return tracemalloc.get_traced_memory()[1], found
+        finally:
+            tracemalloc.stop()
+
+    few, _ = peak(queries[:2])
+    many, (rows, scores) = peak(queries)
+    answers = rows.nbytes + scores.nbytes
+    assert many - few < 3 * answers + (256 << 10), (few, many, answers)
+    reference = vectors.astype(np.float32) @ queries.T
+    best = np.argsort(-reference, axis=0, kind="stable")[:k].T
+    np.testing.assert_array_equal(rows, best)
+    np.testing.assert_allclose(scores, np.take_along_axis(reference.T, best, 1), atol=1e-6)
 
 
 def recall(truth, got) -> float:
