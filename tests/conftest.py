@@ -15,6 +15,17 @@ SMALL_CONFIG = FIXTURES / "public_config.json"
 SMALL_WEIGHTS = FIXTURES / "public.pth"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_folders_for_the_session(tmp_path_factory):
+    """The module-scoped fixtures (servers, collections, embedders) are set up before any
+    test's own folder below: they too get bind's folders of their own, never the user's
+    collection file, cache, checkpoints or server socket."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BIND_DATA_DIR", str(tmp_path_factory.mktemp("bind-data-session")))
+        env.setenv("BIND_CACHE_DIR", str(tmp_path_factory.mktemp("bind-cache-session")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _private_data_dir(tmp_path_factory, monkeypatch):
     """Every test gets its own collection file and embedding cache, never the user's."""
