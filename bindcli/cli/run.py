@@ -109,6 +109,10 @@ class Run:
         if not self._server_chosen:
             self._server_chosen = True
             self._server = choose_server(self.common, self.out, here)
+            if self._server is not None and not isinstance(here, Exception):
+                # a server that goes away mid-run: what it did not answer is embedded here
+                self._server.fallback = lambda: self.local_embedder
+                self._server.notify = self.out.note
         return self._server
 
     @property

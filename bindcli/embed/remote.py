@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 import numpy as np
 
 import bindcli.serve.protocol as protocol
-from bindcli._util.chunks import batched
 from bindcli._util.paths import is_uri
 from bindcli.embed.embedder import BaseEmbedder
 from bindcli.embed.identity import Model, config_id
@@ -42,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.media.options import MediaOptions
     from bindcli.model.config import ModelConfig
 
-#: inputs per request: enough to fill the server's batches, small enough to stream results
+#: files per request: enough to fill the server's batches, small enough to stream results;
+#: texts go up to the server's `max_inputs` per request (they are small and quick)
 CHUNK = 32
 #: requests in flight at once, so the server decodes one chunk while it encodes another
 IN_FLIGHT = 2
@@ -212,7 +212,7 @@ def connect(
     if device != "auto" and str(info.get("device", "")).split(":")[0] != device.split(":")[0]:
         return None, f"the server at {address} serves {served}, not on {device}"
     placement = ServedPlacement(str(info["device"]), str(info["precision"]))
-    return RemoteEmbedder(address, model, placement, token=token), ""
+    return RemoteEmbedder(address, model, placement, token=token, limits=protocol.read_limits(info)), ""
 
 
 def served_model(address: Address, info: dict, config: "ModelConfig") -> Model:
@@ -262,6 +262,7 @@ class RemoteEmbedder(BaseEmbedder):
     def __init__(
         self, address: Address, model: Model, placement: ServedPlacement, *,
         token: str | None = None, use_cache: bool = True, batch_size: int = 8,
+        limits: dict[str, int] | None = None,
     ) -> None:
         self.address = address
         self.model = model
@@ -270,6 +271,12 @@ class RemoteEmbedder(BaseEmbedder):
         self.use_cache = use_cache
         self.batch_size = batch_size
         self.options = None  # the server decodes with its own options
+        #: what the server refuses past (`protocol.read_limits`): requests are packed to fit
+        self.limits = dict(limits or {})
+        #: this process's embedder, made on first need, for the inputs a server that went
+        #: away did not answer (None: they fail, each saying so); `notify` says it is used
+        self.fallback: Callable[[], BaseEmbedder] | None = None
+        self.notify: Callable[[str], None] = lambda message: None
 
     @property
     def config(self) -> "ModelConfig":
@@ -299,72 +306,208 @@ class RemoteEmbedder(BaseEmbedder):
     def _results(
         self, todo: "list[tuple[int, Input, str | None]]", progress: Callable[[int], None]
     ) -> "Iterator[tuple[int, Embedding | InputError]]":
-        """Each chunk's results as the server answers it (known hashes are not needed: the
-        server hashes what it reads)."""
-        inputs = [(i, x) for i, x, _ in todo]
-        chunks = list(batched(inputs, CHUNK))
+        """Each request's results as the server answers it (known hashes are not needed: the
+        server hashes what it reads); when the server goes away, the inputs it did not answer
+        go to `_without_server`, and every answered one is kept."""
+        requests, refused = self._plan([(i, x) for i, x, _ in todo])
+        progress(len(refused))
+        yield from refused
+        if not requests:
+            return
         clients: dict[int, Client] = {}
+        gone: list[str] = []  # why the server went away, once it did: later requests are not sent
 
-        def ask(chunk: list[tuple[int, "Input"]]) -> list[tuple[int, "Embedding | InputError"]]:
+        def ask(request: list[_Sending]) -> list[tuple[int, "Embedding | InputError"]]:
+            if gone:
+                raise _Gone(gone[0])
             client = clients.setdefault(threading.get_ident(), Client(self.address, self.token))
-            return self._ask(client, chunk)
+            try:
+                return self._ask(client, request)
+            except _Gone as exc:
+                gone.append(str(exc))
+                raise
 
-        pool = concurrent.futures.ThreadPoolExecutor(min(IN_FLIGHT, len(chunks)), thread_name_prefix="bind-remote")
-        waiting = [pool.submit(ask, chunk) for chunk in chunks]
+        pool = concurrent.futures.ThreadPoolExecutor(min(IN_FLIGHT, len(requests)), thread_name_prefix="bind-remote")
+        waiting = [(pool.submit(ask, request), request) for request in requests]
+        unanswered: list[_Sending] = []
         try:
-            for future in waiting:
-                done = future.result()
+            for future, request in waiting:
+                try:
+                    done = future.result()
+                except _Gone:
+                    unanswered.extend(request)
+                    continue
                 progress(len(done))
                 yield from done
         finally:  # also when the caller stops early (Ctrl-C, an error, a consumer that breaks off)
-            for future in waiting:
+            for future, _ in waiting:
                 future.cancel()
             for client in list(clients.values()):
                 client.abort()
             pool.shutdown(wait=True)
             for client in clients.values():
                 client.close()
+        if unanswered:
+            yield from self._without_server(unanswered, gone[0], progress)
 
-    def _ask(self, client: Client, chunk: "list[tuple[int, Input]]") -> "list[tuple[int, Embedding | InputError]]":
-        sent, out = [], []
-        for slot, inp in chunk:
-            entry = self._entry(inp)
-            if isinstance(entry, InputError):
-                out.append((slot, entry))
-            else:
-                sent.append((slot, inp, entry))
-        if not sent:
-            return out
-        body = protocol.embed_request([e for *_, e in sent], cache=self.use_cache)
-        try:
-            status, answer = client.request("POST", protocol.EMBED, body)
-        except (OSError, http.client.HTTPException) as exc:
-            raise ServerError(f"server at {self.address}: {_os_reason(exc)}") from None
-        if status != 200:
-            raise ServerError(f"server at {self.address}: {protocol.error_text(answer, status)}")
-        for (slot, inp, _), result in zip(sent, answer["results"]):
-            _warn(inp, protocol.relayed(result))
-            if "error" in result:
-                out.append((slot, InputError(inp.source, result["error"])))
-            else:
-                raw = np.frombuffer(protocol.vector_bytes(result), dtype=protocol.FLOAT32).astype(np.float32)
-                out.append((slot, Embedding(inp, result["sha256"], raw, cached=bool(result.get("cached")))))
-        return out
+    def _without_server(
+        self, unanswered: "list[_Sending]", reason: str, progress: Callable[[int], None]
+    ) -> "Iterator[tuple[int, Embedding | InputError]]":
+        """The inputs a server that went away did not answer: embedded by `fallback` (this
+        process's embedder, when there are local weights) after one note, else each failed."""
+        why = f"the server at {self.address} went away ({reason})"
+        if self.fallback is None:
+            progress(len(unanswered))
+            for item in unanswered:
+                yield item.slot, InputError(item.input.source, f"not embedded: {why}")
+            return
+        self.notify(f"{why}; embedding the {len(unanswered)} inputs it did not answer in-process")
+        slots = [item.slot for item in unanswered]
+        for j, result in self.fallback().stream([item.input for item in unanswered], progress):
+            yield slots[j], result
 
-    def _entry(self, inp: "Input") -> "dict | InputError":
-        """How one input travels: a text as itself, a file by path to a server on this
-        machine, else its bytes."""
+    def _plan(
+        self, inputs: "list[tuple[int, Input]]"
+    ) -> "tuple[list[list[_Sending]], list[tuple[int, InputError]]]":
+        """(the requests to send, each within the server's limits; the inputs refused here:
+        one the server cannot take whatever it is sent with fails alone, unsent)."""
+        max_body = self.limits.get("max_body_bytes")
+        max_file = self.limits.get("max_file_bytes")
+        overhead = len(json.dumps(protocol.embed_request([], cache=self.use_cache)))
+        sending, refused = [], []
+        for slot, inp in inputs:
+            item = self._sizing(slot, inp)
+            if isinstance(item, InputError):
+                refused.append((slot, item))
+            elif item.file_bytes is not None and max_file is not None and item.file_bytes > max_file:
+                refused.append((slot, InputError(inp.source, f"{item.file_bytes} bytes, over the server's "
+                                                 f"{max_file}-byte per-file limit (bind serve --max-file-mb)")))
+            elif max_body is not None and overhead + item.size > max_body:
+                refused.append((slot, InputError(inp.source, "too large to send: over the server's "
+                                                 f"{max_body}-byte request limit (bind serve --max-body-mb)")))
+            else:
+                sending.append(item)
+        # a server that publishes no limits is sent what servers took before they did
+        return pack(sending, max_body=max_body, max_inputs=self.limits.get("max_inputs", CHUNK),
+                    overhead=overhead), refused
+
+    def _sizing(self, slot: int, inp: "Input") -> "_Sending | InputError":
+        """How one input travels, and what it adds to a request: a text as itself, a file
+        by path to a server on this machine, else its bytes (read when its request is sent)."""
         if inp.literal:
-            return protocol.text_input(inp.source)
+            return _Sending(slot, inp, _text_size(inp.source))
         if is_uri(inp.source):
             return InputError(inp.source, LOCAL_URI)
         if self.address.local:
+            return _Sending(slot, inp, _size(protocol.path_input(os.path.abspath(inp.source), inp.kind.value)))
+        try:
+            length = os.stat(inp.source).st_size
+        except OSError as exc:
+            return InputError(inp.source, exc.strerror or str(exc))
+        entry = protocol.data_input(b"", Path(inp.source).name, inp.kind.value)
+        return _Sending(slot, inp, _size(entry) + 4 * ((length + 2) // 3), length)
+
+    def _ask(self, client: Client, request: "list[_Sending]") -> "list[tuple[int, Embedding | InputError]]":
+        """One request's results; one the server refuses as too large is sent again in
+        halves, until an input refused alone fails alone."""
+        sent, out = [], []
+        for item in request:
+            entry = self._entry(item)
+            if isinstance(entry, InputError):
+                out.append((item.slot, entry))
+            else:
+                sent.append((item, entry))
+        if not sent:
+            return out
+        body = protocol.embed_request([e for _, e in sent], cache=self.use_cache)
+        try:
+            status, answer = client.request("POST", protocol.EMBED, body)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Gone(_os_reason(exc)) from None
+        if status == 413 and len(sent) > 1:
+            half = len(sent) // 2
+            return out + self._ask(client, [i for i, _ in sent[:half]]) + self._ask(client, [i for i, _ in sent[half:]])
+        if status == 413:
+            return out + [(sent[0][0].slot, InputError(sent[0][0].input.source, protocol.error_text(answer, status)))]
+        if status != 200:
+            raise ServerError(f"server at {self.address}: {protocol.error_text(answer, status)}")
+        for (item, _), result in zip(sent, answer["results"]):
+            inp = item.input
+            _warn(inp, protocol.relayed(result))
+            if "error" in result:
+                out.append((item.slot, InputError(inp.source, result["error"])))
+            else:
+                raw = np.frombuffer(protocol.vector_bytes(result), dtype=protocol.FLOAT32).astype(np.float32)
+                out.append((item.slot, Embedding(inp, result["sha256"], raw, cached=bool(result.get("cached")))))
+        return out
+
+    def _entry(self, item: "_Sending") -> "dict | InputError":
+        """The request entry `_sizing` planned for an input (a file sent as bytes is read now)."""
+        inp = item.input
+        if inp.literal:
+            return protocol.text_input(inp.source)
+        if item.file_bytes is None:
             return protocol.path_input(os.path.abspath(inp.source), inp.kind.value)
         try:
             data = Path(inp.source).read_bytes()
         except OSError as exc:
             return InputError(inp.source, exc.strerror or str(exc))
         return protocol.data_input(data, Path(inp.source).name, inp.kind.value)
+
+
+class _Gone(Exception):
+    """The server stopped answering (refused, reset or closed the connection)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sending:
+    """One input to send: its position, what its entry adds to a request body, and the
+    size of the file it sends as bytes (None for a text, or a file sent by path)."""
+
+    slot: int
+    input: "Input"
+    size: int
+    file_bytes: int | None = None
+
+    @property
+    def file(self) -> bool:
+        return not self.input.literal
+
+
+def _size(entry: dict) -> int:
+    """What an entry adds to a JSON request body (its separator included)."""
+    return len(json.dumps(entry)) + 2
+
+
+#: what a text entry adds to a request besides the text itself, quoted
+TEXT_ENTRY = _size(protocol.text_input(""))
+
+
+def _text_size(text: str) -> int:
+    """`_size` of a text's entry, without encoding a plain one (eval sends 80,000)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return TEXT_ENTRY + len(text)
+    return _size(protocol.text_input(text))
+
+
+def pack(items: "Iterable[_Sending]", *, max_body: int | None, max_inputs: int, overhead: int) -> "list[list[_Sending]]":
+    """`items` in order, in requests of at most `max_inputs` inputs (of them at most `CHUNK`
+    files, so results stream back while later files decode) and `max_body` bytes of body."""
+    requests: list[list[_Sending]] = []
+    current: list[_Sending] = []
+    size = files = 0
+    for item in items:
+        full = (len(current) >= max_inputs or (item.file and files >= CHUNK)
+                or (max_body is not None and overhead + size + item.size > max_body))
+        if current and full:
+            requests.append(current)
+            current, size, files = [], 0, 0
+        current.append(item)
+        size += item.size
+        files += item.file
+    if current:
+        requests.append(current)
+    return requests
 
 
 def _warn(inp: "Input", relayed: Iterable[dict]) -> None:

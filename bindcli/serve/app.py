@@ -89,6 +89,7 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
             "towers": sorted(getattr(e.encoder, "towers", ())), "device": str(e.placement.device),
             "precision": e.placement.precision,
             "vectors_id": e.vectors_id,  # the model id and any loading option that changes it
+            **protocol.limits_field(settings.limits),  # so that clients pack requests to fit
         }
         return _Json({"object": "list", "data": [entry]})
 

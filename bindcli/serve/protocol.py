@@ -89,6 +89,25 @@ def read_options(body: dict, query: dict) -> Options:
 # --- answers: the server writes them, the client reads them -------------------------------
 
 
+#: what a server refuses past (`bindcli.serve.limits.Limits`'s fields), published in its
+#: `/v1/models` entry so that a client packs its requests to fit them
+LIMITS = ("max_body_bytes", "max_file_bytes", "max_inputs", "max_text_chars")
+
+
+def limits_field(limits: object) -> dict:
+    """The `limits` field of a `/v1/models` entry."""
+    return {"limits": {name: int(getattr(limits, name)) for name in LIMITS}}
+
+
+def read_limits(info: dict) -> dict[str, int]:
+    """The limits a `/v1/models` entry publishes, by name (those it gives as positive
+    integers: a server of an older version publishes none)."""
+    given = info.get("limits")
+    given = given if isinstance(given, dict) else {}
+    return {name: value for name in LIMITS
+            if isinstance(value := given.get(name), int) and not isinstance(value, bool) and value > 0}
+
+
 class Float32s(Protocol):
     """A vector as the server holds it (a numpy array of dtype `FLOAT32`)."""
 
