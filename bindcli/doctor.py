@@ -1,11 +1,12 @@
-"""What a bug report about bind needs, gathered without loading a model: versions, the device
-and precision `auto` would pick here and why, where the weights are and whether they check
-out, and bind's folders with their sizes.
+"""What a bug report about bind needs, gathered without loading a model: versions, the optional
+extras, the device and precision a command would pick here and why, where the weights are and
+whether they check out, bind's folders with their sizes, and the server a command would use.
 
 torch is imported (only it can say what the device is); the model code is not, so this works
 where a model would fail to load, which is when it is needed most.
 
-Imports: bindcli._util, bindcli.errors, bindcli.model, bindcli.weights.
+Imports: bindcli._util, bindcli.errors, bindcli.model, bindcli.weights, bindcli.embed.remote (to
+ask a running server what it serves, only where one may be).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ OTHER_VARIABLES = ("XDG_CACHE_HOME", "XDG_DATA_HOME", "HF_HUB_OFFLINE", "CUDA_VI
 
 @dataclasses.dataclass(frozen=True)
 class DeviceReport:
-    """What `--device auto --precision auto` picks on this machine, and what it saw."""
+    """What a command's device and precision pick on this machine, and what it saw."""
 
+    #: what was asked: `auto`, or the `BIND_DEVICE`/`BIND_PRECISION` values
+    asked: str
     device: str
     precision: str
     why: str
@@ -83,6 +86,10 @@ class Report:
     folders: dict[str, FolderReport]
     #: the variables set that change what bind does
     environment: dict[str, str]
+    #: each optional extra: installed (with its packages' versions), or the install to run
+    extras: dict[str, str]
+    #: the server a command would use (`--server`'s `BIND_SERVER`, else the local socket)
+    server: dict[str, str]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings."""
@@ -101,7 +108,7 @@ def diagnose(
     hashes the whole file (a minute or more for 4.8 GB; `progress` hears the bytes)."""
     return Report(
         versions=versions(),
-        device=device(),
+        device=device(os.environ.get("BIND_DEVICE") or "auto", os.environ.get("BIND_PRECISION") or "auto"),
         weights=check_weights(weights_path, config=config, verify=verify, progress=progress),
         folders={
             "cache": folder(folders.cache_dir()),
@@ -111,7 +118,51 @@ def diagnose(
             name: value for name, value in sorted(os.environ.items())
             if name.startswith("BIND_") or name in OTHER_VARIABLES
         },
+        extras=extras_installed(),
+        server=server(),
     )
+
+
+def extras_installed() -> dict[str, str]:
+    """Each extra: its packages' versions where all are importable, else what is missing and
+    the install to run. Nothing is imported."""
+    from bindcli._util import extras
+
+    where = importlib.metadata.packages_distributions()
+    found = {}
+    for extra in extras.ALL:
+        missing = extra.missing()
+        if missing:
+            found[extra.name] = f"missing {', '.join(missing)}: {extra.install}"
+            continue
+        names = sorted({d for m in extra.modules for d in where.get(m, ())})
+        found[extra.name] = ", ".join(f"{d} {_version(d)}" for d in names) or "installed"
+    return found
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def server() -> dict[str, str]:
+    """Where a command looks for `bind serve` and what answers there: the model id, device
+    and precision it serves, or why no server is used. Asked only where one may be (a socket
+    file, or `BIND_SERVER`), with the commands' short probe."""
+    named = os.environ.get("BIND_SERVER")
+    socket = folders.server_socket()
+    where = named or str(socket)
+    if not named and not socket.exists():
+        return {"address": where, "state": "no server (no socket there)"}
+    from bindcli.embed.remote import Address, probe
+
+    info, why = probe(Address.parse(where) if named else Address(unix=where), os.environ.get("BIND_TOKEN"))
+    if info is None:
+        return {"address": where, "state": why}
+    state = f"serving {info.get('id')} on {info.get('device')}, {info.get('precision')}"
+    return {"address": where, "state": state}
 
 
 def versions() -> dict[str, str | None]:
@@ -139,19 +190,22 @@ def _library_version(module: str, attribute: str) -> str | None:
         return None
 
 
-def device() -> DeviceReport:
-    """What `auto` picks for device and precision, with the reasons for both."""
+def device(requested: str = "auto", precision: str = "auto") -> DeviceReport:
+    """What a command picks for `--device requested --precision precision` (auto unless
+    `BIND_DEVICE`/`BIND_PRECISION` say otherwise), with the reasons for both."""
     import torch
 
     from bindcli.model.placement import cpu_bf16_units, place
 
-    placement = place("auto", "auto")
+    placement = place(requested, precision)
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     gpus = tuple(_gpu(index) for index in range(visible))
+    asked = "auto" if (requested, precision) == ("auto", "auto") else f"{requested}, {precision}"
     return DeviceReport(
+        asked=asked,
         device=str(placement.device),
         precision=placement.precision,
-        why=f"{_why_device(placement.device.type, gpus)}; {placement.reason}",
+        why="; ".join(x for x in (_why_device(placement.device.type, gpus), placement.reason) if x),
         warning=placement.warning,
         torch_cuda=torch.version.cuda,
         gpus=gpus,

@@ -47,3 +47,6 @@ SERVE = Extra(
     "serve", ("python_multipart", "starlette", "uvicorn"),
     "bind serve needs the server extra ({missing} is missing)",
 )
+
+#: every extra, as `bind doctor` lists them
+ALL = (SERVE, GENERATE, INDEX, RAY, PLOT, EVAL)

@@ -29,8 +29,9 @@ def doctor(
     model_config: ModelConfigOption = "imagebind_huge",
     fmt: FORMAT_OPTION = InfoFormat.AUTO,
 ) -> None:
-    """Versions, the device and precision `auto` picks here and why, where the weights are and
-    whether they check out, bind's folders and their sizes: what a bug report needs.
+    """Versions, the optional extras, the device and precision a command picks here and why,
+    where the weights are and whether they check out, bind's folders and their sizes, and the
+    server a command would use: what a bug report needs.
 
     Loads no model, so it works when a command fails. Exit status 1 when the weights fail
     their check.
@@ -57,7 +58,7 @@ def _show(out: Output, report: "Report") -> None:
     size = "" if w.size_bytes is None else f"{decimal(w.size_bytes)} ({w.size_bytes:,} bytes)"
     sections = {
         "Versions": {k: v or "not installed" for k, v in report.versions.items()},
-        "Device and precision (auto)": {
+        f"Device and precision ({d.asked})": {
             "device": d.device,
             "precision": d.precision,
             "why": d.why,
@@ -79,6 +80,8 @@ def _show(out: Output, report: "Report") -> None:
             _FOLDERS.get(name, name): f"{f.path} ({decimal(f.size_bytes) if f.exists else 'not created yet'})"
             for name, f in report.folders.items()
         },
+        "Extras": report.extras,
+        "Server": report.server,
         "Environment": report.environment or {"(none)": "no BIND_* or related variable is set"},
     }
     for n, (title, rows) in enumerate(sections.items()):

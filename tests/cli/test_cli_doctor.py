@@ -102,7 +102,8 @@ def test_weights_not_downloaded_yet_are_a_finding_not_a_failure(tmp_path):
 def test_a_person_gets_titled_sections(checkpoint):
     path, _ = checkpoint
     shown = bind("doctor", "-f", "table", "--weights", str(path), env=CLEAN).stdout
-    for title in ("Versions", "Device and precision (auto)", "Weights", "Folders", "Environment"):
+    # what a command would use: cli_support's runs set BIND_DEVICE=cpu, BIND_PRECISION=fp32
+    for title in ("Versions", "Device and precision (cpu, fp32)", "Weights", "Folders", "Extras", "Server", "Environment"):
         assert title in shown
     assert "ok: size matches the record of" in " ".join(shown.split())
 
@@ -161,3 +162,29 @@ def test_the_hash_a_json_config_publishes_fails_a_changed_checkpoint_without_a_r
     code, report = doctor(*given)
     assert (code, report["weights"]["check"]) == (1, "size")
     assert f"the recorded SHA-256 is {changed}, the published SHA-256 of {mine} says {published}" in report["weights"]["detail"]
+
+
+def test_the_device_and_precision_a_command_would_use_and_the_extras(checkpoint, monkeypatch):
+    path, _ = checkpoint
+    report = json.loads(bind("doctor", "--weights", str(path), env={**CLEAN, "BIND_PRECISION": "bf16"}).stdout)
+    assert (report["device"]["asked"], report["device"]["precision"]) == ("cpu, bf16", "bf16")
+    shown = bind("doctor", "-f", "table", "--weights", str(path), env={**CLEAN, "BIND_PRECISION": "bf16"}).stdout
+    assert "Device and precision (cpu, bf16)" in shown
+    auto = json.loads(bind("doctor", "--weights", str(path), env={**CLEAN, "BIND_DEVICE": None, "BIND_PRECISION": None}).stdout)
+    assert auto["device"]["asked"] == "auto"
+    assert set(report["extras"]) == {"serve", "generate", "index", "ray", "plot", "eval"}
+    assert report["extras"]["index"].startswith("faiss-cpu ")  # [test] installs every extra
+    import importlib.util
+
+    from bindcli import doctor
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else real(name, *a))
+    assert doctor.extras_installed()["index"] == "missing faiss: pip install 'bindcli[index]'"
+
+
+def test_no_server_is_said_where_there_is_no_socket(checkpoint):
+    path, _ = checkpoint
+    report = json.loads(bind("doctor", "--weights", str(path), env=CLEAN).stdout)
+    assert report["server"]["state"] == "no server (no socket there)"
+    assert report["server"]["address"].endswith("serve.sock")

@@ -228,6 +228,13 @@ def test_the_default_socket_is_found_and_a_mismatch_runs_in_process(server, monk
         link.unlink()
 
 
+def test_doctor_says_what_the_server_a_command_would_use_serves(server):
+    report = json.loads(bind("doctor", env={"BIND_SERVER": server.sock}).stdout)
+    assert report["server"] == {"address": server.sock, "state": f"serving {server.model} on cpu, fp32"}
+    gone = json.loads(bind("doctor", env={"BIND_SERVER": server.sock + ".gone"}).stdout)
+    assert gone["server"]["state"].startswith(f"no server answers at unix:{server.sock}.gone")
+
+
 def test_an_explicit_server_that_is_not_up_warns_and_runs_in_process(tmp_path):
     done = bind("embed", "-t", "x", "-f", "jsonl", "--server", f"unix:{tmp_path / 'none.sock'}")
     assert done.exit_code == 0 and len(jsonl(done.stdout)) == 1
