@@ -98,6 +98,15 @@ def post_json(server: Served, path: str, value: dict, **kw) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
+def post_and_leave(server: Served, body: bytes, headers: str = "") -> None:
+    """A client that goes away: a JSON POST to /v1/embed on the socket, closed unread."""
+    gone = socket.socket(socket.AF_UNIX)
+    gone.connect(server.sock)
+    gone.sendall(b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    gone.close()
+
+
 def multipart(fields: list[tuple[str, str, bytes | str]]) -> tuple[bytes, str]:
     """(body, content type) of form fields: (name, filename or "", value)."""
     boundary = "bindtestboundary"
@@ -388,11 +397,7 @@ def test_oversize_bodies_and_files_are_413(server):
 def test_a_client_that_goes_away_has_its_queued_inputs_dropped(server):
     dropped = metric(server, "bind_inputs_dropped_total")
     body = json.dumps({"inputs": [{"text": "left early"}], "cache": False}).encode()
-    gone = socket.socket(socket.AF_UNIX)
-    gone.connect(server.sock)
-    gone.sendall(b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    gone.close()  # well within the 300 ms the input waits for company
+    post_and_leave(server, body)  # well within the 300 ms the input waits for company
     deadline = time.monotonic() + 20
     while metric(server, "bind_inputs_dropped_total") == dropped and time.monotonic() < deadline:
         time.sleep(0.05)

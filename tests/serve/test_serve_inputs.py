@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli_support import bind, jsonl, media
-from test_serve import Served, multipart, request, start
+from test_serve import Served, multipart, post_and_leave, request, start
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers
 
@@ -234,11 +234,7 @@ def test_a_client_that_goes_away_leaves_the_log_quiet(server):
     log = Log(server)
     gone_before = _gone(server)
     body = json.dumps({"inputs": [{"text": "left early"}], "cache": False}).encode()
-    gone = socket.socket(socket.AF_UNIX)
-    gone.connect(server.sock)
-    gone.sendall(b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    gone.close()  # well within the 300 ms the input waits for company
+    post_and_leave(server, body, f"Authorization: Bearer {TOKEN}\r\n")  # within the 300 ms wait
     deadline = time.monotonic() + 20
     while _gone(server) == gone_before:
         assert time.monotonic() < deadline, "the server did not see the client go"
