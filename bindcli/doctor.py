@@ -156,9 +156,12 @@ def server() -> dict[str, str]:
     where = named or str(socket)
     if not named and not socket.exists():
         return {"address": where, "state": "no server (no socket there)"}
-    from bindcli.embed.remote import Address, probe
+    from bindcli.embed.remote import Address, TokenRefused, probe
 
-    info, why = probe(Address.parse(where) if named else Address(unix=where), os.environ.get("BIND_TOKEN"))
+    try:
+        info, why = probe(Address.parse(where) if named else Address(unix=where), os.environ.get("BIND_TOKEN"))
+    except TokenRefused as exc:
+        info, why = None, str(exc)
     if info is None:
         return {"address": where, "state": why}
     state = f"serving {info.get('id')} on {info.get('device')}, {info.get('precision')}"

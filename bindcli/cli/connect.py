@@ -48,15 +48,20 @@ def choose_server(
     if address is None:
         return None  # --no-server, or no local server: nothing to say
     from bindcli.embed.identity import Model
-    from bindcli.embed.remote import borrow, connect
+    from bindcli.embed.remote import TokenRefused, borrow, connect
     from bindcli.model.config import load_config
 
     token, options = os.environ.get("BIND_TOKEN"), common.media_options
     asked = {"precision": common.precision.value, "device": common.device, "token": token, "options": options}
-    if isinstance(here, Model):
-        embedder, why = connect(address, here, **asked)
-    else:
-        embedder, why = borrow(address, load_config(common.model_config), **asked)
+    try:
+        if isinstance(here, Model):
+            embedder, why = connect(address, here, **asked)
+        else:
+            embedder, why = borrow(address, load_config(common.model_config), **asked)
+    except TokenRefused as exc:
+        if common.server:  # the server asked for by name: a wrong token is a mistake to fix, not to route around
+            raise
+        embedder, why = None, str(exc)
     if embedder is None:
         # a warning for the server --server named, a note for the local socket
         (out.warn if common.server else out.note)(f"{why}; running in-process")

@@ -162,7 +162,7 @@ _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
     "server": (
         Annotated[Optional[str], typer.Option(
             "--server", metavar="URL|SOCKET", envvar="BIND_SERVER", rich_help_panel=OPTIONS_PANEL,
-            help="Embed through the `bind serve` at http://HOST:PORT or a socket path (token: "
+            help="Embed through the `bind serve` at http(s)://HOST:PORT or a socket path (token: "
             "$BIND_TOKEN). Default: the local server's socket, when one runs with this model.",
         )],
         None,

@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -54,6 +55,10 @@ class ServerError(BindError):
     """A server that was chosen but then failed to answer as it should."""
 
 
+class TokenRefused(ServerError):
+    """A server that answers but refuses this client's token (HTTP 401 or 403)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Address:
     """Where a server listens: a Unix socket path, or a TCP host and port."""
@@ -61,22 +66,24 @@ class Address:
     unix: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    tls: bool = False  # https: a server behind a TLS proxy
 
     @classmethod
     def parse(cls, text: str) -> "Address":
-        """`unix:PATH`, a path (`/run/bind.sock`, `./s.sock`), `http://HOST:PORT` or `HOST:PORT`."""
+        """`unix:PATH`, a path (`/run/bind.sock`, `./s.sock`), `http(s)://HOST:PORT` or `HOST:PORT`."""
         if text.startswith("unix:"):
             return cls(unix=text[len("unix:"):])
         if text.startswith(("/", "./", "~")) or text.endswith(".sock"):
             return cls(unix=str(Path(text).expanduser()))
         parts = urlsplit(text if "://" in text else f"http://{text}")
-        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-            raise UsageError(f"--server {text}: expected http://HOST:PORT, HOST:PORT or a socket path")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise UsageError(f"--server {text}: expected http(s)://HOST:PORT, HOST:PORT or a socket path")
+        tls = parts.scheme == "https"
         try:
-            port = parts.port or 80
+            port = parts.port or (443 if tls else 80)
         except ValueError:
             raise UsageError(f"--server {text}: the port is not a number") from None
-        return cls(host=parts.hostname, port=port)
+        return cls(host=parts.hostname, port=port, tls=tls)
 
     @property
     def local(self) -> bool:
@@ -84,11 +91,17 @@ class Address:
         return self.unix is not None or is_loopback(self.host)
 
     def __str__(self) -> str:
-        return f"unix:{self.unix}" if self.unix else f"http://{self.host}:{self.port}"
+        if self.unix:
+            return f"unix:{self.unix}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def connection(self, timeout: float) -> http.client.HTTPConnection:
         if self.unix is not None:
             return _UnixConnection(self.unix, timeout)
+        if self.tls:  # the system's CA certificates and host name check, as curl's defaults
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
+                                               context=ssl.create_default_context())
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
 
@@ -172,6 +185,9 @@ class ServedPlacement:
 def model_info(client: Client) -> dict:
     """The server's `/v1/models` entry for its one model."""
     status, body = client.request("GET", protocol.MODELS)
+    if status in (401, 403):
+        raise TokenRefused(f"the server at {client.address} refuses this client's token "
+                      f"({protocol.error_text(body, status)}; set BIND_TOKEN to the server's --token)")
     if status != 200:
         raise ServerError(f"server at {client.address}: {protocol.error_text(body, status)}")
     return body["data"][0]
@@ -179,12 +195,15 @@ def model_info(client: Client) -> dict:
 
 def probe(address: Address, token: str | None = None) -> tuple[dict | None, str]:
     """(the server's `/v1/models` entry, "") when a server answers at `address`, else
-    (None, why not)."""
+    (None, why not); `TokenRefused` when it answers but refuses the token, which the caller
+    decides about (an explicit --server is an error, the local socket a note)."""
     client = Client(address, token, timeout=PROBE_TIMEOUT)
     try:
         return model_info(client), ""
     except (OSError, http.client.HTTPException) as exc:
         return None, f"no server answers at {address} ({_os_reason(exc)})"
+    except TokenRefused:
+        raise
     except (ServerError, KeyError, IndexError, TypeError) as exc:
         return None, str(exc) if isinstance(exc, ServerError) else f"server at {address}: unexpected answer"
     finally:

@@ -250,6 +250,86 @@ def test_an_explicit_server_that_is_not_up_warns_and_runs_in_process(tmp_path):
     assert "warning: no server answers at" in done.stderr
 
 
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and its key, as a TLS proxy in front of bind would have."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_a_server_behind_a_tls_proxy_is_reached_by_https(server, tmp_path):
+    """`--server https://...`: the client speaks TLS (checking the certificate against the
+    system's CAs, here SSL_CERT_FILE) to a proxy that forwards to the server's socket."""
+    import http.server
+    import ssl
+    import threading
+
+    from bindcli.embed.remote import Address
+
+    upstream = Address(unix=server.sock)
+
+    class Forward(http.server.BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            conn = upstream.connection(60)
+            conn.request(self.command, self.path, body=body or None,
+                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+            answer = conn.getresponse()
+            payload = answer.read()
+            self.send_response(answer.status)
+            for k, v in answer.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            conn.close()
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    cert, key = _self_signed(tmp_path)
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    proxy.socket = context.wrap_socket(proxy.socket, server_side=True)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://localhost:{proxy.server_address[1]}"
+        done = bind("embed", "-t", "through tls", "-f", "jsonl", "--server", url, env={"SSL_CERT_FILE": str(cert)})
+        assert done.exit_code == 0 and f"served at {url}" in done.stderr
+        assert np.allclose(jsonl(done.stdout)[0]["embedding"],
+                           jsonl(bind("embed", "-t", "through tls", "-f", "jsonl", "--no-server").stdout)[0]["embedding"],
+                           atol=1e-6)
+        # a certificate the client cannot check: no silent plain-text or unchecked fallback
+        untrusted = bind("embed", "-t", "x", "-f", "jsonl", "--server", url)
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr or "certificate verify failed" in untrusted.stderr
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
 def test_the_client_path_imports_neither_torch_nor_the_server(server):
     probe = ("import sys\nsys.argv = ['bind', *sys.argv[1:]]\nfrom bindcli.cli.app import main\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
@@ -425,6 +505,12 @@ def test_token_and_sigterm_drain(tmp_path):
         done = bind("embed", "-t", "x", "-f", "jsonl", "--server", f"http://127.0.0.1:{served.port}",
                     env={"BIND_TOKEN": "s3cret"})
         assert "served at" in done.stderr and len(jsonl(done.stdout)) == 1
+        # the server asked for by name refusing the token is an error, not a quiet in-process
+        # run (which, without local weights, would download the checkpoint)
+        refused = bind("embed", "-t", "x", "-f", "jsonl", "--server", f"http://127.0.0.1:{served.port}",
+                       env={"BIND_TOKEN": "nope"})
+        assert refused.exit_code == 1 and refused.stdout == ""
+        assert "refuses this client's token" in refused.stderr and "BIND_TOKEN" in refused.stderr
 
         def ask(n: int) -> int:
             return post_json(served, "/v1/embed", {"inputs": [{"text": f"in flight {n}"}], "cache": False},
