@@ -105,5 +105,10 @@ class WeightsNotDownloaded(WeightsError):
         super().__init__(message)
 
 
+class DatasetError(BindError):
+    """A data set's file that is there but does not hold what its release holds (a corrupt
+    `.mat`, a table with a non-numeric fold): the data, not the command line, is at fault."""
+
+
 class StoreError(BindError):
     """The collection file cannot be used as asked (newer schema, unknown collection, ...)."""

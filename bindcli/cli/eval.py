@@ -179,7 +179,7 @@ def _table(run: Run, report: "Report") -> None:
         table.add_column("paper top-1 %", justify="right")
         table.add_column("difference", justify="right")
     for fold, tally in report.folds.items():
-        table.add_row(f"fold {escape(fold)}", str(tally.n), "", *(
+        table.add_row(f"fold {fold}", str(tally.n), "", *(
             f"{100 * v:.1f}" for v in (tally.top1, tally.top5_rate, tally.mean_per_class_recall)
         ), *(("", "") if paper is not None else ()))
     figures = report.figures()

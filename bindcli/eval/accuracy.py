@@ -35,7 +35,7 @@ class Item:
 
     path: str
     label: str
-    fold: str | None = None
+    fold: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +202,7 @@ class Report:
     dataset: Dataset
     labels: tuple[str, ...]
     total: Tally
-    folds: dict[str, Tally]
+    folds: dict[int, Tally]
     failed: list[InputError]
     misses: list[Miss]
 
@@ -287,7 +287,7 @@ def evaluate(
     # the names of class c are rows starts[c]..starts[c+1]: a class scores its best name's cosine
     starts = np.cumsum([0] + [len(ns) for ns in dataset.classes.values()])[:-1]
     total = Tally.empty(len(labels))
-    folds = {fold: Tally.empty(len(labels)) for fold in dict.fromkeys(i.fold for i in dataset.items) if fold}
+    folds = {fold: Tally.empty(len(labels)) for fold in dict.fromkeys(i.fold for i in dataset.items) if fold is not None}
     failed: list[InputError] = []
     misses: list[Miss] = []
     for slot, result in embedder.stream(inputs, progress):
@@ -299,7 +299,7 @@ def evaluate(
         ranked = top_k(scores, 5)
         truth = index[item.label]
         total.add(truth, ranked)
-        if item.fold:
+        if item.fold is not None:
             folds[item.fold].add(truth, ranked)
         if ranked[0] != truth:
             misses.append(Miss(item.path, item.label, tuple((labels[i], float(scores[i])) for i in ranked)))

@@ -20,7 +20,7 @@ from types import ModuleType
 import numpy as np
 
 from bindcli._util import extras
-from bindcli.errors import InputError, UsageError
+from bindcli.errors import DatasetError, InputError, UsageError
 from bindcli.eval._convert import Progress, converted, quiet
 from bindcli.eval.accuracy import Dataset, Item, label_of, read_folder, visible
 from bindcli.media.imu import MODEL_RATE_HZ, WINDOW
@@ -62,21 +62,21 @@ def esc50(root: Path) -> Dataset:
         with open(meta, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"{meta}: cannot read it as a UTF-8 CSV table ({exc})") from None
+        raise DatasetError(f"{meta}: cannot read it as a UTF-8 CSV table ({exc})") from None
     missing = [c for c in ESC50_COLUMNS if c not in (rows[0] if rows else {})]
     if not rows or missing:
         what = f"no column {', '.join(missing)}" if rows else "no clips listed"
-        raise UsageError(f"{meta}: {what} (expected the ESC-50 release's {', '.join(ESC50_COLUMNS)} columns)")
+        raise DatasetError(f"{meta}: {what} (expected the ESC-50 release's {', '.join(ESC50_COLUMNS)} columns)")
     names, items = {}, []
     for line, r in enumerate(rows, start=2):
         try:
             target, fold = int(r["target"]), int(r["fold"])
         except (TypeError, ValueError):
-            raise UsageError(f"{meta}:{line}: target and fold must be whole numbers, not "
+            raise DatasetError(f"{meta}:{line}: target and fold must be whole numbers, not "
                              f"{r['target']!r} and {r['fold']!r}") from None
         names[target] = label_of(r["category"])
-        items.append(Item(str(root / "audio" / r["filename"]), names[target], str(fold)))
-    items = tuple(sorted(items, key=lambda i: (int(i.fold), i.path)))
+        items.append(Item(str(root / "audio" / r["filename"]), names[target], fold))
+    items = tuple(sorted(items, key=lambda i: (i.fold, i.path)))
     classes = {names[t]: (names[t],) for t in sorted(names)}
     return Dataset("esc50", items, classes, paper_templates(), PAPER_TOP1["esc50"])
 
@@ -130,11 +130,11 @@ def llvip(root: Path) -> Dataset:
 
 @contextlib.contextmanager
 def _release_file(path: Path, what: str, *also: type[Exception]) -> Iterator[None]:
-    """A release file that does not hold what it should is one clear UsageError."""
+    """A release file that does not hold what it should is one clear DatasetError."""
     try:
         yield
     except (OSError, ValueError, KeyError, IndexError, TypeError, NotImplementedError, *also) as exc:
-        raise UsageError(f"{path}: cannot read it as {what} ({type(exc).__name__}: {exc})") from None
+        raise DatasetError(f"{path}: cannot read it as {what} ({type(exc).__name__}: {exc})") from None
 
 
 def _matlab() -> tuple[ModuleType, ModuleType]:
@@ -177,7 +177,7 @@ def nyu_d(root: Path, progress: Progress = quiet) -> Dataset:
                     scene = "".join(map(chr, mat[mat["sceneTypes"][0][index - 1]][()].ravel()))  # uint16 chars
                     depth = np.asarray(mat["depths"][index - 1], np.float32).T  # (H, W)
                 if scene not in scene_class:
-                    raise UsageError(f"{labelled}: image {index} has the scene type {scene!r}, not one of the 27")
+                    raise DatasetError(f"{labelled}: image {index} has the scene type {scene!r}, not one of the 27")
                 np.savez_compressed(folder / f"{index:04d}_{scene}.npz", depth=depth)
                 advance(1)
 

@@ -180,7 +180,7 @@ def test_esc50_preset_reports_each_fold_and_their_mean(tmp_path):
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["labels"] == ["dog", "crackling fire"] and report["n"] == 10
-    assert [f["fold"] for f in report["folds"]] == ["1", "2", "3", "4", "5"]
+    assert [f["fold"] for f in report["folds"]] == [1, 2, 3, 4, 5]
     assert all(f["n"] == 2 for f in report["folds"])
     assert report["top1"] == pytest.approx(np.mean([f["top1"] for f in report["folds"]]))
     assert report["paper_top1"] == pytest.approx(0.669)
@@ -195,11 +195,11 @@ def test_a_subset_keeps_every_folds_share(tmp_path):
     data = presets.read_preset("esc50", esc50_copy(tmp_path / "esc"))
     two_each = accuracy.subset(data, per_class=2)
     assert sorted((i.label, i.fold) for i in two_each.items) == [
-        ("crackling fire", "1"), ("crackling fire", "5"), ("dog", "1"), ("dog", "5")]
-    assert [i.fold for i in accuracy.subset(data, limit=3).items] == ["1", "3", "5"]
+        ("crackling fire", 1), ("crackling fire", 5), ("dog", 1), ("dog", 5)]
+    assert [i.fold for i in accuracy.subset(data, limit=3).items] == [1, 3, 5]
     assert accuracy.subset(data, limit=50).items == data.items
     report = json.loads(bind("eval", "--preset", "esc50", tmp_path / "esc", "--per-class", "2", "-f", "json").stdout)
-    assert [f["fold"] for f in report["folds"]] == ["1", "5"]
+    assert [f["fold"] for f in report["folds"]] == [1, 5]
     assert report["protocol"] == "a subset, 4 of 10 items: not comparable with the paper's figure"
 
 
@@ -209,11 +209,11 @@ def test_a_subset_keeps_every_folds_share(tmp_path):
     ("filename,fold,target,category\nx.wav,one,0,dog\n", "esc50.csv:2: target and fold must be whole numbers"),
     ("filename,fold,target,category\n", "no clips listed"),
 ])
-def test_a_broken_esc50_table_is_one_usage_error_naming_what_is_wrong(tmp_path, table, says):
+def test_a_broken_esc50_table_is_one_data_error_naming_what_is_wrong(tmp_path, table, says):
     root = esc50_copy(tmp_path / "esc", folds=1)
     (root / "meta" / "esc50.csv").write_text(table)
     done = bind("eval", "--preset", "esc50", root)
-    assert done.exit_code == 2 and says in done.stderr and "Traceback" not in done.stderr
+    assert done.exit_code == 1 and says in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
