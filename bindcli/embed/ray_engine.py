@@ -280,7 +280,12 @@ class RayEmbedder(BaseEmbedder):
             logging.getLogger(name).setLevel(logging.ERROR)
         _cluster_messages_to_stderr()
         if not ray.is_initialized():
-            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            except ConnectionError as exc:  # `auto` with no cluster; a ray:// nobody answers
+                where = f"--address {self.address}" if self.address else "$RAY_ADDRESS"
+                raise BindError(f"{where}: no Ray cluster answers ({exc}); start one with `ray start "
+                                "--head`, or leave out --address to start Ray on this machine") from None
             self._started = True
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver's one bar is bind's
