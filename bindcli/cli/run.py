@@ -109,6 +109,11 @@ class Run:
         if not self._server_chosen:
             self._server_chosen = True
             self._server = choose_server(self.common, self.out, here)
+            if self._server is not None and not self.common.no_cache:
+                from bindcli._util.folders import default_db_path
+                from bindcli.collections.store import Store
+
+                self._server.cache = Store(default_db_path())  # looked up here, not sent
             if self._server is not None and not isinstance(here, Exception):
                 # a server that goes away mid-run: what it did not answer is embedded here
                 self._server.fallback = lambda: self.local_embedder
@@ -154,9 +159,11 @@ class Run:
         return self.model.vectors_id(self.common.media_options)
 
     def close(self) -> None:
-        """Close the embedder's cache file and free its towers."""
+        """Close the embedders' cache files and free the towers."""
         if self._local is not None:
             self._local.close()
+        if self._server is not None:
+            self._server.close()
 
     def embed(self, inputs: "Sequence[Input | InputError]", label: str = "Embedding") -> "list[Embedding | None]":
         """Results aligned with `inputs`: None where an input failed (already reported)."""

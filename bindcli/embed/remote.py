@@ -31,9 +31,10 @@ import numpy as np
 
 import bindcli.serve.protocol as protocol
 from bindcli._util.paths import is_uri
+from bindcli.embed import stages
 from bindcli.embed.embedder import BaseEmbedder
-from bindcli.embed.identity import Model, config_id
-from bindcli.embed.stages import LOCAL_URI, Embedding
+from bindcli.embed.identity import CacheKey, Model, cache_key, config_id, loading_options
+from bindcli.embed.stages import LOCAL_URI, Embedding, EmbeddingCache
 from bindcli.errors import BindError, InputError, InputWarning, UsageError, attributed_to
 from bindcli.serve.protocol import is_loopback
 
@@ -231,7 +232,8 @@ def connect(
     if device != "auto" and str(info.get("device", "")).split(":")[0] != device.split(":")[0]:
         return None, f"the server at {address} serves {served}, not on {device}"
     placement = ServedPlacement(str(info["device"]), str(info["precision"]))
-    return RemoteEmbedder(address, model, placement, token=token, limits=protocol.read_limits(info)), ""
+    return RemoteEmbedder(address, model, placement, token=token, limits=protocol.read_limits(info),
+                          options=options), ""
 
 
 def served_model(address: Address, info: dict, config: "ModelConfig") -> Model:
@@ -276,12 +278,18 @@ def borrow(
 
 class RemoteEmbedder(BaseEmbedder):
     """`Embedder.embed` and `Embedder.stream` answered by a server: the same `Embedding`s
-    (the same raw float32 vectors, content hashes and cache flags) for the same inputs."""
+    (the same raw float32 vectors, content hashes and cache flags) for the same inputs.
+
+    With a `cache` (this machine's embedding cache, which `close` closes), the cache lookup
+    stage runs here, under the keys the server's own embedder uses: what this machine has
+    embedded before is not sent, so thousands of cached prompts cost what they cost
+    in-process rather than a round trip each."""
 
     def __init__(
         self, address: Address, model: Model, placement: ServedPlacement, *,
         token: str | None = None, use_cache: bool = True, batch_size: int = 8,
-        limits: dict[str, int] | None = None,
+        limits: dict[str, int] | None = None, options: "MediaOptions | None" = None,
+        cache: EmbeddingCache | None = None,
     ) -> None:
         self.address = address
         self.model = model
@@ -290,6 +298,9 @@ class RemoteEmbedder(BaseEmbedder):
         self.use_cache = use_cache
         self.batch_size = batch_size
         self.options = None  # the server decodes with its own options
+        self.cache = cache
+        #: the loading options the server was checked to use (`connect`), part of cache keys
+        self._loading = loading_options(model.config, options)
         #: what the server refuses past (`protocol.read_limits`): requests are packed to fit
         self.limits = dict(limits or {})
         #: this process's embedder, made on first need, for the inputs a server that went
@@ -316,7 +327,14 @@ class RemoteEmbedder(BaseEmbedder):
         self.close()
 
     def close(self) -> None:
-        """Nothing is held between calls."""
+        """Close the cache file, if this embedder was given one (nothing else is held)."""
+        if self.cache is not None:
+            self.cache.close()  # type: ignore[attr-defined]
+            self.cache = None
+
+    def cache_key(self, inp: "Input", sha: str) -> CacheKey:
+        """An input's key in the embedding cache: the server's embedder's key for it."""
+        return cache_key(inp, sha, self.model.id, self.placement.precision, self._loading)
 
     def describe(self) -> str:
         """The note a command prints when it uses the server."""
@@ -328,6 +346,10 @@ class RemoteEmbedder(BaseEmbedder):
         """Each request's results as the server answers it (known hashes are not needed: the
         server hashes what it reads); when the server goes away, the inputs it did not answer
         go to `_without_server`, and every answered one is kept."""
+        if self.cache is not None and self.use_cache:
+            todo, known = self._look_up(todo)
+            progress(len(known))
+            yield from known
         requests, refused = self._plan([(i, x) for i, x, _ in todo])
         progress(len(refused))
         yield from refused
@@ -368,6 +390,20 @@ class RemoteEmbedder(BaseEmbedder):
                 client.close()
         if unanswered:
             yield from self._without_server(unanswered, gone[0], progress)
+
+    def _look_up(
+        self, todo: "list[tuple[int, Input, str | None]]"
+    ) -> "tuple[list[tuple[int, Input, str | None]], list[tuple[int, Embedding | InputError]]]":
+        """(the inputs to send; the results known here: unreadable inputs, each failing as
+        it fails in-process, and cache hits)."""
+        shas = stages.digests([x for _, x, _ in todo], [sha for *_, sha in todo])
+        known: list[tuple[int, Embedding | InputError]] = [
+            (i, sha) for (i, _, _), sha in zip(todo, shas) if isinstance(sha, InputError)
+        ]
+        readable = [(i, x, sha) for (i, x, _), sha in zip(todo, shas) if not isinstance(sha, InputError)]
+        found = stages.look_up(self.cache, self.cache_key, [(x, sha) for _, x, sha in readable])
+        known += [(i, hit) for (i, _, _), hit in zip(readable, found) if hit is not None]
+        return [job for job, hit in zip(readable, found) if hit is None], known
 
     def _without_server(
         self, unanswered: "list[_Sending]", reason: str, progress: Callable[[int], None]

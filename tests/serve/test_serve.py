@@ -176,6 +176,19 @@ def test_each_command_through_the_server_equals_in_process(server, args):
     assert_close_json(parse(served), parse(here))
 
 
+def test_what_this_machine_has_cached_is_looked_up_here_not_sent(server):
+    """The client runs the cache lookup stage under the server's keys: an input embedded
+    before (here in-process) makes no request; one not cached yet is the server's."""
+    texts = metric(server, 'bind_inputs_total{modality="text"}')
+    here = bind("embed", "-t", "seen before", "--raw", "-f", "jsonl", "--no-server")
+    served = bind("embed", "-t", "seen before", "-t", "new here", "--raw", "-f", "jsonl",
+                  "--server", f"unix:{server.sock}")
+    assert served.exit_code == 0 and f"served at unix:{server.sock}" in served.stderr
+    rows = jsonl(served.stdout)
+    assert_close_json(rows[0]["embedding"], jsonl(here.stdout)[0]["embedding"])
+    assert metric(server, 'bind_inputs_total{modality="text"}') == texts + 1  # "new here" alone
+
+
 def test_eval_through_the_server_equals_in_process(server, tmp_path):
     for label, name in (("dog", "dog_image.jpg"), ("dog", "dog_audio.wav"), ("car", "car_image.jpg")):
         (tmp_path / label).mkdir(exist_ok=True)
