@@ -61,6 +61,13 @@ def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def embedded(*args: str | Path) -> list[np.ndarray]:
+    """`bind embed ARGS`'s vectors (unit length), in order."""
+    out = bind("embed", *args, "-f", "jsonl")
+    assert out.exit_code == 0, out.stderr
+    return [np.array(r["embedding"]) for r in jsonl(out.stdout)]
+
+
 def index_summary(result: Result) -> dict[str, int]:
     """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
     line = result.stderr.strip().splitlines()[-1]

@@ -11,7 +11,7 @@ import pytest
 
 from bindcli.eval import accuracy
 from bindcli.modality import Kind
-from cli_support import FIXTURES, bind, jsonl, media
+from cli_support import FIXTURES, bind, embedded, jsonl, media
 
 FILES = {
     "dog": ["dog_image.jpg", "dog_audio.wav"],
@@ -29,12 +29,6 @@ def folder(tmp_path):
         for name in names:
             shutil.copy(media(name), root / label / name)
     return root
-
-
-def embedded(*args: str) -> list[np.ndarray]:
-    out = bind("embed", *args, "-f", "jsonl")
-    assert out.exit_code == 0, out.stderr
-    return [np.array(r["embedding"]) for r in jsonl(out.stdout)]
 
 
 def expected_predictions(paths: list[str], labels: list[str], templates: dict[Kind, tuple[str, ...]]) -> list[str]:
