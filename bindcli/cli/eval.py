@@ -76,7 +76,8 @@ def eval_(
         "(repeatable; several are averaged).",
     )] = None,
     limit: Annotated[Optional[int], typer.Option(
-        "--limit", min=1, show_default=False, help="Evaluate only the first N items.",
+        "--limit", min=1, show_default=False,
+        help="Evaluate only N items (retrieval: N targets and their queries), spread over the set.",
     )] = None,
     per_class: Annotated[Optional[int], typer.Option(
         "--per-class", min=1, show_default=False, help="Evaluate at most N items of each class.",
@@ -175,7 +176,7 @@ def _retrieval(
     data = retrieval.subset(data, limit)
     embedder = run.embedder
     with run.out.progress(data.inputs, "Evaluating") as advance:
-        report = retrieval.evaluate(embedder, data, progress=advance)
+        report = retrieval.evaluate(embedder, data, as_kind=run.common.as_kind, progress=advance)
     run.failed += run.out.failed(report.failed)
     if errors is not None:
         atomic.write_file(errors, formats.jsonl(

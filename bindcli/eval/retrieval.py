@@ -233,20 +233,22 @@ class Report:
 
 
 def evaluate(
-    embedder: "Embedder", data: Retrieval, *, progress: Callable[[int], None] = lambda n: None,
+    embedder: "Embedder", data: Retrieval, *, as_kind: Kind | str | None = None,
+    progress: Callable[[int], None] = lambda n: None,
 ) -> Report:
-    """Embeds both sides (through the embedder's cache), leaves out what failed, and ranks
-    in every direction."""
+    """Embeds both sides (through the embedder's cache; files as `as_kind` where given, else
+    as their side says or their extension), leaves out what failed, and ranks in every
+    direction."""
     from bindcli.embed.inputs import gather, text_inputs
     from bindcli.eval.accuracy import class_directions
     from bindcli.zeroshot import templates_for
 
-    def inputs(side: Side, as_kind: Kind | None = None) -> list:
-        return text_inputs(side.items) if side.text else gather(side.items, as_kind=as_kind or side.kind)
+    def inputs(side: Side, kind: Kind | str | None) -> list:
+        return text_inputs(side.items) if side.text else gather(side.items, as_kind=kind or side.kind)
 
-    asked = [] if data.queries.templates else inputs(data.queries)
+    asked = [] if data.queries.templates else inputs(data.queries, as_kind)
     spans = {"queries": (0, len(asked))}
-    for part, kind in (("targets", None), ("sound", Kind.AUDIO))[: 2 if data.sound else 1]:
+    for part, kind in (("targets", as_kind), ("sound", Kind.AUDIO))[: 2 if data.sound else 1]:
         made = inputs(data.targets, kind)
         spans[part] = (len(asked), len(asked) + len(made))
         asked += made

@@ -315,3 +315,29 @@ def test_a_release_file_missing_or_broken_is_one_usage_error(tmp_path):
     (tmp_path / "bad" / "test.csv").write_text("youtube,caption\nabc,def\n")
     result = bind("eval", "--preset", "audiocaps", tmp_path / "bad")
     assert result.exit_code == 2 and "test.csv: cannot read it as AudioCaps' test.csv" in result.stderr
+
+
+def test_a_second_run_reads_every_vector_from_the_cache(captions, tmp_path):
+    import bindcli
+    from cli_support import FIXTURES
+
+    data = retrieval.read_pairs(captions[0])
+    with bindcli.open_embedder(FIXTURES / "public_config.json", FIXTURES / "public.pth", device="cpu",
+                               precision="fp32", cache=tmp_path / "cache.sqlite3") as embedder:
+        first = retrieval.evaluate(embedder, data)
+        encode, towers = embedder.encoder.encode, []
+        embedder.encoder.encode = lambda tower, batch: towers.append(tower) or encode(tower, batch)
+        again = retrieval.evaluate(embedder, data)
+    assert towers == [] and again.figures == first.figures
+
+
+def test_as_reads_every_file_as_that_kind(tmp_path):
+    """`--as audio` on videos scores their sound tracks."""
+    for n in range(2):
+        write_av(tmp_path / f"v{n}.mp4", "aac", 16000, tone(500 + 900 * n), video=True)
+    table = tmp_path / "pairs.csv"
+    table.write_text("query_text,target\nlow,v0.mp4\nhigh,v1.mp4\n")
+    report = json.loads(bind("eval", "--task", "retrieval", table, "--as", "audio", "-f", "json").stdout)
+    Q = np.stack(embedded("-t", "low", "-t", "high"))
+    T = np.stack(embedded(tmp_path / "v0.mp4", tmp_path / "v1.mp4", "--as", "audio"))
+    assert_figures(report["directions"]["query_to_target"], reference(Q, T, [[0], [1]]))
