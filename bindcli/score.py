@@ -95,22 +95,10 @@ def read_pairs(path: str | Path) -> list[Pair]:
     `b_text` column holds texts instead: caption-image, caption-sound pairs)."""
     from bindcli.embed.inputs import gather, text_inputs
 
-    path = Path(path)
-    pairs = []
-    with tables.rows(path) as rows:
-        columns = tables.sides(path, rows.fieldnames, ("a", "b"))
-        for r in rows:
-            cells = {name: (r[column] or "") for name, (column, _) in columns.items()}
-            if not any(v.strip() for v in cells.values()):
-                continue
-            made = {
-                name: (text_inputs([value]) if columns[name][1] else gather([tables.cell(path, value, False)]))[0]
-                for name, value in cells.items()
-            }
-            pairs.append(Pair(made["a"], made["b"]))
-    if not pairs:
-        raise UsageError(f"{path}: no a,b rows")
-    return pairs
+    def made(item: str, text: bool) -> "Input | InputError":
+        return (text_inputs([item]) if text else gather([item]))[0]
+
+    return [Pair(made(*row["a"]), made(*row["b"])) for row in tables.pairs(path, ("a", "b"))]
 
 
 def score(

@@ -197,10 +197,11 @@ def _retrieval_table(run: Run, report: "RetrievalReport") -> None:
 
     data = report.data
     caption = data.protocol
-    table = Table(title=escape(f"{data.name}: retrieval"), caption=escape(caption) if caption else None)
+    counts = f"{report.counts['queries']} queries, {report.counts['targets']} targets, {len(report.failed)} failed"
+    table = Table(title=escape(f"{data.name}: retrieval ({counts})"), caption=escape(caption) if caption else None)
     columns = {"n": "queries", "r1": "R@1 %", "r5": "R@5 %", "r10": "R@10 %", "median_rank": "median rank",
                "mean_rank": "mean rank", "map": "mAP %"}
-    table.add_column("")
+    table.add_column("", no_wrap=True)
     for heading in columns.values():
         table.add_column(heading, justify="right")
 
@@ -217,7 +218,6 @@ def _retrieval_table(run: Run, report: "RetrievalReport") -> None:
         if paper:
             label = "  paper" + ("" if data.comparable else " (not comparable)")
             table.add_row(label, *(f"{paper[m]:.1f}" if m in paper else "" for m in columns), style="dim")
-    table.add_row("failed", str(len(report.failed)), *([""] * (len(columns) - 1)))
     run.out.table(table)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindcli.errors import InputError, UsageError
+from bindcli.errors import InputError
 from bindcli.eval import tables
 from bindcli.eval.accuracy import spread
 from bindcli.modality import Kind
@@ -146,24 +146,15 @@ def read_pairs(path: str | Path) -> Retrieval:
     queries: dict[str, int] = {}
     targets: dict[str, int] = {}
     pairs: dict[int, list[int]] = {}
-    with tables.rows(path) as rows:
-        columns = tables.sides(path, rows.fieldnames, ("query", "target"))
-        for r in rows:
-            cells = {name: (r[column] or "") for name, (column, _) in columns.items()}
-            if not any(v.strip() for v in cells.values()):
-                continue
-            blank = [name for name, v in cells.items() if not v.strip()]
-            if blank:
-                raise UsageError(f"{path}:{rows.line_num}: no {blank[0]}")
-            q = queries.setdefault(tables.cell(path, cells["query"], columns["query"][1]), len(queries))
-            t = targets.setdefault(tables.cell(path, cells["target"], columns["target"][1]), len(targets))
-            if t not in pairs.setdefault(q, []):
-                pairs[q].append(t)
-    if not pairs:
-        raise UsageError(f"{path}: no query,target rows")
-    side = {name: dict(name=name, text=text) for name, (_, text) in columns.items()}
+    rows = tables.pairs(path, ("query", "target"))
+    for row in rows:
+        q = queries.setdefault(row["query"][0], len(queries))
+        t = targets.setdefault(row["target"][0], len(targets))
+        if t not in pairs.setdefault(q, []):
+            pairs[q].append(t)
     return Retrieval(
-        path.stem, Side(items=tuple(queries), **side["query"]), Side(items=tuple(targets), **side["target"]),
+        path.stem, Side("query", tuple(queries), text=rows[0]["query"][1]),
+        Side("target", tuple(targets), text=rows[0]["target"][1]),
         tuple(tuple(pairs[q]) for q in range(len(queries))),
     )
 

@@ -28,10 +28,32 @@ def rows(path: str | Path) -> Iterator[csv.DictReader]:
         raise UsageError(f"{path}: cannot read it as a UTF-8 {'TSV' if tsv else 'CSV'} table ({exc})") from None
 
 
-def sides(path: str | Path, fields: Sequence[str] | None, names: Sequence[str]) -> dict[str, tuple[str, bool]]:
-    """For each of `names` (`query`, `target`), the column holding it and whether that column
-    holds texts (`query_text`) rather than paths (`query`); a name with neither, or both, is a
-    UsageError."""
+def pairs(path: str | Path, names: Sequence[str]) -> list[dict[str, tuple[str, bool]]]:
+    """Each row's items under `names` (`query`, `target`): (the text, or the path made
+    relative to the file's folder; whether it is a text). A column `name` holds paths, a column
+    `name_text` texts; a name with neither or both columns, or a row with one of them blank, is
+    a UsageError. Blank rows are skipped."""
+    path = Path(path)
+    found = []
+    with rows(path) as reader:
+        columns = _columns(path, reader.fieldnames, names)
+        for r in reader:
+            cells = {name: (r[column] or "", text) for name, (column, text) in columns.items()}
+            if not any(v.strip() for v, _ in cells.values()):
+                continue
+            blank = [name for name, (v, _) in cells.items() if not v.strip()]
+            if blank:
+                raise UsageError(f"{path}:{reader.line_num}: no {blank[0]}")
+            found.append({
+                name: (v if text else str(path.parent / v.strip()), text) for name, (v, text) in cells.items()
+            })
+    if not found:
+        raise UsageError(f"{path}: no {','.join(names)} rows")
+    return found
+
+
+def _columns(path: Path, fields: Sequence[str] | None, names: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """For each of `names`, the column holding it and whether that column holds texts."""
     found = {}
     for name in names:
         have = [c for c in (name, name + TEXT_SUFFIX) if c in (fields or ())]
@@ -40,8 +62,3 @@ def sides(path: str | Path, fields: Sequence[str] | None, names: Sequence[str]) 
             raise UsageError(f"{path}: {what} of the columns {name} (paths) and {name}{TEXT_SUFFIX} (texts)")
         found[name] = (have[0], have[0].endswith(TEXT_SUFFIX))
     return found
-
-
-def cell(path: str | Path, value: str, text: bool) -> str:
-    """A cell's item: the text as it is, or the path made relative to the table's folder."""
-    return value if text else str(Path(path).parent / value.strip())
