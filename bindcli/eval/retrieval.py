@@ -63,26 +63,38 @@ def rank(queries: np.ndarray, targets: np.ndarray, relevant: Sequence[Sequence[i
     """Ranks of `targets` (unit rows) for each of `queries` (unit rows), `relevant[i]` the
     targets right for query i (at least one each), a block of queries at a time."""
     queries, targets = np.asarray(queries, np.float32), np.asarray(targets, np.float32)
-    count = len(targets)
-    block = max(1, BLOCK_SCORES // max(count, 1))
-    first, precision, misses = np.zeros(len(queries)), np.zeros(len(queries)), []
+    block = max(1, BLOCK_SCORES // max(len(targets), 1))
+    first, precision = np.zeros(len(queries)), np.zeros(len(queries))
+    misses: list[tuple[int, np.ndarray, np.ndarray]] = []
     for start in range(0, len(queries), block):
         scores = queries[start:start + block] @ targets.T
-        ordered = np.sort(scores, axis=1)
-        for row in range(len(scores)):
-            i = start + row
-            right = np.asarray(relevant[i], np.int64)
-            hits = np.sort(scores[row, right])[::-1]  # the right targets' scores, best first
-            # targets strictly above each right one, less the right ones strictly above it
-            above = count - np.searchsorted(ordered[row], hits, side="right")
-            right_above = len(hits) - np.searchsorted(hits[::-1], hits, side="right")
-            position = above - right_above + np.arange(1, len(hits) + 1)
-            first[i] = position[0]
-            precision[i] = np.mean(np.arange(1, len(hits) + 1) / position)
-            if position[0] > 1:
-                best = np.argsort(-scores[row], kind="stable")[:TOP_HITS]
-                misses.append((i, best, scores[row, best]))
+        rows = range(start, start + len(scores))
+        single = np.array([len(relevant[i]) == 1 for i in rows])
+        if single.any():  # one right target (a caption's clip): its rank is a count
+            at = np.flatnonzero(single)
+            hit = scores[at, [relevant[start + r][0] for r in at]]
+            first[start + at] = 1 + np.count_nonzero(scores[at] > hit[:, None], axis=1)
+            precision[start + at] = 1 / first[start + at]
+        for r in np.flatnonzero(~single):
+            first[start + r], precision[start + r] = _several(scores[r], relevant[start + r])
+        wrong = np.flatnonzero(first[start:start + len(scores)] > 1)
+        if wrong.size:
+            k = min(TOP_HITS, scores.shape[1])
+            best = np.argpartition(-scores[wrong], k - 1, axis=1)[:, :k]
+            for r, cut in zip(wrong, best):
+                order = cut[np.lexsort((cut, -scores[r, cut]))]  # best first, ties by position
+                misses.append((start + int(r), order, scores[r, order]))
     return Ranks(first, precision, tuple(misses))
+
+
+def _several(row: np.ndarray, right: Sequence[int]) -> tuple[int, float]:
+    """The first right target's rank and the average precision, for several right targets:
+    each is outranked by the wrong targets strictly above it."""
+    hits = np.sort(row[np.asarray(right, np.int64)])[::-1]
+    above = len(row) - np.searchsorted(np.sort(row), hits, side="right")
+    right_above = len(hits) - np.searchsorted(hits[::-1], hits, side="right")
+    position = above - right_above + np.arange(1, len(hits) + 1)
+    return int(position[0]), float(np.mean(np.arange(1, len(hits) + 1) / position))
 
 
 def reverse(relevant: Sequence[Sequence[int]], targets: int) -> list[list[int]]:

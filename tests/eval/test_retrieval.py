@@ -341,3 +341,10 @@ def test_as_reads_every_file_as_that_kind(tmp_path):
     Q = np.stack(embedded("-t", "low", "-t", "high"))
     T = np.stack(embedded(tmp_path / "v0.mp4", tmp_path / "v1.mp4", "--as", "audio"))
     assert_figures(report["directions"]["query_to_target"], reference(Q, T, [[0], [1]]))
+
+
+def test_a_row_with_a_blank_side_names_its_line(tmp_path):
+    table = tmp_path / "pairs.csv"
+    table.write_text("query_text,target\na dog,dog.jpg\n,\na car,\n")
+    result = bind("eval", "--task", "retrieval", table)
+    assert result.exit_code == 2 and f"{table}:4: no target" in result.stderr
