@@ -84,7 +84,9 @@ def own_sound(video: str | Path) -> Pair:
     from bindcli.embed.inputs import Input
 
     try:
-        frames = Input.file(video, Kind.VIDEO)
+        frames = Input.file(video)
+        if frames.kind is not Kind.VIDEO:
+            raise InputError(str(video), f"{frames.kind.value}, not a video: score it against another file with --pairs")
     except InputError as exc:
         return Pair(exc, exc)
     return Pair(frames, Input(frames.source, Kind.AUDIO))

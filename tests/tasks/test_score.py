@@ -117,9 +117,10 @@ def test_usage_errors(videos, args, says):
 
 def test_a_bad_input_is_named_and_the_rest_scored(videos, tmp_path):
     silent = media("synthetic_0.mp4")  # no sound track
-    result = bind("score", videos[0], silent, tmp_path / "missing.mp4")
+    result = bind("score", videos[0], silent, tmp_path / "missing.mp4", media("dog_audio.wav"))
     assert result.exit_code == 1
     assert "no audio track" in result.stderr and "missing.mp4" in result.stderr
+    assert "dog_audio.wav: audio, not a video" in result.stderr
     assert [s["a"] for s in jsonl(result.stdout)] == [str(videos[0])]
     nothing = bind("score", tmp_path / "missing.mp4")
     assert nothing.exit_code == 1 and nothing.stdout == ""
