@@ -16,7 +16,7 @@ tests/test_layout.py holds the code to it):
 - `embed/`: the one pipeline from inputs to `Embedding`s, in process, through a server or on Ray.
 - `collections/`: the SQLite collection file (the only SQL), ingest, search, exchange, and
   `Collection`, the object a script indexes and searches a collection with.
-- tasks: `query`, `zeroshot`, `locate`, `generate`, `eval/`, `doctor`.
+- tasks: `query`, `zeroshot`, `locate`, `generate`, `score`, `eval/`, `doctor`.
 - `serve/`: `bind serve`; `cli/`: the `bind` command, the only user of Typer and Rich.
 
 Imports: bindcli._util, bindcli.collections, bindcli.embed, bindcli.errors, bindcli.modality,

@@ -61,6 +61,13 @@ def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def embedded(*args: str | Path) -> list[np.ndarray]:
+    """`bind embed ARGS`'s vectors (unit length), in order."""
+    out = bind("embed", *args, "-f", "jsonl")
+    assert out.exit_code == 0, out.stderr
+    return [np.array(r["embedding"]) for r in jsonl(out.stdout)]
+
+
 def index_summary(result: Result) -> dict[str, int]:
     """The counts in `bind index`'s closing line: embedded, reused, unchanged, removed, failed."""
     line = result.stderr.strip().splitlines()[-1]
@@ -168,3 +175,30 @@ def sqlite_search(
     passed = np.ones(len(scores), bool) if min_score is None else at_least(scores, min_score)
     order = [i for i in np.argsort(-scores, kind="stable") if passed[i]][:k]
     return [Hit(path_from_db(rows[i][0]), rows[i][1], float(scores[i])) for i in order]
+
+
+def write_av(path, codec: str, rate: int, tone: np.ndarray, video: bool = False, shade: int = 0) -> None:
+    """`tone` (mono float32) encoded with `codec`; with `video`, beside 25 grey frames of 64 x 48
+    at 10 fps, growing lighter from `shade`."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        if video:
+            vstream = container.add_stream("libx264", rate=10)
+            vstream.width, vstream.height, vstream.pix_fmt = 64, 48, "yuv420p"
+        astream = container.add_stream(codec, rate=rate)
+        astream.layout = "mono"
+        encoder_format = astream.codec_context.codec.audio_formats[0].name
+        resampler = av.AudioResampler(format=encoder_format, layout="mono", rate=rate)
+        frame_size = astream.codec_context.frame_size or 1024
+        for start in range(0, len(tone), frame_size):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + frame_size], format="flt", layout="mono")
+            chunk.sample_rate = rate
+            for out in resampler.resample(chunk):
+                container.mux(astream.encode(out))
+        container.mux(astream.encode(None))
+        if video:
+            for i in range(25):
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (shade + i * 10) % 256, np.uint8), format="rgb24")
+                container.mux(vstream.encode(frame))
+            container.mux(vstream.encode(None))

@@ -42,7 +42,7 @@ PLOT = Extra("plot", ("matplotlib",), "a PNG confusion matrix needs matplotlib")
 GENERATE = Extra("generate", ("diffusers", "transformers"), "bind generate needs {missing}")
 INDEX = Extra("index", ("faiss",), "approximate search needs the vector index library")
 RAY = Extra("ray", ("ray",), "--engine ray needs Ray")
-EVAL = Extra("eval", ("h5py", "scipy"), "the nyu-d preset reads MATLAB files with h5py and scipy")
+EVAL = Extra("eval", ("h5py", "scipy"), "the nyu-d and sun-d presets read MATLAB files with h5py and scipy")
 SERVE = Extra(
     "serve", ("python_multipart", "starlette", "uvicorn"),
     "bind serve needs the server extra ({missing} is missing)",

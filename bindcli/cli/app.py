@@ -25,6 +25,7 @@ from bindcli.cli import (
     generate,
     index,
     locate,
+    score,
     search,
     serve,
 )
@@ -63,6 +64,7 @@ app.command("embed")(embed.embed)
 app.command("compare")(compare.compare)
 app.command("classify")(classify.classify)
 app.command("eval")(eval_)
+app.command("score")(score.score)
 app.command("arith")(arith.arith)
 app.command("index")(index.index)
 app.command("search")(search.search)

@@ -70,15 +70,19 @@ class Common:
     audio_mix: AudioMix = AudioMix.UPSTREAM
     server: Optional[str] = None
     no_server: bool = False
+    #: loading options a command sets for its run (`bind score --frames/--clips`)
+    loading: "Optional[MediaOptions]" = None
 
     @property
     def media_options(self) -> "MediaOptions | None":
         """The loading options these options ask for; None for upstream's defaults."""
-        if self.audio_mix is AudioMix.UPSTREAM:
+        if self.audio_mix is AudioMix.UPSTREAM and self.loading is None:
             return None
         from bindcli.media.options import MediaOptions
 
-        return MediaOptions(audio_upstream_quirks=False)
+        return dataclasses.replace(
+            self.loading or MediaOptions(), audio_upstream_quirks=self.audio_mix is AudioMix.UPSTREAM,
+        )
 
 
 #: `--model-config`, spelled once for the commands that take the common options and for those

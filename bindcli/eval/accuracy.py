@@ -9,7 +9,6 @@ its score is the best of theirs, as the ImageBind paper scores NYU-D and LLVIP.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from bindcli._util.chunks import batched
 from bindcli.errors import InputError, UsageError
+from bindcli.eval import tables
 from bindcli.modality import Kind
 from bindcli.vectors import top_k
 
@@ -77,23 +77,18 @@ def read_table(path: str | Path) -> Dataset:
     """A CSV (or `.tsv`) file with `path` and `label` columns, paths relative to the file; a
     row with a path but no label, or a file that is not UTF-8 CSV, is a UsageError."""
     path = Path(path)
-    what = "TSV" if path.suffix.lower() == ".tsv" else "CSV"
     items: list[Item] = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            missing = {"path", "label"} - set(rows.fieldnames or ())
-            if missing:
-                raise UsageError(f"{path}: no {' or '.join(sorted(missing))} column")
-            for r in rows:
-                if not r["path"]:
-                    continue
-                label = (r["label"] or "").strip()
-                if not label:
-                    raise UsageError(f"{path}:{rows.line_num}: {r['path']!r} has no label")
-                items.append(Item(str(path.parent / r["path"]), label))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"{path}: cannot read it as a UTF-8 {what} table ({exc})") from None
+    with tables.rows(path) as rows:
+        missing = {"path", "label"} - set(rows.fieldnames or ())
+        if missing:
+            raise UsageError(f"{path}: no {' or '.join(sorted(missing))} column")
+        for r in rows:
+            if not r["path"]:
+                continue
+            label = (r["label"] or "").strip()
+            if not label:
+                raise UsageError(f"{path}:{rows.line_num}: {r['path']!r} has no label")
+            items.append(Item(str(path.parent / r["path"]), label))
     return _dataset(path.stem, items)
 
 
@@ -124,10 +119,10 @@ def subset(dataset: Dataset, limit: int | None = None, per_class: int | None = N
         for n, item in enumerate(items):
             by_label.setdefault(item.label, []).append(n)
         for positions in by_label.values():
-            keep.update(_spread(positions, per_class))
+            keep.update(spread(positions, per_class))
         items = [item for n, item in enumerate(items) if n in keep]
     if limit:
-        items = _spread(items, limit)
+        items = spread(items, limit)
     if len(items) == len(dataset.items):
         return dataset
     part = f"a subset, {len(items)} of {len(dataset.items)} items" + (
@@ -136,7 +131,7 @@ def subset(dataset: Dataset, limit: int | None = None, per_class: int | None = N
     return dataclasses.replace(dataset, items=tuple(items), protocol=protocol)
 
 
-def _spread(values: list, count: int) -> list:
+def spread(values: list, count: int) -> list:
     """`count` of `values`, evenly spaced over them, in their order (all when there are fewer)."""
     if count >= len(values):
         return values
@@ -242,7 +237,7 @@ class Report:
 
 def class_directions(
     embedder: "Embedder",
-    dataset: Dataset,
+    classes: Mapping[str, Sequence[str]],
     templates: Mapping[Kind, Sequence[str]],
 ) -> dict[Kind, np.ndarray]:
     """Each kind's (names, dim) unit directions, names in class order, a chunk of names at a
@@ -251,7 +246,7 @@ def class_directions(
     from bindcli.embed.stages import Embedding
     from bindcli.zeroshot import Classifier, prompts
 
-    names = [n for ns in dataset.classes.values() for n in ns]
+    names = [n for ns in classes.values() for n in ns]
     parts: dict[Kind, list[np.ndarray]] = {kind: [] for kind in templates}
     for chunk in batched(names, NAMES_PER_CHUNK):
         asked = prompts(chunk, templates)
@@ -281,7 +276,7 @@ def evaluate(
     inputs = gather([i.path for i in dataset.items], as_kind=as_kind or dataset.kind)
     kinds = {x.kind for x in inputs if isinstance(x, Input)}
     by_kind = templates_for(kinds, templates or dataset.templates)
-    directions = class_directions(embedder, dataset, by_kind)
+    directions = class_directions(embedder, dataset.classes, by_kind)
     labels = tuple(dataset.classes)
     index = {label: n for n, label in enumerate(labels)}
     # the names of class c are rows starts[c]..starts[c+1]: a class scores its best name's cosine

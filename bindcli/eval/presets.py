@@ -32,7 +32,11 @@ DATA = Path(__file__).parent / "data"
 #: imagebind_huge's zero-shot top-1 (%), the paper's Table 2
 PAPER_TOP1 = {
     "esc50": 66.9, "imagenet-val": 77.7, "kinetics400": 50.0, "llvip": 63.4, "nyu-d": 54.0, "ego4d": 25.0,
+    "vggsound": 27.8, "sun-d": 35.1,
 }
+
+#: the phrase that marks a measured figure as not the paper's protocol
+NOT_COMPARABLE = "not comparable with the paper's figure"
 
 #: 5 s windows taken from each Ego4D video, spread evenly over its IMU recording
 EGO4D_WINDOWS = 4
@@ -108,8 +112,7 @@ def kinetics400(root: Path) -> Dataset:
         raise UsageError(f"{root}: {len(data.classes)} class folders, Kinetics-400 has 400")
     partial = None
     if len(data.classes) < 400:
-        partial = (f"{len(data.classes)} of Kinetics-400's 400 classes, scored among themselves: "
-                   "not comparable with the paper's figure")
+        partial = f"{len(data.classes)} of Kinetics-400's 400 classes, scored among themselves: {NOT_COMPARABLE}"
     return dataclasses.replace(
         data, name="kinetics400", templates=paper_templates(), paper=PAPER_TOP1["kinetics400"], protocol=partial,
     )
@@ -129,7 +132,7 @@ def llvip(root: Path) -> Dataset:
 
 
 @contextlib.contextmanager
-def _release_file(path: Path, what: str, *also: type[Exception]) -> Iterator[None]:
+def release_file(path: Path, what: str, *also: type[Exception]) -> Iterator[None]:
     """A release file that does not hold what it should is one clear DatasetError."""
     try:
         yield
@@ -163,17 +166,17 @@ def nyu_d(root: Path, progress: Progress = quiet) -> Dataset:
     scene_class = {scene: label for scene, label, _ in table}
     classes = {label: (name,) for _, label, name in table if label != "other"}
     classes["other"] = tuple(name for _, label, name in table if label == "other")
-    with _release_file(splits, "NYU Depth v2's splits.mat", matlab.matlab.MatReadError):
+    with release_file(splits, "NYU Depth v2's splits.mat", matlab.matlab.MatReadError):
         test = [int(i) for i in matlab.loadmat(splits)["testNdxs"].ravel()]  # 1-based
 
     what = "NYU Depth v2's labelled set (MATLAB v7.3)"
 
     def write(folder: Path) -> None:
-        with _release_file(labelled, what):
+        with release_file(labelled, what):
             mat = h5py.File(labelled, "r")
         with mat, progress(len(test), "Converting NYU-D") as advance:
             for index in test:
-                with _release_file(labelled, what):  # depths (N, W, H) metres; sceneTypes (1, N) references
+                with release_file(labelled, what):  # depths (N, W, H) metres; sceneTypes (1, N) references
                     scene = "".join(map(chr, mat[mat["sceneTypes"][0][index - 1]][()].ravel()))  # uint16 chars
                     depth = np.asarray(mat["depths"][index - 1], np.float32).T  # (H, W)
                 if scene not in scene_class:
@@ -240,7 +243,7 @@ def ego4d(root: Path, progress: Progress = quiet) -> Dataset:
     meta, tables = root / "ego4d.json", root / "imu"
     if not meta.is_file() or not tables.is_dir():
         raise UsageError(f"{root}: expected Ego4D's download folder with ego4d.json and imu/<video_uid>.csv")
-    with _release_file(meta, "Ego4D's metadata (ego4d.json)"):
+    with release_file(meta, "Ego4D's metadata (ego4d.json)"):
         videos = {v["video_uid"]: v for v in json.loads(meta.read_text(encoding="utf-8"))["videos"]}
     found = {p.stem: p for p in sorted(tables.glob("*.csv")) if videos.get(p.stem, {}).get("scenarios")}
     if not found:
@@ -276,6 +279,137 @@ def ego4d(root: Path, progress: Progress = quiet) -> Dataset:
     )
 
 
+def files_by_stem(root: Path) -> dict[str, Path]:
+    """Every visible file below `root` by its name without the extension (the first in name
+    order where two share one): where a release's table names clips without saying where the
+    download tool put them."""
+    found: dict[str, Path] = {}
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and all(visible(p) for p in f.relative_to(root).parts):
+            found.setdefault(f.stem, f)
+    return found
+
+
+def youtube_clip(files: dict[str, Path], ytid: str, start: str) -> Path | None:
+    """The downloaded clip of a YouTube segment, under the names download tools give it:
+    `<id>`, `Y<id>` (AudioSet's tagging tools), `<id>_<start>` with the start as the table
+    lists it, in whole seconds, or in 6 digits (VGGSound's)."""
+    seconds = int(float(start)) if start.replace(".", "", 1).isdigit() else None
+    names = [ytid, f"Y{ytid}", f"{ytid}_{start}"]
+    if seconds is not None:
+        names += [f"{ytid}_{seconds}", f"{ytid}_{seconds:06d}", f"Y{ytid}_{start}"]
+    return next((files[n] for n in names if n in files), None)
+
+
+def found_of(found: int, listed: int, what: str) -> str:
+    """`found of listed what`, and when some are missing, that the figure is not the paper's."""
+    return f"{found} of {listed} {what} found" + (f" (the rest missing): {NOT_COMPARABLE}" if found < listed else "")
+
+
+def vggsound(root: Path) -> Dataset:
+    """VGGSound's test split as its `vggsound.csv` lists it (YouTube id, start second, label,
+    split; no header), the clips downloaded anywhere below `root` (`<id>_<start 6 digits>.mp4`
+    as VGGSound names them); read for their sound (`--as audio`), 309 classes."""
+    table = root / "vggsound.csv"
+    if not table.is_file():
+        raise UsageError(f"{root}: no vggsound.csv (expected VGGSound's vggsound.csv and the clips below it)")
+    with release_file(table, "VGGSound's vggsound.csv (id, start, label, split)"), \
+            open(table, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r]
+        test = [(r[0], r[1], label_of(r[2])) for r in rows if r[3].strip() == "test"]
+    if not test:
+        raise UsageError(f"{table}: no rows of the test split")
+    files = files_by_stem(root)
+    items = tuple(
+        Item(str(clip), label) for ytid, start, label in test if (clip := youtube_clip(files, ytid, start))
+    )
+    labels = sorted({label_of(r[2]) for r in rows})
+    return Dataset(
+        "vggsound", items, {label: (label,) for label in labels}, paper_templates(), PAPER_TOP1["vggsound"],
+        Kind.AUDIO, protocol=f"VGGSound test split, each clip's sound track; {found_of(len(items), len(test), 'clips')}",
+    )
+
+
+#: SUN RGB-D's 19 scene classes (those with enough images, as Omnivore and the paper take them)
+SUN_D_CLASSES = (
+    "bathroom", "bedroom", "classroom", "computer_room", "conference_room", "corridor", "dining_area",
+    "dining_room", "discussion_area", "furniture_store", "home_office", "kitchen", "lab", "lecture_theatre",
+    "library", "living_room", "office", "rest_space", "study_space",
+)
+#: the SUN RGB-D toolbox's depth reading: metres, clipped here (`read3dPoints.m`)
+SUN_D_MAX_M = 8.0
+
+
+def sun_depth(png: Path) -> np.ndarray:
+    """A SUN RGB-D depth PNG as float32 metres: the toolbox's bit rotation (the file's 16
+    bits turned right by 3: `bitor(bitshift(d, -3), bitshift(d, 13))`) of millimetres,
+    clipped at 8 m. Read as plain millimetres, the maps would be nonsense."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        raw = np.asarray(image, dtype=np.uint16)
+    rotated = (raw >> 3) | (raw << 13)
+    return np.minimum(rotated.astype(np.float32) / 1000, SUN_D_MAX_M)
+
+
+def _sun_folders(split: Path, sun: Path, matlab: ModuleType) -> list[Path]:
+    """The test image folders `allsplit.mat` lists (`/n/fs/sun3d/data/SUNRGBD/kv1/...`),
+    found under the release's `SUNRGBD/`."""
+    with release_file(split, "the SUN RGB-D toolbox's allsplit.mat", matlab.matlab.MatReadError):
+        listed = [str(np.asarray(p).ravel()[0]) for p in matlab.loadmat(split)["alltest"].ravel()]
+    folders = []
+    for path in listed:
+        if "SUNRGBD/" not in path:
+            raise UsageError(f"{split}: the test path {path!r} has no SUNRGBD/ in it")
+        folders.append(sun / path.split("SUNRGBD/", 1)[1].strip("/"))
+    return folders
+
+
+def sun_d(root: Path, progress: Progress = quiet) -> Dataset:
+    """SUN RGB-D's test split as released: `root` holds `SUNRGBD/` (the data) and
+    `SUNRGBDtoolbox/` (whose `traintestSUNRGBD/allsplit.mat` lists the test folders); each
+    test image of the 19 classes (its `scene.txt`) gives its `depth_bfx/` map, else its
+    `depth/` one, converted once to `.npz` metres by the toolbox's bit rotation."""
+    sun, split = root / "SUNRGBD", root / "SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat"
+    if not sun.is_dir() or not split.is_file():
+        raise UsageError(f"{root}: expected SUN RGB-D's SUNRGBD/ and SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat")
+    _, matlab = _matlab()
+    folders = _sun_folders(split, sun, matlab)
+
+    def depth_map(folder: Path) -> tuple[str, Path] | None:
+        """(scene, depth PNG) of a test folder of the 19 classes, else None."""
+        scene_file = folder / "scene.txt"
+        scene = scene_file.read_text(encoding="utf-8").strip() if scene_file.is_file() else ""
+        if scene not in SUN_D_CLASSES:
+            return None
+        for sub in ("depth_bfx", "depth"):
+            maps = sorted((folder / sub).glob("*.png")) if (folder / sub).is_dir() else []
+            if maps:
+                return scene, maps[0]
+        raise UsageError(f"{folder}: no depth_bfx/ or depth/ PNG")
+
+    def write(into: Path) -> None:
+        with progress(len(folders), "Converting SUN-D") as advance:
+            for n, folder in enumerate(folders):
+                found = depth_map(folder) if folder.is_dir() else None
+                if found is not None:
+                    scene, png = found
+                    with release_file(png, "a SUN RGB-D depth PNG", OSError):
+                        depth = sun_depth(png)
+                    np.savez_compressed(into / f"{n:05d}_{scene}.npz", depth=depth)
+                advance(1)
+
+    missing = sum(not f.is_dir() for f in folders)
+    folder = converted("sun-d", (split, *(f / "scene.txt" for f in folders if (f / "scene.txt").is_file())), write)
+    items = tuple(Item(str(f), label_of(f.stem.split("_", 1)[1])) for f in sorted(folder.glob("*.npz")))
+    classes = {label_of(c): (label_of(c),) for c in SUN_D_CLASSES}
+    protocol = (f"SUN RGB-D test split (allsplit.mat), the {len(items)} depth maps of its 19 classes, depth_bfx/ "
+                "where there is one, by the toolbox's bit rotation")
+    if missing:
+        protocol += f"; {missing} of {len(folders)} test folders missing: {NOT_COMPARABLE}"
+    return Dataset("sun-d", items, classes, paper_templates(), PAPER_TOP1["sun-d"], Kind.DEPTH, protocol=protocol)
+
+
 def _plain(reader: Callable[[Path], Dataset]) -> Callable[[Path, Progress], Dataset]:
     """A preset that converts nothing, so shows no progress."""
     return lambda root, progress: reader(root)
@@ -283,7 +417,7 @@ def _plain(reader: Callable[[Path], Dataset]) -> Callable[[Path, Progress], Data
 
 PRESETS: dict[str, Callable[[Path, Progress], Dataset]] = {
     "esc50": _plain(esc50), "imagenet-val": _plain(imagenet_val), "kinetics400": _plain(kinetics400),
-    "llvip": _plain(llvip), "nyu-d": nyu_d, "ego4d": ego4d,
+    "llvip": _plain(llvip), "nyu-d": nyu_d, "ego4d": ego4d, "vggsound": _plain(vggsound), "sun-d": sun_d,
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from bindcli.eval import accuracy
 from bindcli.modality import Kind
-from cli_support import FIXTURES, bind, jsonl, media
+from cli_support import FIXTURES, bind, embedded, jsonl, media, write_av
 
 FILES = {
     "dog": ["dog_image.jpg", "dog_audio.wav"],
@@ -29,12 +29,6 @@ def folder(tmp_path):
         for name in names:
             shutil.copy(media(name), root / label / name)
     return root
-
-
-def embedded(*args: str) -> list[np.ndarray]:
-    out = bind("embed", *args, "-f", "jsonl")
-    assert out.exit_code == 0, out.stderr
-    return [np.array(r["embedding"]) for r in jsonl(out.stdout)]
 
 
 def expected_predictions(paths: list[str], labels: list[str], templates: dict[Kind, tuple[str, ...]]) -> list[str]:
@@ -264,7 +258,11 @@ def test_preset_names_agree():
     from bindcli.eval import presets
     from bindcli.cli.eval import PRESET_NAMES
 
+    from bindcli.cli.eval import RETRIEVAL_PRESET_NAMES
+    from bindcli.eval.retrieval_presets import RETRIEVAL_PRESETS
+
     assert tuple(presets.PRESETS) == PRESET_NAMES
+    assert tuple(RETRIEVAL_PRESETS) == RETRIEVAL_PRESET_NAMES
 
 
 def test_confusion_matrix_as_csv_html_and_png(folder, tmp_path):
@@ -438,3 +436,37 @@ def test_one_reader_for_label_and_template_files(tmp_path):
     listed.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(UsageError, match="UTF-8"):
         zeroshot.read_lines(listed)
+
+
+def test_vggsound_preset_reads_the_test_clips_for_their_sound(tmp_path):
+    """vggsound.csv as released (no header; id, start, label, split), the clips as VGGSound
+    names them (`<id>_<start in 6 digits>.mp4`), read as audio: each clip's top-1 is
+    `bind classify --as audio`'s under the paper's templates."""
+    root = tmp_path / "vggsound"
+    (root / "video").mkdir(parents=True)
+    clips = {"dog-barks01": ("dog barking", 300), "car-passes1": ("car passing by", 900), "bird_sings1": ("bird chirping", 2000)}
+    rows = []
+    for ytid, (label, freq) in clips.items():
+        t = np.arange(40000) / 16000
+        write_av(root / "video" / f"{ytid}_000030.mp4", "aac", 16000, (0.4 * np.sin(2 * np.pi * freq * t)).astype(np.float32), video=True)
+        rows.append(f"{ytid},30,{label},test")
+    rows += ["gone-from-yt,10,dog barking,test", "trainonly01,0,playing piano,train"]
+    (root / "vggsound.csv").write_text("\n".join(rows) + "\n")
+    from bindcli.eval import presets
+
+    data = presets.read_preset("vggsound", root)
+    assert data.kind is Kind.AUDIO and [i.label for i in data.items] == ["dog barking", "car passing by", "bird chirping"]
+    assert list(data.classes) == ["bird chirping", "car passing by", "dog barking", "playing piano"]
+    assert data.protocol.endswith("3 of 4 clips found (the rest missing): not comparable with the paper's figure")
+    result = bind("eval", "--preset", "vggsound", root, "--template", "the sound of {}.", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 3 and report["paper_top1"] == pytest.approx(0.278)
+    ranked = jsonl(bind("classify", "--as", "audio", *(i.path for i in data.items), "-l", ",".join(data.classes),
+                        "--template", "the sound of {}.", "-f", "jsonl").stdout)
+    confusion = np.zeros((4, 4), int)
+    for item, r in zip(data.items, ranked):
+        confusion[report["labels"].index(item.label), report["labels"].index(r["labels"][0]["label"])] += 1
+    assert report["confusion"] == confusion.tolist()
+    table = " ".join(bind("eval", "--preset", "vggsound", root, "--template", "{}", "-f", "table").stdout.split())
+    assert "27.8" in table and "not comparable" in table

@@ -231,3 +231,54 @@ def test_ego4d_missing_layout_is_one_clear_message(tmp_path, cache):
     root = ego4d_copy(tmp_path / "v2")
     (root / "ego4d.json").write_text("{not json")
     one_line_error(bind("eval", "--preset", "ego4d", root), 1, "ego4d.json", "cannot read it as")
+
+
+def sun_copy(root):
+    """SUN RGB-D in miniature: `SUNRGBD/` folders (scene.txt, depth_bfx/ or depth/ PNGs stored
+    with the toolbox's bit rotation) and the toolbox's allsplit.mat listing the test folders
+    under the release's original paths. Returns each kept folder's depth in metres."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    folders = {  # folder -> (scene, depth subfolder)
+        "kv1/NYUdata/NYU0001": ("bedroom", "depth_bfx"), "kv2/kinect2data/000002": ("office", "depth"),
+        "realsense/lg/2014_10_24-1": ("garage", "depth_bfx"),  # not one of the 19: left out
+    }
+    expected = {}
+    for folder, (scene, sub) in folders.items():
+        (root / "SUNRGBD" / folder / sub).mkdir(parents=True)
+        (root / "SUNRGBD" / folder / "scene.txt").write_text(scene)
+        millimetres = rng.integers(400, 9500, (24, 32)).astype(np.uint32)  # past 8 m: clipped
+        stored = ((millimetres << 3) | (millimetres >> 13)) & 0xFFFF
+        Image.fromarray(stored.astype(np.uint16)).save(root / "SUNRGBD" / folder / sub / "0000001.png")
+        expected[folder] = np.minimum(millimetres.astype(np.float32) / 1000, 8.0)
+    listed = [f"/n/fs/sun3d/data/SUNRGBD/{f}/" for f in [*folders, "kv1/b3dodata/gone"]]  # the last one missing
+    (root / "SUNRGBDtoolbox" / "traintestSUNRGBD").mkdir(parents=True)
+    scipy_io.savemat(root / "SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat", {
+        "alltest": np.array(listed, dtype=object)[None, :], "alltrain": np.array(["/x/SUNRGBD/kv1/a/"], dtype=object),
+    })
+    return expected
+
+
+def test_sun_d_reads_the_test_split_through_the_toolboxs_bit_rotation(tmp_path, cache):
+    expected = sun_copy(tmp_path / "sun")
+    data = presets.read_preset("sun-d", tmp_path / "sun")
+    assert [i.label for i in data.items] == ["bedroom", "office"] and len(data.classes) == 19
+    assert "living room" in data.classes and data.kind.value == "depth" and len(data.templates) == 80
+    for item, folder in zip(data.items, ["kv1/NYUdata/NYU0001", "kv2/kinect2data/000002"]):
+        np.testing.assert_allclose(np.load(item.path)["depth"], expected[folder], rtol=1e-6)
+    assert "1 of 4 test folders missing: not comparable" in data.protocol
+    result = bind("eval", "--preset", "sun-d", tmp_path / "sun", "--template", "a photo of a {}.", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 2 and report["paper_top1"] == pytest.approx(0.351)
+    ranked = jsonl(bind("classify", "--as", "depth", *(i.path for i in data.items), "-l", ",".join(data.classes),
+                        "--template", "a photo of a {}.", "-f", "jsonl").stdout)
+    confusion = np.zeros((19, 19), int)
+    for item, r in zip(data.items, ranked):  # each map's top-1 is bind classify's
+        confusion[report["labels"].index(item.label), report["labels"].index(r["labels"][0]["label"])] += 1
+    assert report["confusion"] == confusion.tolist()
+    assert os.listdir(cache / "converted")  # converted once, into the cache
+    (tmp_path / "sun" / "SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat").write_bytes(b"not MATLAB")
+    broken = bind("eval", "--preset", "sun-d", tmp_path / "sun")
+    assert broken.exit_code == 2 and "allsplit.mat" in broken.stderr and "Traceback" not in broken.stderr

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from cli_support import write_av
 from parity import AUDIO, assert_matches
 
 from bindcli.errors import InputError
@@ -79,34 +80,11 @@ def test_soundfile_formats(tmp_path, name, subtype):
     assert _peak_bin(out) == _peak_bin(reference)
 
 
-def _write_av(path, codec: str, rate: int, tone: np.ndarray, video: bool = False) -> None:
-    with av.open(str(path), "w") as container:
-        if video:
-            vstream = container.add_stream("libx264", rate=10)
-            vstream.width, vstream.height, vstream.pix_fmt = 64, 48, "yuv420p"
-        astream = container.add_stream(codec, rate=rate)
-        astream.layout = "mono"
-        encoder_format = astream.codec_context.codec.audio_formats[0].name
-        resampler = av.AudioResampler(format=encoder_format, layout="mono", rate=rate)
-        frame_size = astream.codec_context.frame_size or 1024
-        for start in range(0, len(tone), frame_size):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + frame_size], format="flt", layout="mono")
-            chunk.sample_rate = rate
-            for out in resampler.resample(chunk):
-                container.mux(astream.encode(out))
-        container.mux(astream.encode(None))
-        if video:
-            for i in range(25):
-                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 10, np.uint8), format="rgb24")
-                container.mux(vstream.encode(frame))
-            container.mux(vstream.encode(None))
-
-
 @pytest.mark.parametrize(("name", "codec", "rate"), [("tone.m4a", "aac", 44100), ("tone.opus", "libopus", 48000)])
 def test_pyav_formats(tmp_path, name, codec, rate):
     tone = _tone(2.5, rate)[:, 0]
     soundfile.write(tmp_path / "tone.wav", tone, rate)
-    _write_av(tmp_path / name, codec, rate, tone)
+    write_av(tmp_path / name, codec, rate, tone)
     out = load(tmp_path / name, Kind.AUDIO)
     assert out.shape == (3, 1, 128, 204)
     assert _peak_bin(out) == _peak_bin(load(tmp_path / "tone.wav", Kind.AUDIO))
@@ -115,7 +93,7 @@ def test_pyav_formats(tmp_path, name, codec, rate):
 def test_audio_track_of_a_video(tmp_path):
     tone = _tone(2.5, 44100)[:, 0]
     soundfile.write(tmp_path / "tone.wav", tone, 44100)
-    _write_av(tmp_path / "clip.mp4", "aac", 44100, tone, video=True)
+    write_av(tmp_path / "clip.mp4", "aac", 44100, tone, video=True)
     out = load(tmp_path / "clip.mp4", Kind.AUDIO)
     assert out.shape == (3, 1, 128, 204)
     assert _peak_bin(out) == _peak_bin(load(tmp_path / "tone.wav", Kind.AUDIO))
@@ -190,7 +168,7 @@ def test_a_long_file_is_read_only_where_the_clips_fall(tmp_path, monkeypatch, op
 def test_a_long_video_sound_track_is_read_only_where_the_clips_fall(tmp_path, monkeypatch):
     seconds, rate = 75, 22050
     tone = _tone(seconds, rate)[:, 0] * np.linspace(0.2, 1.0, seconds * rate, dtype=np.float32)
-    _write_av(tmp_path / "film.mp4", "aac", rate, tone, video=True)
+    write_av(tmp_path / "film.mp4", "aac", rate, tone, video=True)
     windowed = load(tmp_path / "film.mp4", Kind.AUDIO)
     torch.testing.assert_close(windowed, _whole_file(monkeypatch, tmp_path / "film.mp4"),
                                atol=1e-5, rtol=0)
