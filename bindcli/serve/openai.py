@@ -32,8 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.inputs import Input
     from bindcli.serve.app import Settings
 
-ALIASES = {"/v1/embeddings": "/embeddings", protocol.MODELS: "/models"}
-#: the fields of an object item that name a kind, and Jina's for text
+#: the field of an object item (Jina's) names its kind
 ITEM_KINDS = {k.value: k for k in Kind}
 
 

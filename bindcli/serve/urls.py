@@ -48,8 +48,8 @@ def _special(address: IPAddress) -> str | None:
     mapped = getattr(address, "ipv4_mapped", None)
     address = mapped or address
     for what, special in (("loopback", address.is_loopback), ("link-local", address.is_link_local),
-                          ("private", address.is_private), ("multicast", address.is_multicast),
-                          ("unspecified", address.is_unspecified), ("reserved", address.is_reserved)):
+                          ("unspecified", address.is_unspecified), ("multicast", address.is_multicast),
+                          ("reserved", address.is_reserved), ("private", address.is_private)):
         if special:
             return what
     return None
@@ -65,7 +65,8 @@ def checked_address(host: str, port: int, policy: UrlPolicy) -> str:
     for address in addresses:
         what = _special(address)
         if what and not any(address in net for net in policy.allowed if net.version == address.version):
-            raise UrlRefused(f"{host} is {address}, a {what} address: refused (bind serve --url-allow-net)")
+            article = "an" if what[0] in "aeiou" else "a"
+            raise UrlRefused(f"{host} is {address}, {article} {what} address: refused (bind serve --url-allow-net)")
     return str(addresses[0])
 
 
@@ -75,10 +76,9 @@ class _Pinned(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self.address = address
-        self.kept: socket.socket | None = None  # the socket, also once the response holds it
 
     def connect(self) -> None:
-        self.sock = self.kept = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
 
 
 class _PinnedTLS(_Pinned):
@@ -86,7 +86,7 @@ class _PinnedTLS(_Pinned):
 
     def connect(self) -> None:
         super().connect()
-        self.sock = self.kept = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+        self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
 
 
 def fetch(url: str, policy: UrlPolicy) -> tuple[bytes, str, str]:
@@ -113,7 +113,7 @@ def fetch(url: str, policy: UrlPolicy) -> tuple[bytes, str, str]:
                 continue
             if response.status != 200:
                 raise UrlRefused(f"{parts.hostname} answered HTTP {response.status}")
-            body = _read(response, conn.kept, policy, deadline)
+            body = _read(response, policy, deadline)
             mime = (response.getheader("Content-Type") or "").partition(";")[0].strip().lower()
             return body, mime, url
         except (OSError, http.client.HTTPException) as exc:
@@ -130,15 +130,15 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _read(response: http.client.HTTPResponse, sock: socket.socket | None, policy: UrlPolicy,
-          deadline: float) -> bytes:
+def _read(response: http.client.HTTPResponse, policy: UrlPolicy, deadline: float) -> bytes:
+    """The body, up to `max_bytes`; each read waits at most what was left of the time when
+    the connection opened, and none starts past the deadline."""
     declared = response.getheader("Content-Length", "")
     if declared.isdigit() and int(declared) > policy.max_bytes:
         raise UrlRefused(f"{declared} bytes, over the {policy.max_bytes}-byte per-file limit")
     parts, size = [], 0
     while True:
-        if sock is not None:
-            sock.settimeout(_left(deadline))
+        _left(deadline)
         chunk = response.read(CHUNK)
         if not chunk:
             return b"".join(parts)
