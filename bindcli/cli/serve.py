@@ -98,10 +98,10 @@ def serve(
     """Serve the model over HTTP, warm: every command uses it when it runs the same model.
 
     Listens on a Unix socket, and on TCP with --port. Routes: POST /v1/embed (multipart or
-    JSON; Accept: application/x-npy for .npy), POST /v1/embeddings and /embeddings
-    (OpenAI-compatible; also Jina-style object items and token ids), GET /v1/models,
-    /v1/models/ID, /health, /metrics (Prometheus). Inputs of concurrent requests are batched
-    together. SIGTERM or Ctrl-C answers what is in flight, then exits 0.
+    JSON; Accept: application/x-npy for .npy), POST /v1/embeddings (OpenAI's, Jina's objects,
+    token ids), GET /v1/models, /health, /metrics (Prometheus). Requests are batched together.
+
+    SIGTERM or Ctrl-C answers what is in flight, then exits 0.
 
     [dim]Examples:[/dim]
       bind serve --preload vision,audio,text

@@ -40,7 +40,7 @@ ITEM_KINDS = {k.value: k for k in Kind}
 class Asked:
     """What one `/v1/embeddings` request asks for."""
 
-    named: list  # (name, Input or Refused)
+    named: list  # (name, Input)
     b64: bool
     raw: bool
 
