@@ -48,7 +48,7 @@ class Kind(str, enum.Enum):
 
 #: Bumped whenever any loader's output changes for the same file and options; caches key on
 #: it (kept here, outside the torch-importing media package, so cache look-ups need no torch).
-PREPROCESSING_VERSION = "1"
+PREPROCESSING_VERSION = "2"  # 2: an IMU CSV's named columns are read in channel order
 
 #: upstream's modality keys, in upstream's order
 TOWERS: tuple[str, ...] = ("vision", "text", "audio", "thermal", "depth", "imu")

@@ -24,6 +24,7 @@ HOMES = {
     "starlette": ("bindcli.serve",),
     "uvicorn": ("bindcli.serve",),
     "multipart": ("bindcli.serve",),
+    "tiktoken": ("bindcli.serve.tokens",),
     "faiss": ("bindcli.collections",),
     "numkong": ("bindcli.collections",),
     "ray": ("bindcli.embed.ray_engine",),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -14,6 +14,10 @@ from bindcli.cli.options import command
 from bindcli.cli.run import Run
 from bindcli.errors import UsageError
 from bindcli.modality import TOWERS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.serve.limits import Limits
+    from bindcli.serve.urls import UrlPolicy
 
 
 @command(without=("as_kind", "server", "no_server"))
@@ -60,18 +64,50 @@ def serve(
     max_text_chars: Annotated[int, typer.Option(
         "--max-text-chars", min=1, help="Longest text input (longer ones fail alone).",
     )] = 4096,
+    max_inputs: Annotated[int, typer.Option(
+        "--max-inputs", min=1, help="Most inputs one request may hold (413 past it; OpenAI's limit by default).",
+    )] = 2048,
+    compat: Annotated[Optional[list[str]], typer.Option(
+        "--compat", metavar="API", show_default=False,
+        help="Also speak another program's API: weaviate (the routes of Weaviate's multi2vec-bind "
+        "inference container: /vectorize, /meta, /.well-known/ready; they take no token).",
+    )] = None,
+    weaviate_no_auth: Annotated[bool, typer.Option(
+        "--weaviate-no-auth",
+        help="With --compat weaviate and a --host beyond loopback: accept that anyone who reaches "
+        "the port may embed through /vectorize without a token (Weaviate sends none).",
+    )] = False,
+    cors_origin: Annotated[Optional[list[str]], typer.Option(
+        "--cors-origin", metavar="ORIGIN", show_default=False,
+        help="Let web pages from this origin call the API (repeatable; * for any): answers CORS "
+        "preflights (OPTIONS). The token is still asked for.",
+    )] = None,
+    url_inputs: Annotated[bool, typer.Option(
+        "--url-inputs",
+        help="Fetch http(s) URLs given as file inputs of /v1/embeddings. Private, loopback and "
+        "link-local addresses are refused (and redirects to them).",
+    )] = False,
+    url_allow_net: Annotated[Optional[list[str]], typer.Option(
+        "--url-allow-net", metavar="CIDR", show_default=False,
+        help="With --url-inputs: also fetch from this network, e.g. 10.0.0.0/8 (repeatable).",
+    )] = None,
+    url_timeout: Annotated[float, typer.Option(
+        "--url-timeout", min=0.1, help="With --url-inputs: seconds one fetch may take, redirects included.",
+    )] = 20.0,
 ) -> None:
     """Serve the model over HTTP, warm: every command uses it when it runs the same model.
 
     Listens on a Unix socket, and on TCP with --port. Routes: POST /v1/embed (multipart or
-    JSON; Accept: application/x-npy for .npy), POST /v1/embeddings (OpenAI-compatible),
-    GET /v1/models, /health, /metrics (Prometheus). Inputs of concurrent requests are batched
-    together. SIGTERM or Ctrl-C answers what is in flight, then exits 0.
+    JSON; Accept: application/x-npy for .npy), POST /v1/embeddings (OpenAI's, Jina's objects,
+    token ids), GET /v1/models, /health, /metrics (Prometheus). Requests are batched together.
+
+    SIGTERM or Ctrl-C answers what is in flight, then exits 0.
 
     [dim]Examples:[/dim]
       bind serve --preload vision,audio,text
       bind serve --port 8080                     # http://127.0.0.1:8080
       bind serve --host 0.0.0.0 --port 8080 --token "$(openssl rand -hex 16)"
+      bind serve --port 8080 --compat weaviate   # Weaviate's BIND_INFERENCE_API
     """
     missing = extras.SERVE.missing()
     if missing:
@@ -83,12 +119,17 @@ def serve(
     from bindcli.serve.limits import Limits
 
     towers = _towers(preload)
+    apis = _compat(compat)
+    if weaviate_no_auth and "weaviate" not in apis:
+        raise typer.BadParameter("only applies with --compat weaviate", param_hint="--weaviate-no-auth")
     if host is not None or port is not None:
-        server.check_host(host or "127.0.0.1", token)
+        server.check_host(host or "127.0.0.1", token, tokenless="weaviate" if "weaviate" in apis else None,
+                          accepted=weaviate_no_auth)
     path = (socket_path or server_socket()).expanduser().absolute()
     limits = Limits(_bytes(max_body_mb, "--max-body-mb"), _bytes(max_file_mb, "--max-file-mb"),
-                    max_text_chars=max_text_chars)
-    settings = Settings(limits, token or None, tuple(d.resolve() for d in allow_dir or ()))
+                    max_inputs=max_inputs, max_text_chars=max_text_chars)
+    settings = Settings(limits, token or None, tuple(d.resolve() for d in allow_dir or ()), apis,
+                        tuple(cors_origin or ()), _url_policy(url_inputs, url_allow_net, url_timeout, limits))
     with server.unix_socket(path) as unix:  # refused first if a server already runs there
         tcp = server.tcp_socket(host or "127.0.0.1", port or 0) if port is not None or host else None
         with tcp or contextlib.nullcontext() as tcp_sock:
@@ -126,6 +167,32 @@ def _bytes(megabytes: float, option: str) -> int:
     if limit < 1:
         raise typer.BadParameter(f"{megabytes:g} MB: give a finite size above 0", param_hint=option)
     return limit
+
+
+def _compat(names: list[str] | None) -> frozenset[str]:
+    from bindcli.serve.app import COMPAT
+
+    unknown = [n for n in names or () if n.lower() not in COMPAT]
+    if unknown:
+        raise typer.BadParameter(f"unknown API {unknown[0]!r}; one of: {', '.join(COMPAT)}", param_hint="--compat")
+    return frozenset(n.lower() for n in names or ())
+
+
+def _url_policy(on: bool, nets: list[str] | None, timeout: float, limits: "Limits") -> "UrlPolicy | None":
+    """What URL inputs may reach, when they are on (a file's size limit bounds a fetch too)."""
+    import ipaddress
+
+    from bindcli.serve.urls import UrlPolicy
+
+    if not on:
+        if nets:
+            raise typer.BadParameter("only applies with --url-inputs", param_hint="--url-allow-net")
+        return None
+    try:
+        allowed = tuple(ipaddress.ip_network(n, strict=False) for n in nets or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--url-allow-net") from None
+    return UrlPolicy(max_bytes=limits.max_file_bytes, timeout=timeout, allowed=allowed)
 
 
 def _towers(preload: str | None) -> list[str]:

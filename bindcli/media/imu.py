@@ -8,6 +8,10 @@ no normalisation is known, so none is applied), 2000 samples per window, which t
   * Files: `.npy`, `.npz` (array `imu`, or the only one) or `.csv` (comma-separated numbers,
     an optional header line), in (6, T) or (T, 6) layout: the axis of length 6 is the
     channel axis (the first one if both are 6).
+  * A CSV header that names six accelerometer and gyroscope columns by axis (`accl_x`,
+    `gyro_z`, `AccX`, ...) picks them by name, in the order above, whatever their order in
+    the file (Weaviate's container examples put the gyroscope first) and whatever other
+    columns (a timestamp) stand beside them; a header that does not is skipped.
   * With `imu_sample_rate_hz` given, the recording is resampled from that rate to 400 Hz
     (band-limited sinc, torchaudio); otherwise its samples are taken as they are.
   * Up to 2000 samples: one window, zero-padded at the end. Longer: ceil(T / 2000) windows
@@ -18,6 +22,7 @@ no normalisation is known, so none is applied), 2000 samples per window, which t
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,6 +41,27 @@ WINDOW = IMU_LENGTH  # samples the tower reads, fixed by the architecture
 MODEL_RATE_HZ = 400
 
 
+#: how a header names each sensor: the start of the column's name, in channel order
+SENSORS = ("acc", "gyr")
+
+
+def named_columns(header: str) -> list[int] | None:
+    """The columns, accelerometer xyz then gyroscope xyz, that a CSV header names by sensor
+    and axis (`accl_x`, `Gyro.Z`, `acc_y_mps2`...: a name starting with acc or gyr, its axis
+    the x, y or z standing alone after it); None unless each of the six is named exactly once."""
+    found: dict[tuple[int, str], list[int]] = {}
+    for column, cell in enumerate(header.split(",")):
+        name = cell.strip().strip('"').lower()
+        sensor = next((n for n, prefix in enumerate(SENSORS) if name.startswith(prefix)), None)
+        axes = [part for part in re.split(r"[^a-z]+|(?<=[a-z])(?=[xyz]$)", name)[1:] if part in ("x", "y", "z")]
+        if sensor is not None and len(axes) == 1:
+            found.setdefault((sensor, axes[0]), []).append(column)
+    wanted = [(sensor, axis) for sensor in range(len(SENSORS)) for axis in "xyz"]
+    if any(len(found.get(key, ())) != 1 for key in wanted):
+        return None
+    return [found[key][0] for key in wanted]
+
+
 def _read_csv(source: str | Path) -> np.ndarray:
     path = existing_file(source)
     with decoding(source, "CSV"):
@@ -43,10 +69,10 @@ def _read_csv(source: str | Path) -> np.ndarray:
             first = fh.readline()
         try:
             [float(cell) for cell in first.split(",")]
-            header = 0
+            header, columns = 0, None
         except ValueError:
-            header = 1
-        return np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
+            header, columns = 1, named_columns(first)
+        return np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64, usecols=columns)
 
 
 def read_imu(source: str | Path) -> np.ndarray:

@@ -12,5 +12,5 @@ MIB = 1 << 20
 class Limits:
     max_body_bytes: int = 256 * MIB
     max_file_bytes: int = 64 * MIB
-    max_inputs: int = 1024
+    max_inputs: int = 2048  # OpenAI's limit, so that its clients' batches fit
     max_text_chars: int = 4096  # CLIP reads 77 tokens; more is only work for the tokenizer

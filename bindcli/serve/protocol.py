@@ -160,8 +160,10 @@ def failed(name: str, reason: str, warned: Iterable[dict] = ()) -> dict:
 
 
 def error_body(message: str, status: int) -> dict:
-    """The body of an answer that refuses a whole request."""
-    return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error"}}
+    """The body of an answer that refuses a whole request: OpenAI's `error`, and the same
+    text as `detail`, where Jina's clients (Weaviate's multi2vec-jinaai) read it."""
+    return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error"},
+            "detail": message}
 
 
 def error_text(body: object, status: int) -> str:

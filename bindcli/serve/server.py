@@ -22,10 +22,19 @@ class AlreadyRunning(BindError):
     """A server already answers on the socket or port asked for."""
 
 
-def check_host(host: str, token: str | None) -> None:
-    """A server reachable from other machines must ask for a token."""
-    if not is_loopback(host) and not token:
+def check_host(host: str, token: str | None, *, tokenless: str | None = None, accepted: bool = False) -> None:
+    """A server reachable from other machines must ask for a token; and routes that cannot
+    (`tokenless`: Weaviate's, whose client sends none) are only served there when the
+    operator `accepted` that anyone who reaches it may call them."""
+    if is_loopback(host):
+        return
+    if not token:
         raise UsageError(f"--host {host} is reachable from other machines: give --token (or BIND_TOKEN)")
+    if tokenless and not accepted:
+        raise UsageError(
+            f"--host {host} with --compat {tokenless}: {tokenless} sends no token, so its routes would answer "
+            f"anyone who reaches {host}; give --{tokenless}-no-auth to accept that, or listen on loopback"
+        )
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ def limited(tmp_path_factory):
 def test_the_server_publishes_its_limits(limited):
     info = json.loads(request(limited, "GET", protocol.MODELS)[2])["data"][0]
     assert protocol.read_limits(info) == {"max_body_bytes": 314572, "max_file_bytes": 209715,
-                                          "max_inputs": 1024, "max_text_chars": 4096}
+                                          "max_inputs": 2048, "max_text_chars": 4096}
 
 
 def test_requests_fit_the_servers_limits_and_an_oversized_file_fails_alone(limited, tmp_path, monkeypatch):
