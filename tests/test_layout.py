@@ -28,6 +28,7 @@ HOMES = {
     "numkong": ("bindcli.collections",),
     "ray": ("bindcli.embed.ray_engine",),
     "diffusers": ("bindcli.generate",),
+    "llm": ("bindcli.llm_plugin",),
 }
 
 
