@@ -129,11 +129,20 @@ def install() -> ImportName:
 
 
 def uninstall() -> bool:
-    """Remove bind's alias with pip; False where it was not installed (nothing is done)."""
+    """Remove bind's alias with pip; False where it was not installed (nothing is done).
+    Refused where an upstream `imagebind` was installed over it: they share `imagebind/`'s
+    files, which pip would remove with the alias."""
     try:
         importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return False
+    others = providers()
+    if others:
+        raise AliasError(
+            f"{', '.join(others)} was installed over {DISTRIBUTION} and shares its `imagebind` "
+            f"files, which removing the alias would remove too; run `{_pip_command()} uninstall "
+            f"{DISTRIBUTION}`, then `{_pip_command()} install --force-reinstall {' '.join(others)}`"
+        )
     _pip("uninstall", "--yes", DISTRIBUTION)
     importlib.invalidate_caches()
     return True

@@ -114,6 +114,17 @@ def test_a_checkout_on_the_path_is_not_shadowed_either(on_path, no_pip):
         imagebind_alias.install()
 
 
+def test_uninstall_leaves_an_upstream_installed_over_the_alias_alone(on_path, no_pip):
+    fake_upstream(on_path, "imagebind-packaged")
+    ours = on_path / f"bindcli_imagebind_alias-{__version__}.dist-info"
+    ours.mkdir()
+    (ours / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: {__version__}\n")
+    (ours / "RECORD").write_text("imagebind/__init__.py,,\n")
+    with pytest.raises(AliasError, match=f"imagebind-packaged was installed over {DISTRIBUTION}.*"
+                                         "install --force-reinstall imagebind-packaged`"):
+        imagebind_alias.uninstall()
+
+
 def test_uninstall_where_it_is_not_installed_does_nothing(no_pip):
     assert imagebind_alias.uninstall() is False
     result = bind("imagebind", "uninstall")
