@@ -25,6 +25,7 @@ import pytest
 from bindcli import __version__, imagebind_alias
 from bindcli.imagebind_alias import DISTRIBUTION, AliasError
 from cli_support import FIXTURES, MEDIA, bind, jsonl
+from test_imagebind_dropin import _readme_example as readme_example
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,13 +147,17 @@ def test_the_commands_say_which_imagebind_and_refuse_with_one_line(on_path, no_p
 
 # --- the real thing, in a throwaway environment -------------------------------------------------
 
-#: LanceDB's registry function as its documentation uses it, but for the small test model:
-#: `imagebind_huge` builds the small shape (as tests/embed/test_imagebind_dropin.py has it) and
-#: LanceDB, which hard-codes imagebind_huge's 1024, is told its width is 32
-LANCEDB = """
-import json, sys
+#: run first in each script: `imagebind_huge(pretrained=True)` builds the small model's shape
+#: (argv[1], its config), as tests/embed/test_imagebind_dropin.py has it, for BIND_WEIGHTS
+SMALL_HUGE = """
+import sys
 import imagebind.models.imagebind_model
 imagebind.models.imagebind_model.HUGE = sys.argv[1]
+"""
+#: LanceDB's registry function as its documentation uses it; LanceDB, which hard-codes
+#: imagebind_huge's width (1024), is told the small model's (32)
+LANCEDB = SMALL_HUGE + """
+import json
 from lancedb.embeddings.imagebind import ImageBindEmbeddings
 ImageBindEmbeddings.ndims = lambda self: 32
 
@@ -187,17 +192,17 @@ def throwaway(tmp_path_factory) -> Path:
     python = folder / "bin" / "python"
     purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    ours = [*site.getsitepackages(), site.getusersitepackages()]
+    ours = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
     (Path(purelib) / "_tests_environment.pth").write_text(
         "".join(f"import site; site.addsitedir({p!r})\n" for p in ours if os.path.isdir(p))
     )
     return python
 
 
-def run_in(python: Path, *args: str) -> subprocess.CompletedProcess:
+def run_in(python: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "BIND_WEIGHTS": str(FIXTURES / "public.pth"), "NO_COLOR": "1"}
-    return subprocess.run([str(python), *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([str(python), *args], capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
 def raw_vectors(files: list[str], texts: list[str]) -> dict[str, np.ndarray]:
@@ -239,6 +244,14 @@ def test_lancedb_runs_on_the_installed_name_and_uninstall_removes_it(throwaway, 
         distances = {data: float(np.sum((ours[data] - ours[query]) ** 2)) for data in found["stored"]}
         assert [data for data, _ in hits] == sorted(distances, key=distances.get)
         np.testing.assert_allclose([d for _, d in hits], sorted(distances.values()), rtol=1e-4, atol=1e-4)
+
+    # upstream's README example, its imports as upstream writes them, on the small model
+    upstream = "\n".join(line.replace("bindcli.imagebind", "imagebind") for line in readme_example().splitlines())
+    (tmp_path / ".assets").symlink_to(MEDIA)
+    example = run_in(throwaway, "-c", SMALL_HUGE + upstream, str(FIXTURES / "public_config.json"), cwd=tmp_path)
+    assert example.returncode == 0, example.stderr
+    assert [line.split(":")[0] for line in example.stdout.splitlines() if ":" in line] == [
+        "Vision x Text", "Audio x Text", "Vision x Audio"]
 
     removed = run_in(throwaway, "-m", "bindcli", "imagebind", "uninstall")
     assert removed.returncode == 0, removed.stderr
