@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,9 +74,10 @@ class ImageBind(llm.EmbeddingModel):
             here = Model.resolve(config, download=False)
         except WeightsNotDownloaded as missing:
             here = missing
-        address = server_address(os.environ.get("BIND_SERVER"))
+        named = os.environ.get("BIND_SERVER")
+        address = server_address(named)
         if address is not None:
-            served, _ = choose(
+            served, why = choose(
                 address, here, config, precision=_precision(), device=_device(),
                 token=os.environ.get("BIND_TOKEN"),
             )
@@ -83,6 +85,8 @@ class ImageBind(llm.EmbeddingModel):
                 if isinstance(here, Model):
                     served.fallback = lambda: self.local
                 return served
+            if named:  # as `bind --server` does: the server asked for by name is not used
+                warnings.warn(f"bind: {why}; running in-process", stacklevel=2)
         return self.local
 
     @functools.cached_property

@@ -100,6 +100,16 @@ def test_a_file_that_fails_to_decode_is_named_by_its_place_and_kind():
         list(model.embed_multi([b"\x89PNG\r\n\x1a\n truncated"]))
 
 
+def test_a_named_server_that_does_not_answer_is_warned_of_and_this_process_embeds(
+    tmp_path, monkeypatch, expected
+):
+    monkeypatch.setenv("BIND_SERVER", f"unix:{tmp_path / 'none.sock'}")
+    model = plugin.ImageBind()
+    with pytest.warns(UserWarning, match=f"^bind: no server answers at unix:{tmp_path / 'none.sock'}.*; running in-process$"):
+        vectors = list(model.embed_multi(["a dog barking"]))
+    np.testing.assert_allclose(vectors[0], expected["a dog barking"], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_a_running_server_embeds_for_the_plugin(tmp_path, monkeypatch, expected):
     monkeypatch.syspath_prepend(str(ROOT / "tests" / "serve"))
