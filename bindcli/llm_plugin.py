@@ -37,7 +37,7 @@ def register_embedding_models(register) -> None:  # noqa: ANN001 (llm's hook)
 
 
 class ImageBind(llm.EmbeddingModel):
-    """ImageBind's one space for text, images, video, audio and `.npy` IMU recordings."""
+    """ImageBind's one space for text, images, video, audio and `.npy`/`.npz` IMU recordings."""
 
     model_id = "imagebind"
     supports_text = True
