@@ -145,6 +145,16 @@ def test_the_commands_say_which_imagebind_and_refuse_with_one_line(on_path, no_p
     assert report["imagebind"] == f"not bind's: imagebind-packaged 0.1.2 at {init}"
 
 
+@pytest.mark.slow
+def test_status_imports_neither_torch_nor_the_drop_in():
+    probe = ("import sys\nsys.argv = ['bind', 'imagebind', 'status']\nfrom bindcli.cli.app import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted({'torch', 'bindcli.imagebind'} & set(sys.modules)), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.startswith("not importable here") and done.stderr == "[]\n", done.stderr
+
+
 # --- the real thing, in a throwaway environment -------------------------------------------------
 
 #: run first in each script: `imagebind_huge(pretrained=True)` builds the small model's shape
