@@ -1,12 +1,13 @@
 """What a bug report about bind needs, gathered without loading a model: versions, the optional
 extras, the device and precision a command would pick here and why, where the weights are and
-whether they check out, bind's folders with their sizes, and the server a command would use.
+whether they check out, bind's folders with their sizes, the server a command would use, and
+which `imagebind` a Python process here would import.
 
 torch is imported (only it can say what the device is); the model code is not, so this works
 where a model would fail to load, which is when it is needed most.
 
 Imports: bindcli._util, bindcli.errors, bindcli.model, bindcli.weights, bindcli.embed.remote (to
-ask a running server what it serves, only where one may be).
+ask a running server what it serves, only where one may be), bindcli.imagebind_alias.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bindcli import __version__, weights
+from bindcli import __version__, imagebind_alias, weights
 from bindcli._util import folders
 from bindcli._util.hashing import Progress
 from bindcli.errors import WeightsError
@@ -90,6 +91,9 @@ class Report:
     extras: dict[str, str]
     #: the server a command would use (`--server`'s `BIND_SERVER`, else the local socket)
     server: dict[str, str]
+    #: what `import imagebind` loads here: bind's drop-in, another one, or nothing
+    #: (`imagebind_alias.ImportName.describe`)
+    imagebind: str
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings."""
@@ -120,6 +124,7 @@ def diagnose(
         },
         extras=extras_installed(),
         server=server(),
+        imagebind=imagebind_alias.status().describe(),
     )
 
 

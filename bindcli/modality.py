@@ -130,3 +130,39 @@ def detect(path: str | Path, override: Kind | str | None = None, *, choose: str 
         raise UnknownModalityError(
             path, f"{what}; {choose} one of: {known}"
         ) from None
+
+
+def sniff(data: bytes) -> str | None:
+    """The extension a file of these bytes would carry, read from its first bytes (for bytes
+    that come without a name: `llm embed-multi --binary`); None where they say nothing bind
+    reads. Depth and thermal images are images to this; a CSV IMU recording is text."""
+    head = data[:64]
+    if head[4:8] == b"ftyp":  # ISO media: the brand says sound, still image or video
+        return {b"M4A ": ".m4a", b"M4B ": ".m4a", b"avif": ".avif", b"avis": ".avif",
+                b"qt  ": ".mov"}.get(head[8:12], ".mp4")
+    if head.startswith(b"RIFF"):
+        return {b"WAVE": ".wav", b"WEBP": ".webp", b"AVI ": ".avi"}.get(head[8:12])
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska, or its WebM profile
+        return ".webm" if b"webm" in head else ".mkv"
+    if head.startswith(b"BM") and head[6:10] == b"\0\0\0\0":  # the header's reserved zeros
+        return ".bmp"
+    if head.startswith(b"PK\x03\x04") and b".npy" in head:  # an .npz's first member
+        return ".npz"
+    for signature, extension in _SIGNATURES:
+        if head.startswith(signature):
+            return extension
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio frame
+        return ".aac" if head[1] & 0x06 == 0 else ".mp3"  # layer bits 00: AAC's ADTS
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return ".txt" if text.strip() and "\0" not in text else None
+
+
+#: leading bytes -> extension, for the formats a fixed prefix identifies
+_SIGNATURES = (
+    (b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"), (b"GIF87a", ".gif"),
+    (b"GIF89a", ".gif"), (b"II*\0", ".tif"), (b"MM\0*", ".tif"), (b"fLaC", ".flac"),
+    (b"OggS", ".ogg"), (b"ID3", ".mp3"), (b"\x93NUMPY", ".npy"),
+)

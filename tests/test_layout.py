@@ -29,6 +29,7 @@ HOMES = {
     "numkong": ("bindcli.collections",),
     "ray": ("bindcli.embed.ray_engine",),
     "diffusers": ("bindcli.generate",),
+    "llm": ("bindcli.llm_plugin",),
 }
 
 

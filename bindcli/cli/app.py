@@ -23,6 +23,7 @@ from bindcli.cli import (
     doctor,
     embed,
     generate,
+    imagebind,
     index,
     locate,
     score,
@@ -74,6 +75,7 @@ app.command("serve")(serve.serve)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")
+app.add_typer(imagebind.app)
 app.command("doctor")(guarded(doctor.doctor))
 
 

@@ -26,13 +26,9 @@ def server_address(common: "Common") -> "Address | None":
     --no-server."""
     if common.no_server:
         return None
-    from bindcli._util.folders import server_socket
-    from bindcli.embed.remote import Address
+    from bindcli.embed.remote import server_address as address_of
 
-    if common.server:
-        return Address.parse(common.server)
-    socket = server_socket()
-    return Address(unix=str(socket)) if socket.exists() else None
+    return address_of(common.server)
 
 
 def choose_server(
@@ -48,16 +44,14 @@ def choose_server(
     if address is None:
         return None  # --no-server, or no local server: nothing to say
     from bindcli.embed.identity import Model
-    from bindcli.embed.remote import TokenRefused, borrow, connect
+    from bindcli.embed.remote import TokenRefused, choose
     from bindcli.model.config import load_config
 
-    token, options = os.environ.get("BIND_TOKEN"), common.media_options
-    asked = {"precision": common.precision.value, "device": common.device, "token": token, "options": options}
     try:
-        if isinstance(here, Model):
-            embedder, why = connect(address, here, **asked)
-        else:
-            embedder, why = borrow(address, load_config(common.model_config), **asked)
+        embedder, why = choose(
+            address, here, load_config(common.model_config), precision=common.precision.value,
+            device=common.device, token=os.environ.get("BIND_TOKEN"), options=common.media_options,
+        )
     except TokenRefused as exc:
         if common.server:  # the server asked for by name: a wrong token is a mistake to fix, not to route around
             raise

@@ -30,8 +30,9 @@ def doctor(
     fmt: FORMAT_OPTION = InfoFormat.AUTO,
 ) -> None:
     """Versions, the optional extras, the device and precision a command picks here and why,
-    where the weights are and whether they check out, bind's folders and their sizes, and the
-    server a command would use: what a bug report needs.
+    where the weights are and whether they check out, bind's folders and their sizes, the
+    server a command would use, and which `imagebind` Python imports here: what a bug report
+    needs.
 
     Loads no model, so it works when a command fails. Exit status 1 when the weights fail
     their check.
@@ -82,6 +83,7 @@ def _show(out: Output, report: "Report") -> None:
         },
         "Extras": report.extras,
         "Server": report.server,
+        "Python imports": {"imagebind": report.imagebind},
         "Environment": report.environment or {"(none)": "no BIND_* or related variable is set"},
     }
     for n, (title, rows) in enumerate(sections.items()):

@@ -35,7 +35,9 @@ from bindcli.embed import stages
 from bindcli.embed.embedder import BaseEmbedder
 from bindcli.embed.identity import CacheKey, Model, cache_key, config_id, loading_options
 from bindcli.embed.stages import LOCAL_URI, Embedding, EmbeddingCache
-from bindcli.errors import BindError, InputError, InputWarning, UsageError, attributed_to
+from bindcli.errors import (
+    BindError, InputError, InputWarning, UsageError, WeightsNotDownloaded, attributed_to,
+)
 from bindcli.serve.protocol import is_loopback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -234,6 +236,31 @@ def connect(
     placement = ServedPlacement(str(info["device"]), str(info["precision"]))
     return RemoteEmbedder(address, model, placement, token=token, limits=protocol.read_limits(info),
                           options=options), ""
+
+
+def server_address(named: str | None = None) -> Address | None:
+    """The server to ask: `named` (`--server`, `BIND_SERVER`), else the local server's socket
+    when there is one; None: no server to ask."""
+    if named:
+        return Address.parse(named)
+    from bindcli._util.folders import server_socket
+
+    socket = server_socket()
+    return Address(unix=str(socket)) if socket.exists() else None
+
+
+def choose(
+    address: Address, here: "Model | WeightsNotDownloaded", config: "ModelConfig", *,
+    precision: str, device: str, token: str | None = None, options: "MediaOptions | None" = None,
+) -> "tuple[RemoteEmbedder | None, str]":
+    """(the embedder of the server at `address` when it is fit for this caller, ""), else
+    (None, why not: this process embeds). `here` is the model of the local weights (`connect`
+    checks the server computes the same), or why there are none: the server's model is then
+    taken on its word (`borrow`, for `config`)."""
+    asked = {"precision": precision, "device": device, "token": token, "options": options}
+    if isinstance(here, Model):
+        return connect(address, here, **asked)
+    return borrow(address, config, **asked)
 
 
 def served_model(address: Address, info: dict, config: "ModelConfig") -> Model:
