@@ -56,7 +56,7 @@ def choose_server(
     if isinstance(here, Model):
         embedder, why = connect(address, here, **asked)
     else:
-        embedder, why = borrow(address, load_config(common.model_config), **asked)
+        embedder, why = borrow(address, load_config(common.model_config), adapter=common.adapter, **asked)
     if embedder is None:
         # a warning for the server --server named, a note for the local socket
         (out.warn if common.server else out.note)(f"{why}; running in-process")

@@ -70,6 +70,7 @@ class Common:
     audio_mix: AudioMix = AudioMix.UPSTREAM
     server: Optional[str] = None
     no_server: bool = False
+    adapter: Optional[Path] = None
 
     @property
     def media_options(self) -> "MediaOptions | None":
@@ -164,6 +165,15 @@ _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
             "--server", metavar="URL|SOCKET", envvar="BIND_SERVER", rich_help_panel=OPTIONS_PANEL,
             help="Embed through the `bind serve` at http://HOST:PORT or a socket path (token: "
             "$BIND_TOKEN). Default: the local server's socket, when one runs with this model.",
+        )],
+        None,
+    ),
+    "adapter": (
+        Annotated[Optional[Path], typer.Option(
+            "--adapter", metavar="FILE", envvar="BIND_ADAPTER", dir_okay=False,
+            rich_help_panel=OPTIONS_PANEL,
+            help="An adapter from `bind tune`, put on the tower it tuned (its id joins the "
+            "vectors' id: collections and servers without it are not mixed in).",
         )],
         None,
     ),
