@@ -251,6 +251,9 @@ class Transformer(nn.Module):
 
     last_block_selected_only: bool = True
     reuse_buffers: bool = True
+    #: while training (`bind tune --checkpointing`): recompute each block's activations in
+    #: the backward pass instead of holding them
+    checkpointing: bool = False
 
     def __init__(
         self,
@@ -282,7 +285,12 @@ class Transformer(nn.Module):
         blocks = list(self.blocks)
         last = blocks.pop() if select is not None and self.last_block_selected_only else None
         for block in blocks:
-            x = block(x, causal=self.causal, scratch=scratch)
+            if self.checkpointing and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                x = checkpoint(block, x, self.causal, use_reentrant=False)
+            else:
+                x = block(x, causal=self.causal, scratch=scratch)
         if select is None:
             return x
         if last is None:
