@@ -333,3 +333,19 @@ def store_exists(db: Path | None) -> bool:
 def wanted(top_k: int, store: "Store", collection: "CollectionRecord") -> int:
     """How many results `-k` asks of `collection`: 0 means all of its files."""
     return top_k or max(1, sum(store.counts(collection).values()))
+
+
+def check_writable(path: Path, param_hint: str) -> None:
+    """Refuse, before any work, a file whose folder cannot be made or written to."""
+    folder = path.parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest folder that exists: the rest is created
+    if path.is_dir():
+        problem = "is a folder"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"cannot write in {folder}"
+    else:
+        return
+    raise UsageError(f"{param_hint} {path}: {problem}")
