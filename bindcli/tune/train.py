@@ -113,9 +113,9 @@ class Outcome:
 @dataclasses.dataclass
 class _Side:
     """One split, encoded: the tuned side's input (base unit vectors for head, tensors for
-    lora), the anchors' unit vectors, the group of each item (its class, or itself for
-    pairs: items of one group are not each other's negatives) and, for the held-out
-    accuracy, each item's candidates and the right one."""
+    lora), the anchors' unit vectors, the group of each item (its class, or for pairs its
+    partner: items of one group are not each other's negatives) and, for the held-out
+    accuracy of class data, each item's candidates and the right one."""
 
     tuned: list
     anchors: np.ndarray
@@ -321,10 +321,9 @@ def _anchors(
 
 
 def _groups(data: TuneData, kept: list[int]) -> np.ndarray:
-    if data.by_class:
-        index = {c: i for i, c in enumerate(data.classes)}
-        return np.array([index[data.examples[n].target] for n in kept], dtype=np.int64)
-    return np.arange(len(kept), dtype=np.int64)
+    names = data.classes if data.by_class else list(dict.fromkeys(data.examples[n].target for n in kept))
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[data.examples[n].target] for n in kept], dtype=np.int64)
 
 
 def _truth(data: TuneData, n: int, position: int) -> int:
@@ -390,9 +389,10 @@ def _validate(forward: Callable, side: _Side, settings: Settings) -> tuple[float
     loss = float(_info_nce(torch.from_numpy(tuned), side, rows, settings.temperature))
     if side.candidates and side.candidates[0] is not None:
         picked = [int(np.argmax(c @ v)) for c, v in zip(side.candidates, tuned)]
-    else:  # pairs: each item against every partner of the split
-        picked = np.argmax(tuned @ side.anchors.T, axis=1).tolist()
-    return loss, float(np.mean(np.array(picked) == side.truth))
+        return loss, float(np.mean(np.array(picked) == side.truth))
+    # pairs: each item against every partner of the split; an equal partner is as right
+    picked = np.argmax(tuned @ side.anchors.T, axis=1)
+    return loss, float(np.mean(side.groups[picked] == side.groups))
 
 
 def _chunks(rows: list[int], size: int) -> list[list[int]]:
