@@ -105,10 +105,10 @@ def test_unreadable_files_are_skipped_and_returned(embedder, task, tmp_path):
     training, held_out = task
     broken = tmp_path / "data"
     stripes(broken, 6, seed=3)
-    (broken / "vertical" / "broken.png").write_bytes(b"not a png")
+    (broken / "columns" / "broken.png").write_bytes(b"not a png")
     data = read_data(broken)
     out = train(embedder, data, held_out, tmp_path / "a.safetensors", Settings(epochs=1))
-    assert [e.source for e in out.skipped] == [str(broken / "vertical" / "broken.png")]
+    assert [e.source for e in out.skipped] == [str(broken / "columns" / "broken.png")]
     assert out.adapter.header.items == 12
 
 
@@ -121,7 +121,7 @@ def test_a_precision_that_cannot_train_is_refused(small_config_path, small_weigh
 
 def test_pairs_tune_the_files_tower_against_the_partners(embedder, tmp_path):
     root = stripes(tmp_path / "img", 4, seed=2)
-    rows = ["a,b"] + [f"img/{c}/{i:03}.png,stripes that run {c}" for c in ("horizontal", "vertical") for i in range(4)]
+    rows = ["a,b"] + [f"img/{c}/{i:03}.png,stripes that run {c}" for c in ("rows", "columns") for i in range(4)]
     (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
     data = read_data(tmp_path / "pairs.csv")
     assert not data.by_class and data.examples[0].text and root.is_dir()
