@@ -91,13 +91,14 @@ class Epoch:
 
 @dataclasses.dataclass
 class Callbacks:
-    """How a caller hears of the run: `step(n)` after each training batch of n items (an
-    epoch is `Outcome.steps` items), `epoch` after each epoch (its checkpoint is written
-    first, so raising there stops a run that `resume` continues)."""
+    """How a caller hears of the run: `started(items)` once the data is encoded (an epoch
+    is that many items), `step(n)` after each training batch of n items, `epoch` after each
+    epoch (its checkpoint is written first, so raising there stops a run that `resume`
+    continues)."""
 
     step: Callable[[int], None] = lambda n: None
     epoch: Callable[[Epoch], None] = lambda e: None
-    started: Callable[[int], None] = lambda items: None  # training items per epoch
+    started: Callable[[int], None] = lambda items: None
 
 
 @dataclasses.dataclass

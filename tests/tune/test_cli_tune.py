@@ -110,6 +110,10 @@ def test_a_collection_built_without_the_adapter_refuses_its_vectors(tuned, folde
     mixed = bind("index", folders[1], "--db", db, "--adapter", adapter)
     assert mixed.exit_code == 1
     assert "+adapter=" in mixed.stderr and "--adapter" in mixed.stderr
+    vectors = tmp_path / "v.npy"
+    assert bind("embed", media("dog_image.jpg"), "--adapter", adapter, "-o", vectors).exit_code == 0
+    imported = bind("collections", "import", "default", vectors, "--db", db)
+    assert imported.exit_code == 1 and "+adapter=" in imported.stderr
 
 
 def test_an_adapter_of_another_model_is_refused_with_both_ids(tmp_path):
