@@ -22,6 +22,7 @@ def test_a_server_with_an_adapter_serves_only_runs_with_it(tmp_path):
     save_adapter(adapter, {"head.map": rotation}, AdapterHeader(base=base.id, tower="vision", method="head"))
     served = start(tmp_path, "--adapter", str(adapter))
     try:
+        assert served.model == f"{base.id}+adapter={base.adapted(adapter).adapter.id}"
         image = media("dog_image.jpg")
         here = jsonl(bind("embed", image, "--adapter", adapter, "--no-server", "-f", "jsonl").stdout)
         through = bind("embed", image, "--adapter", adapter, "--server", served.sock, "-f", "jsonl")

@@ -128,3 +128,18 @@ def test_pairs_tune_the_files_tower_against_the_partners(embedder, tmp_path):
     training, held_out = split(data, 0.25, seed=0)
     out = train(embedder, training, held_out, tmp_path / "p.safetensors", Settings(epochs=2, batch=4))
     assert out.adapter.header.tower == "vision" and len(out.history) == 2
+
+
+def test_class_folders_of_sounds_tune_the_audio_tower(embedder, tmp_path):
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    for name, hz in (("low", 300), ("high", 3000)):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            t = np.arange(16000) / 16000
+            tone = 0.3 * np.sin(2 * np.pi * hz * rng.uniform(0.8, 1.2) * t) + 0.05 * rng.normal(size=t.size)
+            soundfile.write(tmp_path / name / f"{i}.wav", tone.astype(np.float32), 16000)
+    training, held_out = split(read_data(tmp_path), 0.25, seed=0)
+    out = train(embedder, training, held_out, tmp_path / "a.safetensors", Settings(epochs=1, batch=4))
+    assert out.adapter.header.tower == "audio" and out.adapter.header.items == 6
