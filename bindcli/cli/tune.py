@@ -15,8 +15,11 @@ from bindcli.cli.render import resolved
 from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.embed.embedder import Embedder
+    from bindcli.eval.accuracy import Dataset
     from bindcli.tune.data import TuneData
     from bindcli.tune.report import TuneReport
+    from bindcli.tune.train import Epoch
 
 
 class Method(str, enum.Enum):
@@ -127,7 +130,7 @@ def tune(
     settings.check()
     base = run.local_embedder
     with run.out.progress(epochs * max(2, len(training.examples)), "Tuning") as advance:
-        def epoch(result) -> None:
+        def epoch(result: "Epoch") -> None:
             advance(0, f"epoch {result.number}/{result.epochs}: loss {result.loss:.3f}, "
                        f"held-out top-1 {result.val_top1:.3f}")
             run.out.note(f"epoch {result.number}/{result.epochs}: loss {result.loss:.4f}, held-out loss "
@@ -143,8 +146,9 @@ def tune(
     header = outcome.adapter.header
     run.out.note(f"wrote {output} ({header.method}, {header.tower} tower, epoch "
                  f"{header.validation.get('epoch')} of {header.epochs})")
-    result = _measure(run, base, tune_report.with_adapter(base, outcome.adapter), held_out, kept, templates)
-    _print(run, result, fmt)
+    tuned = tune_report.with_adapter(base, outcome.adapter)
+    reported = frozenset(e.source for e in outcome.skipped)
+    _print(run, _measure(run, base, tuned, held_out, kept, templates, reported), fmt)
 
 
 def _split(everything: "TuneData", val: str, seed: int) -> "tuple[TuneData, TuneData, dict]":
@@ -161,7 +165,8 @@ def _split(everything: "TuneData", val: str, seed: int) -> "tuple[TuneData, Tune
     return training, held_out, {"fraction": fraction, "seed": seed, "of": data_hash(everything)}
 
 
-def _keep(keep: Path | None):
+def _keep(keep: Path | None) -> "Dataset | None":
+    """The `--keep` data set, read as `bind eval` reads one."""
     if keep is None:
         return None
     from bindcli.eval.accuracy import read_dataset
@@ -169,7 +174,11 @@ def _keep(keep: Path | None):
     return read_dataset(keep)
 
 
-def _measure(run: Run, base, tuned, held_out, kept, templates) -> "TuneReport":
+def _measure(
+    run: Run, base: "Embedder", tuned: "Embedder", held_out: "TuneData", kept: "Dataset | None",
+    templates: tuple[str, ...], reported: frozenset[str] = frozenset(),
+) -> "TuneReport":
+    """The report's figures; failures are reported unless training reported them already."""
     from bindcli.tune.report import TuneReport, compare
 
     as_kind = run.common.as_kind
@@ -178,7 +187,7 @@ def _measure(run: Run, base, tuned, held_out, kept, templates) -> "TuneReport":
         figure = compare(base, tuned, held_out, templates, as_kind=as_kind, progress=advance)
         other = compare(base, tuned, kept, templates, progress=advance) if kept is not None else None
     failed = list(figure.failed) + (list(other.failed) if other is not None else [])
-    run.failed += run.out.failed(failed)
+    run.failed += run.out.failed(e for e in failed if e.source not in reported)
     return TuneReport(tuned.adapter, figure, other)
 
 

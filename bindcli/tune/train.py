@@ -258,15 +258,16 @@ def _encode(
     decoded (lora); what cannot be read is added to `skipped` and left out."""
     from bindcli.embed.stages import Embedding, digests, prepare_many
 
-    inputs = gather([e.path for e in data.examples], as_kind=as_kind)
-    shas = digests(inputs)
+    gathered = gather([e.path for e in data.examples], as_kind=as_kind)
+    found = [n for n, x in enumerate(gathered) if isinstance(x, Input)]
+    shas: list = list(gathered)  # each input's content hash, else why it has none
+    for n, sha in zip(found, digests([gathered[n] for n in found])):
+        shas[n] = sha
+    skipped.extend(x for x in shas if isinstance(x, InputError))
+    inputs = [x if isinstance(sha, str) else sha for x, sha in zip(gathered, shas)]
     anchors, candidates = _anchors(embedder, data, inputs, settings)
     tuned: dict[int, object] = {}
-    readable = [n for n, x in enumerate(inputs) if isinstance(x, Input) and isinstance(shas[n], str)]
-    for n in range(len(inputs)):
-        problem = inputs[n] if isinstance(inputs[n], InputError) else shas[n]
-        if isinstance(problem, InputError):
-            skipped.append(problem)
+    readable = [n for n, sha in enumerate(shas) if isinstance(sha, str)]
     if settings.method == "head":
         results = embedder.embed([inputs[n] for n in readable], hashes=[shas[n] for n in readable])
         for n, result in zip(readable, results):

@@ -163,3 +163,14 @@ def _small():
     from cli_support import SMALL
 
     return SMALL["BIND_MODEL_CONFIG"], SMALL["BIND_WEIGHTS"]
+
+
+def test_unreadable_files_are_named_once_skipped_and_counted(tmp_path):
+    data, val = stripes(tmp_path / "data", 6, seed=4), stripes(tmp_path / "val", 2, seed=5)
+    (val / "rows" / "broken.png").write_bytes(b"not a png")  # met in training and in the report
+    result = bind("tune", data, "-o", tmp_path / "a.safetensors", "--val", val, "--epochs", "1", "-f", "json")
+    assert result.exit_code == 1  # some input failed; the rest trained
+    assert [line for line in result.stderr.splitlines() if "broken.png" in line] == [
+        f"bind: {val / 'rows' / 'broken.png'}: cannot read image: cannot identify image file "
+        f"'{val / 'rows' / 'broken.png'}'"]
+    assert json.loads(result.stdout)["held_out"]["n"] == 4

@@ -106,10 +106,13 @@ def test_unreadable_files_are_skipped_and_returned(embedder, task, tmp_path):
     broken = tmp_path / "data"
     stripes(broken, 6, seed=3)
     (broken / "columns" / "broken.png").write_bytes(b"not a png")
+    (broken / "rows" / "notes.xyz").write_text("no modality reads this")
     data = read_data(broken)
-    out = train(embedder, data, held_out, tmp_path / "a.safetensors", Settings(epochs=1))
-    assert [e.source for e in out.skipped] == [str(broken / "columns" / "broken.png")]
-    assert out.adapter.header.items == 12
+    for settings in (Settings(epochs=1), Settings(method="lora", epochs=1, blocks=1)):
+        out = train(embedder, data, held_out, tmp_path / "a.safetensors", settings)
+        assert sorted(e.source for e in out.skipped) == [
+            str(broken / "columns" / "broken.png"), str(broken / "rows" / "notes.xyz")]
+        assert out.adapter.header.items == 12
 
 
 def test_a_precision_that_cannot_train_is_refused(small_config_path, small_weights_path, task, tmp_path):
