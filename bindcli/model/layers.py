@@ -24,6 +24,12 @@ def _needs_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
 
 
+def _plain_ops_only(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Autograd and autocast (training, `bind tune`) know only the plain ops: no fused or
+    in-place kernels then."""
+    return _needs_grad(x, weight) or torch.is_autocast_enabled(x.device.type)
+
+
 def _use_onednn(x: torch.Tensor) -> bool:
     if not (_HAS_ONEDNN_LINEAR and x.device.type == "cpu"):
         return False
@@ -54,7 +60,7 @@ def linear(
     """
     if not isinstance(weight, torch.Tensor):
         return weight.linear(x, bias, gelu=gelu, residual=residual, out=out)
-    if not Linear.fused or _needs_grad(x, weight):  # no backward for fused or in-place ops
+    if not Linear.fused or _plain_ops_only(x, weight):
         result = F.linear(x, weight, bias)
         result = F.gelu(result) if gelu else result
         return result if residual is None else residual + result

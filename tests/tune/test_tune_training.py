@@ -146,3 +146,11 @@ def test_class_folders_of_sounds_tune_the_audio_tower(embedder, tmp_path):
     training, held_out = split(read_data(tmp_path), 0.25, seed=0)
     out = train(embedder, training, held_out, tmp_path / "a.safetensors", Settings(epochs=1, batch=4))
     assert out.adapter.header.tower == "audio" and out.adapter.header.items == 6
+
+
+def test_lora_trains_under_bf16_autocast_with_checkpointing(small_config_path, small_weights_path, task, tmp_path):
+    training, held_out = task
+    with open_embedder(small_config_path, small_weights_path, device="cpu", precision="bf16", cache=False) as e:
+        out = train(e, training, held_out, tmp_path / "a.safetensors",
+                    Settings(method="lora", epochs=1, blocks=1, batch=8, checkpointing=True))
+    assert np.isfinite(out.history[0].loss) and out.adapter.header.method == "lora"
