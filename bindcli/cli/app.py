@@ -29,6 +29,7 @@ from bindcli.cli import (
     score,
     search,
     serve,
+    tune,
 )
 from bindcli.cli.eval import eval_
 from bindcli.cli.options import guarded
@@ -72,6 +73,7 @@ app.command("search")(search.search)
 app.command("locate")(locate.locate)
 app.command("generate")(generate.generate)
 app.command("serve")(serve.serve)
+app.command("tune")(tune.tune)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")

@@ -51,6 +51,7 @@ def choose_server(
         embedder, why = choose(
             address, here, load_config(common.model_config), precision=common.precision.value,
             device=common.device, token=os.environ.get("BIND_TOKEN"), options=common.media_options,
+            adapter=common.adapter,
         )
     except TokenRefused as exc:
         if common.server:  # the server asked for by name: a wrong token is a mistake to fix, not to route around

@@ -196,6 +196,7 @@ def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarra
 def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[str] | None = None) -> dict:
     """What a stacked array or a folder of vectors needs to be read later without guessing."""
     from bindcli.collections import manifest
+    from bindcli.embed.identity import with_adapter
     from bindcli.media import PREPROCESSING_VERSION
 
     embedder = run.embedder
@@ -205,7 +206,7 @@ def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[st
         for e, name in zip(embeddings, names)
     ]
     return manifest.manifest(
-        embedder.model_id, rows, dim=int(embeddings[0].raw.shape[-1]), normalised=not raw,
+        with_adapter(embedder.model_id, embedder.adapter), rows, dim=int(embeddings[0].raw.shape[-1]), normalised=not raw,
         precision=embedder.placement.precision, preprocessing=PREPROCESSING_VERSION,
     )
 

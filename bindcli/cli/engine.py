@@ -80,6 +80,7 @@ def use_engine(
         spec = WorkerSpec(
             run.model.config, str(weights) if weights else None, c.device,
             c.precision.value, c.batch_size, c.media_options,
+            str(run.model.adapter.path) if run.model.adapter else None,
         )
         return RayEmbedder(
             spec, run.model, address=address, workers=workers,

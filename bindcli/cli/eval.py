@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -12,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from bindcli._util import atomic, extras, formats
-from bindcli.cli.options import check_templates, command
+from bindcli.cli.options import check_templates, check_writable, command
 from bindcli.cli.render import resolved
 from bindcli.cli.run import Run
 from bindcli.errors import UsageError
@@ -123,14 +122,14 @@ def eval_(
         if given:
             raise typer.BadParameter(f"{given[0]} is for classification, not retrieval", param_hint=given[0])
         if errors is not None:
-            _check_writable(errors, "--errors")
+            check_writable(errors, "--errors")
         _retrieval(run, dataset, preset, limit, errors, fmt)
         return
     if template and templates is not None:
         raise typer.BadParameter("give --template or --templates, not both", param_hint="--template / --templates")
     check_templates(template or ())
     if errors is not None:
-        _check_writable(errors, "--errors")
+        check_writable(errors, "--errors")
     if confusion is not None:
         from bindcli.eval import confusion as matrix
 
@@ -219,22 +218,6 @@ def _retrieval_table(run: Run, report: "RetrievalReport") -> None:
             label = "  paper" + ("" if data.comparable else " (not comparable)")
             table.add_row(label, *(f"{paper[m]:.1f}" if m in paper else "" for m in columns), style="dim")
     run.out.table(table)
-
-
-def _check_writable(path: Path, param_hint: str) -> None:
-    """Refuse, before any work, a file whose folder cannot be made or written to."""
-    folder = path.parent.absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the nearest folder that exists: the rest is created
-    if path.is_dir():
-        problem = "is a folder"
-    elif not folder.is_dir():
-        problem = f"{folder} is not a folder"
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        problem = f"cannot write in {folder}"
-    else:
-        return
-    raise UsageError(f"{param_hint} {path}: {problem}")
 
 
 def _template_set(choice: str) -> tuple[str, ...]:

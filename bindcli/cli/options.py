@@ -72,6 +72,7 @@ class Common:
     no_server: bool = False
     #: loading options a command sets for its run (`bind score --frames/--clips`)
     loading: "Optional[MediaOptions]" = None
+    adapter: Optional[Path] = None
 
     @property
     def media_options(self) -> "MediaOptions | None":
@@ -168,6 +169,15 @@ _COMMON_OPTIONS: dict[str, tuple[object, object]] = {
             "--server", metavar="URL|SOCKET", envvar="BIND_SERVER", rich_help_panel=OPTIONS_PANEL,
             help="Embed through the `bind serve` at http(s)://HOST:PORT or a socket path (token: "
             "$BIND_TOKEN). Default: the local server's socket, when one runs with this model.",
+        )],
+        None,
+    ),
+    "adapter": (
+        Annotated[Optional[Path], typer.Option(
+            "--adapter", metavar="FILE", envvar="BIND_ADAPTER", dir_okay=False,
+            rich_help_panel=OPTIONS_PANEL,
+            help="An adapter from `bind tune`, put on the tower it tuned (its id joins the "
+            "vectors' id: collections and servers without it are not mixed in).",
         )],
         None,
     ),
@@ -327,3 +337,19 @@ def store_exists(db: Path | None) -> bool:
 def wanted(top_k: int, store: "Store", collection: "CollectionRecord") -> int:
     """How many results `-k` asks of `collection`: 0 means all of its files."""
     return top_k or max(1, sum(store.counts(collection).values()))
+
+
+def check_writable(path: Path, param_hint: str) -> None:
+    """Refuse, before any work, a file whose folder cannot be made or written to."""
+    folder = path.parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest folder that exists: the rest is created
+    if path.is_dir():
+        problem = "is a folder"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"cannot write in {folder}"
+    else:
+        return
+    raise UsageError(f"{param_hint} {path}: {problem}")

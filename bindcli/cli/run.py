@@ -89,7 +89,7 @@ class Run:
 
             c = self.common
             try:
-                self._model = Model.resolve(c.model_config, c.weights, download=False)
+                self._model = Model.resolve(c.model_config, c.weights, download=False, adapter=c.adapter)
             except WeightsNotDownloaded as missing:
                 served = self.server(missing) if self.engine is None and not self.needs_weights else None
                 self._model = served.model if served is not None else self._downloaded()
@@ -101,7 +101,8 @@ class Run:
 
         c = self.common
         with self.out.byte_progress() as progress:
-            return Model.resolve(c.model_config, c.weights, progress=progress, notify=self.out.warn)
+            return Model.resolve(c.model_config, c.weights, progress=progress, notify=self.out.warn,
+                                 adapter=c.adapter)
 
     def server(self, here: "Model | WeightsNotDownloaded") -> "RemoteEmbedder | None":
         """This run's server, chosen once (`connect.choose_server`: one probe, one note);
@@ -145,6 +146,7 @@ class Run:
                     c.model_config, c.weights, model=self._model, device=c.device,
                     precision=c.precision.value, batch_size=c.batch_size, cache=not c.no_cache,
                     progress=progress, notify=self.out.warn, options=c.media_options,
+                    adapter=c.adapter if self._model is None else None,
                 )
             self._local = embedder
             if embedder.placement.warning:
@@ -155,7 +157,8 @@ class Run:
 
     @property
     def vectors_id(self) -> str:
-        """The id collections are pinned to: the model's, plus `--audio-mix mono` if given."""
+        """The id collections are pinned to: the model's, plus `--adapter` and `--audio-mix
+        mono` if given."""
         return self.model.vectors_id(self.common.media_options)
 
     def close(self) -> None:

@@ -113,6 +113,7 @@ def serve(
     if missing:
         raise UsageError(extras.SERVE.hint(missing[:1]))
     from bindcli._util.folders import server_socket
+    from bindcli.embed.identity import with_adapter
     from bindcli.serve import server
     from bindcli.serve.app import Settings, build_app
     from bindcli.serve.batching import Batcher
@@ -151,7 +152,8 @@ def serve(
             def ready() -> None:
                 # the one line a supervisor (or a test) waits for; shown even with -q
                 run.out.err.print(
-                    f"bind: serving {embedder.model_id} ({embedder.placement.describe()}) on "
+                    f"bind: serving {with_adapter(embedder.model_id, embedder.adapter)} "
+                    f"({embedder.placement.describe()}) on "
                     f"{' and '.join(where)}", markup=False,
                 )
 

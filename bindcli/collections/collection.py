@@ -264,6 +264,7 @@ def _pin(
                              "builds one, to create a collection or check its model")
         from bindcli.embed.identity import Model
 
-        model = Model(embedder.config, embedder.weights, embedder.model_id)
+        model = Model(embedder.config, embedder.weights, embedder.model_id,
+                      adapter=getattr(embedder, "adapter", None))
         options = embedder.options
     return model.vectors_id(options), model

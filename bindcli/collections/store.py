@@ -225,7 +225,7 @@ class CollectionRecord:
             raise StoreError(
                 f"collection {self.name!r} was built with model {self.model} "
                 f"[{self.model_id}]; this run uses {described} [{model_id}]. Use the same "
-                "--model-config, --weights and --audio-mix, another collection, or `bind collections "
+                "--model-config, --weights, --adapter and --audio-mix, another collection, or `bind collections "
                 "remove` first"
             )
 

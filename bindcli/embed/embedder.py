@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli._util.hashing import Progress
     from bindcli.collections.store import Store
     from bindcli.media import MediaOptions
+    from bindcli.model.adapter import Adapter
     from bindcli.weights import Notify
 
 
@@ -111,6 +112,7 @@ class Embedder(BaseEmbedder):
         encoder: Encoder | None = None,
         owns_cache: bool = False,
         known_id: str | None = None,
+        adapter: "Adapter | None" = None,
     ) -> None:
         self.config = config
         self.weights = weights
@@ -119,7 +121,8 @@ class Embedder(BaseEmbedder):
         self.workers = workers or stages.LOADERS
         self.options = loading_options(config, options)
         self.cache = cache
-        self.encoder = encoder or LocalEncoder(config, weights, placement)
+        self.adapter = adapter  # checked against the base model by `Model.adapted`
+        self.encoder = encoder or LocalEncoder(config, weights, placement, adapter)
         self.model_id = known_id or model_id(config, weights)  # `Model.resolve` knows it
         self._owns_cache = owns_cache
         # a server looks up on its loader threads and stores from another: one at a time
@@ -128,7 +131,7 @@ class Embedder(BaseEmbedder):
     @property
     def vectors_id(self) -> str:
         """How this embedder's vectors are made (`vectors_id`)."""
-        return vectors_id(self.model_id, self.config, self.options)
+        return vectors_id(self.model_id, self.config, self.options, self.adapter)
 
     def __enter__(self) -> "Embedder":
         return self
@@ -148,7 +151,7 @@ class Embedder(BaseEmbedder):
 
     def cache_key(self, inp: Input, sha: str) -> CacheKey:
         """The embedding-cache key of `inp` with content hash `sha` under this embedder."""
-        return cache_key(inp, sha, self.model_id, self.placement.precision, self.options)
+        return cache_key(inp, sha, self.model_id, self.placement.precision, self.options, self.adapter)
 
     def look_up(self, found: Sequence[tuple[Input, str]]) -> list[Embedding | None]:
         """The cache lookup stage: each (input, content hash)'s cached Embedding, or None.
@@ -238,13 +241,15 @@ def open_embedder(
     progress: "Progress | None" = None,
     notify: "Notify | None" = None,
     model: Model | None = None,
+    adapter: "str | Path | Adapter | None" = None,
 ) -> Embedder:
     """A ready Embedder: the one place config, weights, device, precision and cache meet.
 
     `cache`: True for the default collection file's embedding cache, a path for another
     file, a `Store` to share one the caller owns, False for none. Use it as a context manager
     (or call `close()`) to close the cache file it opened. `model`, when the caller resolved
-    it already (to check a collection first), spares resolving it again.
+    it already (to check a collection first), spares resolving it again. `adapter`: a file
+    from `bind tune` (else `model`'s), tuned on this model, put on its tower.
 
         with bindcli.open_embedder() as embedder:
             dog, bark = embedder.embed(["dog.jpg", "bark.wav"])
@@ -259,9 +264,11 @@ def open_embedder(
                            "there are no local weights to load it from")
     placement = place(device, precision)
     model = model or Model.resolve(config, weights, progress=progress, notify=notify)
+    model = model.adapted(adapter)
     owns = cache is True or isinstance(cache, (str, Path))
     store = Store(default_db_path() if cache is True else cache) if owns else (cache or None)
     return Embedder(
         model.config, model.weights, placement, batch_size=batch_size, workers=workers,
         options=options, cache=store, owns_cache=owns, known_id=model.id,  # type: ignore[arg-type]
+        adapter=model.adapter,
     )

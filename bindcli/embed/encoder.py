@@ -19,6 +19,7 @@ from bindcli.model.placement import Placement
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from bindcli.model.adapter import Adapter
     from bindcli.model.config import ModelConfig
 
 
@@ -35,12 +36,15 @@ class Encoder(Protocol):
 
 class LocalEncoder:
     """The model in this process, building only the towers asked for (and rebuilding with
-    the union when a new one is needed)."""
+    the union when a new one is needed), with the `adapter` merged into its tower if given."""
 
-    def __init__(self, config: "ModelConfig", weights: Path, placement: Placement) -> None:
+    def __init__(
+        self, config: "ModelConfig", weights: Path, placement: Placement, adapter: "Adapter | None" = None
+    ) -> None:
         self.config = config
         self.weights = weights
         self.placement = placement
+        self.adapter = adapter
         self._model: torch.nn.Module | None = None
         self._towers: frozenset[str] = frozenset()
         self._lock = threading.Lock()  # prepare() runs beside the decoding threads
@@ -63,7 +67,7 @@ class LocalEncoder:
                 self._model = load_model(
                     self.config, self.weights, sorted(self._towers),
                     device=self.placement.device, dtype=self.placement.dtype,
-                    int8=self.placement.int8,
+                    int8=self.placement.int8, adapter=self.adapter,
                 )
             return self._model
 

@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from bindcli.modality import PREPROCESSING_VERSION
+from bindcli.errors import UsageError
+from bindcli.modality import PREPROCESSING_VERSION, TOWERS
+from bindcli.model.adapter import Adapter, read_adapter
 from bindcli.model.config import ModelConfig, load_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,12 +34,21 @@ class CacheKey(NamedTuple):
 
 
 def cache_key(
-    inp: "Input", sha: str, model: str, precision: str, options: "MediaOptions | None"
+    inp: "Input", sha: str, model: str, precision: str, options: "MediaOptions | None",
+    adapter: Adapter | None = None,
 ) -> CacheKey:
     """The embedding-cache key of `inp`, with content hash `sha`, as model id `model` computes
-    it at `precision` from inputs loaded with `options` (`loading_options`)."""
+    it at `precision` from inputs loaded with `options` (`loading_options`). An adapter
+    changes only its tower's vectors: the other kinds keep the base model's entries."""
     kind = inp.kind.value
+    if adapter is not None and inp.kind.tower == adapter.tower:
+        model = with_adapter(model, adapter)
     return CacheKey(sha, model, PREPROCESSING_VERSION, precision, kind, options.cache_text(kind) if options else "")
+
+
+def with_adapter(model: str, adapter: Adapter | None) -> str:
+    """A model id with an adapter's id after it: what names its tuned tower's numbers."""
+    return model if adapter is None else f"{model}+adapter={adapter.id}"
 
 
 def model_id(config: ModelConfig, weights: Path) -> str:
@@ -73,6 +84,8 @@ class Model:
     #: the server whose word the id is, for a client without the weights
     #: (`bindcli.embed.remote.served_model`); `weights` is then only the name of the server's file
     server: str | None = None
+    #: the `bind tune` adapter put on the model, if any (its id is part of `vectors_id`)
+    adapter: Adapter | None = None
 
     @classmethod
     def resolve(
@@ -83,6 +96,7 @@ class Model:
         download: bool = True,
         progress: "Progress | None" = None,
         notify: "Notify | None" = None,
+        adapter: "str | Path | Adapter | None" = None,
     ) -> "Model":
         """The config by name or file, and the weights: `weights`, else `$BIND_WEIGHTS`,
         else the cached download of the config's published weights (fetched now if missing
@@ -90,6 +104,7 @@ class Model:
 
         `download=False` raises `WeightsNotDownloaded` instead of fetching them: a caller that
         can ask a server for the model (`bindcli.embed.remote.borrow`) need not download it first.
+        `adapter` (a file from `bind tune`) must have been tuned on this model.
         """
         from bindcli import weights as weight_files
 
@@ -98,23 +113,40 @@ class Model:
             path = weight_files.resolve(weights, config=config, progress=progress, notify=notify)
         else:
             path = weight_files.find(weights, config)
-        return cls(config, path, model_id(config, path))
+        return cls(config, path, model_id(config, path)).adapted(adapter)
+
+    def adapted(self, adapter: "str | Path | Adapter | None") -> "Model":
+        """This model with `adapter` on it (None: as it is); one tuned on another model is a
+        UsageError naming both ids."""
+        if adapter is None:
+            return self
+        if not isinstance(adapter, Adapter):
+            adapter = read_adapter(adapter)
+        if adapter.tower not in TOWERS:
+            raise UsageError(f"{adapter.path}: tunes an unknown tower {adapter.tower!r}")
+        adapter.check_base(self.id)
+        return dataclasses.replace(self, adapter=adapter)
 
     def describe(self) -> str:
         """e.g. `imagebind_huge (imagebind_huge.pth)`: how collections name their model."""
-        return f"{self.config.name} ({self.weights.name})"
+        tuned = f" + {self.adapter.path.name}" if self.adapter is not None else ""
+        return f"{self.config.name} ({self.weights.name}{tuned})"
 
     def vectors_id(self, options: "MediaOptions | None" = None) -> str:
         """What a collection of this model's vectors, loaded with `options`, is pinned to
         (`vectors_id`)."""
-        return vectors_id(self.id, self.config, options)
+        return vectors_id(self.id, self.config, options, self.adapter)
 
 
-def vectors_id(model: str, config: ModelConfig, options: "MediaOptions | None") -> str:
-    """Names how vectors were made: the model id, plus each loading option that changes them
-    (`+audio_upstream_quirks=False` for `--audio-mix mono`), so one collection never holds
-    vectors made two ways and a server is used only when it makes them the run's way. With
-    upstream's loading, the model id."""
+def vectors_id(
+    model: str, config: ModelConfig, options: "MediaOptions | None", adapter: Adapter | None = None
+) -> str:
+    """Names how vectors were made: the model id, the adapter's id if one is on it
+    (`+adapter=…`), plus each loading option that changes them (`+audio_upstream_quirks=False`
+    for `--audio-mix mono`), so one collection never holds vectors made two ways and a server
+    is used only when it makes them the run's way. With upstream's loading and no adapter,
+    the model id."""
+    model = with_adapter(model, adapter)
     chosen = loading_options(config, options)
     if chosen is None:
         return model

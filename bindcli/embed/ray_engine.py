@@ -29,7 +29,7 @@ from bindcli._util.chunks import batched
 from bindcli._util.paths import is_uri
 from bindcli.embed import stages
 from bindcli.embed.embedder import BaseEmbedder, Embedder
-from bindcli.embed.identity import loading_options
+from bindcli.embed.identity import loading_options, with_adapter
 from bindcli.embed.inputs import Input
 from bindcli.embed.object_store import worker_environment
 from bindcli.embed.stages import Embedding
@@ -65,6 +65,8 @@ class WorkerSpec:
     precision: str = "auto"
     batch_size: int = 8
     options: "MediaOptions | None" = None
+    #: the driver's `bind tune` adapter file (on storage every worker sees), if any
+    adapter: str | None = None
 
     def open(self) -> "Embedder":
         from bindcli.embed.embedder import open_embedder
@@ -72,6 +74,7 @@ class WorkerSpec:
         return open_embedder(
             self.config, self.weights, device=self.device, precision=self.precision,
             batch_size=self.batch_size, cache=False, options=self.options, workers=1,
+            adapter=self.adapter,
         )
 
 
@@ -151,7 +154,7 @@ class Encode:
             "sha256": list(batch["sha256"]),
             "error": list(batch["error"]),
             "vector": [vectors.get(s, b"") for s in slots],
-            "model": [embedder.model_id] * n,
+            "model": [with_adapter(embedder.model_id, embedder.adapter)] * n,
             "precision": [embedder.placement.precision] * n,
             "device": [str(embedder.placement.device)] * n,
         }
@@ -207,7 +210,7 @@ class RayEmbedder(BaseEmbedder):
         cpus_per_worker: int | None = None,
     ) -> None:
         self.spec, self.model = spec, model
-        self.config, self.model_id = model.config, model.id
+        self.config, self.model_id, self.adapter = model.config, model.id, model.adapter
         self.address = address
         self.gpus_per_worker = gpus_per_worker
         self._workers, self._cpus = workers, cpus_per_worker
@@ -258,11 +261,12 @@ class RayEmbedder(BaseEmbedder):
     def _check(self, model_id: str, precision: str, device: str) -> None:
         """Every worker must compute the driver's model at one precision, or the vectors of
         one collection would not be comparable."""
-        if model_id != self.model_id:
+        expected = with_adapter(self.model_id, self.adapter)
+        if model_id != expected:
             raise BindError(
-                f"a Ray worker computes model {model_id}, not {self.model_id}: give every worker "
+                f"a Ray worker computes model {model_id}, not {expected}: give every worker "
                 "the same weights file (--weights PATH on shared storage, or the same "
-                "`bind weights` download)"
+                "`bind weights` download) and the same --adapter file"
             )
         if self._placement is None:
             from bindcli.model.placement import Placement

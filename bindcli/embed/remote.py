@@ -43,6 +43,7 @@ from bindcli.serve.protocol import is_loopback
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.inputs import Input
     from bindcli.media.options import MediaOptions
+    from bindcli.model.adapter import Adapter
     from bindcli.model.config import ModelConfig
 
 #: files per request: enough to fill the server's batches, small enough to stream results;
@@ -228,6 +229,10 @@ def connect(
     if info.get("id") != model.id:
         return None, f"the server at {address} serves {served}, not {model.id}"
     if info.get("vectors_id") != model.vectors_id(options):
+        served_adapter, ours = _adapter_of(str(info.get("vectors_id"))), _adapter_of(model.vectors_id())
+        if served_adapter != ours:
+            return None, (f"the server at {address} serves {served_adapter or 'no adapter'}, "
+                          f"not {ours or 'no adapter'} (--adapter)")
         return None, f"the server at {address} loads files with other options (--audio-mix?)"
     if precision != "auto" and info.get("precision") != precision:
         return None, f"the server at {address} serves {served}, not {precision}"
@@ -252,6 +257,7 @@ def server_address(named: str | None = None) -> Address | None:
 def choose(
     address: Address, here: "Model | WeightsNotDownloaded", config: "ModelConfig", *,
     precision: str, device: str, token: str | None = None, options: "MediaOptions | None" = None,
+    adapter: Path | None = None,
 ) -> "tuple[RemoteEmbedder | None, str]":
     """(the embedder of the server at `address` when it is fit for this caller, ""), else
     (None, why not: this process embeds). `here` is the model of the local weights (`connect`
@@ -260,7 +266,12 @@ def choose(
     asked = {"precision": precision, "device": device, "token": token, "options": options}
     if isinstance(here, Model):
         return connect(address, here, **asked)
-    return borrow(address, config, **asked)
+    return borrow(address, config, adapter=adapter, **asked)
+
+
+def _adapter_of(vectors: str) -> str:
+    """The adapter part of a vectors id (`adapter=…`), or "" for none."""
+    return next((part for part in vectors.split("+") if part.startswith("adapter=")), "")
 
 
 def served_model(address: Address, info: dict, config: "ModelConfig") -> Model:
@@ -284,17 +295,17 @@ def served_model(address: Address, info: dict, config: "ModelConfig") -> Model:
 
 def borrow(
     address: Address, config: "ModelConfig", *, precision: str, device: str,
-    token: str | None = None, options: "MediaOptions | None" = None,
+    token: str | None = None, options: "MediaOptions | None" = None, adapter: "Path | None" = None,
 ) -> "tuple[RemoteEmbedder | None, str]":
     """For a client without local weights: (an embedder through the server at `address`,
     its model the server's, see `served_model`; "") when a server answers there, else
     (None, why not), and the weights must come the usual way. A server that answers but
-    computes otherwise than the run asks (another config, precision, device or loading
-    options) is an error: there is nothing to fall back on without downloading."""
+    computes otherwise than the run asks (another config, precision, device, adapter or
+    loading options) is an error: there is nothing to fall back on without downloading."""
     info, why = probe(address, token)
     if info is None:
         return None, why
-    model = served_model(address, info, config)
+    model = served_model(address, info, config).adapted(adapter)
     embedder, why = connect(address, model, precision=precision, device=device, token=token,
                             options=options, info=info)
     if embedder is None:
@@ -346,6 +357,11 @@ class RemoteEmbedder(BaseEmbedder):
     @property
     def model_id(self) -> str:
         return self.model.id
+
+    @property
+    def adapter(self) -> "Adapter | None":
+        """The adapter the server puts on its model (checked by `connect`)."""
+        return self.model.adapter
 
     def __enter__(self) -> "RemoteEmbedder":
         return self

@@ -9,6 +9,7 @@ import torch
 
 from bindcli.model.checkpoint import check_state_dict, read_state_dict
 from bindcli.model.config import ModelConfig, load_config
+from bindcli.model.adapter import Adapter
 from bindcli.model.imagebind import ImageBind, normalize_modalities
 from bindcli.model.placement import Precision
 from bindcli.model.quantize import quantize_int8, unavailable_reason
@@ -48,6 +49,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     int8: bool = False,
+    adapter: Adapter | None = None,
 ) -> ImageBind:
     """ImageBind with the towers in `modalities` (all if None), weights from `weights`.
 
@@ -57,7 +59,8 @@ def load_model(
     used. Without `weights`, the model is randomly initialised.
 
     `int8` (CPU, fp32 only) quantises the transformer blocks' linear layers after loading
-    (`quantize.quantize_int8`); the checkpoint is read as it is.
+    (`quantize.quantize_int8`); the checkpoint is read as it is. An `adapter` (`bind tune`)
+    is merged into its tower's weights before that (`tuning.merge_adapter`).
     """
     device = torch.device(device or "cpu")
     dtype = resolve_dtype(dtype)
@@ -67,7 +70,7 @@ def load_model(
     towers = normalize_modalities(modalities)
     if weights is None:
         model = create_model(cfg, towers, device, dtype)
-        return quantize_int8(model) if int8 else model
+        return _finish(model, adapter, int8)
     with torch.device("meta"):
         model = ImageBind(cfg, towers)
     expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -78,7 +81,14 @@ def load_model(
         for k, v in state.items()
     }
     model.load_state_dict(state, strict=True, assign=True)
-    model = model.requires_grad_(False).eval()
+    return _finish(model.requires_grad_(False).eval(), adapter, int8)
+
+
+def _finish(model: ImageBind, adapter: Adapter | None, int8: bool) -> ImageBind:
+    if adapter is not None:
+        from bindcli.model.tuning import merge_adapter
+
+        merge_adapter(model, adapter)
     return quantize_int8(model) if int8 else model
 
 

@@ -24,6 +24,12 @@ def _needs_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
 
 
+def _plain_ops_only(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Autograd and autocast (training, `bind tune`) know only the plain ops: no fused or
+    in-place kernels then."""
+    return _needs_grad(x, weight) or torch.is_autocast_enabled(x.device.type)
+
+
 def _use_onednn(x: torch.Tensor) -> bool:
     if not (_HAS_ONEDNN_LINEAR and x.device.type == "cpu"):
         return False
@@ -54,7 +60,7 @@ def linear(
     """
     if not isinstance(weight, torch.Tensor):
         return weight.linear(x, bias, gelu=gelu, residual=residual, out=out)
-    if not Linear.fused or _needs_grad(x, weight):  # no backward for fused or in-place ops
+    if not Linear.fused or _plain_ops_only(x, weight):
         result = F.linear(x, weight, bias)
         result = F.gelu(result) if gelu else result
         return result if residual is None else residual + result
@@ -251,6 +257,9 @@ class Transformer(nn.Module):
 
     last_block_selected_only: bool = True
     reuse_buffers: bool = True
+    #: while training (`bind tune --checkpointing`): recompute each block's activations in
+    #: the backward pass instead of holding them
+    checkpointing: bool = False
 
     def __init__(
         self,
@@ -282,7 +291,12 @@ class Transformer(nn.Module):
         blocks = list(self.blocks)
         last = blocks.pop() if select is not None and self.last_block_selected_only else None
         for block in blocks:
-            x = block(x, causal=self.causal, scratch=scratch)
+            if self.checkpointing and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                x = checkpoint(block, x, self.causal, use_reentrant=False)
+            else:
+                x = block(x, causal=self.causal, scratch=scratch)
         if select is None:
             return x
         if last is None:
