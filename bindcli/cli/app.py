@@ -27,6 +27,7 @@ from bindcli.cli import (
     locate,
     search,
     serve,
+    ui,
 )
 from bindcli.cli.eval import eval_
 from bindcli.cli.options import guarded
@@ -69,6 +70,7 @@ app.command("search")(search.search)
 app.command("locate")(locate.locate)
 app.command("generate")(generate.generate)
 app.command("serve")(serve.serve)
+app.command("ui")(ui.ui)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")

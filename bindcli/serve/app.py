@@ -40,6 +40,7 @@ from bindcli.serve.protocol import is_loopback
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.inputs import Input
+    from bindcli.serve.ui import Page
     from bindcli.embed.stages import Embedding
     from bindcli.serve.batching import Batcher
     from bindcli.serve.caught import Caught
@@ -57,6 +58,8 @@ class Settings:
     limits: Limits = Limits()
     token: str | None = None
     allow_dirs: tuple[Path, ...] = ()  # path inputs only under these (when given)
+    ui: "Page | None" = None  # the page over a collection file (`bind serve --ui`)
+    host: str | None = None  # the TCP address listened on, a name the page may be reached by
 
 
 class _Json(JSONResponse):
@@ -79,7 +82,8 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
     async def health(request: Request) -> Response:
         if not batcher.alive:
             return _Json({"status": "error", "error": "the model thread stopped"}, 503)
-        return _Json({"status": "ok", "model": batcher.embedder.model_id})
+        page = {"ui": settings.ui.url} if settings.ui is not None and settings.ui.url else {}
+        return _Json({"status": "ok", "model": batcher.embedder.model_id, **page})
 
     async def models(request: Request) -> Response:
         e = batcher.embedder
@@ -155,17 +159,27 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
         Route("/health", health), Route(protocol.MODELS, models), Route("/metrics", metrics_text),
         Route(protocol.EMBED, embed, methods=["POST"]), Route("/v1/embeddings", embeddings, methods=["POST"]),
     ]
+    if settings.ui is not None:
+        from bindcli.serve.ui import ui_routes
+
+        routes += ui_routes(batcher, settings, settings.ui)
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.add_middleware(_Guard, settings=settings, metrics=metrics, routes={r.path for r in routes})  # type: ignore[arg-type]
     return app
 
 
 class _Guard:
-    """ASGI middleware in front of every route: the bearer token (401), the body-size limit
-    (413, from Content-Length or while the body streams in) and the request counters."""
+    """ASGI middleware in front of every route: the bearer token (401; the page's login
+    cookie stands for it under /ui), the body-size limit (413, from Content-Length or while
+    the body streams in), the request counters, and the headers that keep a browser from
+    running anything but the page's own script."""
 
     def __init__(self, app, settings: Settings, metrics, routes: set[str]) -> None:  # noqa: ANN001
         self.app, self.settings, self.metrics, self.routes = app, settings, metrics, routes
+        if settings.ui is not None:
+            from bindcli.serve import ui
+
+            self.ui = ui
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         if scope["type"] != "http":
@@ -176,6 +190,8 @@ class _Guard:
         async def counted_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if self.settings.ui is not None:
+                    message["headers"] = [*message.get("headers", []), *self.ui.SECURITY_HEADERS]
             await send(message)
 
         try:
@@ -191,8 +207,13 @@ class _Guard:
 
     def _refusal(self, scope: dict) -> tuple[int, str] | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        token = self.settings.token
-        if token is not None:
+        token, path = self.settings.token, scope["path"]
+        page = self.settings.ui is not None and (path == "/ui" or path.startswith("/ui/"))
+        if page:
+            refused = self.ui.refusal(path, headers, token, self.settings.host)
+            if refused is not None:
+                return refused
+        if token is not None and not (page and self.ui.logged_in(path, headers, token)):
             scheme, _, given = headers.get("authorization", "").strip().partition(" ")
             # the scheme's case does not matter (RFC 7235); the token's does
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):

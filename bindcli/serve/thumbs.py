@@ -1,0 +1,97 @@
+"""Thumbnails of a collection's pictures and posters of its films, for the page: made on
+demand, kept as small JPEGs in a folder beside the collection file, keyed by the item's
+content hash (a changed file gets a new one), the folder held under a size bound by dropping
+the least recently used."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+from bindcli._util.atomic import write_file
+from bindcli.errors import InputError
+from bindcli.media.image import open_image, to_8bit
+from bindcli.media.options import MediaOptions
+from bindcli.media.source import decoding, existing_file
+from bindcli.modality import Kind
+
+SIDE = 320  # pixels on the long side: a grid cell on a dense screen
+QUALITY = 80
+#: kinds drawn as a picture; the others (audio, text, IMU) get a player or a label
+PICTURED = frozenset({Kind.IMAGE.value, Kind.DEPTH.value, Kind.THERMAL.value, Kind.VIDEO.value})
+POSTER_AT = 0.1  # a film's poster is its frame this far in, past a black opening
+
+
+class Thumbnails:
+    """The folder of thumbnails for one collection file."""
+
+    def __init__(self, folder: Path, max_bytes: int = 64 << 20) -> None:
+        self.folder, self.max_bytes = folder, max_bytes
+        self._lock = threading.Lock()
+
+    def get(self, path: str, kind: str, sha256: str) -> bytes:
+        """The JPEG of the item at `path`, from the folder or made now; an InputError says
+        why a file cannot be drawn."""
+        if kind not in PICTURED:
+            raise InputError(path, f"a {kind} item has no picture")
+        cached = self.folder / f"{sha256}.jpg"
+        try:
+            data = cached.read_bytes()
+            os.utime(cached)  # recently used: kept longest
+            return data
+        except OSError:
+            pass
+        picture = poster(path) if kind == Kind.VIDEO.value else still(path)
+        picture.thumbnail((SIDE, SIDE))
+        out = io.BytesIO()
+        picture.convert("RGB").save(out, "JPEG", quality=QUALITY)
+        data = out.getvalue()
+        write_file(cached, data)
+        self._trim()
+        return data
+
+    def _trim(self) -> None:
+        """Drop the least recently used thumbnails until the folder is under 80% of its bound."""
+        with self._lock:
+            files = []
+            for entry in os.scandir(self.folder):
+                if entry.name.endswith(".jpg"):
+                    info = entry.stat()
+                    files.append((info.st_mtime, info.st_size, entry.path))
+            total = sum(size for _, size, _ in files)
+            if total <= self.max_bytes:
+                return
+            for _, size, name in sorted(files):
+                if total <= self.max_bytes * 0.8:
+                    break
+                Path(name).unlink(missing_ok=True)
+                total -= size
+
+
+def still(path: str):  # noqa: ANN201 - a PIL image; Pillow is imported by the media loaders
+    """A picture's first frame, upright, 8 bits (depth and thermal PNGs are often 16)."""
+    img = to_8bit(open_image(path, MediaOptions()))
+    if img.mode == "F":
+        raise InputError(path, "a 32-bit float image has no brightness scale to draw")
+    return img
+
+
+def poster(path: str):  # noqa: ANN201
+    """A film's frame at `POSTER_AT` of its length (its first when the length is unknown)."""
+    import av
+    from PIL import Image
+
+    from bindcli.media.seek import decode_from, stream_seconds
+    from bindcli.media.video import upright
+
+    existing_file(path)
+    with decoding(path, "video"), av.open(path) as container:
+        if not container.streams.video:
+            raise InputError(path, "the file holds no video stream")
+        stream = container.streams.video[0]
+        seconds = (stream_seconds(stream) or 0.0) * POSTER_AT
+        for frame in decode_from(container, stream, seconds):
+            return Image.fromarray(upright(frame))
+        raise InputError(path, "the video holds no frame")
