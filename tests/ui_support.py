@@ -19,20 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"bind: the page is at (http://127\.0\.0\.1:(\d+)/ui/)")
 WAIT = 90  # seconds a server gets to start (it imports torch) on a loaded machine
 MARKUP = "<img src=x onerror=alert(1)>.jpg"
-#: how to get the browser, said where it is missing (Debian's package; CI installs it)
-CHROMIUM_HINT = ("the page's browser tests need Chromium: apt-get install chromium "
-                 "(or set BIND_CHROMIUM to a Chrome or Chromium executable)")
-
-
-def chromium() -> str | None:
-    """The Chromium to drive: $BIND_CHROMIUM, else the distribution's on the PATH."""
-    given = os.environ.get("BIND_CHROMIUM")
-    if given:
-        return given if os.access(given, os.X_OK) else None
-    return next((found for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (found := shutil.which(name))), None)
-
-
 class Page:
     """A `bind serve --ui` process and the page's address."""
 

@@ -1,10 +1,11 @@
 """Thumbnails of a collection's pictures and posters of its films, for the page: made on
-demand, kept as small JPEGs in a folder beside the collection file, keyed by the item's
-content hash (a changed file gets a new one), the folder held under a size bound by dropping
-the least recently used."""
+demand, kept as small JPEGs in a folder beside the collection file, keyed by the file's path,
+size and modification time as they are now (a file changed since it was indexed gets a new
+one), the folder held under a size bound by dropping the least recently used."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -31,12 +32,14 @@ class Thumbnails:
         self.folder, self.max_bytes = folder, max_bytes
         self._lock = threading.Lock()
 
-    def get(self, path: str, kind: str, sha256: str) -> bytes:
+    def get(self, path: str, kind: str) -> bytes:
         """The JPEG of the item at `path`, from the folder or made now; an InputError says
         why a file cannot be drawn."""
         if kind not in PICTURED:
-            raise InputError(path, f"a {kind} item has no picture")
-        cached = self.folder / f"{sha256}.jpg"
+            raise InputError(path, f"an item of kind {kind} has no picture")
+        now = existing_file(path).stat()
+        key = hashlib.sha256(f"{path}\0{now.st_size}\0{now.st_mtime_ns}".encode(errors="surrogateescape"))
+        cached = self.folder / f"{key.hexdigest()}.jpg"
         try:
             data = cached.read_bytes()
             os.utime(cached)  # recently used: kept longest

@@ -217,7 +217,7 @@ def ui_routes(batcher: "Batcher", settings: Settings, page: Page) -> list[Route]
     async def thumbnail(request: Request) -> Response:
         item = await asyncio.to_thread(_served_item, page.db, request)
         try:
-            data = await asyncio.to_thread(thumbs.get, item.path, item.kind, item.sha256)
+            data = await asyncio.to_thread(thumbs.get, item.path, item.kind)
         except InputError as exc:
             return _Json({"error": exc.reason}, 422)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

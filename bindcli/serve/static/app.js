@@ -144,8 +144,8 @@ function picture(hit) {
     // the thumbnail's answer says why the file cannot be drawn
     let reason = "no picture";
     try {
-      const answer = await fetch(itemUrl("thumb", hit));
-      reason = (await answer.json()).error || reason;
+      const error = (await (await fetch(itemUrl("thumb", hit))).json()).error;
+      reason = (typeof error === "string" ? error : error && error.message) || reason;
     } catch (error) { /* the reason stays generic */ }
     img.replaceWith(placeholder(reason));
   }, { once: true });
