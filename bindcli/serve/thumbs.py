@@ -13,16 +13,11 @@ from pathlib import Path
 
 from bindcli._util.atomic import write_file
 from bindcli.errors import InputError
-from bindcli.media.image import open_image, to_8bit
-from bindcli.media.options import MediaOptions
-from bindcli.media.source import decoding, existing_file
-from bindcli.modality import Kind
+from bindcli.media.picture import PICTURED, picture
+from bindcli.media.source import existing_file
 
 SIDE = 320  # pixels on the long side: a grid cell on a dense screen
 QUALITY = 80
-#: kinds drawn as a picture; the others (audio, text, IMU) get a player or a label
-PICTURED = frozenset({Kind.IMAGE.value, Kind.DEPTH.value, Kind.THERMAL.value, Kind.VIDEO.value})
-POSTER_AT = 0.1  # a film's poster is its frame this far in, past a black opening
 
 
 class Thumbnails:
@@ -46,10 +41,10 @@ class Thumbnails:
             return data
         except OSError:
             pass
-        picture = poster(path) if kind == Kind.VIDEO.value else still(path)
-        picture.thumbnail((SIDE, SIDE))
+        drawn = picture(path, kind)
+        drawn.thumbnail((SIDE, SIDE))
         out = io.BytesIO()
-        picture.convert("RGB").save(out, "JPEG", quality=QUALITY)
+        drawn.save(out, "JPEG", quality=QUALITY)
         data = out.getvalue()
         write_file(cached, data)
         self._trim()
@@ -71,30 +66,3 @@ class Thumbnails:
                     break
                 Path(name).unlink(missing_ok=True)
                 total -= size
-
-
-def still(path: str):  # noqa: ANN201 - a PIL image; Pillow is imported by the media loaders
-    """A picture's first frame, upright, 8 bits (depth and thermal PNGs are often 16)."""
-    img = to_8bit(open_image(path, MediaOptions()))
-    if img.mode == "F":
-        raise InputError(path, "a 32-bit float image has no brightness scale to draw")
-    return img
-
-
-def poster(path: str):  # noqa: ANN201
-    """A film's frame at `POSTER_AT` of its length (its first when the length is unknown)."""
-    import av
-    from PIL import Image
-
-    from bindcli.media.seek import decode_from, stream_seconds
-    from bindcli.media.video import upright
-
-    existing_file(path)
-    with decoding(path, "video"), av.open(path) as container:
-        if not container.streams.video:
-            raise InputError(path, "the file holds no video stream")
-        stream = container.streams.video[0]
-        seconds = (stream_seconds(stream) or 0.0) * POSTER_AT
-        for frame in decode_from(container, stream, seconds):
-            return Image.fromarray(upright(frame))
-        raise InputError(path, "the video holds no frame")

@@ -37,7 +37,8 @@ from bindcli._util.paths import is_uri, path_text
 from bindcli.errors import BindError, InputError
 from bindcli.modality import Kind
 from bindcli.serve.app import Settings, _Json, _kind, _Refused, _results, _spooled, _text
-from bindcli.serve.thumbs import PICTURED, Thumbnails
+from bindcli.media.picture import PICTURED
+from bindcli.serve.thumbs import Thumbnails
 from bindcli.vectors import combine, similarity
 
 if TYPE_CHECKING:  # pragma: no cover

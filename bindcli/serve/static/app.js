@@ -140,6 +140,7 @@ function placeholder(reason) {
 
 function picture(hit) {
   const img = el("img", { src: itemUrl("thumb", hit), alt: hit.name, loading: "lazy" });
+  if (hit.kind === "video") img.title = "Enter or a click plays it";
   img.addEventListener("error", async () => {
     // the thumbnail's answer says why the file cannot be drawn
     let reason = "no picture";
@@ -203,6 +204,7 @@ function showResults(hits) {
       view, el("span", { class: "score", text: hit.score.toFixed(3) }), segment,
       el("span", { class: "path", text: hit.path }), el("div", { class: "actions" }, copy, more));
     card.hit = hit;
+    if (hit.kind === "video") view.addEventListener("click", () => play(card, hit), { once: true });
     card.addEventListener("keydown", (event) => keyOnCard(event, card));
     return card;
   });
