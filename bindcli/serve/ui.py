@@ -20,9 +20,9 @@ import json
 import mimetypes
 import os
 import tempfile
+from collections.abc import Iterator
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,9 +35,8 @@ from starlette.routing import Route
 
 from bindcli._util.paths import is_uri, path_text
 from bindcli.errors import BindError, InputError
-from bindcli.modality import Kind
-from bindcli.serve.app import Settings, _Json, _kind, _Refused, _results, _spooled, _text
 from bindcli.media.picture import PICTURED
+from bindcli.serve.app import Settings, _Json, _kind, _Refused, _results, _spooled, _text
 from bindcli.serve.thumbs import Thumbnails
 from bindcli.vectors import combine, similarity
 

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import httpx
 import numpy as np
 import pytest
 
 from bindcli.serve.ui import COOKIE, CSP
-from ui_support import MARKUP, make_collection, start_page
+from cli_support import SMALL, bind
+from ui_support import MARKUP, READY, ROOT, WAIT, make_collection, start_page
 
 pytestmark = pytest.mark.slow  # it starts servers
 
@@ -247,3 +253,28 @@ def test_a_hit_of_a_segment_carries_its_times():
         end = 3.0
 
     assert json.loads(json.dumps(_hit(Segment("/m/a.wav", "audio", 0.5), 3)))["start"] == 1.5
+
+
+def test_bind_ui_serves_the_page_when_none_answers_and_then_finds_it(tmp_path):
+    """`bind ui` with no server: it serves one (on the local socket and a loopback port);
+    a second `bind ui` finds that one through the socket and names its page."""
+    make_collection(tmp_path)
+    environ = {**os.environ, **SMALL, "BIND_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT),
+               "NO_COLOR": "1"}
+    err = tmp_path / "ui.err"
+    proc = subprocess.Popen([sys.executable, "-m", "bindcli", "ui", "--no-browser"],
+                            stdout=subprocess.DEVNULL, stderr=err.open("w"), env=environ)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not READY.search(err.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        url = READY.search(err.read_text())
+        assert url, err.read_text()
+        answer = httpx.get(url.group(1).replace("/ui/", "/ui/api/collections"), headers=API, timeout=60)
+        assert answer.json()["collections"][0]["files"] == 8
+        again = bind("ui", "--no-browser", env={"BIND_DATA_DIR": str(tmp_path / "data")})
+        assert again.exit_code == 0, again.stderr
+        assert f"bind: the page is at {url.group(1)}" in again.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
