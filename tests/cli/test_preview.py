@@ -94,3 +94,25 @@ def test_search_preview_is_plain_output_in_a_pipe(tmp_path, media_dir):
     plain = bind("search", "--text", "a dog", "--no-server", env=env)
     shown = bind("search", "--text", "a dog", "--preview", "--no-server", env=env)
     assert shown.exit_code == 0 and shown.stdout == plain.stdout and "\x1b" not in shown.stdout
+
+
+def test_search_preview_on_a_terminal_draws_each_picture_under_its_line(tmp_path, media_dir, monkeypatch):
+    from bindcli.cli.output import Output
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in ("dog_image.jpg", "bird_audio.wav"):
+        (folder / name).write_bytes((media_dir / name).read_bytes())
+    env = {"BIND_DATA_DIR": str(tmp_path / "data")}
+    assert bind("index", folder, env=env).exit_code == 0
+    monkeypatch.setattr(Output, "stdout_is_terminal", property(lambda self: True))
+    shown = bind("search", "--text", "a dog", "--preview", "--no-server", env={**env, "BIND_PREVIEW": "iterm"})
+    lines = shown.stdout.split("\n")
+    picture = next(n for n, line in enumerate(lines) if line.endswith("dog_image.jpg  image"))
+    assert lines[picture + 1].startswith("\x1b]1337;File=inline=1;") and lines[picture + 1].endswith("\a")
+    sound = next(n for n, line in enumerate(lines) if line.endswith("bird_audio.wav  audio"))
+    assert not lines[sound + 1].startswith("\x1b")  # a sound has no picture
+    none = bind("search", "--text", "a dog", "--preview", "--no-server", env={
+        **env, "TERM": "xterm", "BIND_PREVIEW": None, "KITTY_WINDOW_ID": None, "TERM_PROGRAM": None,
+        "LC_TERMINAL": None, "TMUX": None})
+    assert "\x1b" not in none.stdout and "draws no pictures inline" in none.stderr
