@@ -9,10 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chromium_support import CHROMIUM_HINT, chromium
+
 FIXTURES = Path(__file__).parent / "fixtures" / "imagebind-reference"
 MEDIA = FIXTURES / "media"
 SMALL_CONFIG = FIXTURES / "public_config.json"
 SMALL_WEIGHTS = FIXTURES / "public.pth"
+
+
+def pytest_report_header(config) -> str:
+    """Whether the page's browser tests can run, said at the top of every run."""
+    found = chromium()
+    return f"chromium: {found}" if found else f"chromium: NOT FOUND: {CHROMIUM_HINT}"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """...and again at the end, where a skip is easy to miss."""
+    if chromium() is None:
+        terminalreporter.write_line(f"NOTE: {CHROMIUM_HINT}; they were skipped", yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

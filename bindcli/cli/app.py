@@ -30,6 +30,7 @@ from bindcli.cli import (
     search,
     serve,
     tune,
+    ui,
 )
 from bindcli.cli.eval import eval_
 from bindcli.cli.options import guarded
@@ -74,6 +75,7 @@ app.command("locate")(locate.locate)
 app.command("generate")(generate.generate)
 app.command("serve")(serve.serve)
 app.command("tune")(tune.tune)
+app.command("ui")(ui.ui)
 app.add_typer(collections.app)
 app.add_typer(cache.app)
 app.add_typer(weights_app, name="weights")

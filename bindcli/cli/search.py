@@ -72,6 +72,11 @@ def search(
         "--approximate", help="Read only the inverted lists nearest the query (built now if "
         "missing; needs bindcli[index]).",
     )] = False,
+    preview: Annotated[bool, typer.Option(
+        "--preview", help="Show pictures and film posters inline where the terminal draws them "
+        "(kitty, iTerm2, WezTerm, sixel; BIND_PREVIEW=kitty|iterm|sixel says which); plain "
+        "output elsewhere.",
+    )] = False,
     fmt: Annotated[HitsFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="auto: a table on a terminal, JSONL in a pipe; paths: bare paths for xargs.",
@@ -91,6 +96,7 @@ def search(
       bind search bird_call.wav -k 5 --under ~/photos/2024
       bind search bird.wav + 0.5:fruit.jpg --format paths | xargs feh
       bind search --vector queries.npy --glob '*.jpg' --format jsonl
+      bind search --text "a red car" --preview       # thumbnails in kitty, iTerm2 or sixel
     """
     from bindcli.collections.collection import Collection
     from bindcli.collections.nearest import Filters
@@ -123,8 +129,40 @@ def search(
         )
     rows = rows or list(range(len(results)))
     flat = [(row, h) for row, hits in zip(rows, results) for h in hits]
+    if preview and _previewed(run, [h for _, h in flat], fmt):
+        return
     show_hits(run, [h for _, h in flat], fmt,
               queries=[row for row, _ in flat] if len(results) > 1 else None)
+
+
+def _previewed(run: Run, hits: list, fmt: HitsFormat) -> bool:
+    """The hits with their pictures inline, where the terminal draws them and the output is
+    for a person; False (and a note on a terminal that draws none) for plain output."""
+    from bindcli.cli import preview
+    from bindcli.cli.render import resolved
+
+    if resolved(fmt, run.out, HitsFormat.JSONL) is not HitsFormat.TABLE or not run.out.stdout_is_terminal:
+        return False
+    protocol = preview.detect()
+    if protocol is None:
+        run.out.note("--preview: this terminal draws no pictures inline that bind knows of (kitty, "
+                     "iTerm2, WezTerm, sixel; BIND_PREVIEW=kitty|iterm|sixel says which)")
+        return False
+    from bindcli._util.paths import path_text
+    from bindcli.errors import InputError
+    from bindcli.media.picture import PICTURED, picture
+
+    for n, hit in enumerate(hits, 1):
+        run.out.text(f"{n:>3}  {hit.score:.3f}  {path_text(hit.path)}  {hit.kind}\n")
+        if hit.kind not in PICTURED:
+            continue
+        try:
+            drawn = preview.encode(protocol, picture(hit.path, hit.kind))
+        except InputError as exc:
+            run.out.text(f"     ({exc.reason})\n")
+            continue
+        run.out.text(drawn + "\n")
+    return True
 
 
 def _queries(parsed: "Query", each: bool) -> "list[Query]":

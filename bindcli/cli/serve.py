@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from bindcli._util import extras
-from bindcli.cli.options import command
+from bindcli.cli.options import DB_OPTION, command
 from bindcli.cli.run import Run
 from bindcli.errors import UsageError
 from bindcli.modality import TOWERS
@@ -94,6 +96,11 @@ def serve(
     url_timeout: Annotated[float, typer.Option(
         "--url-timeout", min=0.1, help="With --url-inputs: seconds one fetch may take, redirects included.",
     )] = 20.0,
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Also serve a page to search, compare and classify the collections of --db "
+        "at /ui/ (on --port; a free loopback port without one).",
+    )] = False,
+    db: DB_OPTION = None,
 ) -> None:
     """Serve the model over HTTP, warm: every command uses it when it runs the same model.
 
@@ -108,7 +115,28 @@ def serve(
       bind serve --port 8080                     # http://127.0.0.1:8080
       bind serve --host 0.0.0.0 --port 8080 --token "$(openssl rand -hex 16)"
       bind serve --port 8080 --compat weaviate   # Weaviate's BIND_INFERENCE_API
+      bind serve --ui --port 8080                # the page: http://127.0.0.1:8080/ui/
     """
+    if ui and port is None:
+        port = 0
+    serve_on(run, socket_path=socket_path, host=host, port=port, token=token, preload=preload,
+             allow_dir=allow_dir, max_wait_ms=max_wait_ms, workers=workers, max_body_mb=max_body_mb,
+             max_file_mb=max_file_mb, max_text_chars=max_text_chars, page_db=page_db_path(db) if ui else None,
+             max_inputs=max_inputs, compat=compat, weaviate_no_auth=weaviate_no_auth, cors_origin=cors_origin,
+             url_inputs=url_inputs, url_allow_net=url_allow_net, url_timeout=url_timeout)
+
+
+def serve_on(
+    run: Run, *, socket_path: Path | None = None, host: str | None = None, port: int | None = None,
+    token: str | None = None, preload: str | None = None, allow_dir: list[Path] | None = None,
+    max_wait_ms: float = 5.0, workers: int = 4, max_body_mb: float = 256, max_file_mb: float = 64,
+    max_text_chars: int = 4096, page_db: Path | None = None,
+    on_page: Callable[[str], None] = lambda url: None, max_inputs: int = 2048,
+    compat: list[str] | None = None, weaviate_no_auth: bool = False, cors_origin: list[str] | None = None,
+    url_inputs: bool = False, url_allow_net: list[str] | None = None, url_timeout: float = 20.0,
+) -> None:
+    """Run the server until SIGTERM or Ctrl-C (what `bind serve` and `bind ui` start); with
+    `page_db`, the page over that collection file too, whose address `on_page` hears."""
     missing = extras.SERVE.missing()
     if missing:
         raise UsageError(extras.SERVE.hint(missing[:1]))
@@ -118,6 +146,7 @@ def serve(
     from bindcli.serve.app import Settings, build_app
     from bindcli.serve.batching import Batcher
     from bindcli.serve.limits import Limits
+    from bindcli.serve.ui import Page
 
     towers = _towers(preload)
     apis = _compat(compat)
@@ -130,7 +159,8 @@ def serve(
     limits = Limits(_bytes(max_body_mb, "--max-body-mb"), _bytes(max_file_mb, "--max-file-mb"),
                     max_inputs=max_inputs, max_text_chars=max_text_chars)
     settings = Settings(limits, token or None, tuple(d.resolve() for d in allow_dir or ()), apis,
-                        tuple(cors_origin or ()), _url_policy(url_inputs, url_allow_net, url_timeout, limits))
+                        tuple(cors_origin or ()), _url_policy(url_inputs, url_allow_net, url_timeout, limits),
+                        host=host)
     with server.unix_socket(path) as unix:  # refused first if a server already runs there
         tcp = server.tcp_socket(host or "127.0.0.1", port or 0) if port is not None or host else None
         with tcp or contextlib.nullcontext() as tcp_sock:
@@ -146,6 +176,10 @@ def serve(
             if tcp_sock is not None:
                 bound_host, bound_port = tcp_sock.getsockname()[:2]
                 where.append(f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else f"http://{bound_host}:{bound_port}")
+            page = None
+            if page_db is not None and tcp_sock is not None:
+                page = f"{where[-1]}/ui/"
+                settings = dataclasses.replace(settings, ui=Page(page_db, page))
             app = build_app(batcher, settings)
             sockets = [unix] + ([tcp_sock] if tcp_sock is not None else [])
 
@@ -156,9 +190,19 @@ def serve(
                     f"({embedder.placement.describe()}) on "
                     f"{' and '.join(where)}", markup=False,
                 )
+                if page is not None:
+                    run.out.err.print(f"bind: the page is at {page}", markup=False)
+                    on_page(page)
 
             server.run(app, sockets, on_ready=ready)
     run.out.note("stopped")
+
+
+def page_db_path(db: Path | None) -> Path:
+    """The collection file the page shows (it may not exist yet: the page then says so)."""
+    from bindcli._util.folders import default_db_path
+
+    return (db or default_db_path()).expanduser().resolve()
 
 
 def _bytes(megabytes: float, option: str) -> int:

@@ -540,6 +540,27 @@ class Store:
         while chunk := cursor.fetchmany(chunk_rows):
             yield [StoredItem(i, path_from_db(p), k, s, v) for i, p, k, s, v in chunk]
 
+    def live_item(self, collection: CollectionRecord, item_id: int) -> StoredItem | None:
+        """One live item by its id (what a page names a result by), or None."""
+        row = self._db.execute(
+            "SELECT id, path, kind, sha256, vector FROM items "
+            "WHERE collection_id=? AND id=? AND deleted=0",
+            (collection.id, item_id),
+        ).fetchone()
+        return StoredItem(row[0], path_from_db(row[1]), *row[2:]) if row else None
+
+    def item_ids(self, collection: CollectionRecord, paths: Iterable[str]) -> dict[str, int]:
+        """The ids of the live items at these paths (paths that are none are left out)."""
+        found: dict[str, int] = {}
+        for chunk in batched(sorted(set(paths)), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT path, id FROM items WHERE collection_id=? AND deleted=0 AND path IN ({marks})",
+                (collection.id, *(db_path(p) for p in chunk)),
+            )
+            found.update((path_from_db(p), i) for p, i in rows)
+        return found
+
     def changed_since(self, collection: CollectionRecord, generation: int) -> list[ChangedItem]:
         """The items changed after `generation` (deleted ones too), in id order."""
         rows = self._db.execute(

@@ -71,7 +71,7 @@ def _decode_frames(
             index = round(frame_seconds(frame, stream) * fps)
             last_seen = index
             if index >= target:
-                found[target] = _upright(frame)
+                found[target] = upright(frame)
                 break
             previous = frame
         else:
@@ -79,11 +79,11 @@ def _decode_frames(
             # but not a file cut short.
             if last_seen < 0 or last_seen < target - 1:
                 raise InputError(source, f"video ends before frame {target}; truncated file?")
-            found[target] = _upright(previous)
+            found[target] = upright(previous)
     return found
 
 
-def _upright(frame: av.VideoFrame) -> np.ndarray:
+def upright(frame: av.VideoFrame) -> np.ndarray:
     """The frame as RGB (H, W, 3) uint8, turned as its display matrix says. PyAV gives the
     matrix's rotation counterclockwise in degrees, so a phone's `rotate=90` reads -90."""
     pixels = frame.to_ndarray(format="rgb24")

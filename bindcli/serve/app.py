@@ -43,6 +43,7 @@ from bindcli.serve.protocol import is_loopback
 from bindcli.serve.urls import UrlPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.serve.ui import Page
     from bindcli.embed.stages import Embedding
     from bindcli.serve.batching import Batcher
     from bindcli.serve.caught import Caught
@@ -62,6 +63,8 @@ class Settings:
     compat: frozenset[str] = frozenset()  # of COMPAT
     cors_origins: tuple[str, ...] = ()  # browsers' origins that may call the API ("*": any)
     urls: UrlPolicy | None = None  # http(s) URL inputs, when the operator allows them
+    ui: "Page | None" = None  # the page over a collection file (`bind serve --ui`)
+    host: str | None = None  # the TCP address listened on, a name the page may be reached by
 
 
 def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
@@ -72,7 +75,8 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
     async def health(request: Request) -> Response:
         if not batcher.alive:
             return Json({"status": "error", "error": "the model thread stopped"}, 503)
-        return Json({"status": "ok", "model": batcher.embedder.model_id})
+        page = {"ui": settings.ui.url} if settings.ui is not None and settings.ui.url else {}
+        return Json({"status": "ok", "model": batcher.embedder.model_id, **page})
 
     def entry() -> dict:
         e = batcher.embedder
@@ -157,6 +161,10 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
     ]
     if "weaviate" in settings.compat:
         routes += weaviate.routes(batcher, settings)
+    if settings.ui is not None:
+        from bindcli.serve.ui import ui_routes
+
+        routes += ui_routes(batcher, settings, settings.ui)
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     # Weaviate sends no token: its routes are open (serve --weaviate-no-auth says so beyond loopback)
     tokenless = weaviate.PATHS if "weaviate" in settings.compat else frozenset()
@@ -179,12 +187,17 @@ def _refusal(path: str, status: int, message: str) -> Response:
 
 class _Guard:
     """ASGI middleware in front of every route: the bearer token (401; not on `tokenless`
-    paths), the body-size limit (413, from Content-Length or while the body streams in) and
-    the request counters."""
+    paths; the page's login cookie stands for it under /ui), the body-size limit (413, from
+    Content-Length or while the body streams in), the request counters, and with the page the
+    headers that keep a browser from running anything but the page's own script."""
 
     def __init__(self, app, settings: Settings, metrics, routes: set[str], tokenless: frozenset[str]) -> None:  # noqa: ANN001
         self.app, self.settings, self.metrics, self.routes = app, settings, metrics, routes
         self.tokenless = tokenless
+        if settings.ui is not None:
+            from bindcli.serve import ui
+
+            self.ui = ui
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         if scope["type"] != "http":
@@ -196,6 +209,8 @@ class _Guard:
         async def counted_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if self.settings.ui is not None:
+                    message["headers"] = [*message.get("headers", []), *self.ui.SECURITY_HEADERS]
             await send(message)
 
         try:
@@ -208,8 +223,13 @@ class _Guard:
 
     def _refusal(self, scope: dict) -> tuple[int, str] | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        token = self.settings.token
-        if token is not None and scope["path"] not in self.tokenless:
+        token, path = self.settings.token, scope["path"]
+        page = self.settings.ui is not None and (path == "/ui" or path.startswith("/ui/"))
+        if page:
+            refused = self.ui.refusal(path, headers, token, self.settings.host)
+            if refused is not None:
+                return refused
+        if token is not None and path not in self.tokenless and not (page and self.ui.logged_in(path, headers, token)):
             scheme, _, given = headers.get("authorization", "").strip().partition(" ")
             # the scheme's case does not matter (RFC 7235); the token's does
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
