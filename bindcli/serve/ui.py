@@ -36,9 +36,10 @@ from starlette.routing import Route
 from bindcli._util.paths import is_uri, path_text
 from bindcli.errors import BindError, InputError
 from bindcli.media.picture import PICTURED
-from bindcli.serve.answers import Json, results
+from bindcli.serve import answers, inputs
+from bindcli.serve.answers import Json
 from bindcli.serve.app import Settings
-from bindcli.serve.inputs import Refused, kind_named, spooled, text
+from bindcli.serve.inputs import Refused
 from bindcli.serve.thumbs import Thumbnails
 from bindcli.vectors import combine, similarity
 
@@ -156,7 +157,7 @@ def ui_routes(batcher: "Batcher", settings: Settings, page: Page) -> list[Route]
                 mode = _field(form, "mode") or "auto"
                 if mode not in ("auto", "exact", "approximate"):
                     raise HTTPException(400, "mode: one of auto, exact, approximate")
-                kinds = tuple(kind_named(v, "kind").value for v in form.getlist("kind") if v)  # type: ignore[union-attr]
+                kinds = tuple(inputs.kind_named(v, "kind").value for v in form.getlist("kind") if v)  # type: ignore[union-attr]
                 filters = (kinds, tuple(str(v) for v in form.getlist("under") if v),
                            tuple(str(v) for v in form.getlist("glob") if v))
             finally:
@@ -196,7 +197,7 @@ def ui_routes(batcher: "Batcher", settings: Settings, page: Page) -> list[Route]
                 raise HTTPException(400, "classify takes files and texts")
             by_kind = templates_for({t.input.kind for t in terms if hasattr(t.input, "kind")}, ())
             asked = prompts(labels, by_kind)
-            everything = terms + [_Term(p, text(p, limits)) for p in asked]
+            everything = terms + [_Term(p, inputs.text(p, limits)) for p in asked]
             embedded = await _embedded(request, batcher, everything)
         classifier = Classifier.from_prompts(labels, by_kind, dict(zip(asked, embedded[len(terms):])))
         return Json({"results": [
@@ -296,7 +297,7 @@ async def _terms(form, spool: Path, settings: Settings) -> list[_Term]:  # noqa:
         elif key == "weight" and parts:
             parts[-1][3] = _number(str(value), "weight", float, -100, 100)
         elif key == "modality" and parts and parts[-1][0] == "file":
-            parts[-1][2] = kind_named(value, "modality")
+            parts[-1][2] = inputs.kind_named(value, "modality")
     if not parts:
         raise HTTPException(400, "nothing to search by: type a text, drop a file or pick a result")
     if len(parts) > limits.max_inputs:
@@ -308,7 +309,7 @@ async def _terms(form, spool: Path, settings: Settings) -> list[_Term]:  # noqa:
             continue
         name = value if key == "text" else value.filename or f"file {n}"
         try:
-            found = text(value, limits) if key == "text" else spooled(
+            found = inputs.text(value, limits) if key == "text" else inputs.spooled(
                 spool, n, name, await value.read(), kind, limits)
         except Refused as refused:
             found = refused
@@ -318,7 +319,7 @@ async def _terms(form, spool: Path, settings: Settings) -> list[_Term]:  # noqa:
 
 async def _embedded(request: Request, batcher: "Batcher", terms: list[_Term]) -> list:
     """The Embeddings of these terms (422 naming the first that failed)."""
-    answered = await results(request, batcher, [(t.name, t.input) for t in terms], use_cache=True)
+    answered = await answers.results(request, batcher, [(t.name, t.input) for t in terms], use_cache=True)
     if answered is None:
         raise HTTPException(499, "the page went away")
     results, _ = answered
@@ -330,8 +331,8 @@ async def _embedded(request: Request, batcher: "Batcher", terms: list[_Term]) ->
 
 async def _vectors(request: Request, batcher: "Batcher", terms: list[_Term]) -> list[np.ndarray | None]:
     """Each term's unit vector; None for a "more like this" item (read from the collection)."""
-    inputs = [t for t in terms if t.item is None]
-    embedded = iter(await _embedded(request, batcher, inputs) if inputs else ())
+    asked = [t for t in terms if t.item is None]
+    embedded = iter(await _embedded(request, batcher, asked) if asked else ())
     return [None if t.item is not None else next(embedded).unit for t in terms]
 
 
