@@ -35,9 +35,19 @@ def cache_key(
     inp: "Input", sha: str, model: str, precision: str, options: "MediaOptions | None"
 ) -> CacheKey:
     """The embedding-cache key of `inp`, with content hash `sha`, as model id `model` computes
-    it at `precision` from inputs loaded with `options` (`loading_options`)."""
+    it at `precision` from inputs loaded with `options` (`loading_options`). A file read in
+    segments keys on its window spec and reading too: its one entry holds every window."""
     kind = inp.kind.value
-    return CacheKey(sha, model, PREPROCESSING_VERSION, precision, kind, options.cache_text(kind) if options else "")
+    text = options.cache_text(kind) if options else ""
+    if inp.window is not None and inp.reading is not None:  # one entry holds all the file's windows
+        text += f"|segments={inp.window.text}|reading={inp.reading.value}"
+        if options and inp.reading.value != kind:  # the sound of a video reads the audio options
+            text += options.cache_text(_READ_OPTIONS.get(inp.reading.value, kind))
+    return CacheKey(sha, model, PREPROCESSING_VERSION, precision, kind, text)
+
+
+#: the loading options a reading of another kind's file reads (`MediaOptions.cache_text`)
+_READ_OPTIONS = {"sound": "audio", "clips": "video", "frames": "image"}
 
 
 def model_id(config: ModelConfig, weights: Path) -> str:

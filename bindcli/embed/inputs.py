@@ -10,6 +10,7 @@ from pathlib import Path
 from bindcli._util.paths import is_uri, not_a_file
 from bindcli.errors import InputError
 from bindcli.modality import Kind, detect
+from bindcli.windows import READINGS, Reading, Window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +20,10 @@ class Input:
     source: str
     kind: Kind
     literal: bool = False  # `source` is the text itself, not a path
+    #: read in windows of time, one vector per window (`--segments`); None: the whole file
+    window: Window | None = None
+    #: how each window is read (its tower); set with `window`
+    reading: Reading | None = None
 
     @classmethod
     def file(cls, path: str | Path, as_kind: Kind | str | None = None) -> "Input":
@@ -31,6 +36,18 @@ class Input:
     @classmethod
     def text(cls, text: str) -> "Input":
         return cls(text, Kind.TEXT, literal=True)
+
+    def in_segments(self, window: Window, reading: Reading | None = None) -> "Input":
+        """This file read in windows of time, `reading` (default: its kind's first) each;
+        InputError for a kind without time (an image, a text) or a reading it has not."""
+        readings = READINGS.get(self.kind.value, ())
+        if self.literal or not readings:
+            raise InputError(self.source, f"a {self.kind.value} has no time to cut into segments")
+        chosen = reading or readings[0]
+        if chosen not in readings:
+            names = ", ".join(r.value for r in readings)
+            raise InputError(self.source, f"a {self.kind.value} file is read as {names}, not {chosen.value}")
+        return dataclasses.replace(self, window=window, reading=chosen)
 
 
 def not_utf8(text: str) -> str | None:
@@ -64,6 +81,29 @@ def gather(
         except InputError as exc:
             found.append(exc)
     found.extend(text_inputs(texts))
+    return found
+
+
+def in_segments(
+    items: Sequence[Input | InputError], window: Window, readings: Sequence[Reading] = ()
+) -> list[Input | InputError]:
+    """Each file input read in `window`s, once per reading of `readings` it has (none named:
+    its kind's default), in order; an InputError in place of a file that cannot be read so.
+    A usage error (`Window.check`) when a window is shorter than a chosen reading's tower takes."""
+    found: list[Input | InputError] = []
+    for item in items:
+        if isinstance(item, InputError):
+            found.append(item)
+            continue
+        own = READINGS.get(item.kind.value, ())
+        chosen = [r for r in readings if r in own] or [readings[0] if readings else None]
+        for reading in chosen:
+            try:
+                found.append(item.in_segments(window, reading))
+            except InputError as exc:
+                found.append(exc)
+    for reading in sorted({x.reading for x in found if isinstance(x, Input) and x.reading}, key=str):
+        window.check(reading)
     return found
 
 
