@@ -158,9 +158,17 @@ def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:
     from rich.markup import escape
 
     inputs = [e.input for e in embeddings]
-    names = [Path(i.source).name for i in inputs if not i.literal]
-    short = len(set(names)) == len(names)
+    files = {i.source for i in inputs if not i.literal}
+    short = len({Path(f).name for f in files}) == len(files)
     return [
         escape(path_text(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source))
-        for i in inputs
+        + (f"  {span(e.start, e.end)}" if e.start is not None else "")
+        for i, e in zip(inputs, embeddings)
     ]
+
+
+def span(start: float, end: float | None) -> str:
+    """A segment's window as people read it: `00:12:31-00:12:36`."""
+    from bindcli.windows import clock
+
+    return f"{clock(start)}-{clock(end if end is not None else start)}"

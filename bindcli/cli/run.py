@@ -62,6 +62,8 @@ class Run:
         self.needs_weights = False
         #: builds the embedder elsewhere than in this process (`--engine ray`, cli/engine.py)
         self.engine: Callable[[Run], Embedder] | None = None
+        #: embeds in this process whatever server runs (files read in `--segments`)
+        self.local_only = False
 
     def inputs(
         self, paths: Sequence[str] = (), texts: Sequence[str] = ()
@@ -123,6 +125,8 @@ class Run:
         if self._embedder is None:
             if self.engine is not None:
                 self._embedder = self.engine(self)
+            elif self.local_only:
+                self._embedder = self.local_embedder
             else:
                 self._embedder = self.server(self.model) or self.local_embedder
         return self._embedder

@@ -87,21 +87,18 @@ def gather(
 def in_segments(
     items: Sequence[Input | InputError], window: Window, readings: Sequence[Reading] = ()
 ) -> list[Input | InputError]:
-    """Each file input read in `window`s, once per reading of `readings` it has (none named:
-    its kind's default), in order; an InputError in place of a file that cannot be read so.
-    A usage error (`Window.check`) when a window is shorter than a chosen reading's tower takes."""
+    """Each audio, video and IMU file read in `window`s, once per reading of `readings` it
+    has (none of them: its kind's default), in order; texts and files without time (images)
+    stay whole. A usage error (`Window.check`) when a window is shorter than a chosen
+    reading's tower takes."""
     found: list[Input | InputError] = []
     for item in items:
-        if isinstance(item, InputError):
+        own = () if isinstance(item, InputError) or item.literal else READINGS.get(item.kind.value, ())
+        if not own:
             found.append(item)
             continue
-        own = READINGS.get(item.kind.value, ())
-        chosen = [r for r in readings if r in own] or [readings[0] if readings else None]
-        for reading in chosen:
-            try:
-                found.append(item.in_segments(window, reading))
-            except InputError as exc:
-                found.append(exc)
+        for reading in [r for r in readings if r in own] or [own[0]]:
+            found.append(item.in_segments(window, reading))  # type: ignore[union-attr]
     for reading in sorted({x.reading for x in found if isinstance(x, Input) and x.reading}, key=str):
         window.check(reading)
     return found

@@ -73,14 +73,17 @@ def test_the_cache_holds_a_files_windows_under_its_spec(embedder, tmp_path):
 def test_a_film_is_searchable_by_its_pictures_and_its_sound(embedder, media_dir):
     items = in_segments(gather([media_dir / "synthetic_0.mp4"]), Window.parse("2s"), [Reading.FRAMES, Reading.SOUND])
     assert [x.reading for x in items] == [Reading.FRAMES, Reading.SOUND]
+    assert in_segments(gather([media_dir / "dog_audio.wav"]), Window.parse("2s"), [Reading.FRAMES])[0].reading is Reading.SOUND
     results = embedder.embed(items)
     assert [type(r) for r in results] == [Segments, InputError]  # the fixture film has no sound
     assert "no audio track" in results[1].reason
 
 
 def test_kinds_without_time_and_short_windows(media_dir):
-    image = gather([media_dir / "dog_image.jpg"])
-    assert isinstance(in_segments(image, Window.parse("2s"))[0], InputError)
+    image = gather([media_dir / "dog_image.jpg"], ["a dog"])
+    assert in_segments(image, Window.parse("2s")) == image  # no time: embedded whole
+    with pytest.raises(InputError, match="no time"):
+        image[0].in_segments(Window.parse("2s"))
     with pytest.raises(UsageError, match="shorter than"):
         in_segments(gather([media_dir / "dog_audio.wav"]), Window.parse("1s"))
     assert Input.file(media_dir / "dog_audio.wav").window is None  # without --segments nothing changes
