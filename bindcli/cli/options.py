@@ -31,6 +31,8 @@ from bindcli.model.placement import Precision
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.store import CollectionRecord, Store
     from bindcli.embed.inputs import Input
+    from bindcli.errors import InputError
+    from bindcli.windows import Reading, Window
     from bindcli.media.options import MediaOptions
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
@@ -294,16 +296,15 @@ READING_OPTION = Annotated[Optional[list[str]], typer.Option(
 )]
 
 
-def segmented(
-    run: Run, inputs: "Sequence[Input | InputError]", segments: str | None, readings: Sequence[str] | None = ()
-) -> "list[Input | InputError]":
-    """`inputs` read in the `--segments` windows (`embed.inputs.in_segments`), or as they are
-    without it. Segments are embedded in this process (`Run.local_only`)."""
+def parse_segments(
+    run: Run, segments: str | None, readings: Sequence[str] | None = ()
+) -> "tuple[Window | None, list[Reading]]":
+    """The `--segments` window and the `--reading`s, or (None, []) without --segments.
+    Segments are embedded in this process (`Run.local_only`)."""
     if segments is None:
         if readings:
             raise typer.BadParameter("--reading goes with --segments", param_hint="--reading")
-        return list(inputs)
-    from bindcli.embed.inputs import in_segments
+        return None, []
     from bindcli.windows import Reading, Window
 
     try:
@@ -313,6 +314,19 @@ def segmented(
         raise typer.BadParameter(f"one of: {names}", param_hint="--reading") from None
     window = Window.parse(segments)
     run.local_only = True
+    return window, chosen
+
+
+def segmented(
+    run: Run, inputs: "Sequence[Input | InputError]", segments: str | None, readings: Sequence[str] | None = ()
+) -> "list[Input | InputError]":
+    """`inputs` read in the `--segments` windows (`embed.inputs.in_segments`), or as they are
+    without it (`parse_segments`)."""
+    window, chosen = parse_segments(run, segments, readings)
+    if window is None:
+        return list(inputs)
+    from bindcli.embed.inputs import in_segments
+
     return in_segments(inputs, window, chosen)
 
 

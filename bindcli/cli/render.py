@@ -46,7 +46,8 @@ class HitsFormat(str, enum.Enum):
 
 
 def show_hits(run: "Run", hits: "list[Hit]", fmt: HitsFormat, queries: Sequence[int] | None = None) -> None:
-    """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths; with
+    """Ranked results as a table, JSONL (`path`, a segment's `start` and `end`, `modality`,
+    `score`) or bare paths; with
     `queries` (the query row of each hit, for a batch) JSONL records and the table lead
     with it."""
     fmt = resolved(fmt, run.out, HitsFormat.JSONL)
@@ -58,8 +59,9 @@ def show_hits(run: "Run", hits: "list[Hit]", fmt: HitsFormat, queries: Sequence[
         from bindcli.vectors import printed
 
         run.out.text(formats.jsonl(
-            {**({} if row is None else {"query": row}), "path": path_text(h.path), "modality": h.kind,
-             "score": printed(h.score)}
+            {**({} if row is None else {"query": row}), "path": path_text(h.path),
+             **({} if h.start is None else {"start": round(h.start, 6), "end": round(h.end, 6)}),
+             "modality": h.kind, "score": printed(h.score)}
             for row, h in zip(rows, hits)
         ))
         return
@@ -76,7 +78,8 @@ def show_hits(run: "Run", hits: "list[Hit]", fmt: HitsFormat, queries: Sequence[
     n = 0
     for i, (row, hit) in enumerate(zip(rows, hits)):
         n = 1 if i == 0 or row != rows[i - 1] else n + 1
-        cells = [f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))), hit.kind]
+        where = "" if hit.start is None else f"  {span(hit.start, hit.end)}"
+        cells = [f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))) + where, hit.kind]
         table.add_row(*([str(row)] if queries is not None else []), str(n), *cells)
     run.out.table(table)
 

@@ -72,6 +72,12 @@ def search(
         "--approximate", help="Read only the inverted lists nearest the query (built now if "
         "missing; needs bindcli[index]).",
     )] = False,
+    group_by: Annotated[Optional[str], typer.Option(
+        "--group-by", metavar="segment|file", show_default=False,
+        help="In a collection of segments: each window a hit (segment; the default), or the "
+        "best window of each file, widened over its hits beside it (file; the default with "
+        "--format paths).",
+    )] = None,
     fmt: Annotated[HitsFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="auto: a table on a terminal, JSONL in a pipe; paths: bare paths for xargs.",
@@ -91,6 +97,7 @@ def search(
       bind search bird_call.wav -k 5 --under ~/photos/2024
       bind search bird.wav + 0.5:fruit.jpg --format paths | xargs feh
       bind search --vector queries.npy --glob '*.jpg' --format jsonl
+      bind search bark.wav -c moments --group-by file
     """
     from bindcli.collections.collection import Collection
     from bindcli.collections.nearest import Filters
@@ -120,6 +127,7 @@ def search(
         results = coll.search_vector(
             vectors, top_k, filters, leave_out=owns,
             mode="exact" if exact else "approximate" if approximate else "auto",
+            group_by=group_by or ("file" if fmt is HitsFormat.PATHS else "segment"),
         )
     rows = rows or list(range(len(results)))
     flat = [(row, h) for row, hits in zip(rows, results) for h in hits]

@@ -4,6 +4,7 @@ nothing changes."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +55,57 @@ def test_bad_windows_are_usage_errors(recording, spec, message):
 
 def test_a_reading_without_segments_is_a_usage_error(recording):
     assert bind("embed", "--reading", "frames", recording).exit_code == 2
+
+
+PLACED_AT = 371  # seconds: where the distinctive sound sits in the long recording
+
+
+@pytest.fixture(scope="module")
+def field_recording(tmp_path_factory):
+    """A 10-minute 16 kHz recording of noise with a 2 s chirp placed at `PLACED_AT`, and the
+    chirp alone (the query), as 16-bit WAVs."""
+    folder = tmp_path_factory.mktemp("field")
+    rng = np.random.default_rng(7)
+    sound = rng.standard_normal(600 * RATE).astype(np.float32) * 0.05
+    t = np.arange(2 * RATE) / RATE
+    chirp = (0.5 * np.sin(2 * np.pi * (400 + 300 * t) * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    sound[PLACED_AT * RATE : (PLACED_AT + 2) * RATE] = chirp
+    (folder / "walks").mkdir()
+    soundfile.write(folder / "walks" / "field.wav", sound, RATE, subtype="PCM_16")
+    soundfile.write(folder / "walks" / "other.wav", sound[: 20 * RATE], RATE, subtype="PCM_16")
+    soundfile.write(folder / "chirp.wav", chirp, RATE, subtype="PCM_16")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_sound_placed_in_a_10_minute_recording_is_found_at_its_time(field_recording, tmp_path):
+    db = ["--db", tmp_path / "bind.sqlite3"]
+    made = bind("index", field_recording / "walks", "--segments", "2s:1s", "-c", "moments", *db)
+    assert made.exit_code == 0, made.stderr
+    assert bind("index", field_recording / "walks", "-c", "files", *db).exit_code == 0  # beside it
+    found = jsonl(bind("search", field_recording / "chirp.wav", "-c", "moments", "-k", "3", "-f", "jsonl", *db).stdout)
+    assert (found[0]["path"].endswith("field.wav"), found[0]["start"], found[0]["end"]) == (True, PLACED_AT, PLACED_AT + 2)
+    grouped = jsonl(bind("search", field_recording / "chirp.wav", "-c", "moments", "--group-by", "file",
+                         "-f", "jsonl", *db).stdout)
+    assert [Path(h["path"]).name for h in grouped] == ["field.wav", "other.wav"]
+    assert grouped[0]["start"] <= PLACED_AT and grouped[0]["end"] >= PLACED_AT + 2
+    table = bind("search", field_recording / "chirp.wav", "-c", "moments", "-k", "1", "-f", "table", *db).stdout
+    assert "field.wav  00:06:11-00:06:13" in table
+    whole = jsonl(bind("search", field_recording / "chirp.wav", "-c", "files", "-f", "jsonl", *db).stdout)
+    assert all("start" not in h for h in whole) and len(whole) == 2
+    again = bind("index", field_recording / "walks", "--segments", "2s:1s", "-c", "moments", *db)
+    assert "2 unchanged" in again.stderr
+    bind("collections", "export", "moments", tmp_path / "moments.npy", *db)
+    rows = json.loads((tmp_path / "moments.npy.json").read_text())["rows"]
+    assert len(rows) == 599 + 19 and {"start", "end", "reading"} <= set(rows[0])
+
+
+def test_another_window_spec_makes_the_collection_anew(field_recording, tmp_path):
+    db = ["--db", tmp_path / "bind.sqlite3"]
+    walks = field_recording / "walks"
+    bind("index", walks / "other.wav", "--segments", "2s", "-c", "m", *db)
+    again = bind("index", walks / "other.wav", "--segments", "4s", "-c", "m", *db)
+    assert "1 embedded" in again.stderr
+    bind("collections", "export", "m", tmp_path / "m.npy", *db)
+    rows = json.loads((tmp_path / "m.npy.json").read_text())["rows"]
+    assert [(r["start"], r["end"]) for r in rows] == [(s, s + 4) for s in range(0, 17, 4)]  # no 2 s window left
