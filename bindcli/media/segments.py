@@ -260,16 +260,46 @@ def _pictures(
 # --- motion ----------------------------------------------------------------------------------
 
 
-def _motion(source: str | Path, window: Window, options: MediaOptions) -> Iterator[Segment]:
+def _motion(source: str | Path, window: Window, options: MediaOptions, offset: float | None = None) -> Iterator[Segment]:
+    """The IMU recording's windows (with `offset`, the one window starting there)."""
     samples = torch.from_numpy(imu.read_imu(source))
     if options.imu_sample_rate_hz is not None:
         if not options.imu_sample_rate_hz > 0:
             raise InputError(source, f"IMU sample rate must be positive, got {options.imu_sample_rate_hz}")
         samples = imu.resample(samples, options.imu_sample_rate_hz)
     rate = imu.MODEL_RATE_HZ
-    for start, end in window.spans(samples.shape[1] / rate):
+    spans = window.spans(samples.shape[1] / rate) if offset is None else [(offset, offset + window.length)]
+    for start, end in spans:
         piece = samples[:, round(start * rate) : round(end * rate)]
         yield Segment(start, end, imu.windows(piece))
+
+
+# --- one stretch -----------------------------------------------------------------------------
+
+
+def read_span(
+    source: str | Path, kind: Kind, reading: Reading, start: float, end: float, options: MediaOptions
+) -> torch.Tensor:
+    """The tower input of the stretch [start, end) seconds of a file, read as a window of it
+    would be (`bind locate --in` refining a range's edges): only that stretch is decoded."""
+    if reading not in READINGS.get(Kind(kind).value, ()):
+        raise InputError(source, f"a {Kind(kind).value} file cannot be read as {reading.value}")
+    path = existing_file(source)
+    if reading is Reading.SOUND:
+        with decoding(source, "audio"), open_track(path) as track:
+            return _sound_tensor(audio.stretch(track, int(start * SR), int(end * SR)), options)
+    if reading is Reading.IMU:
+        return next(_motion(source, Window(end - start, end - start), options, start)).tensor
+    with decoding(source, "video"), av.open(str(path)) as container:
+        if not container.streams.video:
+            raise InputError(source, "no video track")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if not fps:
+            raise InputError(source, "the video's frame rate is unknown")
+        wanted = _wanted_frames(reading, start, end, fps, video.frame_count(stream, fps) - 1, options)
+        frames = video.decode_frames(container, wanted, fps, source)
+    return _picture_tensor(reading, [frames[i] for i in wanted])
 
 
 # --- many files ------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def frame_count(stream: av.video.stream.VideoStream, fps: float) -> int:
     return max(1, round(seconds * fps))
 
 
-def _decode_frames(
+def decode_frames(
     container: av.container.InputContainer, wanted: list[int], fps: float, source: str | Path
 ) -> dict[int, np.ndarray]:
     """RGB (H, W, 3) uint8 arrays of the `wanted` frame indices (by timestamp, CFR)."""
@@ -130,7 +130,7 @@ def load_video(source: str | Path, options: MediaOptions) -> torch.Tensor:
             raise InputError(source, "the video's frame rate is unknown")
         fps = float(rate)
         wanted = frame_indices(frame_count(stream, fps), fps, options)
-        frames = _decode_frames(container, wanted, fps, source)
+        frames = decode_frames(container, wanted, fps, source)
     views = []
     for first, last in zip(wanted[::2], wanted[1::2]):
         views += clip_views(frames[first], frames[last])

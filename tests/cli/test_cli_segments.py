@@ -109,3 +109,45 @@ def test_another_window_spec_makes_the_collection_anew(field_recording, tmp_path
     bind("collections", "export", "m", tmp_path / "m.npy", *db)
     rows = json.loads((tmp_path / "m.npy.json").read_text())["rows"]
     assert [(r["start"], r["end"]) for r in rows] == [(s, s + 4) for s in range(0, 17, 4)]  # no 2 s window left
+
+
+@pytest.mark.slow
+def test_locate_in_finds_the_placed_sound_and_draws_the_timeline(field_recording, tmp_path):
+    result = bind("locate", "--query", field_recording / "chirp.wav", "--in", field_recording / "walks" / "field.wav",
+                  "-k", "3", "-f", "jsonl", "-o", tmp_path / "timeline.png")
+    assert result.exit_code == 0, result.stderr
+    [timeline] = jsonl(result.stdout)
+    best = timeline["moments"][0]
+    assert abs(best["start"] - PLACED_AT) <= 0.5 and abs(best["end"] - (PLACED_AT + 2)) <= 0.5
+    assert len(timeline["moments"]) == 3 and timeline["reading"] == "sound"
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_a_frame_placed_in_a_long_video_is_found_by_an_image_query(tmp_path):
+    import av
+    from PIL import Image
+
+    fps, seconds, placed = 2, 180, 97  # three minutes; the picture shows from 97 s for 1 s
+    rng = np.random.default_rng(5)
+    picture = np.zeros((64, 96, 3), np.uint8)
+    picture[:, :48] = (250, 30, 30)
+    picture[20:44, 48:] = (30, 30, 250)
+    with av.open(str(tmp_path / "dashcam.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv444p"
+        stream.options = {"crf": "0"}
+        for i in range(seconds * fps):
+            shown = picture if placed * fps <= i < (placed + 1) * fps else rng.integers(0, 80, (64, 96, 3), np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(shown, format="rgb24")))
+        container.mux(stream.encode(None))
+    Image.fromarray(picture).save(tmp_path / "frame.png")
+    located = bind("locate", "--query", tmp_path / "frame.png", "--in", tmp_path / "dashcam.mp4",
+                   "--reading", "frames", "-k", "1", "-f", "jsonl")
+    assert located.exit_code == 0, located.stderr
+    [best] = jsonl(located.stdout)[0]["moments"]
+    assert placed - 1 <= best["start"] and best["end"] <= placed + 2
+    db = ["--db", tmp_path / "bind.sqlite3"]
+    bind("index", tmp_path / "dashcam.mp4", "--segments", "1s", "--reading", "frames", "-c", "frames", *db)
+    [hit] = jsonl(bind("search", tmp_path / "frame.png", "-c", "frames", "-k", "1", "-f", "jsonl", *db).stdout)
+    assert (hit["start"], hit["end"]) == (placed, placed + 1)
