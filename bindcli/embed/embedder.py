@@ -125,6 +125,8 @@ class Embedder(BaseEmbedder):
         self.encoder = encoder or LocalEncoder(config, weights, placement)
         self.model_id = known_id or model_id(config, weights)  # `Model.resolve` knows it
         self._owns_cache = owns_cache
+        #: hears the seconds of media each encoded batch of segments covers (a progress bar)
+        self.media_progress: Callable[[float], None] = lambda seconds: None
         # a server looks up on its loader threads and stores from another: one at a time
         self._cache_lock = threading.Lock()
 
@@ -239,6 +241,7 @@ class Embedder(BaseEmbedder):
         waiting = dict.fromkeys(range(len(jobs)), 0)  # windows decoded, not yet encoded
         ended: set[int] = set()
         pending: dict[stages.BatchKey, list[tuple[int, Segment]]] = {}
+        covered = [0.0] * len(jobs)  # how far into each file the encoded windows reach
 
         def complete() -> list[tuple[int, Segments | InputError]]:
             done = [n for n in ended if waiting[n] == 0]
@@ -254,9 +257,13 @@ class Embedder(BaseEmbedder):
             batch = pending.pop(key)
             ready.result()
             vectors = stages.encode(self.encoder, key, [seg.tensor for _, seg in batch])
+            advanced = 0.0
             for (n, seg), vector in zip(batch, vectors):
                 found[n].append((seg.start, seg.end, vector))
                 waiting[n] -= 1
+                advanced += max(seg.end - covered[n], 0.0)
+                covered[n] = max(covered[n], seg.end)
+            self.media_progress(advanced)
             return complete()
 
         with contextlib.closing(segments):

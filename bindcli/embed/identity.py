@@ -41,6 +41,8 @@ def cache_key(
     text = options.cache_text(kind) if options else ""
     if inp.window is not None and inp.reading is not None:  # one entry holds all the file's windows
         text += f"|segments={inp.window.text}|reading={inp.reading.value}"
+        if inp.span is not None:
+            text += f"|at={inp.span[0]!r}-{inp.span[1]!r}"
         if options and inp.reading.value != kind:  # the sound of a video reads the audio options
             text += options.cache_text(_READ_OPTIONS.get(inp.reading.value, kind))
     return CacheKey(sha, model, PREPROCESSING_VERSION, precision, kind, text)

@@ -24,6 +24,8 @@ class Input:
     window: Window | None = None
     #: how each window is read (its tower); set with `window`
     reading: Reading | None = None
+    #: a moment of the file (`talk.mp4@12:31-12:36`): only this stretch, in seconds, as one window
+    span: tuple[float, float] | None = None
 
     @classmethod
     def file(cls, path: str | Path, as_kind: Kind | str | None = None) -> "Input":
@@ -36,6 +38,12 @@ class Input:
     @classmethod
     def text(cls, text: str) -> "Input":
         return cls(text, Kind.TEXT, literal=True)
+
+    @classmethod
+    def moment(cls, path: str | Path, start: float, end: float, reading: Reading | None = None) -> "Input":
+        """The stretch [start, end) seconds of a file, as one segment (a query's moment)."""
+        length = end - start
+        return dataclasses.replace(cls.file(path).in_segments(Window(length, length), reading), span=(start, end))
 
     def in_segments(self, window: Window, reading: Reading | None = None) -> "Input":
         """This file read in windows of time, `reading` (default: its kind's first) each;

@@ -204,7 +204,7 @@ def prepare_segments(
     from bindcli.media.segments import stream_segments
 
     yield from stream_segments(
-        [(inp.source, inp.kind, inp.reading, inp.window) for inp in inputs],  # type: ignore[misc]
+        [(inp.source, inp.kind, inp.reading, inp.window, inp.span) for inp in inputs],  # type: ignore[misc]
         options, workers=workers, lookahead=lookahead,
     )
 

@@ -274,6 +274,21 @@ def _motion(source: str | Path, window: Window, options: MediaOptions, offset: f
         yield Segment(start, end, imu.windows(piece))
 
 
+def duration(source: str | Path, kind: Kind) -> float | None:
+    """A recording's length in seconds by its metadata (cheap: nothing is decoded), for a
+    progress bar; None where it does not say or the file cannot be read."""
+    try:
+        if Kind(kind) is Kind.IMU:
+            return imu.read_imu(source).shape[1] / imu.MODEL_RATE_HZ
+        with open_track(Path(source)) if Kind(kind) is Kind.AUDIO else av.open(str(source)) as opened:
+            if Kind(kind) is Kind.AUDIO:
+                return opened.seconds
+            streams = opened.streams.video or opened.streams.audio
+            return stream_seconds(streams[0]) if streams else None
+    except Exception:  # noqa: BLE001 - a bad file is reported when it is read, not here
+        return None
+
+
 # --- one stretch -----------------------------------------------------------------------------
 
 
@@ -310,7 +325,7 @@ END = None
 
 
 def _produce(
-    index: int, source: str, kind: Kind, reading: Reading, window: Window,
+    index: int, source: str, kind: Kind, reading: Reading, window: Window, span: tuple[float, float] | None,
     options: MediaOptions, out: "queue.Queue", stop: threading.Event,
 ) -> None:
     """Put (index, segment) for each segment of one file, then (index, InputError) or (index, END)."""
@@ -327,7 +342,10 @@ def _produce(
     made, last = 0, 0.0
     with attributed_to(source):
         try:
-            for segment in read_segments(source, kind, reading, window, options):
+            found = read_segments(source, kind, reading, window, options) if span is None else iter(
+                [Segment(span[0], span[1], read_span(source, kind, reading, span[0], span[1], options))]
+            )
+            for segment in found:
                 if not put(segment):
                     return
                 made, last = made + 1, segment.end
@@ -345,20 +363,21 @@ def _produce(
 
 
 def stream_segments(
-    items: Sequence[tuple[str, Kind, Reading, Window]],
+    items: Sequence[tuple[str, Kind, Reading, Window, tuple[float, float] | None]],
     options: MediaOptions | None = None,
     workers: int = 2,
     lookahead: int = 16,
 ) -> Iterator[tuple[int, Segment | InputError | None]]:
     """(item index, segment) as `workers` threads decode the files, at most `lookahead`
     segments waiting; then (index, END) once a file is done, or (index, InputError) for a
-    file that gives none. Segments of different files interleave; one file's come in order."""
+    file that gives none. Segments of different files interleave; one file's come in order.
+    An item with a span (start, end) gives that stretch alone, as one segment."""
     options = options or MediaOptions()
     out: queue.Queue = queue.Queue(maxsize=max(1, lookahead))
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bind-segments") as pool:
-        for n, (source, kind, reading, window) in enumerate(items):
-            pool.submit(_produce, n, source, kind, reading, window, options, out, stop)
+        for n, (source, kind, reading, window, span) in enumerate(items):
+            pool.submit(_produce, n, source, kind, reading, window, span, options, out, stop)
         try:
             finished = 0
             while finished < len(items):

@@ -151,3 +151,17 @@ def test_a_frame_placed_in_a_long_video_is_found_by_an_image_query(tmp_path):
     bind("index", tmp_path / "dashcam.mp4", "--segments", "1s", "--reading", "frames", "-c", "frames", *db)
     [hit] = jsonl(bind("search", tmp_path / "frame.png", "-c", "frames", "-k", "1", "-f", "jsonl", *db).stdout)
     assert (hit["start"], hit["end"]) == (placed, placed + 1)
+
+
+def test_a_moment_of_a_file_is_a_query(recording, tmp_path):
+    db = ["--db", tmp_path / "bind.sqlite3"]
+    assert bind("index", recording, "--segments", "2s:1s", "-c", "m", *db).exit_code == 0
+    hits = jsonl(bind("search", f"{recording}@4-6", "-c", "m", "-k", "2", "-f", "jsonl", *db).stdout)
+    assert (hits[0]["start"], hits[0]["end"], hits[0]["score"]) == (4, 6, pytest.approx(1, abs=1e-5))
+    assert hits[1]["start"] in (3, 5)  # the moment's own file is searched: its neighbours come next
+    each = jsonl(bind("search", f"{recording}@0:02-0:04", f"0.5:{recording}@6-8", "--each", "-c", "m", "-k", "1",
+                      "-f", "jsonl", *db).stdout)
+    assert [(h["query"], h["start"]) for h in each] == [(0, 2), (1, 6)]
+    [terms] = [json.loads(bind("arith", f"{recording}@4-6").stdout)["terms"]]
+    assert (terms[0]["start"], terms[0]["end"]) == (4, 6)
+    assert bind("search", f"{recording}@6-4", "-c", "m", *db).exit_code == 2

@@ -117,7 +117,7 @@ def test_a_video_cut_short_keeps_its_segments_and_says_where_it_stopped(tmp_path
     _film(tmp_path / "whole.mkv", 200)  # Matroska: the header is at the front, as a download's
     data = (tmp_path / "whole.mkv").read_bytes()
     (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
-    items = [(str(tmp_path / "cut.mkv"), Kind.VIDEO, Reading.FRAMES, Window.parse("2s"))]
+    items = [(str(tmp_path / "cut.mkv"), Kind.VIDEO, Reading.FRAMES, Window.parse("2s"), None)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = list(stream_segments(items))
@@ -130,7 +130,7 @@ def test_a_video_cut_short_keeps_its_segments_and_says_where_it_stopped(tmp_path
 def test_an_unreadable_file_is_its_error_and_the_others_go_on(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
     soundfile.write(tmp_path / "good.wav", _noise(4), RATE)
-    items = [(str(tmp_path / n), Kind.AUDIO, Reading.SOUND, Window.parse("2s")) for n in ("bad.wav", "good.wav")]
+    items = [(str(tmp_path / n), Kind.AUDIO, Reading.SOUND, Window.parse("2s"), None) for n in ("bad.wav", "good.wav")]
     got = list(stream_segments(items, workers=2, lookahead=1))
     assert any(n == 0 and isinstance(x, InputError) for n, x in got)
     assert [x.start for n, x in got if n == 1 and x is not None] == [0, 2]
