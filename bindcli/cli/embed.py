@@ -22,13 +22,13 @@ from bindcli.cli.engine import (
     use_engine,
 )
 from bindcli.cli.options import READING_OPTION, SEGMENTS_OPTION, command, segmented
-from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.render import each_embedding, resolved, table_labels
 from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from bindcli.embed.stages import Embedding, Segments
+    from bindcli.embed.stages import Embedding
 
 
 class EmbedFormat(str, enum.Enum):
@@ -113,9 +113,9 @@ def embed(
         fmt = resolved(fmt, run.out, EmbedFormat.JSONL)
     if fmt in _STREAMED and not out_dir and (out_file is None or atomic.is_stream(out_file)):
         # each row as its batch is done: a pipeline starts at once, a crash keeps what is out
-        _stream(run, _lines(fmt, _each((e for _, e in run.stream(inputs))), raw), out_file)
+        _stream(run, _lines(fmt, each_embedding((e for _, e in run.stream(inputs))), raw), out_file)
         return
-    embeddings = list(_each(e for e in run.embed(inputs) if e is not None))
+    embeddings = list(each_embedding(run.embed(inputs)))
     if not embeddings:
         return
     vectors = _stack(embeddings, raw)
@@ -148,14 +148,6 @@ def _file_format(fmt: EmbedFormat, path: Path) -> EmbedFormat:
             f"cannot tell the format of {path} from its suffix ({known}); add --format",
             param_hint="--output",
         ) from None
-
-
-def _each(results: "Iterable[Embedding | Segments]") -> "Iterator[Embedding]":
-    """Each embedding, a file read in segments giving one per window."""
-    from bindcli.embed.stages import Segments
-
-    for result in results:
-        yield from (result.parts if isinstance(result, Segments) else (result,))
 
 
 def _stack(embeddings: "list[Embedding]", raw: bool) -> "np.ndarray":

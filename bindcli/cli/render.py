@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import enum
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -22,7 +22,7 @@ from bindcli.cli.output import Output
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.cli.run import Run
     from bindcli.collections.store import Compaction, Hit
-    from bindcli.embed.stages import Embedding
+    from bindcli.embed.stages import Embedding, Segments
 
 Format = TypeVar("Format", bound=enum.Enum)
 
@@ -168,6 +168,23 @@ def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:
         + (f"  {span(e.start, e.end)}" if e.start is not None else "")
         for i, e in zip(inputs, embeddings)
     ]
+
+
+def each_embedding(results: "Iterable[Embedding | Segments | None]") -> "Iterator[Embedding]":
+    """Each embedding of `results` (None skipped), a file read in segments giving one per window."""
+    from bindcli.embed.stages import Segments
+
+    for result in results:
+        if result is not None:
+            yield from (result.parts if isinstance(result, Segments) else (result,))
+
+
+def input_name(e: "Embedding") -> str:
+    """An input as a machine format names it: its path or text, a segment as the moment it
+    is (`talk.mp4@00:12:31-00:12:36`, which a query takes back)."""
+    if e.start is None:
+        return e.input.source
+    return f"{e.input.source}@{span(e.start, e.end)}"
 
 
 def span(start: float, end: float | None) -> str:

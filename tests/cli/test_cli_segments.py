@@ -165,3 +165,11 @@ def test_a_moment_of_a_file_is_a_query(recording, tmp_path):
     [terms] = [json.loads(bind("arith", f"{recording}@4-6").stdout)["terms"]]
     assert (terms[0]["start"], terms[0]["end"]) == (4, 6)
     assert bind("search", f"{recording}@6-4", "-c", "m", *db).exit_code == 2
+
+
+def test_compare_and_classify_give_a_row_per_window(recording):
+    compared = json.loads(bind("compare", "--segments", "4s", recording, "-f", "json").stdout)
+    assert [r.rsplit("@", 1)[1] for r in compared["rows"]] == ["00:00:00-00:00:04", "00:00:04-00:00:08", "00:00:05-00:00:09"]
+    assert compared["scores"][0][0] == pytest.approx(1, abs=1e-5) and len(compared["scores"][0]) == 3
+    rows = jsonl(bind("classify", "--segments", "4s", recording, "--labels", "rain,wind", "-f", "jsonl").stdout)
+    assert [(r["start"], r["end"]) for r in rows] == [(0, 4), (4, 8), (5, 9)]
