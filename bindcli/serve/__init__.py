@@ -5,5 +5,5 @@ process (`server`). Needs the `bindcli[serve]` extra; the commands' light client
 standard library alone).
 
 Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.media,
-bindcli.model, bindcli.embed.
+bindcli.model, bindcli.embed, bindcli.windows.
 """

@@ -103,7 +103,10 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
                 named, options = await _multipart(request, settings, Path(spool))
             else:
                 named, options = _json_inputs(await _json_body(request), request, settings, Path(spool))
-            answered = await _results(request, batcher, named, use_cache=options.cache)
+            if options.segments is None:
+                answered = await _results(request, batcher, named, use_cache=options.cache)
+            else:
+                named, answered = await _segment_results(batcher, named, options)
         if answered is None:
             return Response(status_code=CLIENT_GONE)
         results, warned = answered
@@ -470,6 +473,34 @@ async def _results(
     return results, warned
 
 
+async def _segment_results(batcher: "Batcher", named: list, options: protocol.Options) -> tuple[list, tuple]:
+    """A request with `segments`: its files read in windows (one answer per file and reading,
+    each with its windows' vectors and times), embedded by the server's embedder through the
+    segment pipeline on a thread beside the batcher (`Embedder._encode_segments`), with the
+    server's embedding cache whatever `cache` says."""
+    from bindcli.embed.inputs import in_segments
+    from bindcli.errors import UsageError
+    from bindcli.windows import Reading, Window
+
+    try:
+        window = Window.parse(options.segments)  # type: ignore[arg-type]
+        readings = [Reading(r) for r in options.readings]
+        expanded = []
+        for name, x in named:
+            expanded += [(name, y) for y in ([x] if isinstance(x, _Refused) else in_segments([x], window, readings))]
+    except (UsageError, ValueError) as exc:
+        raise HTTPException(400, str(exc)) from None
+    live = [(n, x) for n, (_, x) in enumerate(expanded) if not isinstance(x, (_Refused, InputError))]
+    results: list = [InputError(name, str(x)) if isinstance(x, _Refused) else x if isinstance(x, InputError)
+                     else None for name, x in expanded]
+    if live:
+        found = await asyncio.to_thread(batcher.embedder.embed, [x for _, x in live])
+        for (n, x), result in zip(live, found):
+            name = expanded[n][0]
+            results[n] = InputError(name, _as_sent(result.reason, name, x)) if isinstance(result, InputError) else result
+    return expanded, (results, [[] for _ in expanded])
+
+
 def _as_sent(message: str, name: str, inp: "Input") -> str:
     """A message about `inp` in the client's words: a file it sent named as it named it, not
     as the spool file the server wrote (`/tmp/bind-serve-XXXX/0.jpg`)."""
@@ -498,6 +529,15 @@ def _result(name: str, r: "Embedding | InputError", warned: "list[Caught]", *, r
     answers = [w.answer() for w in warned]
     if isinstance(r, InputError):
         return protocol.failed(name, r.reason, answers)
+    from bindcli.embed.stages import Segments
+
+    if isinstance(r, Segments):
+        answer = protocol.embedded(name, r.input.kind.value, [], r.sha256, r.cached, answers)
+        del answer["embedding"]
+        answer["reading"] = r.input.reading.value  # type: ignore[union-attr]
+        answer["segments"] = [protocol.segment(e.start, e.end, _vector(e.raw if raw else e.unit, b64=b64))
+                              for e in r.parts]
+        return answer
     return protocol.embedded(name, r.input.kind.value, _vector(r.raw if raw else r.unit, b64=b64),
                              r.sha256, r.cached, answers)
 
@@ -507,7 +547,8 @@ def _npy(named: Sequence, results: list, warned: list, *, raw: bool) -> Response
     in the `X-Bind-Errors` header (JSON), warnings in `X-Bind-Warnings`."""
     from bindcli._util.formats import npy_bytes
 
-    rows = [(r.raw if raw else r.unit) for r in results if not isinstance(r, InputError)]
+    rows = [row for r in results if not isinstance(r, InputError)
+            for row in (np.atleast_2d(r.raw if raw else r.unit))]  # a file in segments: a row per window
     errors = [{"input": name, "error": r.reason} for (name, _), r in zip(named, results) if isinstance(r, InputError)]
     if not rows:
         raise HTTPException(422, "; ".join(f"{e['input']}: {e['error']}" for e in errors))
