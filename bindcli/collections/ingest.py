@@ -30,7 +30,7 @@ from bindcli.collections.store import CollectionRecord, Item, Store
 from bindcli.embed.inputs import Input, in_segments
 from bindcli.embed.object_store import ObjectFile, listing
 from bindcli.embed.stages import Segments, digests
-from bindcli.errors import InputError, UnlistedRoot
+from bindcli.errors import InputError, UnlistedRoot, UsageError
 from bindcli.modality import EXTENSIONS, Kind, detect
 from bindcli.windows import READINGS, Reading, Window
 
@@ -208,8 +208,7 @@ def index(
     (`nearest.update_index_files`).
     """
     report = Report()
-    if segments is not None:
-        _pin_window(store, collection, segments)
+    _pin_window(store, collection, segments)
     known = store.file_states(collection)
     seen: set[str] = set()
     pending: list[tuple[Path, Kind, os.stat_result]] = []
@@ -295,14 +294,22 @@ def _in_time(kind: Kind, segments: Window | None) -> bool:
     return segments is not None and kind.value in READINGS
 
 
-def _pin_window(store: Store, collection: CollectionRecord, segments: Window) -> None:
+def _pin_window(store: Store, collection: CollectionRecord, segments: Window | None) -> None:
     """Record the window spec the collection's segments are made with; another spec than
-    the recorded one (or a collection of whole files) starts it afresh, so no window of the
-    old spec survives beside the new ones."""
+    the recorded one starts it afresh, so no window of the old spec survives beside the new
+    ones. A collection holds segments or whole files, never both: the other is refused."""
     made_with = json.loads(collection.made_with)
-    if made_with.get("segments") == segments.text:
+    pinned = made_with.get("segments")
+    if pinned == (segments.text if segments else None):
         return
     fresh = not store.live_shape(collection)[0]
+    if segments is None or (pinned is None and not fresh):
+        has = f"segments ({pinned})" if pinned else "whole files"
+        wanted = f"--segments {segments.text}" if segments else "whole files"
+        raise UsageError(
+            f"collection {collection.name!r} holds {has}; index {wanted} into another collection "
+            f"(-c NAME){f', or add --segments {pinned}' if pinned else ''}"
+        )
     made_with["segments"] = segments.text
     store.restart(collection, json.dumps(made_with), forget_items=not fresh)
 

@@ -173,3 +173,13 @@ def test_compare_and_classify_give_a_row_per_window(recording):
     assert compared["scores"][0][0] == pytest.approx(1, abs=1e-5) and len(compared["scores"][0]) == 3
     rows = jsonl(bind("classify", "--segments", "4s", recording, "--labels", "rain,wind", "-f", "jsonl").stdout)
     assert [(r["start"], r["end"]) for r in rows] == [(0, 4), (4, 8), (5, 9)]
+
+
+def test_a_collection_holds_segments_or_whole_files(recording, tmp_path):
+    db = ["--db", tmp_path / "bind.sqlite3"]
+    assert bind("index", recording, "-c", "files", *db).exit_code == 0
+    refused = bind("index", recording, "--segments", "2s", "-c", "files", *db)
+    assert refused.exit_code == 2 and "holds whole files" in refused.stderr
+    assert bind("index", recording, "--segments", "2s", "-c", "moments", *db).exit_code == 0
+    refused = bind("index", recording, "-c", "moments", *db)
+    assert refused.exit_code == 2 and "add --segments 2s:2s" in refused.stderr
