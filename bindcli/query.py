@@ -5,11 +5,14 @@ a missing operator means `+`. A weight is a finite number, a colon and then neit
 nor a digit (so `10:30 train` and `16:9` are texts); a text that would read as weighted
 starts with a backslash, which is dropped (`\\0.5:dog` is the text `0.5:dog`, `0.5:\\3 dogs` weighs
 `3 dogs`). The combination is the ImageBind paper's (`vectors.combine`).
+A file term may be a moment of the file, `talk.mp4@12:31-12:36`: only that stretch is
+embedded (a moment is not left out of results, so other moments of its file are found).
 `arith`, `search` and anything else that takes a query share this, including one rule for
 leaving the query's own files out of its results: two paths are the same file when their
 canonical forms (`bindcli._util.paths.canonical`) are.
 
-Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed.
+Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed,
+bindcli.windows.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ import numpy as np
 from bindcli._util.paths import canonical
 from bindcli.errors import InputError, QueryError
 from bindcli.vectors import combine
+from bindcli.windows import parse_moment
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.embedder import Embedder
     from bindcli.embed.inputs import Input
-    from bindcli.embed.stages import Embedding
+    from bindcli.embed.stages import Embedding, Segments
     from bindcli.modality import Kind
 
 OPERATORS = {"+": 1.0, "-": -1.0}
@@ -53,6 +57,8 @@ class Term:
     source: str
     weight: float = 1.0
     literal: bool = False  # `source` is a text, not a path
+    #: a moment of the file (`talk.mp4@12:31-12:36`), in seconds: only that stretch is embedded
+    moment: tuple[float, float] | None = None
 
 
 def split_weight(token: str, is_file: Callable[[str], bool] | None = None) -> tuple[float, str]:
@@ -104,7 +110,11 @@ class Query:
                 continue
             exists = os.path.lexists
             weight, source = (1.0, token) if exists(token) else split_weight(token, exists)
-            terms.append(Term(source, (1.0 if sign is None else sign) * weight))
+            moment = None if exists(source) else parse_moment(source)
+            if moment is not None:
+                source = moment[0]
+            terms.append(Term(source, (1.0 if sign is None else sign) * weight,
+                              moment=moment[1:] if moment is not None else None))
             sign = None
         if sign is not None:
             raise QueryError("the expression ends with an operator")
@@ -117,7 +127,11 @@ class Query:
 
     def describe(self) -> list[dict]:
         """The terms as JSON-ready records: what `arith` prints and a generated PNG keeps."""
-        return [{"input": t.source, "weight": t.weight, "text": t.literal} for t in self.terms]
+        return [
+            {"input": t.source, "weight": t.weight, "text": t.literal,
+             **({"start": t.moment[0], "end": t.moment[1]} if t.moment else {})}
+            for t in self.terms
+        ]
 
     @property
     def files(self) -> list[str]:
@@ -128,14 +142,25 @@ class Query:
         return [t.source for t in self.terms if t.literal]
 
     def inputs(self, as_kind: "Kind | str | None" = None) -> "list[Input | InputError]":
-        """One input per term, in term order."""
-        from bindcli.embed.inputs import gather
+        """One input per term, in term order (a moment of a file as one segment of it)."""
+        from bindcli.embed.inputs import Input, gather
 
-        return gather(self.files, self.texts, as_kind)
+        found = gather(self.files, self.texts, as_kind)
+        for n, term in enumerate(self.terms):
+            if term.moment is not None and not isinstance(found[n], InputError):
+                try:
+                    found[n] = Input.moment(term.source, *term.moment)
+                except InputError as exc:
+                    found[n] = exc
+        return found
 
-    def vector(self, embeddings: "Sequence[Embedding]") -> np.ndarray:
-        """The combined unit vector from the terms' embeddings (in term order)."""
-        return combine([e.raw for e in embeddings], [t.weight for t in self.terms])
+    def vector(self, embeddings: "Sequence[Embedding | Segments]") -> np.ndarray:
+        """The combined unit vector from the terms' embeddings (in term order); a moment's
+        is its one segment's."""
+        from bindcli.embed.stages import Segments
+
+        raws = [e.parts[0].raw if isinstance(e, Segments) else e.raw for e in embeddings]
+        return combine(raws, [t.weight for t in self.terms])
 
     def embed(self, embedder: "Embedder", as_kind: "Kind | str | None" = None) -> np.ndarray:
         """The query's vector; raises the first term's InputError if any term is unusable."""
@@ -148,7 +173,7 @@ class Query:
     @functools.cached_property
     def own_files(self) -> frozenset[str]:
         """The real paths of the query's files: what its results must leave out."""
-        return frozenset(str(canonical(f)) for f in self.files)
+        return frozenset(str(canonical(t.source)) for t in self.terms if not t.literal and t.moment is None)
 
     def is_own(self, path: str | Path) -> bool:
         return str(canonical(path)) in self.own_files

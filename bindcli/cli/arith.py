@@ -72,6 +72,7 @@ def arith(
     import numpy as np
 
     from bindcli.collections.nearest import index_for
+    from bindcli.collections.timed import with_times
     from bindcli.collections.store import Hit
     from bindcli.query import Query
 
@@ -102,7 +103,7 @@ def arith(
             for coll in collections:
                 index = index_for(store, coll)
                 hits += parsed.leave_out(
-                    lambda n: index.search(query, k=n)[0], wanted(top_k, store, coll),
+                    lambda n: with_times(store, coll, index.search(query, k=n)[0]), wanted(top_k, store, coll),
                     lambda hit: hit.path,
                 )
     show_hits(run, sorted(hits, key=lambda h: -h.score)[: top_k or None], fmt)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import formats
-from bindcli.cli.options import check_templates, command
-from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.options import READING_OPTION, SEGMENTS_OPTION, check_templates, command, segmented
+from bindcli.cli.render import each_embedding, resolved, table_labels
 from bindcli.cli.run import Run
 from bindcli.errors import UsageError
 
@@ -53,6 +53,8 @@ def classify(
     top_k: Annotated[int, typer.Option(
         "--top-k", "-k", min=0, help="Labels to show per input (0: all).",
     )] = 5,
+    segments: SEGMENTS_OPTION = None,
+    reading: READING_OPTION = None,
     fmt: Annotated[ClassifyFormat, typer.Option(
         "--format", "-f", case_sensitive=False, help="auto: a table on a terminal, JSONL in a pipe.",
     )] = ClassifyFormat.AUTO,
@@ -71,20 +73,21 @@ def classify(
     if not files and not text:
         raise typer.BadParameter("give at least one FILE or --text", param_hint="FILE")
     check_templates(template or ())
-    inputs = run.inputs(files or [], text or [])
+    inputs = segmented(run, run.inputs(files or [], text or []), segments, reading)
     templates = zeroshot.templates_for({x.kind for x in inputs if isinstance(x, Input)}, template or ())
     prompts = zeroshot.prompts(names, templates)
     results = run.embed(inputs + [Input.text(p) for p in prompts])
     classifier = zeroshot.Classifier.from_prompts(
         names, templates, dict(zip(prompts, results[len(inputs):]))
     )
-    classified = [(e, classifier.rank(e, top_k)) for e in results[: len(inputs)] if e is not None]
+    classified = [(e, classifier.rank(e, top_k)) for e in each_embedding(results[: len(inputs)])]
     fmt = resolved(fmt, run.out, ClassifyFormat.JSONL)
     if fmt is ClassifyFormat.TABLE:
         _table(run, classified)
     else:
         run.out.text(formats.jsonl(
-            {"input": e.input.source, "modality": e.input.kind.value, "labels": [
+            {"input": e.input.source, "modality": e.input.kind.value,
+             **({} if e.start is None else {"start": round(e.start, 6), "end": round(e.end, 6)}), "labels": [
                 {"label": r.label, "probability": printed(r.probability), "score": printed(r.score)}
                 for r in ranked
             ]}

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import formats
-from bindcli.cli.options import command
-from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.options import READING_OPTION, SEGMENTS_OPTION, command, segmented
+from bindcli.cli.render import each_embedding, input_name, resolved, table_labels
 from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +48,8 @@ def compare(
         help="Per-row softmax of upstream's scaled dot products (ImageBind's README) instead of "
         "cosine similarity.",
     )] = False,
+    segments: SEGMENTS_OPTION = None,
+    reading: READING_OPTION = None,
     fmt: Annotated[CompareFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="auto: a table on a terminal, JSON in a pipe.",
@@ -71,16 +73,17 @@ def compare(
             "'-' (read paths from stdin) may be given once, for FILE or for --against",
             param_hint="FILE",
         )
-    row_inputs = run.inputs(files or [], text or [])
-    col_inputs = run.inputs(against or [], against_text or [])
+    row_inputs = segmented(run, run.inputs(files or [], text or []), segments, reading)
+    col_inputs = segmented(run, run.inputs(against or [], against_text or []), segments, reading)
     square = not col_inputs
-    if square and len(row_inputs) < 2:
+    timed = any(getattr(x, "window", None) for x in row_inputs)  # one file in segments: many rows
+    if square and len(row_inputs) < 2 and not timed:
         raise typer.BadParameter("give at least two inputs, or --against", param_hint="FILE")
     if not row_inputs:
         raise typer.BadParameter("give at least one input to compare", param_hint="FILE")
     results = run.embed(row_inputs + col_inputs)
-    rows = [e for e in results[: len(row_inputs)] if e is not None]
-    cols = rows if square else [e for e in results[len(row_inputs):] if e is not None]
+    rows = list(each_embedding(results[: len(row_inputs)]))  # a file in segments: a row per window
+    cols = rows if square else list(each_embedding(results[len(row_inputs):]))
     if square and len(rows) == 1:
         run.out.error("nothing to compare: only one of the inputs could be used")
     if not rows or not cols or (square and len(rows) == 1):
@@ -92,8 +95,8 @@ def compare(
     if fmt is CompareFormat.TABLE:
         _table(run, rows, cols, scores, "softmax" if softmax else "cosine", square)
         return
-    names_r = [e.input.source for e in rows]
-    names_c = [e.input.source for e in cols]
+    names_r = [input_name(e) for e in rows]
+    names_c = [input_name(e) for e in cols]
     cells = [[None if v != v else printed(v) for v in row] for row in scores]
     if fmt is CompareFormat.CSV:
         run.out.text(formats.csv_text(["", *names_c], ([n, *r] for n, r in zip(names_r, cells))))

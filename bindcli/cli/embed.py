@@ -21,8 +21,8 @@ from bindcli.cli.engine import (
     refuse_uris,
     use_engine,
 )
-from bindcli.cli.options import command
-from bindcli.cli.render import resolved, table_labels
+from bindcli.cli.options import READING_OPTION, SEGMENTS_OPTION, command, segmented
+from bindcli.cli.render import each_embedding, resolved, table_labels
 from bindcli.cli.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,6 +78,8 @@ def embed(
     raw: Annotated[bool, typer.Option(
         "--raw", help="Upstream's outputs (scaled per modality) instead of unit vectors.",
     )] = False,
+    segments: SEGMENTS_OPTION = None,
+    reading: READING_OPTION = None,
     engine: ENGINE_OPTION = EngineName.LOCAL,
     address: ADDRESS_OPTION = None,
     workers: WORKERS_OPTION = None,
@@ -91,6 +93,7 @@ def embed(
     [dim]Examples:[/dim]
       bind embed dog.jpg bark.wav --text "a dog"
       find photos -name '*.jpg' | bind embed - -o photos.npy
+      bind embed --segments 5s:2.5s podcast.mp3 -o podcast.jsonl
     """
     if not files and not text:
         raise typer.BadParameter("give at least one FILE or --text", param_hint="FILE")
@@ -102,15 +105,17 @@ def embed(
         raise typer.BadParameter(
             "npy is binary: redirect stdout or use -o FILE.npy", param_hint="--format"
         )
-    inputs = run.inputs(files or [], text or [])
+    if segments is not None and engine is not EngineName.LOCAL:
+        raise typer.BadParameter("--segments embeds in this process", param_hint="--engine")
+    inputs = segmented(run, run.inputs(files or [], text or []), segments, reading)
     refuse_uris(engine, (x.source for x in inputs if not getattr(x, "literal", False)))
     if not out_file and not out_dir:
         fmt = resolved(fmt, run.out, EmbedFormat.JSONL)
     if fmt in _STREAMED and not out_dir and (out_file is None or atomic.is_stream(out_file)):
         # each row as its batch is done: a pipeline starts at once, a crash keeps what is out
-        _stream(run, _lines(fmt, (e for _, e in run.stream(inputs)), raw), out_file)
+        _stream(run, _lines(fmt, each_embedding((e for _, e in run.stream(inputs))), raw), out_file)
         return
-    embeddings = [e for e in run.embed(inputs) if e is not None]
+    embeddings = list(each_embedding(run.embed(inputs)))
     if not embeddings:
         return
     vectors = _stack(embeddings, raw)
@@ -168,9 +173,16 @@ def _stream(run: Run, lines: Iterator[str], path: Path | None) -> None:
 
 def _record(e: "Embedding", vector: "np.ndarray") -> dict:
     return {
-        "input": path_text(e.input.source), "modality": e.input.kind.value,
+        "input": path_text(e.input.source), "modality": e.input.kind.value, **_when(e),
         "embedding": formats.floats(vector),
     }
+
+
+def _when(e: "Embedding") -> dict:
+    """A segment's window (`start`, `end` in seconds, and how it was read); nothing for a whole file."""
+    if e.start is None:
+        return {}
+    return {"start": round(e.start, 6), "end": round(e.end, 6), "reading": e.input.reading.value}
 
 
 def _lines(fmt: EmbedFormat, embeddings: "Iterable[Embedding]", raw: bool) -> Iterator[str]:
@@ -182,8 +194,12 @@ def _lines(fmt: EmbedFormat, embeddings: "Iterable[Embedding]", raw: bool) -> It
             yield formats.jsonl([_record(e, vector)])
             continue
         if n == 0:
-            yield formats.csv_row(["input", "modality", *(f"e{i}" for i in range(vector.shape[0]))])
-        yield formats.csv_row([path_text(e.input.source), e.input.kind.value, *formats.floats(vector)])
+            timed = e.start is not None  # with --segments, each row's window
+            yield formats.csv_row(
+                ["input", "modality", *(["start", "end"] if timed else []), *(f"e{i}" for i in range(vector.shape[0]))]
+            )
+        when = [_when(e).get("start", ""), _when(e).get("end", "")] if timed else []
+        yield formats.csv_row([path_text(e.input.source), e.input.kind.value, *when, *formats.floats(vector)])
 
 
 def _render(fmt: EmbedFormat, embeddings: "list[Embedding]", vectors: "np.ndarray", raw: bool) -> str:
@@ -202,7 +218,7 @@ def _manifest(run: Run, embeddings: "list[Embedding]", raw: bool, files: list[st
     embedder = run.embedder
     names = files or [None] * len(embeddings)
     rows = [
-        manifest.row(e.input.source, e.input.kind.value, e.sha256, name)
+        {**manifest.row(e.input.source, e.input.kind.value, e.sha256, name), **_when(e)}
         for e, name in zip(embeddings, names)
     ]
     return manifest.manifest(
@@ -238,6 +254,8 @@ def _write_dir(
     names: list[str] = []
     for e, v in zip(embeddings, vectors):
         base = f"text-{e.sha256[:12]}" if e.input.literal else Path(e.input.source).name
+        if e.start is not None:  # a segment: its window in the name
+            base += f"@{e.start:g}-{e.end:g}s"
         name, copy = f"{base}.npy", 1
         while name in names:  # the same name again (even the same content): never overwrite
             name = f"{base}-{e.sha256[:8]}" + (f"-{copy}" if copy > 1 else "") + ".npy"

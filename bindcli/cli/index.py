@@ -24,9 +24,12 @@ from bindcli.cli.options import (
     COLLECTION_OPTION,
     DB_OPTION,
     DEFAULT_COLLECTION,
+    READING_OPTION,
+    SEGMENTS_OPTION,
     VectorType,
     command,
     open_store,
+    parse_segments,
 )
 from bindcli.cli.run import Run
 
@@ -54,6 +57,8 @@ def index(
         "--vectors", case_sensitive=False,
         help="How a new collection stores vectors; float16 halves the file.",
     )] = VectorType.FLOAT32,
+    segments: SEGMENTS_OPTION = None,
+    reading: READING_OPTION = None,
     engine: ENGINE_OPTION = EngineName.LOCAL,
     address: ADDRESS_OPTION = None,
     workers: WORKERS_OPTION = None,
@@ -71,9 +76,13 @@ def index(
       bind index . --db ./bind.sqlite3 --exclude '*.tmp' --collection trip
       bind index /shared/photos --engine ray --address auto --gpus-per-worker 1
       bind index s3://bucket/photos --engine ray --address auto
+      bind index ~/films --segments 5s:2.5s --reading frames --reading sound -c moments
     """
     refuse_uris(engine, paths)
     use_engine(run, engine, address, workers, gpus_per_worker, cpus_per_worker)
+    if segments is not None and engine is not EngineName.LOCAL:
+        raise typer.BadParameter("--segments embeds in this process", param_hint="--engine")
+    window, readings = parse_segments(run, segments, reading)
     from bindcli.collections.collection import Collection
 
     outputs: list[Path] = []  # bind's own vectors under PATH: never inputs
@@ -93,6 +102,7 @@ def index(
         report = coll.update(
             paths, exclude=exclude or (), include_hidden=include_hidden, as_kind=run.common.as_kind,
             batch_size=4 * run.common.batch_size, on_skip=outputs.append, on_progress=on_progress,
+            segments=window, readings=readings,
             on_found=lambda files: advance.append(bar.enter_context(run.out.progress(files, "Indexing"))),
         )
     run.failed += run.out.failed(report.failed)

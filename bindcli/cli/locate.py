@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from bindcli._util import atomic, formats
-from bindcli.cli.options import command
+from bindcli.cli.options import READING_OPTION, SEGMENTS_OPTION, command, parse_segments
 from bindcli.cli.render import resolved
 from bindcli.cli.run import Run
 from bindcli.errors import InputError, UsageError
@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from bindcli.locate import Located
+    from bindcli.when import Timeline
+    from bindcli.windows import Reading, Window
 
 
 class LocateFormat(str, enum.Enum):
@@ -41,8 +43,15 @@ class Reduce(str, enum.Enum):
 @command
 def locate(
     run: Run,
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", show_default=False,
-                                                 help="Images to search in.")],
+    images: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="IMAGE", show_default=False, help="Images to search in.")] = None,
+    recordings: Annotated[Optional[list[Path]], typer.Option(
+        "--in", metavar="FILE", show_default=False,
+        help="Search in time instead: when in this audio, video or IMU file the query is "
+        "(repeatable); time ranges ranked by score, edges refined.",
+    )] = None,
+    segments: SEGMENTS_OPTION = None,
+    reading: READING_OPTION = None,
     query: Annotated[Optional[list[str]], typer.Option(
         "--query", "-Q", metavar="TERM", show_default=False,
         help="The query, in `bind arith`'s syntax: a file of any modality, 0.5:file, + and - "
@@ -63,7 +72,8 @@ def locate(
     )] = None,
     out_image: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="OUT.png", dir_okay=False, show_default=False,
-        help="Draw the boxes and scores on the image (one image only).",
+        help="Draw the boxes and scores on the image (one image only); with --in, the "
+        "timeline: the score over time with the best ranges marked (needs matplotlib).",
     )] = None,
     out_dir: Annotated[Optional[Path], typer.Option(
         "--out-dir", metavar="DIR", file_okay=False, show_default=False,
@@ -92,6 +102,7 @@ def locate(
       bind locate park.jpg --query bark.wav -o park.boxes.png
       bind locate park.jpg --text "a dog" --query "- 0.5:grass.jpg" --heatmap heat.png
       bind locate shots/*.jpg --query bark.wav --proposals boxes.json -f json
+      bind locate --query bark.wav --in walk.mp4 --reading sound -o timeline.png
     """
     from bindcli.locate import locate as find
     from bindcli.locate import read_proposals
@@ -99,6 +110,15 @@ def locate(
     from bindcli.media.options import MediaOptions
     from bindcli.query import Query
 
+    if recordings:
+        if images or proposals or out_dir or heatmap:
+            raise UsageError("--in searches recordings in time; IMAGE, --proposals, --out-dir and --heatmap are for images")
+        _in_time(run, recordings, query, text, segments, reading, top_k, min_score, out_image, fmt)
+        return
+    if not images:
+        raise typer.BadParameter("give an IMAGE to search in, or --in FILE for a recording", param_hint="IMAGE")
+    if segments or reading:
+        raise UsageError("--segments and --reading go with --in")
     if out_image and out_dir:
         raise UsageError("use either -o FILE or --out-dir DIR")
     if len(images) > 1 and (out_image or heatmap):
@@ -129,6 +149,84 @@ def locate(
                 _pictures(run, img, located, out_image, out_dir and out_dir / names[path], heatmap)
             advance(1)
     _show(run, found, fmt)
+
+
+def _in_time(
+    run: Run, recordings: list[Path], query: list[str] | None, text: list[str] | None, segments: str | None,
+    readings: list[str] | None, top_k: int, min_score: float | None, picture: Path | None, fmt: LocateFormat,
+) -> None:
+    """`locate --in`: the best time ranges of each recording (`bindcli.when`)."""
+    from bindcli.query import Query
+    from bindcli.when import check_picture, draw_timeline, when
+    from bindcli.windows import READINGS, Window
+
+    if picture is not None:
+        if len(recordings) > 1:
+            raise UsageError("-o draws one timeline; give one --in FILE")
+        check_picture(picture)
+    window, chosen = parse_segments(run, segments or "2s", readings)
+    run.local_only = True
+    vector = run.query_vector(Query.parse([w for v in query or [] for w in _words(v)], text or []),
+                              "Embedding the query")
+    if vector is None:
+        return  # the failed term is named on stderr (exit 1)
+    embedder = run.local_embedder
+    found = []
+    for path in recordings:
+        try:
+            from bindcli.modality import detect
+
+            own = READINGS.get(detect(path, run.common.as_kind).value, ())
+            how = next((r for r in chosen if r in own), own[0] if own else None)
+            spec = window if segments else _default_window(how)
+            timeline = when(embedder, path, vector, spec or Window(2, 1), how, k=top_k, min_score=min_score)
+        except InputError as exc:
+            run.failed += run.out.failed([exc])
+            continue
+        found.append(timeline)
+        if picture is not None:
+            draw_timeline(timeline, picture)
+            run.out.note(f"wrote {picture}")
+    _show_times(run, found, fmt)
+
+
+def _default_window(reading: "Reading | None") -> "Window | None":
+    """Without --segments: windows as long as the reading's tower takes (2 s; a frame: 1 s),
+    every half window."""
+    from bindcli.windows import Window
+
+    if reading is None:
+        return None
+    length = reading.shortest or 1.0
+    return Window(length, length / 2)
+
+
+def _show_times(run: Run, found: "list[Timeline]", fmt: LocateFormat) -> None:
+    from bindcli.vectors import printed
+
+    records = [
+        {"input": str(t.source), "reading": t.reading,
+         "moments": [{"start": round(m.start, 3), "end": round(m.end, 3), "score": printed(m.score)} for m in t.moments]}
+        for t in found
+    ]
+    fmt = resolved(fmt, run.out, LocateFormat.JSONL)
+    if fmt is LocateFormat.JSON:
+        run.out.text(formats.json_text(records))
+    elif fmt is LocateFormat.JSONL:
+        run.out.text(formats.jsonl(records))
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        from bindcli.cli.render import span
+
+        table = Table()
+        for column in ("file", "#", "score", "when"):
+            table.add_column(column, justify="right" if column in ("#", "score") else "left")
+        for t in found:
+            for n, m in enumerate(t.moments, 1):
+                table.add_row(escape(Path(t.source).name) if n == 1 else "", str(n), f"{m.score:.3f}", span(m.start, m.end))
+        run.out.table(table)
 
 
 def _words(value: str) -> list[str]:

@@ -30,6 +30,9 @@ from bindcli.model.placement import Precision
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.store import CollectionRecord, Store
+    from bindcli.embed.inputs import Input
+    from bindcli.errors import InputError
+    from bindcli.windows import Reading, Window
     from bindcli.media.options import MediaOptions
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
@@ -295,6 +298,50 @@ QUERY_TEXT = Annotated[Optional[list[str]], typer.Option(
 TOP_K_OPTION = Annotated[int, typer.Option(
     "--top-k", "-k", min=0, help="Results to show (0: all).",
 )]
+SEGMENTS_OPTION = Annotated[Optional[str], typer.Option(
+    "--segments", metavar="LEN[:HOP]", show_default=False,
+    help="Long audio, video and IMU files as one vector per window of time, each with its "
+    "start and end: windows of LEN every HOP (default LEN), e.g. 2s, 5s:2.5s, 500ms.",
+)]
+READING_OPTION = Annotated[Optional[list[str]], typer.Option(
+    "--reading", metavar="HOW", show_default=False,
+    help="With --segments, how a video's windows are read (repeatable): clips (video tower, "
+    "the default), frames (one frame each, vision tower), sound (its sound, audio tower).",
+)]
+
+
+def parse_segments(
+    run: Run, segments: str | None, readings: Sequence[str] | None = ()
+) -> "tuple[Window | None, list[Reading]]":
+    """The `--segments` window and the `--reading`s, or (None, []) without --segments.
+    Segments are embedded in this process (`Run.local_only`)."""
+    if segments is None:
+        if readings:
+            raise typer.BadParameter("--reading goes with --segments", param_hint="--reading")
+        return None, []
+    from bindcli.windows import Reading, Window
+
+    try:
+        chosen = [Reading(r.lower()) for r in readings or ()]
+    except ValueError:
+        names = ", ".join(r.value for r in Reading)
+        raise typer.BadParameter(f"one of: {names}", param_hint="--reading") from None
+    window = Window.parse(segments)
+    run.local_only = True
+    return window, chosen
+
+
+def segmented(
+    run: Run, inputs: "Sequence[Input | InputError]", segments: str | None, readings: Sequence[str] | None = ()
+) -> "list[Input | InputError]":
+    """`inputs` read in the `--segments` windows (`embed.inputs.in_segments`), or as they are
+    without it (`parse_segments`)."""
+    window, chosen = parse_segments(run, segments, readings)
+    if window is None:
+        return list(inputs)
+    from bindcli.embed.inputs import in_segments
+
+    return in_segments(inputs, window, chosen)
 
 
 class VectorType(str, enum.Enum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import enum
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -22,7 +22,7 @@ from bindcli.cli.output import Output
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.cli.run import Run
     from bindcli.collections.store import Compaction, Hit
-    from bindcli.embed.stages import Embedding
+    from bindcli.embed.stages import Embedding, Segments
 
 Format = TypeVar("Format", bound=enum.Enum)
 
@@ -46,7 +46,8 @@ class HitsFormat(str, enum.Enum):
 
 
 def show_hits(run: "Run", hits: "list[Hit]", fmt: HitsFormat, queries: Sequence[int] | None = None) -> None:
-    """Ranked results as a table, JSONL (`path`, `modality`, `score`) or bare paths; with
+    """Ranked results as a table, JSONL (`path`, a segment's `start` and `end`, `modality`,
+    `score`) or bare paths; with
     `queries` (the query row of each hit, for a batch) JSONL records and the table lead
     with it."""
     fmt = resolved(fmt, run.out, HitsFormat.JSONL)
@@ -58,8 +59,9 @@ def show_hits(run: "Run", hits: "list[Hit]", fmt: HitsFormat, queries: Sequence[
         from bindcli.vectors import printed
 
         run.out.text(formats.jsonl(
-            {**({} if row is None else {"query": row}), "path": path_text(h.path), "modality": h.kind,
-             "score": printed(h.score)}
+            {**({} if row is None else {"query": row}), "path": path_text(h.path),
+             **({} if h.start is None else {"start": round(h.start, 6), "end": round(h.end, 6)}),
+             "modality": h.kind, "score": printed(h.score)}
             for row, h in zip(rows, hits)
         ))
         return
@@ -76,7 +78,8 @@ def show_hits(run: "Run", hits: "list[Hit]", fmt: HitsFormat, queries: Sequence[
     n = 0
     for i, (row, hit) in enumerate(zip(rows, hits)):
         n = 1 if i == 0 or row != rows[i - 1] else n + 1
-        cells = [f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))), hit.kind]
+        where = "" if hit.start is None else f"  {span(hit.start, hit.end)}"
+        cells = [f"{hit.score:.3f}", escape(path_text(_for_people(hit.path))) + where, hit.kind]
         table.add_row(*([str(row)] if queries is not None else []), str(n), *cells)
     run.out.table(table)
 
@@ -158,9 +161,34 @@ def table_labels(embeddings: "Sequence[Embedding]") -> list[str]:
     from rich.markup import escape
 
     inputs = [e.input for e in embeddings]
-    names = [Path(i.source).name for i in inputs if not i.literal]
-    short = len(set(names)) == len(names)
+    files = {i.source for i in inputs if not i.literal}
+    short = len({Path(f).name for f in files}) == len(files)
     return [
         escape(path_text(f'"{i.source}"' if i.literal else Path(i.source).name if short else i.source))
-        for i in inputs
+        + (f"  {span(e.start, e.end)}" if e.start is not None else "")
+        for i, e in zip(inputs, embeddings)
     ]
+
+
+def each_embedding(results: "Iterable[Embedding | Segments | None]") -> "Iterator[Embedding]":
+    """Each embedding of `results` (None skipped), a file read in segments giving one per window."""
+    from bindcli.embed.stages import Segments
+
+    for result in results:
+        if result is not None:
+            yield from (result.parts if isinstance(result, Segments) else (result,))
+
+
+def input_name(e: "Embedding") -> str:
+    """An input as a machine format names it: its path or text, a segment as the moment it
+    is (`talk.mp4@00:12:31-00:12:36`, which a query takes back)."""
+    if e.start is None:
+        return e.input.source
+    return f"{e.input.source}@{span(e.start, e.end)}"
+
+
+def span(start: float, end: float | None) -> str:
+    """A segment's window as people read it: `00:12:31-00:12:36`."""
+    from bindcli.windows import clock
+
+    return f"{clock(start)}-{clock(end if end is not None else start)}"

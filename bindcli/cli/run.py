@@ -7,6 +7,7 @@ first (`cli/connect.py`); otherwise it is chosen when the run first needs its em
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -62,6 +63,8 @@ class Run:
         self.needs_weights = False
         #: builds the embedder elsewhere than in this process (`--engine ray`, cli/engine.py)
         self.engine: Callable[[Run], Embedder] | None = None
+        #: embeds in this process whatever server runs (files read in `--segments`)
+        self.local_only = False
 
     def inputs(
         self, paths: Sequence[str] = (), texts: Sequence[str] = ()
@@ -129,6 +132,8 @@ class Run:
         if self._embedder is None:
             if self.engine is not None:
                 self._embedder = self.engine(self)
+            elif self.local_only:
+                self._embedder = self.local_embedder
             else:
                 self._embedder = self.server(self.model) or self.local_embedder
         return self._embedder
@@ -187,7 +192,7 @@ class Run:
         embedder = self.embedder
         done: dict[int, Embedding | None] = {}
         ahead = 0  # the next position to hand out
-        with self.out.progress(len(inputs), label) as advance:
+        with self._progress(inputs, label, embedder) as advance:
             for i, result in embedder.stream(inputs, advance):
                 if isinstance(result, InputError):
                     self.failed += self.out.failed([result])
@@ -198,6 +203,27 @@ class Run:
                     if embedding is not None:
                         yield ahead, embedding
                     ahead += 1
+
+    @contextlib.contextmanager
+    def _progress(
+        self, inputs: "Sequence[Input | InputError]", label: str, embedder: object
+    ) -> "Iterator[Callable[..., None]]":
+        """The bar of inputs done; with files read in segments, a bar of the seconds of
+        media done instead (their lengths by metadata), which long files move steadily."""
+        timed = [x for x in inputs if not isinstance(x, InputError) and x.window is not None]
+        if not timed or not hasattr(embedder, "media_progress"):
+            with self.out.progress(len(inputs), label) as advance:
+                yield advance
+            return
+        from bindcli.media.segments import duration
+
+        total = sum(duration(x.source, x.kind) or 0.0 for x in timed)
+        with self.out.progress(max(round(total), 2), f"{label} (seconds of media)") as advance:
+            embedder.media_progress = advance  # type: ignore[attr-defined]
+            try:
+                yield lambda n, status=None: None
+            finally:
+                embedder.media_progress = lambda seconds: None  # type: ignore[attr-defined]
 
     def query_vector(self, parsed: "Query", label: str = "Embedding") -> "np.ndarray | None":
         """The query's combined vector, or None when one of its terms failed (already

@@ -77,6 +77,12 @@ def search(
         "(kitty, iTerm2, WezTerm, sixel; BIND_PREVIEW=kitty|iterm|sixel says which); plain "
         "output elsewhere.",
     )] = False,
+    group_by: Annotated[Optional[str], typer.Option(
+        "--group-by", metavar="segment|file", show_default=False,
+        help="In a collection of segments: each window a hit (segment; the default), or the "
+        "best window of each file, widened over its hits beside it (file; the default with "
+        "--format paths).",
+    )] = None,
     fmt: Annotated[HitsFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="auto: a table on a terminal, JSONL in a pipe; paths: bare paths for xargs.",
@@ -97,6 +103,7 @@ def search(
       bind search bird.wav + 0.5:fruit.jpg --format paths | xargs feh
       bind search --vector queries.npy --glob '*.jpg' --format jsonl
       bind search --text "a red car" --preview       # thumbnails in kitty, iTerm2 or sixel
+      bind search bark.wav -c moments --group-by file
     """
     from bindcli.collections.collection import Collection
     from bindcli.collections.nearest import Filters
@@ -126,6 +133,7 @@ def search(
         results = coll.search_vector(
             vectors, top_k, filters, leave_out=owns,
             mode="exact" if exact else "approximate" if approximate else "auto",
+            group_by=group_by or ("file" if fmt is HitsFormat.PATHS else "segment"),
         )
     rows = rows or list(range(len(results)))
     flat = [(row, h) for row, hits in zip(rows, results) for h in hits]

@@ -9,5 +9,6 @@ in and out as `.npy` + manifest. `collection` holds `Collection`, the one object
 
 Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.embed,
 bindcli.query (the query expressions `Collection.search` takes; it imports no collections),
-bindcli.media.options (the loading options a collection is pinned to).
+bindcli.media.options (the loading options a collection is pinned to), bindcli.windows (the
+window spec of a collection of segments).
 """

@@ -22,11 +22,13 @@ import numpy as np
 from bindcli.collections import exchange
 from bindcli.collections.nearest import Filters, describe, index_for
 from bindcli.collections.store import CollectionRecord, Compaction, Hit, Store
+from bindcli.collections.timed import GROUPINGS, grouped_search, with_times
 from bindcli.errors import UsageError
 from bindcli.modality import Kind
 from bindcli.query import Query, Term, leave_out_each
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bindcli.windows import Reading, Window
     from bindcli.collections.ingest import Report
     from bindcli.embed.embedder import Embedder
     from bindcli.embed.identity import Model
@@ -167,6 +169,8 @@ class Collection:
         on_found: Callable[[int], None] = lambda files: None,
         on_skip: Callable[[Path], None] = lambda path: None,
         on_progress: "Callable[[Report], None]" = lambda report: None,
+        segments: "Window | str | None" = None,
+        readings: "Sequence[Reading | str]" = (),
     ) -> "Report":
         """Bring the collection up to date with the files under `paths_or_uris` (URIs need
         an embedder that reads them, such as the Ray engine's): new and changed ones are
@@ -174,8 +178,13 @@ class Collection:
         deleted. Committed `batch_size` files at a time, so an interrupted run keeps its work
         and the next one goes on from there. `on_found` hears how many files the walk found,
         `on_skip` each of bind's own outputs passed over, `on_progress` the report after each
-        commit. Files that failed are in the returned report."""
+        commit. Files that failed are in the returned report. `segments` (`"5s:2.5s"` or a
+        `Window`) indexes audio, video and IMU files as one item per window of time, read each
+        way of `readings` (`"frames"`, `"sound"`, ...) they have."""
         from bindcli.collections.ingest import index, walk
+        from bindcli.windows import Reading, Window
+
+        window = Window.parse(segments) if isinstance(segments, str) else segments
 
         roots = list(paths_or_uris)
         found = list(walk(
@@ -184,7 +193,7 @@ class Collection:
         on_found(len(found))
         return index(  # the embedder is built only if something must be embedded
             self.store, self.record, found, roots, self._embedder_now, batch_size=batch_size,
-            on_progress=on_progress,
+            on_progress=on_progress, segments=window, readings=[Reading(r) for r in readings],
         )
 
     def search(
@@ -211,17 +220,24 @@ class Collection:
         *,
         mode: str = "auto",
         leave_out: Sequence[frozenset[str]] | None = None,
+        group_by: str = "segment",
     ) -> list[Hit] | list[list[Hit]]:
         """The `k` items nearest a query vector (0: all), best first; for a 2-D array of
         query rows, one such list per row. `leave_out`, per row, holds canonical paths that
-        are not results (a query's own files). No model is needed."""
+        are not results (a query's own files). No model is needed. A segment's hit carries
+        its window (`start`, `end`); `group_by="file"` keeps the best window of each file,
+        widened over the hits of that file beside it (`timed.by_file`)."""
+        if group_by not in GROUPINGS:
+            raise UsageError(f"unknown grouping {group_by!r}; use one of {', '.join(GROUPINGS)}")
         queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         index = index_for(self.store, self.record, mode)
         owns = list(leave_out) if leave_out is not None else [frozenset()] * len(queries)
-        results = leave_out_each(
-            owns, lambda n: index.search(queries, k=n, filters=filters), k or max(1, self.count()),
-            lambda hit: hit.path,
-        )
+
+        def timed(n: int) -> list[list[Hit]]:
+            return [with_times(self.store, self.record, hits) for hits in index.search(queries, k=n, filters=filters)]
+
+        search = grouped_search(timed) if group_by == "file" else timed
+        results = leave_out_each(owns, search, k or max(1, self.count()), lambda hit: hit.path)
         return results if np.ndim(vectors) == 2 else results[0]
 
     def read_queries(self, npy: str | Path) -> np.ndarray:

@@ -23,7 +23,7 @@ from bindcli._util import atomic, formats
 from bindcli._util.chunks import spans
 from bindcli._util.paths import canonical, path_from_text
 from bindcli.collections import manifest as manifests
-from bindcli.collections.store import DTYPES, CollectionRecord, Item, Store
+from bindcli.collections.store import DTYPES, CollectionRecord, Item, Store, StoredItem
 from bindcli.errors import InputError, StoreError, UsageError
 from bindcli.modality import Kind
 from bindcli.vectors import row_problems
@@ -144,7 +144,8 @@ def import_pair(
         for start, stop in spans(len(rows), _BATCH):
             block = np.asarray(vectors[start:stop], dtype=np.float32)
             store.put_items(collection, [
-                Item(path_from_text(row["input"]), row["modality"], 0, 0, str(row.get("sha256") or ""), vector)
+                Item(path_from_text(row["input"]), row["modality"], 0, 0, str(row.get("sha256") or ""), vector,
+                     *_window(row))
                 for row, vector in zip(rows[start:stop], block)
             ])
     from bindcli.collections.nearest import update_index_files
@@ -172,7 +173,9 @@ def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> 
                 array[len(rows) : len(rows) + len(chunk)] = np.frombuffer(
                     blob, DTYPES[collection.dtype]
                 ).reshape(len(chunk), dims)
-                rows.extend(manifests.row(item.path, item.kind, item.sha256) for item in chunk)
+                rows.extend(
+                    {**manifests.row(item.path, item.kind, item.sha256), **_times(item)} for item in chunk
+                )
             array.flush()
             del array
     atomic.write_file(manifests.sidecar(npy), formats.json_text(manifests.manifest(
@@ -181,3 +184,16 @@ def export_pair(store: Store, collection: CollectionRecord, npy: str | Path) -> 
         collection=collection.name,
     )))
     return count
+
+
+def _times(item: StoredItem) -> dict:
+    """A segment's window in an exported row (`start`, `end` in seconds); nothing for a file."""
+    return {} if item.end is None else {"start": item.start, "end": item.end, "reading": item.reading}
+
+
+def _window(row: dict) -> tuple[str, float | None, float | None]:
+    """An imported row's (reading, start, end): a segment's when the row has its times."""
+    start, end = row.get("start"), row.get("end")
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
+        return "", None, None
+    return str(row.get("reading") or "segment"), float(start), float(end)

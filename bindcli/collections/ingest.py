@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,11 +27,12 @@ from bindcli._util.paths import canonical, is_uri
 from bindcli.collections.manifest import written_by_bind
 from bindcli.collections.nearest import update_index_files
 from bindcli.collections.store import CollectionRecord, Item, Store
-from bindcli.embed.inputs import Input
+from bindcli.embed.inputs import Input, in_segments
 from bindcli.embed.object_store import ObjectFile, listing
-from bindcli.embed.stages import digests
-from bindcli.errors import InputError, UnlistedRoot
+from bindcli.embed.stages import Segments, digests
+from bindcli.errors import InputError, UnlistedRoot, UsageError
 from bindcli.modality import EXTENSIONS, Kind, detect
+from bindcli.windows import READINGS, Reading, Window
 
 if TYPE_CHECKING:  # pragma: no cover
     from bindcli.embed.embedder import BaseEmbedder
@@ -189,6 +191,8 @@ def index(
     *,
     batch_size: int = 32,
     on_progress: Callable[[Report], None] = lambda report: None,
+    segments: Window | None = None,
+    readings: Sequence[Reading] = (),
 ) -> Report:
     """Bring `collection` up to date with `found` (what `walk(roots)` yields).
 
@@ -198,10 +202,13 @@ def index(
     as reused). Objects named by URI are not read here: the embedder hashes them as it reads
     them (so their content is not matched before they are embedded).
     Commits hold `batch_size` files. Items under `roots` that were not found are marked
-    deleted. Last, the collection's vector index files are brought up to date
+    deleted. With `segments`, audio, video and IMU files are read in its windows (each of
+    `readings` they have, else their kind's default), an item per window, a file's windows
+    replacing what it had; the collection records the spec, and another spec re-embeds all. Last, the collection's vector index files are brought up to date
     (`nearest.update_index_files`).
     """
     report = Report()
+    _pin_window(store, collection, segments)
     known = store.file_states(collection)
     seen: set[str] = set()
     pending: list[tuple[Path, Kind, os.stat_result]] = []
@@ -234,7 +241,7 @@ def index(
         vectors = store.vectors_by_content(collection, {(h, k.value) for _, k, _, h in hashed})
         for path, kind, stat, sha in hashed:
             content = (sha, kind.value)
-            if content in vectors:
+            if content in vectors and not _in_time(kind, segments):  # segments: from the cache
                 report.reused[kind.value] += 1
                 commit.add(Item(str(path), kind.value, stat.st_size, stat.st_mtime_ns, sha, vectors[content]))
             else:
@@ -243,6 +250,9 @@ def index(
     asked = [Input(str(waiting[c][0][0]), Kind(c[1])) for c in todo]
     asked += [Input(str(path), kind) for path, kind, _ in objects]
     hashes = [sha for sha, _ in todo]  # objects: the embedder hashes them as it reads them
+    if segments is not None:
+        return _index_segments(store, collection, asked, hashes, waiting, todo, embedder, segments, readings,
+                               report, commit, known, seen, roots, unlisted)
     results = embedder().stream(asked, hashes=hashes) if asked else ()
     for n, result in results:
         if isinstance(result, InputError):
@@ -259,6 +269,14 @@ def index(
             # duplicates are embedded once; cached content not at all
             (report.reused if copy or result.cached else report.embedded)[kind] += 1
             commit.add(Item(str(path), kind, stat.st_size, stat.st_mtime_ns, sha, vector))
+    return _finish(store, collection, report, commit, known, seen, roots, unlisted)
+
+
+def _finish(
+    store: Store, collection: CollectionRecord, report: Report, commit: "_Committer",
+    known: dict, seen: set[str], roots: Sequence[str | Path], unlisted: set[str],
+) -> Report:
+    """Commit the rest, mark what was not found deleted, update the index files."""
     commit.flush()
     walked, unknown = [canonical(r) for r in roots], sorted(unlisted)
     gone = [
@@ -269,6 +287,71 @@ def index(
     report.removed = len(gone)
     update_index_files(store, collection)
     return report
+
+
+def _in_time(kind: Kind, segments: Window | None) -> bool:
+    """Whether a file of `kind` is indexed in segments in this run."""
+    return segments is not None and kind.value in READINGS
+
+
+def _pin_window(store: Store, collection: CollectionRecord, segments: Window | None) -> None:
+    """Record the window spec the collection's segments are made with; another spec than
+    the recorded one starts it afresh, so no window of the old spec survives beside the new
+    ones. A collection holds segments or whole files, never both: the other is refused."""
+    made_with = json.loads(collection.made_with)
+    pinned = made_with.get("segments")
+    if pinned == (segments.text if segments else None):
+        return
+    fresh = not store.live_shape(collection)[0]
+    if segments is None or (pinned is None and not fresh):
+        has = f"segments ({pinned})" if pinned else "whole files"
+        wanted = f"--segments {segments.text}" if segments else "whole files"
+        raise UsageError(
+            f"collection {collection.name!r} holds {has}; index {wanted} into another collection "
+            f"(-c NAME){f', or add --segments {pinned}' if pinned else ''}"
+        )
+    made_with["segments"] = segments.text
+    store.restart(collection, json.dumps(made_with), forget_items=not fresh)
+
+
+def _index_segments(
+    store: Store, collection: CollectionRecord, asked: list[Input], hashes: list[str],
+    waiting: dict, todo: list, embedder: "Callable[[], BaseEmbedder]", segments: Window,
+    readings: Sequence[Reading], report: Report, commit: "_Committer", known: dict, seen: set[str],
+    roots: Sequence[str | Path], unlisted: set[str],
+) -> Report:
+    """`index`'s embedding step with segments: each file read in windows (files without
+    time whole), each result's items committed together in place of the file's old ones."""
+    timed: list[Input | InputError] = []
+    owner: list[int] = []  # the position in `asked` of each of `timed`
+    for n, inp in enumerate(asked):
+        for each in in_segments([inp], segments, readings):
+            timed.append(each)
+            owner.append(n)
+    known_hashes = [hashes[n] if n < len(hashes) else None for n in owner]
+    results = embedder().stream(timed, hashes=known_hashes) if timed else ()
+    for m, result in results:
+        if isinstance(result, InputError):
+            report.failed.append(result)
+            continue
+        n = owner[m]
+        if n < len(todo):
+            copies = [(path, stat, todo[n][1]) for path, stat in waiting[todo[n]]]
+        else:
+            path, kind, stat = asked[n].source, asked[n].kind.value, None
+            copies = [(path, stat, kind)]
+        for copy, (path, stat, kind) in enumerate(copies):
+            (report.reused if copy or result.cached else report.embedded)[kind] += 1
+            size, mtime = (stat.st_size, stat.st_mtime_ns) if stat is not None else (0, 0)
+            if isinstance(result, Segments):
+                reading = result.input.reading.value
+                commit.add_file([
+                    Item(str(path), kind, size, mtime, result.sha256, e.raw, reading, e.start, e.end)
+                    for e in result.parts
+                ])
+            else:
+                commit.add(Item(str(path), kind, size, mtime, result.sha256, np.asarray(result.raw).ravel()))
+    return _finish(store, collection, report, commit, known, seen, roots, unlisted)
 
 
 def _hash(
@@ -301,6 +384,13 @@ class _Committer:
         self.items.append(item)
         if len(self.items) >= self.size:
             self.flush()
+
+    def add_file(self, items: list[Item]) -> None:
+        """A file's segments, committed together in place of the ones it had."""
+        self.flush()
+        self.store.replace_segments(self.collection, items)
+        self.seen.update(item.path for item in items)
+        self.on_commit()
 
     def flush(self) -> None:
         self.store.put_items(self.collection, self.items)

@@ -216,7 +216,7 @@ def _hits(matrix: Matrix, rows: np.ndarray, scores: np.ndarray, min_score: float
     if min_score is not None:
         passed &= at_least(scores, min_score)
     return [
-        Hit(matrix.path(int(r)), matrix.kind(int(r)), float(s))
+        Hit(matrix.path(int(r)), matrix.kind(int(r)), float(s), id=int(matrix.ids[int(r)]))
         for r, s in zip(rows[passed], scores[passed])
     ]
 

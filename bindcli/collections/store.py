@@ -112,6 +112,13 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+_GENERATION_BUMP = """BEGIN
+        UPDATE collections SET generation = generation + 1 WHERE id = NEW.collection_id;
+        UPDATE items SET generation =
+            (SELECT generation FROM collections WHERE id = NEW.collection_id) WHERE id = NEW.id;
+        END"""
+
+
 def _v3(db: sqlite3.Connection) -> None:
     # A generation per collection, bumped by every change to its items, and on each item the
     # generation that last changed it: the vector index beside the file (collection_index)
@@ -119,14 +126,9 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE collections ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE items ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
     db.execute("CREATE INDEX items_by_generation ON items (collection_id, generation)")
-    bump = """BEGIN
-        UPDATE collections SET generation = generation + 1 WHERE id = NEW.collection_id;
-        UPDATE items SET generation =
-            (SELECT generation FROM collections WHERE id = NEW.collection_id) WHERE id = NEW.id;
-        END"""
-    db.execute(f"CREATE TRIGGER items_added AFTER INSERT ON items {bump}")
+    db.execute(f"CREATE TRIGGER items_added AFTER INSERT ON items {_GENERATION_BUMP}")
     db.execute(
-        f"CREATE TRIGGER items_changed AFTER UPDATE OF path, kind, deleted, vector ON items {bump}"
+        f"CREATE TRIGGER items_changed AFTER UPDATE OF path, kind, deleted, vector ON items {_GENERATION_BUMP}"
     )
 
 
@@ -136,8 +138,44 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE collections ADD COLUMN made_with TEXT NOT NULL DEFAULT '{}'")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    # Segments (`bind index --segments`): an item is a window of time of a file, read one
+    # way, so a path holds one row per (reading, start). A whole file keeps reading '' and
+    # start 0, and its end NULL. SQLite cannot change a UNIQUE constraint in place: the table
+    # is rebuilt, ids and generations kept (the index files beside the file key on them).
+    db.execute(
+        """CREATE TABLE items_v5 (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            indexed_at REAL NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 0,
+            reading TEXT NOT NULL DEFAULT '',
+            start_s REAL NOT NULL DEFAULT 0,
+            end_s REAL,
+            UNIQUE (collection_id, path, reading, start_s))"""
+    )
+    columns = "id, collection_id, path, kind, size, mtime_ns, sha256, deleted, dims, vector, indexed_at, generation"
+    db.execute(f"INSERT INTO items_v5 ({columns}) SELECT {columns} FROM items")
+    db.execute("DROP TABLE items")  # its indexes and triggers go with it
+    db.execute("ALTER TABLE items_v5 RENAME TO items")
+    db.execute("CREATE INDEX items_by_content ON items (collection_id, sha256)")
+    db.execute("CREATE INDEX items_by_generation ON items (collection_id, generation)")
+    db.execute(f"CREATE TRIGGER items_added AFTER INSERT ON items {_GENERATION_BUMP}")
+    db.execute(
+        f"CREATE TRIGGER items_changed AFTER UPDATE OF path, kind, deleted, vector ON items {_GENERATION_BUMP}"
+    )
+
+
 #: step i upgrades a file at version i to version i + 1; append, never edit
-MIGRATIONS = (_v1, _v2, _v3, _v4)
+MIGRATIONS = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -241,7 +279,7 @@ class FileState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Item:
-    """One indexed file and its unit-length embedding."""
+    """One indexed file (or one window of time of it) and its unit-length embedding."""
 
     path: str
     kind: str
@@ -249,15 +287,23 @@ class Item:
     mtime_ns: int
     sha256: str
     vector: np.ndarray
+    #: a segment's reading and window in seconds (`bind index --segments`); '' and None: the whole file
+    reading: str = ""
+    start: float | None = None
+    end: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Hit:
-    """One search result."""
+    """One search result; a segment's carries its window (`start`, `end` in seconds)."""
 
     path: str
     kind: str
     score: float
+    start: float | None = None
+    end: float | None = None
+    #: the item's row id, by which `Store.times` finds a segment's window
+    id: int | None = None
 
 
 class StoredItem(NamedTuple):
@@ -269,6 +315,10 @@ class StoredItem(NamedTuple):
     kind: str
     sha256: str
     blob: bytes
+    #: a segment's window in seconds and its reading (None, '': a whole file)
+    start: float | None = None
+    end: float | None = None
+    reading: str = ""
 
 
 class ChangedItem(NamedTuple):
@@ -426,6 +476,16 @@ class Store:
         )
         return [CollectionRecord(*row) for row in rows]
 
+    def restart(self, collection: CollectionRecord, made_with: str, *, forget_items: bool) -> None:
+        """Record what the collection's vectors are now made with (`made_with`, JSON) and,
+        with `forget_items`, mark every item deleted so the next indexing makes them anew."""
+        with self.transaction():
+            self._db.execute("UPDATE collections SET made_with=? WHERE id=?", (made_with, collection.id))
+            if forget_items:
+                self._db.execute(
+                    "UPDATE items SET deleted=1 WHERE collection_id=? AND deleted=0", (collection.id,)
+                )
+
     def remove_collection(self, name: str) -> None:
         """Drop the collection and its items (the embedding cache keeps the vectors).
 
@@ -471,8 +531,9 @@ class Store:
 
     def file_states(self, collection: CollectionRecord) -> dict[str, FileState]:
         """Every path the collection knows, with what was last seen of it."""
+        # a file in segments has a row per window: it is deleted when all of them are
         rows = self._db.execute(
-            "SELECT path, size, mtime_ns, sha256, deleted FROM items WHERE collection_id=?",
+            "SELECT path, size, mtime_ns, sha256, MIN(deleted) FROM items WHERE collection_id=? GROUP BY path",
             (collection.id,),
         )
         return {path_from_db(p): FileState(s, m, h, bool(d)) for p, s, m, h, d in rows}
@@ -505,18 +566,30 @@ class Store:
                 (
                     collection.id, db_path(item.path), item.kind, item.size, item.mtime_ns, item.sha256,
                     vector.size, encode_vector(vector, collection.dtype), now,
+                    item.reading, item.start or 0.0, item.end,
                 )
             )
         with self.transaction():
             self._db.executemany(
                 "INSERT INTO items (collection_id, path, kind, size, mtime_ns, sha256, dims, "
-                "vector, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (collection_id, path) DO UPDATE SET kind=excluded.kind, "
+                "vector, indexed_at, reading, start_s, end_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (collection_id, path, reading, start_s) DO UPDATE SET kind=excluded.kind, "
                 "size=excluded.size, mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, "
                 "deleted=0, dims=excluded.dims, vector=excluded.vector, "
-                "indexed_at=excluded.indexed_at",
+                "indexed_at=excluded.indexed_at, end_s=excluded.end_s",
                 rows,
             )
+
+    def replace_segments(self, collection: CollectionRecord, items: Sequence[Item]) -> None:
+        """Put a file's segments (all of them, of one or more readings) in place of those it
+        had: windows the new reading does not make again (a shorter file, another window
+        spec) are marked deleted, in the same transaction."""
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE items SET deleted=1 WHERE collection_id=? AND path=? AND reading=? AND deleted=0",
+                sorted({(collection.id, db_path(i.path), i.reading) for i in items}),
+            )
+            self.put_items(collection, items)
 
     def live_shape(self, collection: CollectionRecord) -> tuple[int, int]:
         """How many live items the collection has, and their dims (0 when none)."""
@@ -533,12 +606,15 @@ class Store:
         them never sit in memory at once. Read within `snapshot()` to pair them with a
         generation."""
         cursor = self._db.execute(
-            "SELECT id, path, kind, sha256, vector FROM items "
+            "SELECT id, path, kind, sha256, vector, start_s, end_s, reading FROM items "
             "WHERE collection_id=? AND deleted=0 ORDER BY id",
             (collection.id,),
         )
         while chunk := cursor.fetchmany(chunk_rows):
-            yield [StoredItem(i, path_from_db(p), k, s, v) for i, p, k, s, v in chunk]
+            yield [
+                StoredItem(i, path_from_db(p), k, s, v, a if b is not None else None, b, r)
+                for i, p, k, s, v, a, b, r in chunk
+            ]
 
     def live_item(self, collection: CollectionRecord, item_id: int) -> StoredItem | None:
         """One live item by its id (what a page names a result by), or None."""
@@ -577,6 +653,19 @@ class Store:
             (collection.id, generation),
         )
         return [row[0] for row in rows]
+
+    def times(self, collection: CollectionRecord, ids: Iterable[int]) -> dict[int, tuple[float, float]]:
+        """(start, end) in seconds of the items among `ids` that are segments."""
+        found: dict[int, tuple[float, float]] = {}
+        for chunk in batched(sorted(set(ids)), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, start_s, end_s FROM items WHERE collection_id=? AND id IN ({marks}) "
+                "AND end_s IS NOT NULL",
+                (collection.id, *chunk),
+            )
+            found.update((i, (a, b)) for i, a, b in rows)
+        return found
 
     def mark_deleted(self, collection: CollectionRecord, paths: Iterable[str]) -> None:
         with self.transaction():

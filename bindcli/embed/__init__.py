@@ -8,6 +8,6 @@ running `bind serve` for them. `encoder` is the seam to the towers, `object_stor
 `s3://` and other URIs on Ray's workers.
 
 Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.media,
-bindcli.model, bindcli.weights, bindcli.serve.protocol, bindcli.collections.store (the
+bindcli.model, bindcli.weights, bindcli.windows, bindcli.serve.protocol, bindcli.collections.store (the
 embedding cache lives in the collection file, opened by `open_embedder`).
 """

@@ -12,7 +12,9 @@ does, in `open_embedder`), and towers load only once something must be encoded.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,7 +24,7 @@ from bindcli.embed import stages
 from bindcli.embed.encoder import Encoder, LocalEncoder
 from bindcli.embed.identity import CacheKey, Model, cache_key, loading_options, model_id, vectors_id
 from bindcli.embed.inputs import Input, as_inputs, text_inputs
-from bindcli.embed.stages import Embedding, EmbeddingCache
+from bindcli.embed.stages import Embedding, EmbeddingCache, Segments
 from bindcli.errors import InputError, WeightsError
 from bindcli.model.config import ModelConfig, load_config
 from bindcli.model.placement import Placement, place
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.store import Store
     from bindcli.media import MediaOptions
     from bindcli.model.adapter import Adapter
+    from bindcli.media.segments import Segment
     from bindcli.weights import Notify
 
 
@@ -125,6 +128,8 @@ class Embedder(BaseEmbedder):
         self.encoder = encoder or LocalEncoder(config, weights, placement, adapter)
         self.model_id = known_id or model_id(config, weights)  # `Model.resolve` knows it
         self._owns_cache = owns_cache
+        #: hears the seconds of media each encoded batch of segments covers (a progress bar)
+        self.media_progress: Callable[[float], None] = lambda seconds: None
         # a server looks up on its loader threads and stores from another: one at a time
         self._cache_lock = threading.Lock()
 
@@ -184,10 +189,14 @@ class Embedder(BaseEmbedder):
             progress(len(hits))
             yield from hits
         if jobs:
-            towers = frozenset(job.input.kind.tower for job in jobs)
+            towers = frozenset(stages.tower_of(job.input) for job in jobs)
+            whole = [job for job in jobs if job.input.window is None]
+            timed = [job for job in jobs if job.input.window is not None]
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 ready = pool.submit(self.encoder.prepare, towers)  # loads while files decode
-                for done in self._encode(jobs, ready):
+                for done in itertools.chain(
+                    self._encode(whole, ready) if whole else (), self._encode_segments(timed, ready)
+                ):
                     progress(len(done))
                     yield from done
 
@@ -218,6 +227,68 @@ class Embedder(BaseEmbedder):
         for key, batch in pending.items():
             ready.result()
             yield self._run(key, batch)
+
+    def _encode_segments(
+        self, jobs: list[Job], ready: concurrent.futures.Future
+    ) -> Iterator[list[tuple[int, Segments | InputError]]]:
+        """Files read in segments, each as a whole once its last window is encoded: windows
+        decode as streams on the loader threads while batches of `batch_size` windows (of any
+        files sharing a batch key) encode, so a long file never waits decoded whole."""
+        if not jobs:
+            return
+        segments = stages.prepare_segments(
+            [job.input for job in jobs], self.options, workers=self.workers,
+            lookahead=2 * max(self.workers, self.batch_size),
+        )
+        found: dict[int, list[tuple[float, float, object]]] = {n: [] for n in range(len(jobs))}
+        waiting = dict.fromkeys(range(len(jobs)), 0)  # windows decoded, not yet encoded
+        ended: set[int] = set()
+        pending: dict[stages.BatchKey, list[tuple[int, Segment]]] = {}
+        covered = [0.0] * len(jobs)  # how far into each file the encoded windows reach
+
+        def complete() -> list[tuple[int, Segments | InputError]]:
+            done = [n for n in ended if waiting[n] == 0]
+            out = []
+            for n in done:
+                ended.discard(n)
+                job = jobs[n]
+                out.append((job.slot, stages.finish_segments(job.input, job.sha256, found.pop(n))))
+            self.remember([s for _, s in out])
+            return out
+
+        def run(key: stages.BatchKey) -> list[tuple[int, Segments | InputError]]:
+            batch = pending.pop(key)
+            ready.result()
+            vectors = stages.encode(self.encoder, key, [seg.tensor for _, seg in batch])
+            advanced = 0.0
+            for (n, seg), vector in zip(batch, vectors):
+                found[n].append((seg.start, seg.end, vector))
+                waiting[n] -= 1
+                advanced += max(seg.end - covered[n], 0.0)
+                covered[n] = max(covered[n], seg.end)
+            self.media_progress(advanced)
+            return complete()
+
+        with contextlib.closing(segments):
+            for n, item in segments:
+                if isinstance(item, InputError):
+                    found.pop(n)
+                    yield [(jobs[n].slot, item)]
+                    continue
+                if item is None:
+                    ended.add(n)
+                    if done := complete():
+                        yield done
+                    continue
+                key = stages.batch_key(jobs[n].input.kind, item.tensor, jobs[n].input.reading)
+                pending.setdefault(key, []).append((n, item))
+                waiting[n] += 1
+                if len(pending[key]) == self.batch_size:
+                    if done := run(key):
+                        yield done
+        for key in list(pending):
+            if done := run(key):
+                yield done
 
     def _run(self, key: stages.BatchKey, batch: list[tuple[Job, object]]) -> list[tuple[int, Embedding | InputError]]:
         """Encode one batch and write it to the cache before anyone sees it, so that work

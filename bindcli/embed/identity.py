@@ -39,11 +39,23 @@ def cache_key(
 ) -> CacheKey:
     """The embedding-cache key of `inp`, with content hash `sha`, as model id `model` computes
     it at `precision` from inputs loaded with `options` (`loading_options`). An adapter
-    changes only its tower's vectors: the other kinds keep the base model's entries."""
+    changes only its tower's vectors: the other kinds keep the base model's entries. A file
+    read in segments keys on its window spec and reading too: its one entry holds every window."""
     kind = inp.kind.value
     if adapter is not None and inp.kind.tower == adapter.tower:
         model = with_adapter(model, adapter)
-    return CacheKey(sha, model, PREPROCESSING_VERSION, precision, kind, options.cache_text(kind) if options else "")
+    text = options.cache_text(kind) if options else ""
+    if inp.window is not None and inp.reading is not None:  # one entry holds all the file's windows
+        text += f"|segments={inp.window.text}|reading={inp.reading.value}"
+        if inp.span is not None:
+            text += f"|at={inp.span[0]!r}-{inp.span[1]!r}"
+        if options and inp.reading.value != kind:  # the sound of a video reads the audio options
+            text += options.cache_text(_READ_OPTIONS.get(inp.reading.value, kind))
+    return CacheKey(sha, model, PREPROCESSING_VERSION, precision, kind, text)
+
+
+#: the loading options a reading of another kind's file reads (`MediaOptions.cache_text`)
+_READ_OPTIONS = {"sound": "audio", "clips": "video", "frames": "image"}
 
 
 def with_adapter(model: str, adapter: Adapter | None) -> str:

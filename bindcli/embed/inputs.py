@@ -10,6 +10,7 @@ from pathlib import Path
 from bindcli._util.paths import is_uri, not_a_file
 from bindcli.errors import InputError
 from bindcli.modality import Kind, detect
+from bindcli.windows import READINGS, Reading, Window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +20,12 @@ class Input:
     source: str
     kind: Kind
     literal: bool = False  # `source` is the text itself, not a path
+    #: read in windows of time, one vector per window (`--segments`); None: the whole file
+    window: Window | None = None
+    #: how each window is read (its tower); set with `window`
+    reading: Reading | None = None
+    #: a moment of the file (`talk.mp4@12:31-12:36`): only this stretch, in seconds, as one window
+    span: tuple[float, float] | None = None
 
     @classmethod
     def file(cls, path: str | Path, as_kind: Kind | str | None = None) -> "Input":
@@ -31,6 +38,24 @@ class Input:
     @classmethod
     def text(cls, text: str) -> "Input":
         return cls(text, Kind.TEXT, literal=True)
+
+    @classmethod
+    def moment(cls, path: str | Path, start: float, end: float, reading: Reading | None = None) -> "Input":
+        """The stretch [start, end) seconds of a file, as one segment (a query's moment)."""
+        length = end - start
+        return dataclasses.replace(cls.file(path).in_segments(Window(length, length), reading), span=(start, end))
+
+    def in_segments(self, window: Window, reading: Reading | None = None) -> "Input":
+        """This file read in windows of time, `reading` (default: its kind's first) each;
+        InputError for a kind without time (an image, a text) or a reading it has not."""
+        readings = READINGS.get(self.kind.value, ())
+        if self.literal or not readings:
+            raise InputError(self.source, f"a {self.kind.value} has no time to cut into segments")
+        chosen = reading or readings[0]
+        if chosen not in readings:
+            names = ", ".join(r.value for r in readings)
+            raise InputError(self.source, f"a {self.kind.value} file is read as {names}, not {chosen.value}")
+        return dataclasses.replace(self, window=window, reading=chosen)
 
 
 def not_utf8(text: str) -> str | None:
@@ -64,6 +89,26 @@ def gather(
         except InputError as exc:
             found.append(exc)
     found.extend(text_inputs(texts))
+    return found
+
+
+def in_segments(
+    items: Sequence[Input | InputError], window: Window, readings: Sequence[Reading] = ()
+) -> list[Input | InputError]:
+    """Each audio, video and IMU file read in `window`s, once per reading of `readings` it
+    has (none of them: its kind's default), in order; texts and files without time (images)
+    stay whole. A usage error (`Window.check`) when a window is shorter than a chosen
+    reading's tower takes."""
+    found: list[Input | InputError] = []
+    for item in items:
+        own = () if isinstance(item, InputError) or item.literal else READINGS.get(item.kind.value, ())
+        if not own:
+            found.append(item)
+            continue
+        for reading in [r for r in readings if r in own] or [own[0]]:
+            found.append(item.in_segments(window, reading))  # type: ignore[union-attr]
+    for reading in sorted({x.reading for x in found if isinstance(x, Input) and x.reading}, key=str):
+        window.check(reading)
     return found
 
 

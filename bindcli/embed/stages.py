@@ -29,12 +29,14 @@ from bindcli.embed.inputs import Input, not_utf8
 from bindcli.errors import InputError
 from bindcli.modality import Kind
 from bindcli.vectors import normalise
+from bindcli.windows import Reading
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from bindcli.embed.encoder import Encoder
     from bindcli.media import MediaOptions
+    from bindcli.media.segments import Segment
 
 #: why an Embedder in this process refuses a URI: reading object stores is the Ray engine's
 LOCAL_URI = "a URI: bind reads object stores on its Ray engine's workers (--engine ray)"
@@ -52,10 +54,55 @@ class Embedding:
     sha256: str
     raw: np.ndarray
     cached: bool = False  # came from the embedding cache, not an encoder
+    #: where in the file this vector is, in seconds: a segment's window (None: the whole file)
+    start: float | None = None
+    end: float | None = None
 
     @property
     def unit(self) -> np.ndarray:
         return normalise(self.raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Segments:
+    """A file read in windows of time (`Input.window`): one Embedding per window, in time
+    order, each with its `start` and `end`. What an embedder answers for such an input."""
+
+    input: Input
+    sha256: str
+    parts: tuple[Embedding, ...]
+    cached: bool = False
+
+    @property
+    def raw(self) -> np.ndarray:
+        """(windows, dim) upstream outputs, one row per segment."""
+        return np.stack([e.raw for e in self.parts])
+
+    @property
+    def unit(self) -> np.ndarray:
+        return normalise(self.raw)
+
+    @property
+    def times(self) -> np.ndarray:
+        """(windows, 2) start and end of each segment, in seconds."""
+        return np.array([(e.start, e.end) for e in self.parts], np.float64)
+
+    def packed(self) -> np.ndarray:
+        """One float32 vector for the embedding cache: the count, each window's start and
+        end, then the rows (`unpack` reads it)."""
+        head = np.array([len(self.parts)], np.float32)
+        return np.concatenate([head, self.times.astype(np.float32).ravel(), self.raw.ravel()])
+
+    @classmethod
+    def unpack(cls, inp: Input, sha: str, vector: np.ndarray, *, cached: bool = True) -> "Segments":
+        count = int(vector[0])
+        times = vector[1 : 1 + 2 * count].reshape(count, 2).astype(np.float64)
+        rows = vector[1 + 2 * count :].reshape(count, -1)
+        parts = tuple(
+            Embedding(inp, sha, row, cached=cached, start=float(a), end=float(b))
+            for (a, b), row in zip(times, rows)
+        )
+        return cls(inp, sha, parts, cached=cached)
 
 
 class EmbeddingCache(Protocol):
@@ -100,7 +147,9 @@ def digests(
         return list(pool.map(digest, inputs, given))
 
 
-def look_up(cache: EmbeddingCache, key: KeyOf, found: Sequence[tuple[Input, str]]) -> list[Embedding | None]:
+def look_up(
+    cache: EmbeddingCache, key: KeyOf, found: Sequence[tuple[Input, str]]
+) -> "list[Embedding | Segments | None]":
     """The cached Embedding of each (input, content hash), or None where the cache has none."""
     keys = [key(inp, sha) for inp, sha in found]
     vectors = cache.cache_get(keys)
@@ -145,6 +194,21 @@ def prepare_many(
             yield files[k], tensor
 
 
+def prepare_segments(
+    inputs: Sequence[Input], options: "MediaOptions | None", *, workers: int = 2, lookahead: int = 16
+) -> "Iterator[tuple[int, Segment | InputError | None]]":
+    """(position, segment) for the windows of files read in segments, decoded as streams on
+    `workers` threads with at most `lookahead` segments waiting; (position, None) once a file
+    is done, or (position, InputError) for one that gives no segment
+    (`bindcli.media.segments.stream_segments`)."""
+    from bindcli.media.segments import stream_segments
+
+    yield from stream_segments(
+        [(inp.source, inp.kind, inp.reading, inp.window, inp.span) for inp in inputs],  # type: ignore[misc]
+        options, workers=workers, lookahead=lookahead,
+    )
+
+
 # --- core ----------------------------------------------------------------------------------
 
 
@@ -155,10 +219,20 @@ class BatchKey(NamedTuple):
     shape: tuple[int, ...]
 
 
-def batch_key(kind: Kind, tensor: "torch.Tensor") -> BatchKey:
+def batch_key(kind: Kind, tensor: "torch.Tensor", reading: "Reading | None" = None) -> BatchKey:
     """The one place batches are formed: images and videos share a tower but not a shape,
-    nor do IMU recordings of different lengths."""
-    return BatchKey(kind.tower, tuple(tensor.shape))
+    nor do IMU recordings of different lengths. A segment goes to its reading's tower (the
+    sound of a video to the audio tower)."""
+    return BatchKey(READ_BY[reading] if reading is not None else kind.tower, tuple(tensor.shape))
+
+
+def tower_of(inp: Input) -> str:
+    """The tower that embeds `inp` (a segment's: its reading's)."""
+    return READ_BY[inp.reading] if inp.reading is not None else inp.kind.tower
+
+
+#: the tower each reading of a window feeds
+READ_BY = {Reading.SOUND: "audio", Reading.CLIPS: "vision", Reading.FRAMES: "vision", Reading.IMU: "imu"}
 
 
 def encode(encoder: "Encoder", key: BatchKey, tensors: "Sequence[torch.Tensor]") -> np.ndarray:
@@ -169,11 +243,24 @@ def encode(encoder: "Encoder", key: BatchKey, tensors: "Sequence[torch.Tensor]")
 # --- post ----------------------------------------------------------------------------------
 
 
-def finish(inp: Input, sha: str, raw: np.ndarray, *, cached: bool = False) -> Embedding:
-    """The Embedding of `inp` from its raw vector."""
+def finish(inp: Input, sha: str, raw: np.ndarray, *, cached: bool = False) -> "Embedding | Segments":
+    """The Embedding of `inp` from its raw vector; for a file read in segments, its
+    Segments from their packed vector (`Segments.packed`)."""
+    if inp.window is not None:
+        return Segments.unpack(inp, sha, np.asarray(raw, np.float32), cached=cached)
     return Embedding(inp, sha, np.asarray(raw, np.float32), cached=cached)
 
 
-def remember(cache: EmbeddingCache, key: KeyOf, done: Iterable[Embedding]) -> None:
-    """Store encoded Embeddings in the cache, each under its key."""
-    cache.cache_put((key(e.input, e.sha256), e.raw) for e in done)
+def finish_segments(inp: Input, sha: str, found: Iterable[tuple[float, float, np.ndarray]]) -> Segments:
+    """The Segments of `inp` from its windows' (start, end, raw vector), in time order."""
+    parts = sorted(found, key=lambda part: part[0])
+    return Segments(inp, sha, tuple(
+        Embedding(inp, sha, np.asarray(raw, np.float32), start=start, end=end) for start, end, raw in parts
+    ))
+
+
+def remember(cache: EmbeddingCache, key: KeyOf, done: "Iterable[Embedding | Segments]") -> None:
+    """Store encoded Embeddings (and Segments, packed) in the cache, each under its key."""
+    cache.cache_put(
+        (key(e.input, e.sha256), e.packed() if isinstance(e, Segments) else e.raw) for e in done
+    )

@@ -6,7 +6,7 @@ many inputs on a few threads, ahead of the consumer, so decoding overlaps encodi
 the model.
 
 Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.model.config (the sizes the
-towers take).
+towers take), bindcli.windows (the windows of `segments`).
 """
 
 from __future__ import annotations

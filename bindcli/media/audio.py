@@ -91,12 +91,12 @@ def audio_clips(
         )
     spans = clip_spans(samples / SAMPLE_RATE, options.audio_clip_seconds, options.audio_clips)
     return torch.stack([
-        _clip_features(waveform[:, int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], options)
+        clip_features(waveform[:, int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], options)
         for start, end in spans
     ])
 
 
-def _clip_features(clip: torch.Tensor, options: MediaOptions) -> torch.Tensor:
+def clip_features(clip: torch.Tensor, options: MediaOptions) -> torch.Tensor:
     """Log-mel of one clip less its mean. With the quirks `clip` may be a view of a buffer the
     clips share, and is shifted in place (see above); without, it is mixed to mono first."""
     if options.audio_upstream_quirks:
@@ -107,12 +107,12 @@ def _clip_features(clip: torch.Tensor, options: MediaOptions) -> torch.Tensor:
     return _log_mel(clip, options)
 
 
-def _resampled_length(frames: int, rate: int) -> int:
+def resampled_length(frames: int, rate: int) -> int:
     """Samples at 16 kHz that torchaudio's resampler makes of `frames` samples at `rate`."""
     return math.ceil(SAMPLE_RATE * frames / rate)
 
 
-def _window(track: Track, start: int, stop: int) -> torch.Tensor:
+def stretch(track: Track, start: int, stop: int) -> torch.Tensor:
     """16 kHz samples [start, stop) of the whole track resampled, from a stretch of it.
 
     The resampler maps each block of `step` input samples to `out` output samples with a
@@ -128,17 +128,17 @@ def _window(track: Track, start: int, stop: int) -> torch.Tensor:
     margin = 2 * math.ceil(reach / step) + 1  # blocks, twice what the kernel reaches
     first = max(start // out - margin, 0)
     last = min((math.ceil(stop / out) + margin) * step, track.frames)
-    stretch = torch.from_numpy(track.read(first * step, last))
-    resampled = taf.resample(stretch, orig_freq=track.rate, new_freq=SAMPLE_RATE)
+    piece = torch.from_numpy(track.read(first * step, last))
+    resampled = taf.resample(piece, orig_freq=track.rate, new_freq=SAMPLE_RATE)
     offset = first * out
     return resampled[:, start - offset : stop - offset]
 
 
 def _windowed_clips(track: Track, options: MediaOptions) -> list[torch.Tensor]:
     """The track's clips, each resampled from its own stretch of it."""
-    samples = _resampled_length(track.frames, track.rate)
+    samples = resampled_length(track.frames, track.rate)
     spans = clip_spans(samples / SAMPLE_RATE, options.audio_clip_seconds, options.audio_clips)
-    return [_window(track, int(a * SAMPLE_RATE), int(b * SAMPLE_RATE)) for a, b in spans]
+    return [stretch(track, int(a * SAMPLE_RATE), int(b * SAMPLE_RATE)) for a, b in spans]
 
 
 def load_audio(source: str | Path, options: MediaOptions) -> torch.Tensor:
@@ -152,12 +152,12 @@ def load_audio(source: str | Path, options: MediaOptions) -> torch.Tensor:
     path = existing_file(source)
     with decoding(source, "audio"), open_track(path) as track:
         if track.seconds is not None and track.seconds > WINDOWED_SECONDS:
-            _warn_if_cut_short(source, track, track.frames)
+            warn_if_cut_short(source, track, track.frames)
             clips = _windowed_clips(track, options)
             _warn_if_channel_0_silent(source, torch.cat(clips, dim=1), options)
-            return torch.stack([_clip_features(clip, options) for clip in clips])
+            return torch.stack([clip_features(clip, options) for clip in clips])
         waveform, rate = torch.from_numpy(track.read()), track.rate
-        _warn_if_cut_short(source, track, waveform.shape[1])
+        warn_if_cut_short(source, track, waveform.shape[1])
     _warn_if_channel_0_silent(source, waveform, options)
     return audio_clips(waveform, rate, options, source)
 
@@ -178,7 +178,7 @@ def _warn_if_channel_0_silent(source: str | Path, waveform: torch.Tensor, option
         ))
 
 
-def _warn_if_cut_short(source: str | Path, track: Track, held: int) -> None:
+def warn_if_cut_short(source: str | Path, track: Track, held: int) -> None:
     """An `InputWarning` when the file holds fewer samples than its header promises, as a
     truncated download does: what is there still makes clips, but the file is damaged."""
     if track.promised is not None and held < track.promised:

@@ -34,6 +34,7 @@ class Track(Protocol):
     rate: int
     seconds: float | None  # length by the file's metadata, where it says
     promised: int | None  # samples per channel the file's header promises, where it is exact
+    seekable: bool  # reading a stretch costs no more than the stretch (libsndfile), not a decode from before it
 
     @property
     def frames(self) -> int:
@@ -65,6 +66,7 @@ class _SndTrack:
         self.frames = int(sound.frames)
         self.seconds = self.frames / self.rate
         self.promised = _wav_promised_frames(sound.name) if sound.format == "WAV" else None
+        self.seekable = True
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         self.sound.seek(start)
@@ -102,6 +104,7 @@ class _AvTrack:
         self.rate = int(self.stream.rate)
         self.seconds = stream_seconds(self.stream)
         self.promised = None
+        self.seekable = False
 
     @functools.cached_property
     def frames(self) -> int:

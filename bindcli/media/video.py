@@ -47,7 +47,7 @@ def frame_indices(frame_count: int, fps: float, options: MediaOptions) -> list[i
     return indices
 
 
-def _frame_count(stream: av.video.stream.VideoStream, fps: float) -> int:
+def frame_count(stream: av.video.stream.VideoStream, fps: float) -> int:
     """Frames in the stream: the container's count, else estimated from the duration."""
     if stream.frames:
         return stream.frames
@@ -57,7 +57,7 @@ def _frame_count(stream: av.video.stream.VideoStream, fps: float) -> int:
     return max(1, round(seconds * fps))
 
 
-def _decode_frames(
+def decode_frames(
     container: av.container.InputContainer, wanted: list[int], fps: float, source: str | Path
 ) -> dict[int, np.ndarray]:
     """RGB (H, W, 3) uint8 arrays of the `wanted` frame indices (by timestamp, CFR)."""
@@ -129,14 +129,20 @@ def load_video(source: str | Path, options: MediaOptions) -> torch.Tensor:
         if not rate:
             raise InputError(source, "the video's frame rate is unknown")
         fps = float(rate)
-        wanted = frame_indices(_frame_count(stream, fps), fps, options)
-        frames = _decode_frames(container, wanted, fps, source)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1, 1)
+        wanted = frame_indices(frame_count(stream, fps), fps, options)
+        frames = decode_frames(container, wanted, fps, source)
     views = []
     for first, last in zip(wanted[::2], wanted[1::2]):
-        pair = np.stack([frames[first], frames[last]])  # (T, H, W, C)
-        clip = torch.from_numpy(pair).permute(3, 0, 1, 2).float() / 255.0
-        clip = (_short_side_scale(clip) - mean) / std
-        views += _three_crops(clip)
+        views += clip_views(frames[first], frames[last])
     return torch.stack(views)
+
+
+def clip_views(first: np.ndarray, last: np.ndarray) -> list[torch.Tensor]:
+    """The three (3, 2, 224, 224) crops of the clip whose first and last frames (RGB uint8
+    arrays) are given: scaled, CLIP-normalised, cropped along the long side."""
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1, 1)
+    pair = np.stack([first, last])  # (T, H, W, C)
+    clip = torch.from_numpy(pair).permute(3, 0, 1, 2).float() / 255.0
+    clip = (_short_side_scale(clip) - mean) / std
+    return _three_crops(clip)

@@ -9,6 +9,6 @@ standard library alone). `ui` is the page of `bind serve --ui` over a collection
 files in `static/`), `thumbs` the thumbnails it shows.
 
 Imports: bindcli._util, bindcli.errors, bindcli.modality, bindcli.vectors, bindcli.media,
-bindcli.model, bindcli.embed, bindcli.collections and bindcli.zeroshot (the page's search and
-labels).
+bindcli.model, bindcli.embed, bindcli.windows, bindcli.collections and bindcli.zeroshot (the
+page's search and labels).
 """

@@ -57,13 +57,13 @@ async def results(
         for n, future, result in zip(slots, futures, answered.result()):
             name, inp = named[n]
             if isinstance(result, InputError):
-                result = InputError(name, _as_sent(result.reason, name, inp))
+                result = InputError(name, as_sent(result.reason, name, inp))
             answers[n] = result
-            warned[n] = [dataclasses.replace(w, message=_as_sent(w.message, name, inp)) for w in future.warned]
+            warned[n] = [dataclasses.replace(w, message=as_sent(w.message, name, inp)) for w in future.warned]
     return answers, warned
 
 
-def _as_sent(message: str, name: str, inp: "Input") -> str:
+def as_sent(message: str, name: str, inp: "Input") -> str:
     """A message about `inp` in the client's words: a file it sent named as it named it, not
     as the spool file the server wrote (`/tmp/bind-serve-XXXX/0.jpg`)."""
     return message if inp.literal else message.replace(inp.source, name)

@@ -36,7 +36,7 @@ from bindcli._util.paths import not_a_file
 from bindcli.errors import InputError
 from bindcli.modality import Kind
 from bindcli.serve import inputs, openai, protocol, weaviate
-from bindcli.serve.answers import CLIENT_GONE, Json, results, token_count, vector
+from bindcli.serve.answers import CLIENT_GONE, Json, as_sent, results, token_count, vector
 from bindcli.serve.inputs import Refused as _Refused
 from bindcli.serve.limits import Limits
 from bindcli.serve.protocol import is_loopback
@@ -108,7 +108,10 @@ def build_app(batcher: "Batcher", settings: Settings) -> Starlette:
                 named, options = await _multipart(request, settings, Path(spool))
             else:
                 named, options = _json_inputs(await inputs.json_body(request), request, settings, Path(spool))
-            answered = await results(request, batcher, named, use_cache=options.cache)
+            if options.segments is None:
+                answered = await results(request, batcher, named, use_cache=options.cache)
+            else:
+                named, answered = await _segment_results(batcher, named, options)
         if answered is None:
             return Response(status_code=CLIENT_GONE)
         got, warned = answered
@@ -350,6 +353,34 @@ def _allowed_path(path: str, local: bool, settings: Settings) -> str:
     return str(resolved)
 
 
+async def _segment_results(batcher: "Batcher", named: list, options: protocol.Options) -> tuple[list, tuple]:
+    """A request with `segments`: its files read in windows (one answer per file and reading,
+    each with its windows' vectors and times), embedded by the server's embedder through the
+    segment pipeline on a thread beside the batcher (`Embedder._encode_segments`), with the
+    server's embedding cache whatever `cache` says."""
+    from bindcli.embed.inputs import in_segments
+    from bindcli.errors import UsageError
+    from bindcli.windows import Reading, Window
+
+    try:
+        window = Window.parse(options.segments)  # type: ignore[arg-type]
+        readings = [Reading(r) for r in options.readings]
+        expanded = []
+        for name, x in named:
+            expanded += [(name, y) for y in ([x] if isinstance(x, _Refused) else in_segments([x], window, readings))]
+    except (UsageError, ValueError) as exc:
+        raise HTTPException(400, str(exc)) from None
+    live = [(n, x) for n, (_, x) in enumerate(expanded) if not isinstance(x, (_Refused, InputError))]
+    results: list = [InputError(name, str(x)) if isinstance(x, _Refused) else x if isinstance(x, InputError)
+                     else None for name, x in expanded]
+    if live:
+        found = await asyncio.to_thread(batcher.embedder.embed, [x for _, x in live])
+        for (n, x), result in zip(live, found):
+            name = expanded[n][0]
+            results[n] = InputError(name, as_sent(result.reason, name, x)) if isinstance(result, InputError) else result
+    return expanded, (results, [[] for _ in expanded])
+
+
 # --- answering bind's own requests -------------------------------------------------------------
 
 
@@ -357,6 +388,15 @@ def _result(name: str, r: "Embedding | InputError", warned: "list[Caught]", *, r
     answers = [w.answer() for w in warned]
     if isinstance(r, InputError):
         return protocol.failed(name, r.reason, answers)
+    from bindcli.embed.stages import Segments
+
+    if isinstance(r, Segments):
+        answer = protocol.embedded(name, r.input.kind.value, [], r.sha256, r.cached, answers)
+        del answer["embedding"]
+        answer["reading"] = r.input.reading.value  # type: ignore[union-attr]
+        answer["segments"] = [protocol.segment(e.start, e.end, vector(e.raw if raw else e.unit, b64=b64))
+                              for e in r.parts]
+        return answer
     return protocol.embedded(name, r.input.kind.value, vector(r.raw if raw else r.unit, b64=b64),
                              r.sha256, r.cached, answers)
 
@@ -368,7 +408,8 @@ def _npy(named: Sequence, results: list, warned: list, *, raw: bool) -> Response
 
     from bindcli._util.formats import npy_bytes
 
-    rows = [(r.raw if raw else r.unit) for r in results if not isinstance(r, InputError)]
+    rows = [row for r in results if not isinstance(r, InputError)
+            for row in (np.atleast_2d(r.raw if raw else r.unit))]  # a file in segments: a row per window
     errors = [{"input": name, "error": r.reason} for (name, _), r in zip(named, results) if isinstance(r, InputError)]
     if not rows:
         raise HTTPException(422, "; ".join(f"{e['input']}: {e['error']}" for e in errors))

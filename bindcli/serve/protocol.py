@@ -61,6 +61,10 @@ class Options:
     raw: bool = False
     cache: bool = True
     base64: bool = False
+    #: `--segments` of the request (`"2s:1s"`): each long file answers one vector per window
+    segments: str | None = None
+    #: how a video's windows are read (`clips`, `frames`, `sound`), with `segments`
+    readings: tuple[str, ...] = ()
 
 
 #: how a query string (or a JSON string) may say yes or no
@@ -83,7 +87,15 @@ def read_options(body: dict, query: dict) -> Options:
     fmt = body.get("encoding_format", query.get("encoding_format", "float"))
     if fmt not in ("float", "base64"):
         raise ValueError("encoding_format must be float or base64")
-    return Options(raw=flag("raw", False), cache=flag("cache", True), base64=fmt == "base64")
+    segments = body.get("segments", query.get("segments"))
+    if segments is not None and not isinstance(segments, str):
+        raise ValueError("segments must be a string such as \"2s:1s\"")
+    readings = body.get("reading", query.get("reading", ()))
+    readings = (readings,) if isinstance(readings, str) else readings
+    if not isinstance(readings, (list, tuple)) or not all(isinstance(r, str) for r in readings):
+        raise ValueError("reading must be a string or a list of them")
+    return Options(raw=flag("raw", False), cache=flag("cache", True), base64=fmt == "base64",
+                   segments=segments, readings=tuple(readings))
 
 
 # --- answers: the server writes them, the client reads them -------------------------------
@@ -152,6 +164,11 @@ def embedded(name: str, modality: str, embedding: "list[float] | str", sha256: s
     """One input's answer when it was embedded."""
     return {"input": name, "modality": modality, "embedding": embedding, "sha256": sha256,
             "cached": cached, **warnings_field(warned)}
+
+
+def segment(start: float, end: float, embedding: "list[float] | str") -> dict:
+    """One window of a file embedded in segments, in its answer's `segments`."""
+    return {"start": start, "end": end, "embedding": embedding}
 
 
 def failed(name: str, reason: str, warned: Iterable[dict] = ()) -> dict:
