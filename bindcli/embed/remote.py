@@ -377,7 +377,7 @@ class RemoteEmbedder(BaseEmbedder):
 
     def cache_key(self, inp: "Input", sha: str) -> CacheKey:
         """An input's key in the embedding cache: the server's embedder's key for it."""
-        return cache_key(inp, sha, self.model.id, self.placement.precision, self._loading)
+        return cache_key(inp, sha, self.model.id, self.placement.precision, self._loading, self.adapter)
 
     def describe(self) -> str:
         """The note a command prints when it uses the server."""
