@@ -309,7 +309,7 @@ def _anchors(
 
     if data.by_class:
         kinds = {x.kind for x in inputs if isinstance(x, Input)}
-        directions = class_directions(embedder, data.dataset(), templates_for(kinds, settings.templates))
+        directions = class_directions(embedder, data.dataset().classes, templates_for(kinds, settings.templates))
         index = {c: i for i, c in enumerate(data.classes)}
         found = [
             (directions[x.kind][index[e.target]], directions[x.kind]) if isinstance(x, Input) else (None, None)
