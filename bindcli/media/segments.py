@@ -38,7 +38,7 @@ from PIL import Image
 from bindcli.errors import InputError, InputWarning, attributed_to
 from bindcli.media import audio, imu, video
 from bindcli.media.clips import clip_spans
-from bindcli.media.image import check_shape, vision_tensor
+from bindcli.media.image import vision_tensor
 from bindcli.media.options import MediaOptions
 from bindcli.media.seek import frame_seconds, stream_seconds
 from bindcli.media.sound import open_track
@@ -192,15 +192,7 @@ def _pictures(
     """Windows of the video track, decoded front to back once; a frame is converted only if
     some window wants it, and kept only until the last window that wants it is made."""
     with decoding(source, "video"), av.open(str(path)) as container:
-        if not container.streams.video:
-            raise InputError(source, "no video track")
-        stream = container.streams.video[0]
-        check_shape(source, stream.width, stream.height, "video")
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        if not rate:
-            raise InputError(source, "the video's frame rate is unknown")
-        fps = float(rate)
+        stream, fps = video.video_track(container, source)
         count = video.frame_count(stream, fps)
         spans = window.spans(count / fps)
         wants = [_wanted_frames(reading, a, b, fps, count - 1, options) for a, b in spans]

@@ -116,19 +116,25 @@ def _three_crops(clip: torch.Tensor) -> list[torch.Tensor]:
     return crops
 
 
+def video_track(container: "av.container.InputContainer", source: str | Path) -> "tuple[av.VideoStream, float]":
+    """The container's first video stream, checked and set to decode on threads, with its
+    frame rate: what every reader of a video's pictures starts from."""
+    if not container.streams.video:
+        raise InputError(source, "no video track")
+    stream = container.streams.video[0]
+    check_shape(source, stream.width, stream.height, "video")
+    stream.thread_type = "AUTO"
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        raise InputError(source, "the video's frame rate is unknown")
+    return stream, float(rate)
+
+
 def load_video(source: str | Path, options: MediaOptions) -> torch.Tensor:
     """(clips * 3, 3, 2, 224, 224) float32."""
     path = existing_file(source)
     with decoding(source, "video"), av.open(str(path)) as container:
-        if not container.streams.video:
-            raise InputError(source, "no video track")
-        stream = container.streams.video[0]
-        check_shape(source, stream.width, stream.height, "video")
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        if not rate:
-            raise InputError(source, "the video's frame rate is unknown")
-        fps = float(rate)
+        stream, fps = video_track(container, source)
         wanted = frame_indices(frame_count(stream, fps), fps, options)
         frames = decode_frames(container, wanted, fps, source)
     views = []
