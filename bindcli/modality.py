@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +74,14 @@ class Modality:
 
     def _loader(self) -> Callable[[str | Path, "MediaOptions"], "torch.Tensor"]:
         module, _, function = self.loader.partition(":")
-        return getattr(importlib.import_module(f"bindcli.media.{module}"), function)
+        # loader threads import the loaders on first use; torchaudio's package imports itself
+        # in a cycle, which a second thread importing it at once sees half done: one at a time
+        with _IMPORTING:
+            loaded = importlib.import_module(f"bindcli.media.{module}")
+        return getattr(loaded, function)
+
+
+_IMPORTING = threading.Lock()
 
 
 _PHOTO = ("a photo of a {}.", "a photo of the {}.", "a close-up photo of a {}.",

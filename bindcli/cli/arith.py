@@ -72,8 +72,8 @@ def arith(
     import numpy as np
 
     from bindcli.collections.nearest import index_for
-    from bindcli.collections.timed import with_times
     from bindcli.collections.store import Hit
+    from bindcli.collections.timed import with_times
     from bindcli.query import Query
 
     parsed = Query.parse(expression or [], text or [])

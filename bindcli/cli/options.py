@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli.collections.store import CollectionRecord, Store
     from bindcli.embed.inputs import Input
     from bindcli.errors import InputError
-    from bindcli.windows import Reading, Window
     from bindcli.media.options import MediaOptions
+    from bindcli.windows import Reading, Window
 
 #: exit statuses: all inputs done / some inputs (or the run) failed / the command line is wrong
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

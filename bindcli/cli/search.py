@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from bindcli.collections.collection import Collection
-
     from bindcli.query import Query
 
 

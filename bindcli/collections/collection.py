@@ -28,11 +28,11 @@ from bindcli.modality import Kind
 from bindcli.query import Query, Term, leave_out_each
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.windows import Reading, Window
     from bindcli.collections.ingest import Report
     from bindcli.embed.embedder import Embedder
     from bindcli.embed.identity import Model
     from bindcli.media.options import MediaOptions
+    from bindcli.windows import Reading, Window
 
 #: what embeds for a collection: an embedder, or a function that builds one when first needed
 EmbedderSource = Union["Embedder", Callable[[], "Embedder"]]

@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bindcli._util.hashing import Progress
     from bindcli.collections.store import Store
     from bindcli.media import MediaOptions
-    from bindcli.model.adapter import Adapter
     from bindcli.media.segments import Segment
+    from bindcli.model.adapter import Adapter
     from bindcli.weights import Notify
 
 

@@ -36,7 +36,12 @@ from bindcli.embed.embedder import BaseEmbedder
 from bindcli.embed.identity import CacheKey, Model, cache_key, config_id, loading_options
 from bindcli.embed.stages import LOCAL_URI, Embedding, EmbeddingCache
 from bindcli.errors import (
-    BindError, InputError, InputWarning, UsageError, WeightsNotDownloaded, attributed_to,
+    BindError,
+    InputError,
+    InputWarning,
+    UsageError,
+    WeightsNotDownloaded,
+    attributed_to,
 )
 from bindcli.serve.protocol import is_loopback
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bindcli.errors import UsageError
 from bindcli.eval import tables
-from bindcli.eval.presets import release_file, files_by_stem, found_of, paper_templates, youtube_clip
+from bindcli.eval.presets import files_by_stem, found_of, paper_templates, release_file, youtube_clip
 from bindcli.eval.retrieval import Retrieval, Side
 from bindcli.modality import Kind
 

@@ -44,7 +44,7 @@ from bindcli.media.seek import frame_seconds, stream_seconds
 from bindcli.media.sound import open_track
 from bindcli.media.source import decoding, existing_file
 from bindcli.modality import Kind
-from bindcli.windows import READINGS, EPSILON, Reading, Window, clock
+from bindcli.windows import EPSILON, READINGS, Reading, Window, clock
 
 SR = audio.SAMPLE_RATE
 

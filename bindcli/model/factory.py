@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from bindcli.model.adapter import Adapter
 from bindcli.model.checkpoint import check_state_dict, read_state_dict
 from bindcli.model.config import ModelConfig, load_config
-from bindcli.model.adapter import Adapter
 from bindcli.model.imagebind import ImageBind, normalize_modalities
 from bindcli.model.placement import Precision
 from bindcli.model.quantize import quantize_int8, unavailable_reason

@@ -43,10 +43,10 @@ from bindcli.serve.protocol import is_loopback
 from bindcli.serve.urls import UrlPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bindcli.serve.ui import Page
     from bindcli.embed.stages import Embedding
     from bindcli.serve.batching import Batcher
     from bindcli.serve.caught import Caught
+    from bindcli.serve.ui import Page
 
 NPY = "application/x-npy"
 #: the APIs of other programs that `--compat` turns on

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from bindcli.modality import Kind
-from bindcli.serve import inputs, protocol, tokens, urls
+from bindcli.serve import inputs, tokens, urls
 from bindcli.serve.inputs import Refused
 
 if TYPE_CHECKING:  # pragma: no cover
