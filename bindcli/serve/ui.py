@@ -399,14 +399,12 @@ def _search(db: Path, name: str, vectors_id: str, terms: list[_Term], vectors: l
         return {"collection": name, "hits": [_hit(h, ids.get(h.path)) for h in hits]}
 
 
-def _hit(hit, item: int | None) -> dict:  # noqa: ANN001 - a Hit (or a segment's hit)
+def _hit(hit, item: int | None) -> dict:  # noqa: ANN001 - a Hit
     """A hit as the page reads it; `start` and `end` (seconds) where the hit is a segment."""
     answer = {"id": item, "path": path_text(hit.path), "name": os.path.basename(path_text(hit.path)),
               "kind": hit.kind, "score": round(float(hit.score), 4), "pictured": hit.kind in PICTURED}
-    for key in ("start", "end"):
-        value = getattr(hit, key, None)
-        if value is not None:
-            answer[key] = float(value)
+    if hit.start is not None:
+        answer.update(start=float(hit.start), end=float(hit.end))
     return answer
 
 
